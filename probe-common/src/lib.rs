@@ -1,0 +1,257 @@
+//! Records shared by napiscope's eBPF programs (kernel side) and `napiscope` (user side).
+//!
+//! Every struct is `#[repr(C)]` with explicit padding so that its layout is the same on the
+//! BPF target and on the host; the `const` assertions below fail the build if it is not.
+#![no_std]
+
+/// Kind of a recorded event. The numeric codes are stable: they cross the ring buffer.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    SoftirqRaise = 1,
+    SoftirqEntry = 2,
+    SoftirqExit = 3,
+    NapiPoll = 4,
+    NetifRx = 5,
+    NetifRxExit = 6,
+    NetifReceiveSkb = 7,
+    SchedSwitch = 8,
+    SchedWaking = 9,
+    SchedWakeup = 10,
+    IpiSendCpu = 11,
+    CsdQueueCpu = 12,
+    CsdFunctionEntry = 13,
+    SchedWakeIdleWithoutIpi = 14,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 14] = [
+        EventKind::SoftirqRaise,
+        EventKind::SoftirqEntry,
+        EventKind::SoftirqExit,
+        EventKind::NapiPoll,
+        EventKind::NetifRx,
+        EventKind::NetifRxExit,
+        EventKind::NetifReceiveSkb,
+        EventKind::SchedSwitch,
+        EventKind::SchedWaking,
+        EventKind::SchedWakeup,
+        EventKind::IpiSendCpu,
+        EventKind::CsdQueueCpu,
+        EventKind::CsdFunctionEntry,
+        EventKind::SchedWakeIdleWithoutIpi,
+    ];
+
+    pub fn from_code(code: u16) -> Option<EventKind> {
+        EventKind::ALL.iter().copied().find(|k| *k as u16 == code)
+    }
+
+    /// The tracepoint's own name; this is what the `event` column holds.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::SoftirqRaise => "softirq_raise",
+            EventKind::SoftirqEntry => "softirq_entry",
+            EventKind::SoftirqExit => "softirq_exit",
+            EventKind::NapiPoll => "napi_poll",
+            EventKind::NetifRx => "netif_rx",
+            EventKind::NetifRxExit => "netif_rx_exit",
+            EventKind::NetifReceiveSkb => "netif_receive_skb",
+            EventKind::SchedSwitch => "sched_switch",
+            EventKind::SchedWaking => "sched_waking",
+            EventKind::SchedWakeup => "sched_wakeup",
+            EventKind::IpiSendCpu => "ipi_send_cpu",
+            EventKind::CsdQueueCpu => "csd_queue_cpu",
+            EventKind::CsdFunctionEntry => "csd_function_entry",
+            EventKind::SchedWakeIdleWithoutIpi => "sched_wake_idle_without_ipi",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<EventKind> {
+        EventKind::ALL.iter().copied().find(|k| k.name() == name)
+    }
+}
+
+/// Execution context of the CPU when the event fired, tracked per CPU in the kernel from
+/// irq/softirq entry and exit tracepoints (BPF tracepoint programs run before the kernel fills
+/// `common_flags`, so the ftrace context flags are not available to them).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ctx {
+    /// Process context (this includes BH-disabled sections such as a backlog thread's poll).
+    Task = 0,
+    /// Serving a softirq (between softirq_entry and softirq_exit on this CPU).
+    Softirq = 1,
+    /// Inside a hard interrupt handler or an IPI / APIC vector.
+    Hardirq = 2,
+}
+
+impl Ctx {
+    pub fn from_code(code: u8) -> Option<Ctx> {
+        match code {
+            0 => Some(Ctx::Task),
+            1 => Some(Ctx::Softirq),
+            2 => Some(Ctx::Hardirq),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Ctx::Task => "task",
+            Ctx::Softirq => "softirq",
+            Ctx::Hardirq => "hardirq",
+        }
+    }
+    pub fn from_name(name: &str) -> Option<Ctx> {
+        [Ctx::Task, Ctx::Softirq, Ctx::Hardirq]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
+}
+
+pub const COMM_LEN: usize = 16;
+
+/// One event as written into the ring buffer. Which generic field carries what depends on
+/// `kind`; the table lives in `probe-cli/src/decode.rs` and in docs/schema.md.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RawEvent {
+    pub ts_ns: u64,
+    /// Per-CPU sequence number, incremented for every event the CPU produced, including the
+    /// ones lost because the ring buffer was full: a gap proves a loss.
+    pub seq: u64,
+    /// skb, napi or csd address, or the IPI callsite.
+    pub ptr: u64,
+    /// A kernel function address (csd func, IPI callback).
+    pub func: u64,
+    /// sched_switch prev_state.
+    pub state: i64,
+    pub cpu: u32,
+    /// The current task's pid (kernel tid).
+    pub pid: u32,
+    /// vec / work / len / ret / target cpu.
+    pub arg0: i32,
+    /// budget / the other task's pid.
+    pub arg1: i32,
+    pub kind: u16,
+    pub ctx: u8,
+    pub _pad: [u8; 5],
+    /// The current task's comm.
+    pub comm: [u8; COMM_LEN],
+    /// Device name, or the other task's comm (woken task, next task).
+    pub name: [u8; COMM_LEN],
+}
+
+impl RawEvent {
+    pub const fn zeroed() -> RawEvent {
+        RawEvent {
+            ts_ns: 0,
+            seq: 0,
+            ptr: 0,
+            func: 0,
+            state: 0,
+            cpu: 0,
+            pid: 0,
+            arg0: 0,
+            arg1: 0,
+            kind: 0,
+            ctx: 0,
+            _pad: [0; 5],
+            comm: [0; COMM_LEN],
+            name: [0; COMM_LEN],
+        }
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<RawEvent>() == 96);
+const _: () = assert!(core::mem::align_of::<RawEvent>() == 8);
+
+/// Per-CPU state kept by the eBPF programs (one entry of a per-CPU array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuState {
+    /// Next sequence number.
+    pub seq: u64,
+    /// Events this CPU could not put into the ring buffer.
+    pub lost: u64,
+    /// Events emitted successfully.
+    pub emitted: u64,
+    /// Nesting depth of hard interrupt handlers.
+    pub hardirq_depth: u32,
+    /// Softirq vector being served + 1, or 0.
+    pub softirq: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<CpuState>() == 32);
+
+/// Byte offsets of the tracepoint fields the programs read. They are taken from the running
+/// kernel's tracefs `format` files at load time (never assumed), and written into the
+/// programs' read-only data before loading.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TpOffsets {
+    pub softirq_vec: u32,
+    pub napi_napi: u32,
+    pub napi_dev_name: u32,
+    pub napi_work: u32,
+    pub napi_budget: u32,
+    pub switch_prev_comm: u32,
+    pub switch_prev_pid: u32,
+    pub switch_prev_state: u32,
+    pub switch_next_comm: u32,
+    pub switch_next_pid: u32,
+    pub waking_comm: u32,
+    pub waking_pid: u32,
+    pub waking_target_cpu: u32,
+    pub wakeup_comm: u32,
+    pub wakeup_pid: u32,
+    pub wakeup_target_cpu: u32,
+    pub ipi_cpu: u32,
+    pub ipi_callsite: u32,
+    pub ipi_callback: u32,
+    pub csdq_cpu: u32,
+    pub csdq_func: u32,
+    pub csdq_csd: u32,
+    pub csdf_func: u32,
+    pub csdf_csd: u32,
+    pub idle_cpu: u32,
+    pub rx_skb: u32,
+    pub rx_len: u32,
+    pub rx_name: u32,
+    pub rxexit_ret: u32,
+    pub rcv_skb: u32,
+    pub rcv_len: u32,
+    pub rcv_name: u32,
+}
+
+/// Run-time settings written into the programs' read-only data before loading.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Bit N set: record CPU N. 1024 CPUs.
+    pub cpu_mask: [u64; 16],
+    /// Bit V set: record softirq raise/entry/exit of vector V (context tracking sees all).
+    pub softirq_mask: u32,
+    pub _pad: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            cpu_mask: [u64::MAX; 16],
+            softirq_mask: 1 << NET_RX_SOFTIRQ,
+            _pad: 0,
+        }
+    }
+}
+
+pub const NET_RX_SOFTIRQ: u32 = 3;
+pub const MAX_CPUS: usize = 1024;
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data, repr(C), no implicit padding (checked by the size asserts).
+    unsafe impl aya::Pod for super::RawEvent {}
+    unsafe impl aya::Pod for super::CpuState {}
+    unsafe impl aya::Pod for super::TpOffsets {}
+    unsafe impl aya::Pod for super::Settings {}
+}

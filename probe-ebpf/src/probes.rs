@@ -1,0 +1,412 @@
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
+        bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
+    },
+    macros::{map, tracepoint},
+    maps::{PerCpuArray, RingBuf},
+    programs::TracePointContext,
+    EbpfContext,
+};
+use probe_common::{
+    CpuState, Ctx, EventKind, RawEvent, Settings, TpOffsets, COMM_LEN, MAX_CPUS,
+};
+
+/// Written by userspace before loading (from the kernel's tracefs format files).
+#[unsafe(no_mangle)]
+static OFFSETS: TpOffsets = TpOffsets {
+    softirq_vec: 0,
+    napi_napi: 0,
+    napi_dev_name: 0,
+    napi_work: 0,
+    napi_budget: 0,
+    switch_prev_comm: 0,
+    switch_prev_pid: 0,
+    switch_prev_state: 0,
+    switch_next_comm: 0,
+    switch_next_pid: 0,
+    waking_comm: 0,
+    waking_pid: 0,
+    waking_target_cpu: 0,
+    wakeup_comm: 0,
+    wakeup_pid: 0,
+    wakeup_target_cpu: 0,
+    ipi_cpu: 0,
+    ipi_callsite: 0,
+    ipi_callback: 0,
+    csdq_cpu: 0,
+    csdq_func: 0,
+    csdq_csd: 0,
+    csdf_func: 0,
+    csdf_csd: 0,
+    idle_cpu: 0,
+    rx_skb: 0,
+    rx_len: 0,
+    rx_name: 0,
+    rxexit_ret: 0,
+    rcv_skb: 0,
+    rcv_len: 0,
+    rcv_name: 0,
+};
+
+#[unsafe(no_mangle)]
+static SETTINGS: Settings = Settings {
+    cpu_mask: [u64::MAX; 16],
+    softirq_mask: 1 << 3,
+    _pad: 0,
+};
+
+/// Size is set by userspace (`--ring-buffer-mb`).
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+#[map]
+static STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
+
+macro_rules! off {
+    ($field:ident) => {
+        // Volatile: the value is patched into .rodata at load time; the compiler must not
+        // constant-fold the zero it sees here.
+        unsafe { core::ptr::read_volatile(&raw const OFFSETS.$field) as usize }
+    };
+}
+
+#[inline(always)]
+fn state() -> Option<&'static mut CpuState> {
+    let p = STATE.get_ptr_mut(0)?;
+    Some(unsafe { &mut *p })
+}
+
+#[inline(always)]
+fn cpu_selected(cpu: u32) -> bool {
+    let cpu = cpu as usize;
+    if cpu >= MAX_CPUS {
+        return false;
+    }
+    let word = unsafe { core::ptr::read_volatile(&raw const SETTINGS.cpu_mask[cpu / 64]) };
+    word & (1u64 << (cpu % 64)) != 0
+}
+
+#[inline(always)]
+fn current_ctx(st: &CpuState) -> u8 {
+    if st.hardirq_depth > 0 {
+        Ctx::Hardirq as u8
+    } else if st.softirq != 0 {
+        Ctx::Softirq as u8
+    } else {
+        Ctx::Task as u8
+    }
+}
+
+/// Reserve, fill and submit one event; count it as lost when the ring buffer is full.
+#[inline(always)]
+fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if !cpu_selected(cpu) {
+        return;
+    }
+    let Some(st) = state() else { return };
+    let seq = st.seq;
+    st.seq += 1;
+    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+        st.lost += 1;
+        return;
+    };
+    let mut ev = RawEvent::zeroed();
+    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.seq = seq;
+    ev.cpu = cpu;
+    ev.pid = bpf_get_current_pid_tgid() as u32;
+    ev.kind = kind as u16;
+    ev.ctx = current_ctx(st);
+    if let Ok(comm) = bpf_get_current_comm() {
+        ev.comm = comm;
+    }
+    fill(&mut ev);
+    entry.write(ev);
+    entry.submit(0);
+    st.emitted += 1;
+}
+
+#[inline(always)]
+fn read<T>(ctx: &TracePointContext, off: usize) -> T
+where
+    T: Default,
+{
+    unsafe { ctx.read_at::<T>(off) }.unwrap_or_default()
+}
+
+/// Read a `__data_loc char[]` field into `dst`.
+#[inline(always)]
+fn read_data_loc(ctx: &TracePointContext, off: usize, dst: &mut [u8; COMM_LEN]) {
+    let loc: u32 = read(ctx, off);
+    let data = (loc & 0xffff) as usize;
+    let src = unsafe { (ctx.as_ptr() as *const u8).add(data) };
+    let _ = unsafe { bpf_probe_read_kernel_str_bytes(src, dst) };
+}
+
+#[inline(always)]
+fn read_comm(ctx: &TracePointContext, off: usize) -> [u8; COMM_LEN] {
+    read::<[u8; COMM_LEN]>(ctx, off)
+}
+
+/// The kernel threads whose scheduling the model needs: ksoftirqd/N and backlog_napi/N.
+#[inline(always)]
+fn interesting_thread(comm: &[u8; COMM_LEN]) -> bool {
+    const KSOFTIRQD: &[u8; 10] = b"ksoftirqd/";
+    const BACKLOG: &[u8; 13] = b"backlog_napi/";
+    let mut k = true;
+    let mut i = 0;
+    while i < KSOFTIRQD.len() {
+        if comm[i] != KSOFTIRQD[i] {
+            k = false;
+        }
+        i += 1;
+    }
+    if k {
+        return true;
+    }
+    let mut i = 0;
+    while i < BACKLOG.len() {
+        if comm[i] != BACKLOG[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+// ---- context trackers -------------------------------------------------------------------
+
+#[inline(always)]
+fn hardirq_enter() -> u32 {
+    if let Some(st) = state() {
+        if st.hardirq_depth < 8 {
+            st.hardirq_depth += 1;
+        }
+    }
+    0
+}
+
+#[inline(always)]
+fn hardirq_exit() -> u32 {
+    if let Some(st) = state() {
+        st.hardirq_depth = st.hardirq_depth.saturating_sub(1);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn irq_handler_entry(_ctx: TracePointContext) -> u32 {
+    hardirq_enter()
+}
+#[tracepoint]
+pub fn irq_handler_exit(_ctx: TracePointContext) -> u32 {
+    hardirq_exit()
+}
+#[tracepoint]
+pub fn vector_entry(_ctx: TracePointContext) -> u32 {
+    hardirq_enter()
+}
+#[tracepoint]
+pub fn vector_exit(_ctx: TracePointContext) -> u32 {
+    hardirq_exit()
+}
+
+#[inline(always)]
+fn softirq_event(ctx: &TracePointContext, kind: EventKind) -> u32 {
+    let vec: u32 = read(ctx, off!(softirq_vec));
+    let mask = unsafe { core::ptr::read_volatile(&raw const SETTINGS.softirq_mask) };
+    if let Some(st) = state() {
+        match kind {
+            // Softirqs never run inside a hard interrupt: entry proves the depth is 0, which
+            // heals the tracker after a missed irq exit.
+            EventKind::SoftirqEntry => {
+                st.hardirq_depth = 0;
+                st.softirq = vec + 1;
+            }
+            EventKind::SoftirqExit => {}
+            _ => {}
+        }
+    }
+    if vec < 32 && mask & (1 << vec) != 0 {
+        emit(kind, |ev| ev.arg0 = vec as i32);
+    }
+    if kind == EventKind::SoftirqExit {
+        if let Some(st) = state() {
+            st.softirq = 0;
+        }
+    }
+    0
+}
+
+#[tracepoint]
+pub fn softirq_raise(ctx: TracePointContext) -> u32 {
+    softirq_event(&ctx, EventKind::SoftirqRaise)
+}
+#[tracepoint]
+pub fn softirq_entry(ctx: TracePointContext) -> u32 {
+    softirq_event(&ctx, EventKind::SoftirqEntry)
+}
+#[tracepoint]
+pub fn softirq_exit(ctx: TracePointContext) -> u32 {
+    softirq_event(&ctx, EventKind::SoftirqExit)
+}
+
+// ---- receive path -----------------------------------------------------------------------
+
+#[tracepoint]
+pub fn napi_poll(ctx: TracePointContext) -> u32 {
+    let napi: u64 = read(&ctx, off!(napi_napi));
+    let work: i32 = read(&ctx, off!(napi_work));
+    let budget: i32 = read(&ctx, off!(napi_budget));
+    emit(EventKind::NapiPoll, |ev| {
+        ev.ptr = napi;
+        ev.arg0 = work;
+        ev.arg1 = budget;
+        read_data_loc(&ctx, off!(napi_dev_name), &mut ev.name);
+    });
+    0
+}
+
+#[tracepoint]
+pub fn netif_rx(ctx: TracePointContext) -> u32 {
+    let skb: u64 = read(&ctx, off!(rx_skb));
+    let len: u32 = read(&ctx, off!(rx_len));
+    emit(EventKind::NetifRx, |ev| {
+        ev.ptr = skb;
+        ev.arg0 = len as i32;
+        read_data_loc(&ctx, off!(rx_name), &mut ev.name);
+    });
+    0
+}
+
+#[tracepoint]
+pub fn netif_rx_exit(ctx: TracePointContext) -> u32 {
+    let ret: i32 = read(&ctx, off!(rxexit_ret));
+    emit(EventKind::NetifRxExit, |ev| ev.arg0 = ret);
+    0
+}
+
+#[tracepoint]
+pub fn netif_receive_skb(ctx: TracePointContext) -> u32 {
+    let skb: u64 = read(&ctx, off!(rcv_skb));
+    let len: u32 = read(&ctx, off!(rcv_len));
+    emit(EventKind::NetifReceiveSkb, |ev| {
+        ev.ptr = skb;
+        ev.arg0 = len as i32;
+        read_data_loc(&ctx, off!(rcv_name), &mut ev.name);
+    });
+    0
+}
+
+// ---- IPIs and cross-CPU function calls --------------------------------------------------
+
+#[tracepoint]
+pub fn ipi_send_cpu(ctx: TracePointContext) -> u32 {
+    let cpu: u32 = read(&ctx, off!(ipi_cpu));
+    let callsite: u64 = read(&ctx, off!(ipi_callsite));
+    let callback: u64 = read(&ctx, off!(ipi_callback));
+    emit(EventKind::IpiSendCpu, |ev| {
+        ev.arg0 = cpu as i32;
+        ev.ptr = callsite;
+        ev.func = callback;
+    });
+    0
+}
+
+#[tracepoint]
+pub fn csd_queue_cpu(ctx: TracePointContext) -> u32 {
+    let cpu: u32 = read(&ctx, off!(csdq_cpu));
+    let func: u64 = read(&ctx, off!(csdq_func));
+    let csd: u64 = read(&ctx, off!(csdq_csd));
+    emit(EventKind::CsdQueueCpu, |ev| {
+        ev.arg0 = cpu as i32;
+        ev.func = func;
+        ev.ptr = csd;
+    });
+    0
+}
+
+#[tracepoint]
+pub fn csd_function_entry(ctx: TracePointContext) -> u32 {
+    let func: u64 = read(&ctx, off!(csdf_func));
+    let csd: u64 = read(&ctx, off!(csdf_csd));
+    emit(EventKind::CsdFunctionEntry, |ev| {
+        ev.func = func;
+        ev.ptr = csd;
+    });
+    0
+}
+
+#[tracepoint]
+pub fn sched_wake_idle_without_ipi(ctx: TracePointContext) -> u32 {
+    let cpu: i32 = read(&ctx, off!(idle_cpu));
+    emit(EventKind::SchedWakeIdleWithoutIpi, |ev| ev.arg0 = cpu);
+    0
+}
+
+// ---- scheduler, filtered to ksoftirqd/N and backlog_napi/N in the kernel -----------------
+
+#[tracepoint]
+pub fn sched_switch(ctx: TracePointContext) -> u32 {
+    // A context switch happens in task context: heal the trackers.
+    if let Some(st) = state() {
+        st.hardirq_depth = 0;
+    }
+    let prev = read_comm(&ctx, off!(switch_prev_comm));
+    let next = read_comm(&ctx, off!(switch_next_comm));
+    if !interesting_thread(&prev) && !interesting_thread(&next) {
+        return 0;
+    }
+    let prev_pid: i32 = read(&ctx, off!(switch_prev_pid));
+    let prev_state: i64 = read(&ctx, off!(switch_prev_state));
+    let next_pid: i32 = read(&ctx, off!(switch_next_pid));
+    emit(EventKind::SchedSwitch, |ev| {
+        ev.comm = prev;
+        ev.pid = prev_pid as u32;
+        ev.state = prev_state;
+        ev.name = next;
+        ev.arg1 = next_pid;
+    });
+    0
+}
+
+#[inline(always)]
+fn wake_event(ctx: &TracePointContext, kind: EventKind, comm: usize, pid: usize, target: usize) {
+    let woken = read_comm(ctx, comm);
+    if !interesting_thread(&woken) {
+        return;
+    }
+    let pid: i32 = read(ctx, pid);
+    let target_cpu: i32 = read(ctx, target);
+    emit(kind, |ev| {
+        ev.name = woken;
+        ev.arg1 = pid;
+        ev.arg0 = target_cpu;
+    });
+}
+
+#[tracepoint]
+pub fn sched_waking(ctx: TracePointContext) -> u32 {
+    wake_event(
+        &ctx,
+        EventKind::SchedWaking,
+        off!(waking_comm),
+        off!(waking_pid),
+        off!(waking_target_cpu),
+    );
+    0
+}
+
+#[tracepoint]
+pub fn sched_wakeup(ctx: TracePointContext) -> u32 {
+    wake_event(
+        &ctx,
+        EventKind::SchedWakeup,
+        off!(wakeup_comm),
+        off!(wakeup_pid),
+        off!(wakeup_target_cpu),
+    );
+    0
+}
