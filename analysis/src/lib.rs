@@ -1,1 +1,8 @@
+//! napiscope's analysis library: the trace format, and (growing) the reference model of the
+//! backlog-NAPI scheduling logic and the conformance checker. Pure: no kernel access here.
+pub mod event;
+pub mod mode;
+pub mod trace;
 
+pub use event::{Ctx, Event, EventKind};
+pub use trace::{read_trace, write_trace, Trace, TraceMeta, TraceWriter};

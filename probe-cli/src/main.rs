@@ -1,2 +1,243 @@
-static PROBES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/napiscope-probes"));
-fn main() { println!("{}", PROBES.len()); }
+//! `napiscope`: how this Linux kernel schedules receive-path work (NAPI, NET_RX softirq,
+//! ksoftirqd, RPS IPIs, backlog_napi threads), live and on record.
+
+mod decode;
+mod probes;
+mod record;
+mod status;
+mod symbols;
+mod system;
+mod tracefs;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes: 0 success, 1 failure / divergence, 2 unusable input or missing rights.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub msg: String,
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl CliError {
+    pub fn usage(msg: impl Into<String>) -> CliError {
+        CliError {
+            code: 2,
+            msg: msg.into(),
+        }
+    }
+    pub fn rights(r: &system::Rights) -> CliError {
+        CliError::usage(format!(
+            "missing {} (euid {}): tracing loads eBPF programs. Run as root (sudo napiscope ...) \
+             or grant the binary the capabilities: sudo setcap cap_bpf,cap_perfmon+ep $(which napiscope)",
+            r.missing().join(" and "),
+            r.euid
+        ))
+    }
+}
+
+#[derive(Parser)]
+#[command(
+    name = "napiscope",
+    version,
+    about = "See how this kernel schedules receive-path work: NAPI, NET_RX softirq, ksoftirqd, \
+             RPS IPIs and backlog_napi threads",
+    long_about = "napiscope traces the Linux receive path with eBPF tracepoints and tells which \
+                  backlog-NAPI mode the kernel runs in:\n  \
+                  A  no backlog-NAPI patch (before 6.10): remote RPS work goes by IPI\n  \
+                  B  patch present, threads off: same paths as A\n  \
+                  C  threads on (thread_backlog_napi or PREEMPT_RT): remote work wakes backlog_napi/N\n\n\
+                  Start with `napiscope status`, then `napiscope record -o trace.parquet -d 5`.",
+    after_help = "Exit codes: 0 ok, 1 failure, 2 bad input or missing rights (CAP_BPF + CAP_PERFMON)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Kernel, mode (A/B/C) with evidence, rights, tracefs/BTF/kprobes, and which probes attach
+    Status {
+        /// Machine-readable output (one JSON object)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record receive-path events to a Parquet file (one row per event; see docs/schema.md)
+    #[command(after_help = "Examples:\n  napiscope record -o trace.parquet -d 10\n  \
+                            napiscope record -o rps.parquet -C 0,1 --ring-buffer-mb 64\n\n\
+                            Ctrl-C or SIGTERM stops the recording and still writes a valid file.\n\
+                            Query it with DuckDB: SELECT event, cpu, count(*) FROM 'trace.parquet' GROUP BY ALL;")]
+    Record {
+        /// Output Parquet file
+        #[arg(short, long, value_name = "FILE.parquet")]
+        output: PathBuf,
+        /// How long to record: 10, 10s, 500ms, 2m (default: until Ctrl-C)
+        #[arg(short, long, value_parser = parse_duration, value_name = "DURATION")]
+        duration: Option<Duration>,
+        /// Only record these CPUs, e.g. 0,2-3 (default: all)
+        #[arg(short = 'C', long, value_name = "CPUS")]
+        cpus: Option<String>,
+        /// Ring buffer size in MiB (a power of two); raise it if events are lost
+        #[arg(long, default_value_t = 16, value_parser = parse_ring_mb)]
+        ring_buffer_mb: u32,
+        /// Write kernel addresses (skb, napi, csd) as they are, not as a per-recording hash
+        #[arg(long)]
+        raw_pointers: bool,
+        /// Record softirq raise/entry/exit of every vector, not only NET_RX
+        #[arg(long)]
+        all_softirqs: bool,
+        /// No progress line
+        #[arg(short, long)]
+        quiet: bool,
+        /// Print the final summary as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; use e.g. 10, 10s, 500ms, 2m"))?;
+    let secs = match unit {
+        "s" => v,
+        "ms" => v / 1000.0,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` in `{s}`; use ms, s, m or h")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("duration must be positive, got `{s}`"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_ring_mb(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of MiB"))?;
+    if v == 0 || !v.is_power_of_two() || v > 2048 {
+        return Err(format!("ring buffer size must be a power of two between 1 and 2048 MiB, got {v}"));
+    }
+    Ok(v)
+}
+
+fn parse_cpus(s: &str) -> Result<Vec<u32>, CliError> {
+    let online = system::online_cpus();
+    let cpus = system::parse_cpu_list(s).ok_or_else(|| {
+        CliError::usage(format!("`{s}` is not a CPU list; use e.g. 0,2-3"))
+    })?;
+    if cpus.is_empty() {
+        return Err(CliError::usage("the CPU list is empty"));
+    }
+    for c in &cpus {
+        if !online.contains(c) {
+            return Err(CliError::usage(format!(
+                "unknown CPU {c}: online CPUs are {}",
+                fmt_cpus(&online)
+            )));
+        }
+    }
+    Ok(cpus)
+}
+
+fn fmt_cpus(c: &[u32]) -> String {
+    c.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.cmd {
+        Cmd::Status { json } => {
+            let s = status::gather();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                status::print(&s);
+            }
+            Ok(0)
+        }
+        Cmd::Record {
+            output,
+            duration,
+            cpus,
+            ring_buffer_mb,
+            raw_pointers,
+            all_softirqs,
+            quiet,
+            json,
+        } => {
+            let cpus = cpus.as_deref().map(parse_cpus).transpose()?;
+            let summary = record::run(record::RecordOpts {
+                output,
+                duration,
+                cpus,
+                ring_buffer_mb,
+                raw_pointers,
+                all_softirqs,
+                quiet,
+                json,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                record::print_summary(&summary);
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = e.downcast_ref::<CliError>().map_or(1, |c| c.code);
+            eprintln!("napiscope: error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(parse_ring_mb("16").unwrap(), 16);
+        assert!(parse_ring_mb("3").is_err());
+        assert!(parse_ring_mb("0").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,172 @@
+//! `napiscope status`: what this host is, which mode it runs, what we may do, what attaches.
+
+use std::path::PathBuf;
+
+use analysis::{mode::ModeVerdict, TraceMeta};
+use serde::Serialize;
+
+use crate::{
+    probes::{self, ProbeResult},
+    record::build_settings,
+    system::{self, Kernel, Rights},
+    tracefs::{self, TracefsInfo},
+};
+
+#[derive(Serialize)]
+pub struct Environment {
+    pub kernel: Kernel,
+    pub mode: ModeVerdict,
+    pub rights: Rights,
+    pub tracefs: TracefsInfo,
+}
+
+impl Environment {
+    pub fn gather() -> Environment {
+        let tracefs = tracefs::find_or_mount();
+        let tpath = tracefs.path.as_ref().map(PathBuf::from);
+        let (kernel, mode) = system::kernel(tpath.as_deref());
+        Environment {
+            kernel,
+            mode,
+            rights: Rights::current(),
+            tracefs,
+        }
+    }
+
+    pub fn tracefs_path(&self) -> Option<PathBuf> {
+        self.tracefs.path.as_ref().map(PathBuf::from)
+    }
+
+    /// The metadata every trace carries about the machine it came from.
+    pub fn trace_meta(&self) -> TraceMeta {
+        let mut m = TraceMeta::default();
+        m.set("napiscope_version", env!("CARGO_PKG_VERSION"));
+        m.set("kernel_release", &self.kernel.release);
+        m.set("kernel_version", &self.kernel.version);
+        m.set("cmdline", &self.kernel.cmdline);
+        m.set("mode", self.mode.mode.as_str());
+        m.set(
+            "mode_evidence",
+            serde_json::to_string(&self.mode.evidence).unwrap_or_default(),
+        );
+        m.set("cpus", self.kernel.cpus_possible.to_string());
+        m.set(
+            "cpus_online",
+            serde_json::to_string(&self.kernel.cpus_online).unwrap_or_default(),
+        );
+        m.set("preempt_rt", self.kernel.preempt_rt.to_string());
+        m.set("hostname", hostname());
+        m
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[derive(Serialize)]
+pub struct Status {
+    pub napiscope_version: &'static str,
+    pub kernel_release: String,
+    pub mode: &'static str,
+    pub mode_description: &'static str,
+    pub mode_evidence: Vec<String>,
+    pub anomalies: Vec<String>,
+    pub kernel: Kernel,
+    pub rights: Rights,
+    pub tracefs: TracefsInfo,
+    pub btf: bool,
+    pub kprobes: bool,
+    pub fentry: &'static str,
+    pub probes: Vec<ProbeResult>,
+}
+
+pub fn gather() -> Status {
+    let env = Environment::gather();
+    let mut probe_results = match (env.rights.can_trace(), env.tracefs_path()) {
+        (false, _) => not_tried(&format!(
+            "not tried: loading eBPF needs {} (run as root)",
+            env.rights.missing().join(" and ")
+        )),
+        (true, None) => not_tried("not tried: tracefs unavailable"),
+        (true, Some(t)) => match probes::load(&t, &build_settings(None, false), 4096 * 16) {
+            Ok(loaded) => loaded.results.clone(),
+            Err(e) => not_tried(&format!("eBPF load failed: {e:#}")),
+        },
+    };
+    probe_results.extend(probes::function_probe_results(env.kernel.kprobes));
+    Status {
+        napiscope_version: env!("CARGO_PKG_VERSION"),
+        kernel_release: env.kernel.release.clone(),
+        mode: env.mode.mode.as_str(),
+        mode_description: env.mode.mode.describe(),
+        mode_evidence: env.mode.evidence.clone(),
+        anomalies: env.mode.anomalies.clone(),
+        btf: env.kernel.btf,
+        kprobes: env.kernel.kprobes,
+        fentry: "not probed: napiscope has no fentry programs yet",
+        kernel: env.kernel,
+        rights: env.rights,
+        tracefs: env.tracefs,
+        probes: probe_results,
+    }
+}
+
+fn not_tried(why: &str) -> Vec<ProbeResult> {
+    probes::SPECS
+        .iter()
+        .map(|s| ProbeResult {
+            name: format!("{}:{}", s.category, s.event),
+            kind: "tracepoint",
+            role: s.role,
+            attached: false,
+            reason: Some(why.to_string()),
+        })
+        .collect()
+}
+
+pub fn print(s: &Status) {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!("napiscope {}", s.napiscope_version);
+    println!("kernel      {} ({})", s.kernel_release, s.kernel.version);
+    println!("mode        {} — {}", s.mode, s.mode_description);
+    for e in &s.mode_evidence {
+        println!("            · {e}");
+    }
+    for a in &s.anomalies {
+        println!("            ! anomaly: {a}");
+    }
+    println!(
+        "cpus        online {:?}, possible {}",
+        s.kernel.cpus_online, s.kernel.cpus_possible
+    );
+    println!(
+        "rights      euid {}, CAP_BPF {}, CAP_PERFMON {}",
+        s.rights.euid,
+        yes(s.rights.cap_bpf),
+        yes(s.rights.cap_perfmon)
+    );
+    println!(
+        "tracefs     {} ({})",
+        s.tracefs.path.as_deref().unwrap_or("-"),
+        s.tracefs.state
+    );
+    println!("btf         {}", yes(s.btf));
+    println!("kprobes     {}", yes(s.kprobes));
+    println!("fentry      {}", s.fentry);
+    println!("probes:");
+    for p in &s.probes {
+        let mark = if p.attached { "ok " } else { "-- " };
+        let role = match p.role {
+            probes::Role::Event => "",
+            probes::Role::Context => " [context]",
+        };
+        match &p.reason {
+            Some(r) if !p.attached => println!("  {mark}{:<42} {}{role}: {r}", p.name, p.kind),
+            _ => println!("  {mark}{:<42} {}{role}", p.name, p.kind),
+        }
+    }
+}
