@@ -4,6 +4,7 @@
 mod decode;
 mod probes;
 mod record;
+mod scenario;
 mod status;
 mod symbols;
 mod system;
@@ -103,6 +104,34 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Drive test traffic through one receive path, inside network namespaces napiscope
+    /// creates and removes (nothing leaves them). Run `record` alongside to see it.
+    #[command(after_help = "Example (two shells):\n  napiscope record -o rps.parquet -d 5\n  \
+                            napiscope scenario veth-rps --sender-cpu 0 --rx-cpu 1 -d 3s")]
+    Scenario(ScenarioArgs),
+}
+
+#[derive(clap::Args)]
+struct ScenarioArgs {
+    /// veth-rps: remote backlog path (RPS to --rx-cpu); loopback: local path;
+    /// loopback-rps: loopback with RPS to --rx-cpu
+    #[arg(value_enum)]
+    kind: scenario::Kind,
+    /// CPU the UDP sender is pinned to
+    #[arg(long, default_value_t = 0)]
+    sender_cpu: u32,
+    /// CPU RPS steers receive work to
+    #[arg(long, default_value_t = 1)]
+    rx_cpu: u32,
+    /// How long to send
+    #[arg(short, long, default_value = "3s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Packets per second; 0 floods
+    #[arg(long, default_value_t = 2000)]
+    rate: u64,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -160,8 +189,49 @@ fn fmt_cpus(c: &[u32]) -> String {
     c.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
+fn run_scenario(a: ScenarioArgs) -> anyhow::Result<u8> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(CliError::usage(
+            "scenarios create network namespaces and need root (CAP_SYS_ADMIN + CAP_NET_ADMIN)",
+        )
+        .into());
+    }
+    let online = system::online_cpus();
+    for c in [a.sender_cpu, a.rx_cpu] {
+        if !online.contains(&c) {
+            return Err(CliError::usage(format!(
+                "unknown CPU {c}: online CPUs are {}",
+                fmt_cpus(&online)
+            ))
+            .into());
+        }
+    }
+    let stop = record::stop_flag_on_signals();
+    let report = scenario::run(
+        &scenario::Opts {
+            kind: a.kind,
+            sender_cpu: a.sender_cpu,
+            rx_cpu: a.rx_cpu,
+            duration: a.duration,
+            rate: a.rate,
+        },
+        stop,
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{}: sent {} UDP packets, received {} in {:.1}s",
+            report.scenario, report.sent, report.received, report.seconds
+        );
+    }
+    Ok(0)
+}
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.cmd {
+        Cmd::Scenario(a) => run_scenario(a),
         Cmd::Status { json } => {
             let s = status::gather();
             if json {

@@ -47,6 +47,21 @@ fn install_signal_handlers() {
     }
 }
 
+/// A flag that turns true on SIGINT/SIGTERM (for loops that are not `record`'s).
+pub fn stop_flag_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    install_signal_handlers();
+    let f = flag.clone();
+    std::thread::spawn(move || loop {
+        if STOP_SIGNAL.load(Ordering::SeqCst) != 0 {
+            f.store(true, Ordering::SeqCst);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    });
+    flag
+}
+
 #[derive(Default, serde::Serialize)]
 pub struct RecordSummary {
     pub output: String,
@@ -61,6 +76,26 @@ pub struct RecordSummary {
     pub stop_reason: String,
     pub per_event: BTreeMap<String, u64>,
     pub per_cpu: BTreeMap<u32, u64>,
+    /// Where received packets were processed (from reading the file back), when small enough.
+    pub paths: Option<BTreeMap<String, u64>>,
+    pub rps_hops: Option<u64>,
+}
+
+/// Read the finished file back: proves it is readable, and tells where packets went.
+fn read_back(summary: &mut RecordSummary, path: &std::path::Path) -> Result<()> {
+    if summary.events > 2_000_000 {
+        return Ok(()); // use `napiscope report` for big files; keep record's memory flat
+    }
+    let t = analysis::read_trace(path).context("reading the recording back")?;
+    let d = analysis::paths::deliveries(&t.events);
+    summary.paths = Some(
+        analysis::paths::path_counts(&d)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    );
+    summary.rps_hops = Some(analysis::paths::rps_hops(&t.events).len() as u64);
+    Ok(())
 }
 
 /// Tracks per-CPU sequence numbers as rows arrive; a gap is a lost event.
@@ -116,6 +151,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     let ring_bytes = opts.ring_buffer_mb * 1024 * 1024;
     // Create the output before loading anything, so a bad path fails fast and clearly.
     let mut writer = TraceWriter::create(&opts.output).map_err(|e| CliError::usage(format!("{e:#}")))?;
+    let decoder = Decoder::new(Symbols::load(), opts.raw_pointers);
     let mut loaded = probes::load(&tracefs, &settings, ring_bytes)?;
     let failed: Vec<_> = loaded.results.iter().filter(|r| !r.attached).collect();
     if !opts.quiet {
@@ -139,7 +175,6 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     let probe_results = loaded.results.clone();
     let mut ring = loaded.take_ring()?;
     let state = loaded.take_state()?;
-    let decoder = Decoder::new(Symbols::load(), opts.raw_pointers);
     let ncpu = env.kernel.cpus_possible as usize;
 
     install_signal_handlers();
@@ -247,6 +282,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     summary.lost_per_cpu = lost;
     summary.seq_gaps_per_cpu = seqs.gaps(ncpu);
     summary.stop_reason = stop_reason.into();
+    read_back(&mut summary, &opts.output)?;
     Ok(summary)
 }
 
@@ -297,6 +333,16 @@ pub fn print_summary(s: &RecordSummary) {
     }
     let cpus: Vec<String> = s.per_cpu.iter().map(|(c, n)| format!("cpu{c}={n}")).collect();
     println!("per CPU: {}", cpus.join(" "));
+    if let Some(p) = &s.paths {
+        let parts: Vec<String> = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "received packets by path: {}{}",
+            if parts.is_empty() { "none".into() } else { parts.join(" ") },
+            s.rps_hops
+                .map(|h| format!("; complete RPS hops (netif_rx → IPI → NET_RX → receive → poll): {h}"))
+                .unwrap_or_default()
+        );
+    }
 }
 
 #[cfg(test)]

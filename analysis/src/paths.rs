@@ -1,0 +1,292 @@
+//! Follow packets through a trace: where each received skb was enqueued, where and in which
+//! context it was processed, and the full RPS hop (netif_rx on S → csd rps_trigger_softirq to T
+//! → csd_function_entry on T → NET_RX softirq on T → netif_receive_skb on T → backlog poll).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::event::{Ctx, Event, EventKind, RPS_IPI_FUNC};
+
+/// skb addresses are reused by the slab allocator: only pair events this close in time.
+pub const MATCH_WINDOW_NS: u64 = 1_000_000_000;
+const NET_RX: u32 = 3;
+
+/// Where a packet's receive work ran (the classes `report` and `check` count).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Path {
+    /// Enqueued and processed on the same CPU by a NET_RX softirq.
+    LocalSoftirq,
+    /// Enqueued on S, processed by the NET_RX softirq of T ≠ S (RPS IPI in modes A/B).
+    RemoteSoftirq,
+    /// Processed by `ksoftirqd/N`.
+    Ksoftirqd,
+    /// Processed by the `backlog_napi/N` thread outside softirq (mode C).
+    BacklogThread,
+}
+
+impl Path {
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::LocalSoftirq => "local_softirq",
+            Path::RemoteSoftirq => "remote_softirq",
+            Path::Ksoftirqd => "ksoftirqd",
+            Path::BacklogThread => "backlog_thread",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Delivery {
+    pub skb: u64,
+    pub enqueue_cpu: u32,
+    pub enqueue_ts: u64,
+    pub cpu: u32,
+    pub ts: u64,
+    #[serde(serialize_with = "ser_ctx")]
+    pub ctx: Ctx,
+    pub comm: String,
+    pub path: Path,
+}
+
+fn ser_ctx<S: serde::Serializer>(c: &Ctx, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.name())
+}
+
+pub fn classify(enqueue_cpu: u32, cpu: u32, ctx: Ctx, comm: &str) -> Path {
+    if comm.starts_with("backlog_napi/") && ctx != Ctx::Softirq {
+        Path::BacklogThread
+    } else if comm.starts_with("ksoftirqd/") {
+        Path::Ksoftirqd
+    } else if enqueue_cpu != cpu {
+        Path::RemoteSoftirq
+    } else {
+        Path::LocalSoftirq
+    }
+}
+
+fn sorted(events: &[Event]) -> Vec<&Event> {
+    let mut v: Vec<&Event> = events.iter().collect();
+    v.sort_by_key(|e| (e.ts_ns, e.cpu, e.seq));
+    v
+}
+
+/// Pair each netif_receive_skb with the latest earlier netif_rx of the same skb.
+pub fn deliveries(events: &[Event]) -> Vec<Delivery> {
+    let mut last_rx: HashMap<u64, (u64, u32)> = HashMap::new();
+    let mut out = Vec::new();
+    for e in sorted(events) {
+        match (e.event, e.skb) {
+            (EventKind::NetifRx, Some(skb)) => {
+                last_rx.insert(skb, (e.ts_ns, e.cpu));
+            }
+            (EventKind::NetifReceiveSkb, Some(skb)) => {
+                if let Some((ts, cpu)) = last_rx.remove(&skb) {
+                    if e.ts_ns.saturating_sub(ts) <= MATCH_WINDOW_NS {
+                        out.push(Delivery {
+                            skb,
+                            enqueue_cpu: cpu,
+                            enqueue_ts: ts,
+                            cpu: e.cpu,
+                            ts: e.ts_ns,
+                            ctx: e.ctx,
+                            comm: e.comm.clone(),
+                            path: classify(cpu, e.cpu, e.ctx, &e.comm),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+pub fn path_counts(d: &[Delivery]) -> BTreeMap<&'static str, u64> {
+    let mut m = BTreeMap::new();
+    for x in d {
+        *m.entry(x.path.name()).or_default() += 1;
+    }
+    m
+}
+
+/// One complete RPS hop, every leg observed.
+#[derive(Clone, Debug, Serialize)]
+pub struct RpsHop {
+    pub skb: u64,
+    pub from_cpu: u32,
+    pub to_cpu: u32,
+    pub netif_rx: u64,
+    pub csd_queue: u64,
+    pub csd_entry: u64,
+    pub softirq_entry: u64,
+    pub receive: u64,
+    pub backlog_poll: u64,
+}
+
+/// Times of `pred` events per CPU, sorted.
+fn times_by_cpu(ev: &[&Event], pred: impl Fn(&Event) -> bool) -> HashMap<u32, Vec<u64>> {
+    let mut m: HashMap<u32, Vec<u64>> = HashMap::new();
+    for e in ev.iter().filter(|e| pred(e)) {
+        m.entry(e.cpu).or_default().push(e.ts_ns);
+    }
+    m
+}
+
+/// Latest time in `v` within [lo, hi].
+fn latest_in(v: Option<&Vec<u64>>, lo: u64, hi: u64) -> Option<u64> {
+    let v = v?;
+    let i = v.partition_point(|t| *t <= hi);
+    v[..i].last().copied().filter(|t| *t >= lo)
+}
+
+/// First time in `v` within [lo, hi].
+fn first_in(v: Option<&Vec<u64>>, lo: u64, hi: u64) -> Option<u64> {
+    let v = v?;
+    let i = v.partition_point(|t| *t < lo);
+    v.get(i).copied().filter(|t| *t <= hi)
+}
+
+/// Remote deliveries whose whole RPS hop is in the trace. Only the skb that started a
+/// backlog batch has its own IPI; later skbs of the batch ride along (model.md §11).
+pub fn rps_hops(events: &[Event]) -> Vec<RpsHop> {
+    let ev = sorted(events);
+    // csd_queue_cpu(rps) per (sender cpu, target cpu).
+    let mut queued: HashMap<(u32, i32), Vec<u64>> = HashMap::new();
+    for e in &ev {
+        if e.event == EventKind::CsdQueueCpu && e.func.as_deref() == Some(RPS_IPI_FUNC) {
+            if let Some(t) = e.target_cpu {
+                queued.entry((e.cpu, t)).or_default().push(e.ts_ns);
+            }
+        }
+    }
+    let entries = times_by_cpu(&ev, |e| {
+        e.event == EventKind::CsdFunctionEntry && e.func.as_deref() == Some(RPS_IPI_FUNC)
+    });
+    let netrx = times_by_cpu(&ev, |e| {
+        e.event == EventKind::SoftirqEntry && e.vec == Some(NET_RX)
+    });
+    let polls = times_by_cpu(&ev, |e| e.is_backlog_poll());
+    let mut hops = Vec::new();
+    for d in deliveries(events) {
+        if d.enqueue_cpu == d.cpu {
+            continue;
+        }
+        let Some(q) = first_in(
+            queued.get(&(d.enqueue_cpu, d.cpu as i32)),
+            d.enqueue_ts,
+            d.ts,
+        ) else {
+            continue;
+        };
+        let Some(ce) = first_in(entries.get(&d.cpu), q, d.ts) else {
+            continue;
+        };
+        let Some(se) = latest_in(netrx.get(&d.cpu), ce, d.ts) else {
+            continue;
+        };
+        let Some(p) = first_in(polls.get(&d.cpu), d.ts, d.ts + MATCH_WINDOW_NS) else {
+            continue;
+        };
+        hops.push(RpsHop {
+            skb: d.skb,
+            from_cpu: d.enqueue_cpu,
+            to_cpu: d.cpu,
+            netif_rx: d.enqueue_ts,
+            csd_queue: q,
+            csd_entry: ce,
+            softirq_entry: se,
+            receive: d.ts,
+            backlog_poll: p,
+        });
+    }
+    hops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(ts: u64, cpu: u32, kind: EventKind, f: impl FnOnce(&mut Event)) -> Event {
+        let mut e = Event::new(ts, cpu, ts, kind);
+        f(&mut e);
+        e
+    }
+
+    /// The canonical remote sequence of model.md §5.2.
+    fn remote_hop() -> Vec<Event> {
+        use EventKind::*;
+        vec![
+            ev(10, 0, NetifRx, |e| e.skb = Some(77)),
+            ev(11, 0, SoftirqRaise, |e| e.vec = Some(3)),
+            ev(12, 0, SoftirqEntry, |e| e.vec = Some(3)),
+            ev(13, 0, CsdQueueCpu, |e| {
+                e.target_cpu = Some(1);
+                e.func = Some(RPS_IPI_FUNC.into());
+            }),
+            ev(20, 1, CsdFunctionEntry, |e| {
+                e.func = Some(RPS_IPI_FUNC.into());
+                e.ctx = Ctx::Hardirq;
+            }),
+            ev(21, 1, SoftirqEntry, |e| e.vec = Some(3)),
+            ev(22, 1, NetifReceiveSkb, |e| {
+                e.skb = Some(77);
+                e.ctx = Ctx::Softirq;
+                e.comm = "swapper/1".into();
+            }),
+            ev(23, 1, NapiPoll, |e| {
+                e.dev = Some("(no_device)".into());
+                e.work = Some(1);
+                e.budget = Some(64);
+                e.ctx = Ctx::Softirq;
+            }),
+        ]
+    }
+
+    #[test]
+    fn finds_the_complete_hop() {
+        let hops = rps_hops(&remote_hop());
+        assert_eq!(hops.len(), 1);
+        let h = &hops[0];
+        assert_eq!((h.from_cpu, h.to_cpu, h.csd_queue, h.csd_entry), (0, 1, 13, 20));
+        assert_eq!((h.softirq_entry, h.receive, h.backlog_poll), (21, 22, 23));
+        let d = deliveries(&remote_hop());
+        assert_eq!(d[0].path, Path::RemoteSoftirq);
+    }
+
+    #[test]
+    fn a_missing_leg_breaks_the_hop() {
+        for drop_kind in [
+            EventKind::CsdQueueCpu,
+            EventKind::CsdFunctionEntry,
+            EventKind::SoftirqEntry,
+            EventKind::NapiPoll,
+        ] {
+            let t: Vec<Event> = remote_hop()
+                .into_iter()
+                // CPU 0 has its own softirq_entry; the legs under test are the others.
+                .filter(|e| e.event != drop_kind || (e.cpu == 0 && drop_kind != EventKind::CsdQueueCpu))
+                .collect();
+            assert!(rps_hops(&t).is_empty(), "hop found without {drop_kind:?}");
+        }
+    }
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify(1, 1, Ctx::Softirq, "python3"), Path::LocalSoftirq);
+        assert_eq!(classify(0, 1, Ctx::Task, "backlog_napi/1"), Path::BacklogThread);
+        // A softirq run at the backlog thread's BH enable is still a softirq (model.md C-4).
+        assert_eq!(classify(1, 1, Ctx::Softirq, "backlog_napi/1"), Path::LocalSoftirq);
+        assert_eq!(classify(0, 1, Ctx::Softirq, "ksoftirqd/1"), Path::Ksoftirqd);
+    }
+
+    #[test]
+    fn skb_reuse_outside_the_window_is_not_paired() {
+        let t = vec![
+            ev(0, 0, EventKind::NetifRx, |e| e.skb = Some(5)),
+            ev(MATCH_WINDOW_NS + 10, 0, EventKind::NetifReceiveSkb, |e| e.skb = Some(5)),
+        ];
+        assert!(deliveries(&t).is_empty());
+    }
+}

@@ -1,0 +1,262 @@
+//! Built-in traffic scenarios: the receive paths the model distinguishes, driven in network
+//! namespaces this process creates and always removes. Traffic never leaves them.
+//!
+//! * `veth-rps`: netns A (sender pinned to CPU S) → veth → netns B, whose rx queue steers to
+//!   CPU T by RPS. veth delivers with `__netif_rx` on S, so this is the remote backlog path.
+//! * `loopback`: UDP to 127.0.0.1 inside one netns, RPS off: the local backlog path on S.
+//! * `loopback-rps`: the same with lo's RPS set to CPU T (the patch's own loopback test).
+
+use std::{
+    fs::File,
+    net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
+    process::Command,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    VethRps,
+    Loopback,
+    LoopbackRps,
+}
+
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub kind: Kind,
+    pub sender_cpu: u32,
+    pub rx_cpu: u32,
+    pub duration: Duration,
+    /// Packets per second; 0 = as fast as possible (a flood).
+    pub rate: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub sent: u64,
+    pub received: u64,
+    pub seconds: f64,
+}
+
+/// A network namespace, deleted when dropped (also when a test panics).
+pub struct Netns {
+    pub name: String,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running `ip` (install iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Netns {
+    pub fn create(name: &str) -> Result<Netns> {
+        let _ = ip(&["netns", "del", name]);
+        ip(&["netns", "add", name])?;
+        let ns = Netns { name: name.into() };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn ip(&self, args: &[&str]) -> Result<()> {
+        let mut a = vec!["-n", &self.name];
+        a.extend_from_slice(args);
+        ip(&a)
+    }
+
+    /// Write a sysfs file as seen from inside the namespace (`ip netns exec` remounts /sys).
+    pub fn write_sysfs(&self, path: &str, value: &str) -> Result<()> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "sh", "-c"])
+            .arg(format!("echo {value} > {path}"))
+            .output()
+            .context("running `ip netns exec`")?;
+        if !out.status.success() {
+            bail!(
+                "writing {value} to {path} in netns {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+}
+
+/// Move the calling thread into the named network namespace.
+fn enter_netns(name: &str) -> Result<()> {
+    let f = File::open(format!("/run/netns/{name}"))
+        .with_context(|| format!("opening netns {name}"))?;
+    // SAFETY: setns on a valid namespace fd affects only the calling thread.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!("setns({name}): {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// Remove namespaces left by napiscope processes that no longer exist (killed with -9).
+pub fn remove_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix("napiscope-") else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or("");
+        if pid.parse::<u32>().is_ok() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+fn pin_to(cpu: u32) -> Result<()> {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity(0) pins the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            bail!("pinning to CPU {cpu}: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn mask(cpu: u32) -> String {
+    // rps_cpus takes a hex bitmap in 32-bit comma-separated words; CPUs < 32 need one word.
+    format!("{:x}", 1u64 << cpu)
+}
+
+pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
+    remove_stale();
+    let pid = std::process::id();
+    let port = 9000 + (pid % 1000) as u16;
+    let (_guards, tx_ns, rx_ns, src, dst) = match opts.kind {
+        Kind::VethRps => {
+            let a = Netns::create(&format!("napiscope-{pid}-a"))?;
+            let b = Netns::create(&format!("napiscope-{pid}-b"))?;
+            a.ip(&["link", "add", "nsc0", "type", "veth", "peer", "name", "nsc1", "netns", &b.name])?;
+            a.ip(&["addr", "add", "10.213.0.1/30", "dev", "nsc0"])?;
+            b.ip(&["addr", "add", "10.213.0.2/30", "dev", "nsc1"])?;
+            a.ip(&["link", "set", "nsc0", "up"])?;
+            b.ip(&["link", "set", "nsc1", "up"])?;
+            b.write_sysfs("/sys/class/net/nsc1/queues/rx-0/rps_cpus", &mask(opts.rx_cpu))?;
+            let src: SocketAddr = "10.213.0.1:0".parse()?;
+            let dst: SocketAddr = format!("10.213.0.2:{port}").parse()?;
+            let (an, bn) = (a.name.clone(), b.name.clone());
+            (vec![a, b], an, bn, src, dst)
+        }
+        Kind::Loopback | Kind::LoopbackRps => {
+            let a = Netns::create(&format!("napiscope-{pid}-lo"))?;
+            let m = if opts.kind == Kind::LoopbackRps {
+                mask(opts.rx_cpu)
+            } else {
+                "0".into()
+            };
+            a.write_sysfs("/sys/class/net/lo/queues/rx-0/rps_cpus", &m)?;
+            let src: SocketAddr = "127.0.0.1:0".parse()?;
+            let dst: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+            let an = a.name.clone();
+            (vec![a], an.clone(), an, src, dst)
+        }
+    };
+    let received = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+
+    // Receiver: bound before the first packet, so nothing is answered with ICMP.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+    let rx_thread = {
+        let (received, done) = (received.clone(), done.clone());
+        thread::spawn(move || -> Result<()> {
+            let r = (|| {
+                enter_netns(&rx_ns)?;
+                let sock = UdpSocket::bind(dst).with_context(|| format!("binding {dst}"))?;
+                sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+                Ok(sock)
+            })();
+            let sock = match r {
+                Ok(s) => {
+                    let _ = ready_tx.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return Ok(());
+                }
+            };
+            let mut buf = [0u8; 2048];
+            while !done.load(Ordering::SeqCst) {
+                if sock.recv(&mut buf).is_ok() {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(())
+        })
+    };
+    ready_rx.recv().context("receiver thread died")??;
+
+    let start = Instant::now();
+    let sent = {
+        let opts = opts.clone();
+        let stop = stop.clone();
+        let h = thread::spawn(move || -> Result<u64> {
+            enter_netns(&tx_ns)?;
+            pin_to(opts.sender_cpu)?;
+            let sock = UdpSocket::bind(src)?;
+            let payload = [0x5au8; 64];
+            let gap = (opts.rate > 0).then(|| Duration::from_secs_f64(1.0 / opts.rate as f64));
+            let mut sent = 0u64;
+            let t0 = Instant::now();
+            while t0.elapsed() < opts.duration && !stop.load(Ordering::SeqCst) {
+                // ENOBUFS under a flood is expected: count only what the stack accepted.
+                if sock.send_to(&payload, dst).is_ok() {
+                    sent += 1;
+                }
+                if let Some(g) = gap {
+                    let due = t0 + g.mul_f64(sent as f64);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        thread::sleep(wait);
+                    }
+                }
+            }
+            Ok(sent)
+        });
+        h.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))??
+    };
+    // Let the last packets arrive before the receiver stops.
+    thread::sleep(Duration::from_millis(100));
+    done.store(true, Ordering::SeqCst);
+    let _ = rx_thread.join();
+    Ok(Report {
+        scenario: format!("{:?}", opts.kind),
+        sent,
+        received: received.load(Ordering::Relaxed),
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,276 @@
+//! Real kernel, real traffic: these tests load napiscope's eBPF programs, drive UDP through
+//! network namespaces the scenarios create (and remove), and read the recordings back.
+//! They need root. Set NAPISCOPE_SKIP_KERNEL_TESTS=1 to skip them explicitly elsewhere.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use analysis::{paths, Ctx, EventKind};
+
+const BIN: &str = env!("CARGO_BIN_EXE_napiscope");
+/// Recordings see the whole machine: run one kernel test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn kernel_tests_enabled() -> bool {
+    if std::env::var_os("NAPISCOPE_SKIP_KERNEL_TESTS").is_some_and(|v| v == "1") {
+        eprintln!("NAPISCOPE_SKIP_KERNEL_TESTS=1: skipping a kernel test");
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "kernel tests need root (eBPF + network namespaces); run `cargo xtask test` as root \
+         or set NAPISCOPE_SKIP_KERNEL_TESTS=1"
+    );
+    true
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("napiscope-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// Start `napiscope record` and wait until its probes are attached.
+fn start_record(out: &Path, extra: &[&str]) -> Child {
+    let mut child = Command::new(BIN)
+        .args(["record", "-o"])
+        .arg(out)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn napiscope record");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[record] {line}");
+            if line.contains("event probes attached") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("napiscope record did not report attached probes within 60 s");
+    child
+}
+
+fn stop(child: Child, sig: i32) -> Output {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let out = child.wait_with_output().unwrap();
+    eprintln!("[record stdout] {}", String::from_utf8_lossy(&out.stdout));
+    out
+}
+
+fn scenario(args: &[&str]) {
+    let out = Command::new(BIN).arg("scenario").args(args).output().unwrap();
+    eprintln!("[scenario] {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "scenario failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn no_namespaces_left() {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let mine = "napiscope-";
+    let left: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(mine))
+        .map(str::to_string)
+        .collect();
+    assert!(left.is_empty(), "network namespaces left behind: {left:?}");
+}
+
+#[test]
+fn veth_rps_hop_is_recorded_and_ctrl_c_leaves_a_valid_file() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let out = tmp("veth.parquet");
+    let rec = start_record(&out, &[]);
+    let t0 = Instant::now();
+    scenario(&["veth-rps", "--sender-cpu", "0", "--rx-cpu", "1", "-d", "2s", "--rate", "2000"]);
+    let o = stop(rec, libc::SIGINT);
+    assert!(o.status.success(), "record after SIGINT: {o:?}");
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    no_namespaces_left();
+
+    let t = analysis::read_trace(&out).expect("the file written on SIGINT must be readable");
+    assert_eq!(t.meta.get("stop_reason"), Some("SIGINT"));
+    assert_eq!(t.meta.get("source"), Some("record"));
+    assert!(t.meta.get("kernel_release").is_some());
+    assert!(t.meta.get("mode").is_some());
+
+    let veth_rx = t
+        .events
+        .iter()
+        .filter(|e| e.event == EventKind::NetifRx && e.dev.as_deref() == Some("nsc1"))
+        .count();
+    assert!(veth_rx >= 1000, "expected ~4000 netif_rx on nsc1, got {veth_rx}");
+    // The sender is pinned to CPU 0, so veth enqueues there; the few packets that waited for
+    // ARP are flushed by the ARP reply's softirq on CPU 1.
+    let on0 = t
+        .events
+        .iter()
+        .filter(|e| e.event == EventKind::NetifRx && e.dev.as_deref() == Some("nsc1"))
+        .filter(|e| e.cpu == 0)
+        .count();
+    assert!(on0 * 100 >= veth_rx * 99, "netif_rx on CPU 0: {on0} of {veth_rx}");
+    // Every received nsc1 packet was processed on CPU 1 (the RPS target).
+    let d: Vec<_> = paths::deliveries(&t.events)
+        .into_iter()
+        .filter(|d| d.enqueue_cpu == 0)
+        .collect();
+    let to1 = d.iter().filter(|d| d.cpu == 1).count();
+    assert!(to1 >= 1000, "remote deliveries to CPU 1: {to1}");
+    // The whole hop, leg by leg, for batch-initiating packets.
+    let hops: Vec<_> = paths::rps_hops(&t.events)
+        .into_iter()
+        .filter(|h| h.from_cpu == 0 && h.to_cpu == 1)
+        .collect();
+    assert!(
+        hops.len() >= 500,
+        "complete RPS hops 0→1: {} (of {to1} remote deliveries)",
+        hops.len()
+    );
+    for h in &hops {
+        assert!(h.netif_rx <= h.csd_queue && h.csd_queue <= h.csd_entry);
+        assert!(h.csd_entry <= h.softirq_entry && h.softirq_entry <= h.receive);
+        assert!(h.receive <= h.backlog_poll);
+    }
+    // On the target CPU the receive runs in softirq context (mode A/B).
+    let softirq = d
+        .iter()
+        .filter(|d| d.cpu == 1 && d.ctx == Ctx::Softirq)
+        .count();
+    assert!(softirq * 10 >= to1 * 9, "softirq deliveries {softirq} of {to1}");
+    let _ = std::fs::remove_file(&out);
+}
+
+#[test]
+fn loopback_takes_the_local_path_and_sigterm_leaves_a_valid_file() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let out = tmp("lo.parquet");
+    let rec = start_record(&out, &["-C", "0,1"]);
+    scenario(&["loopback", "--sender-cpu", "0", "-d", "2s", "--rate", "2000"]);
+    let o = stop(rec, libc::SIGTERM);
+    assert!(o.status.success());
+    no_namespaces_left();
+
+    let t = analysis::read_trace(&out).unwrap();
+    assert_eq!(t.meta.get("stop_reason"), Some("SIGTERM"));
+    let lo: Vec<_> = paths::deliveries(&t.events)
+        .into_iter()
+        .filter(|d| d.enqueue_cpu == 0)
+        .collect();
+    assert!(lo.len() >= 1000, "loopback deliveries: {}", lo.len());
+    let local = lo
+        .iter()
+        .filter(|d| d.cpu == 0 && d.path == paths::Path::LocalSoftirq)
+        .count();
+    assert!(local * 10 >= lo.len() * 9, "local softirq {local} of {}", lo.len());
+    let rps_ipis = t
+        .events
+        .iter()
+        .filter(|e| e.func.as_deref() == Some(analysis::event::RPS_IPI_FUNC))
+        .count();
+    assert_eq!(rps_ipis, 0, "no RPS IPI on the local path");
+    // Every event has a backlog poll partner on CPU 0 for the local batches.
+    assert!(t.events.iter().any(|e| e.is_backlog_poll() && e.cpu == 0));
+    let _ = std::fs::remove_file(&out);
+}
+
+#[test]
+fn status_json_reports_mode_and_probes() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let out = Command::new(BIN).args(["status", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mode = v["mode"].as_str().unwrap();
+    assert!(["A", "B", "C"].contains(&mode));
+    let probes = v["probes"].as_array().unwrap();
+    let napi = probes
+        .iter()
+        .find(|p| p["name"] == "napi:napi_poll")
+        .expect("napi_poll listed");
+    assert_eq!(napi["attached"], true, "{napi}");
+    for p in probes {
+        assert!(p["name"].is_string() && p["attached"].is_boolean());
+        if p["attached"] == false {
+            assert!(p["reason"].is_string(), "a probe that did not attach says why: {p}");
+        }
+    }
+}
+
+fn napiscope(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn as_nobody(args: &[&str]) -> Output {
+    // Drop to an unprivileged user with no capabilities, as a user without rights would be.
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            BIN,
+        ])
+        .args(args)
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+#[test]
+fn bad_input_gives_clear_errors_and_exit_2() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let out = if root {
+        as_nobody(&["record", "-o", "/tmp/napiscope-nobody.parquet", "-d", "1"])
+    } else {
+        napiscope(&["record", "-o", "/tmp/napiscope-nobody.parquet", "-d", "1"])
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("CAP_BPF") && err.contains("root"), "{err}");
+
+    if root {
+        let out = napiscope(&["record", "-o", "/nonexistent-dir/x.parquet", "-d", "1"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("cannot create output file"), "{err}");
+    }
+    let out = napiscope(&["record", "-o", "/tmp/x.parquet", "-C", "999"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown CPU 999"), "{err}");
+
+    let out = napiscope(&["record", "-o", "/tmp/x.parquet", "-d", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
+
+    let out = napiscope(&["record", "-o", "/tmp/x.parquet", "--ring-buffer-mb", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("power of two"));
+
+    let out = napiscope(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
