@@ -32,7 +32,9 @@ impl Mode {
         match self {
             Mode::A => "no backlog-NAPI patch: remote RPS work goes by IPI to the NET_RX softirq",
             Mode::B => "patch present, threads off: same paths as A (RPS IPI, NET_RX softirq)",
-            Mode::C => "backlog_napi/N threads on: remote enqueues wake backlog_napi/<cpu>, no RPS IPI",
+            Mode::C => {
+                "backlog_napi/N threads on: remote enqueues wake backlog_napi/<cpu>, no RPS IPI"
+            }
         }
     }
 }

@@ -249,7 +249,10 @@ mod tests {
         let hops = rps_hops(&remote_hop());
         assert_eq!(hops.len(), 1);
         let h = &hops[0];
-        assert_eq!((h.from_cpu, h.to_cpu, h.csd_queue, h.csd_entry), (0, 1, 13, 20));
+        assert_eq!(
+            (h.from_cpu, h.to_cpu, h.csd_queue, h.csd_entry),
+            (0, 1, 13, 20)
+        );
         assert_eq!((h.softirq_entry, h.receive, h.backlog_poll), (21, 22, 23));
         let d = deliveries(&remote_hop());
         assert_eq!(d[0].path, Path::RemoteSoftirq);
@@ -266,7 +269,9 @@ mod tests {
             let t: Vec<Event> = remote_hop()
                 .into_iter()
                 // CPU 0 has its own softirq_entry; the legs under test are the others.
-                .filter(|e| e.event != drop_kind || (e.cpu == 0 && drop_kind != EventKind::CsdQueueCpu))
+                .filter(|e| {
+                    e.event != drop_kind || (e.cpu == 0 && drop_kind != EventKind::CsdQueueCpu)
+                })
                 .collect();
             assert!(rps_hops(&t).is_empty(), "hop found without {drop_kind:?}");
         }
@@ -275,9 +280,15 @@ mod tests {
     #[test]
     fn classification() {
         assert_eq!(classify(1, 1, Ctx::Softirq, "python3"), Path::LocalSoftirq);
-        assert_eq!(classify(0, 1, Ctx::Task, "backlog_napi/1"), Path::BacklogThread);
+        assert_eq!(
+            classify(0, 1, Ctx::Task, "backlog_napi/1"),
+            Path::BacklogThread
+        );
         // A softirq run at the backlog thread's BH enable is still a softirq (model.md C-4).
-        assert_eq!(classify(1, 1, Ctx::Softirq, "backlog_napi/1"), Path::LocalSoftirq);
+        assert_eq!(
+            classify(1, 1, Ctx::Softirq, "backlog_napi/1"),
+            Path::LocalSoftirq
+        );
         assert_eq!(classify(0, 1, Ctx::Softirq, "ksoftirqd/1"), Path::Ksoftirqd);
     }
 
@@ -285,7 +296,9 @@ mod tests {
     fn skb_reuse_outside_the_window_is_not_paired() {
         let t = vec![
             ev(0, 0, EventKind::NetifRx, |e| e.skb = Some(5)),
-            ev(MATCH_WINDOW_NS + 10, 0, EventKind::NetifReceiveSkb, |e| e.skb = Some(5)),
+            ev(MATCH_WINDOW_NS + 10, 0, EventKind::NetifReceiveSkb, |e| {
+                e.skb = Some(5)
+            }),
         ];
         assert!(deliveries(&t).is_empty());
     }

@@ -210,10 +210,8 @@ impl TraceWriter {
         meta.set("schema_version", SCHEMA_VERSION);
         meta.set("rows", self.rows.to_string());
         for (k, v) in &meta.0 {
-            self.writer.append_key_value_metadata(KeyValue::new(
-                format!("{META_PREFIX}{k}"),
-                v.clone(),
-            ));
+            self.writer
+                .append_key_value_metadata(KeyValue::new(format!("{META_PREFIX}{k}"), v.clone()));
         }
         let file = self.writer.into_inner()?;
         file.sync_all()?;
@@ -238,11 +236,13 @@ pub struct Trace {
 /// Read a napiscope trace. Errors name the file and what is wrong with it (not Parquet,
 /// truncated, another schema) — `check` and `report` turn them into exit code 2.
 pub fn read_trace(path: &Path) -> Result<Trace> {
-    let file =
-        File::open(path).with_context(|| format!("cannot open trace {}", path.display()))?;
+    let file = File::open(path).with_context(|| format!("cannot open trace {}", path.display()))?;
     let len = file.metadata()?.len();
     if len == 0 {
-        bail!("{} is empty (0 bytes): not a napiscope trace", path.display());
+        bail!(
+            "{} is empty (0 bytes): not a napiscope trace",
+            path.display()
+        );
     }
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
         anyhow!(

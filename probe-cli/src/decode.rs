@@ -177,7 +177,11 @@ mod tests {
         assert_eq!((e.work, e.budget), (Some(3), Some(64)));
         let h = e.napi.unwrap();
         assert_ne!(h, r.ptr, "pointer must be hashed by default");
-        assert_eq!(d.decode(&r).unwrap().napi, Some(h), "hash is stable in a recording");
+        assert_eq!(
+            d.decode(&r).unwrap().napi,
+            Some(h),
+            "hash is stable in a recording"
+        );
         let raw = Decoder::new(Symbols::default(), true);
         assert_eq!(raw.decode(&r).unwrap().napi, Some(r.ptr));
     }

@@ -74,10 +74,12 @@ enum Cmd {
         json: bool,
     },
     /// Record receive-path events to a Parquet file (one row per event; see docs/schema.md)
-    #[command(after_help = "Examples:\n  napiscope record -o trace.parquet -d 10\n  \
+    #[command(
+        after_help = "Examples:\n  napiscope record -o trace.parquet -d 10\n  \
                             napiscope record -o rps.parquet -C 0,1 --ring-buffer-mb 64\n\n\
                             Ctrl-C or SIGTERM stops the recording and still writes a valid file.\n\
-                            Query it with DuckDB: SELECT event, cpu, count(*) FROM 'trace.parquet' GROUP BY ALL;")]
+                            Query it with DuckDB: SELECT event, cpu, count(*) FROM 'trace.parquet' GROUP BY ALL;"
+    )]
     Record {
         /// Output Parquet file
         #[arg(short, long, value_name = "FILE.parquet")]
@@ -106,8 +108,10 @@ enum Cmd {
     },
     /// Drive test traffic through one receive path, inside network namespaces napiscope
     /// creates and removes (nothing leaves them). Run `record` alongside to see it.
-    #[command(after_help = "Example (two shells):\n  napiscope record -o rps.parquet -d 5\n  \
-                            napiscope scenario veth-rps --sender-cpu 0 --rx-cpu 1 -d 3s")]
+    #[command(
+        after_help = "Example (two shells):\n  napiscope record -o rps.parquet -d 5\n  \
+                            napiscope scenario veth-rps --sender-cpu 0 --rx-cpu 1 -d 3s"
+    )]
     Scenario(ScenarioArgs),
 }
 
@@ -161,16 +165,17 @@ fn parse_ring_mb(s: &str) -> Result<u32, String> {
         .parse()
         .map_err(|_| format!("`{s}` is not a number of MiB"))?;
     if v == 0 || !v.is_power_of_two() || v > 2048 {
-        return Err(format!("ring buffer size must be a power of two between 1 and 2048 MiB, got {v}"));
+        return Err(format!(
+            "ring buffer size must be a power of two between 1 and 2048 MiB, got {v}"
+        ));
     }
     Ok(v)
 }
 
 fn parse_cpus(s: &str) -> Result<Vec<u32>, CliError> {
     let online = system::online_cpus();
-    let cpus = system::parse_cpu_list(s).ok_or_else(|| {
-        CliError::usage(format!("`{s}` is not a CPU list; use e.g. 0,2-3"))
-    })?;
+    let cpus = system::parse_cpu_list(s)
+        .ok_or_else(|| CliError::usage(format!("`{s}` is not a CPU list; use e.g. 0,2-3")))?;
     if cpus.is_empty() {
         return Err(CliError::usage("the CPU list is empty"));
     }
@@ -260,7 +265,6 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 raw_pointers,
                 all_softirqs,
                 quiet,
-                json,
             })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -31,8 +31,6 @@ pub struct ProbeSpec {
     pub category: &'static str,
     pub event: &'static str,
     pub role: Role,
-    /// Without it, a recording cannot show what the model needs.
-    pub essential: bool,
 }
 
 const fn tp(program: &'static str, category: &'static str, event: &'static str) -> ProbeSpec {
@@ -41,7 +39,6 @@ const fn tp(program: &'static str, category: &'static str, event: &'static str) 
         category,
         event,
         role: Role::Event,
-        essential: true,
     }
 }
 
@@ -51,7 +48,6 @@ const fn ctx(program: &'static str, category: &'static str, event: &'static str)
         category,
         event,
         role: Role::Context,
-        essential: false,
     }
 }
 
@@ -66,7 +62,11 @@ pub const SPECS: &[ProbeSpec] = &[
     tp("sched_switch", "sched", "sched_switch"),
     tp("sched_waking", "sched", "sched_waking"),
     tp("sched_wakeup", "sched", "sched_wakeup"),
-    tp("sched_wake_idle_without_ipi", "sched", "sched_wake_idle_without_ipi"),
+    tp(
+        "sched_wake_idle_without_ipi",
+        "sched",
+        "sched_wake_idle_without_ipi",
+    ),
     // Absent before ~6.4 (model.md F5): there the RPS IPI leg needs a function probe.
     tp("ipi_send_cpu", "ipi", "ipi_send_cpu"),
     tp("csd_queue_cpu", "csd", "csd_queue_cpu"),

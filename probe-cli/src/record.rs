@@ -13,12 +13,7 @@ use analysis::{Event, TraceMeta, TraceWriter};
 use anyhow::{Context as _, Result};
 use probe_common::{CpuState, Settings};
 
-use crate::{
-    decode::Decoder,
-    probes, status,
-    symbols::Symbols,
-    CliError,
-};
+use crate::{decode::Decoder, probes, status, symbols::Symbols, CliError};
 
 pub struct RecordOpts {
     pub output: PathBuf,
@@ -28,7 +23,6 @@ pub struct RecordOpts {
     pub raw_pointers: bool,
     pub all_softirqs: bool,
     pub quiet: bool,
-    pub json: bool,
 }
 
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -150,8 +144,15 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     let settings = build_settings(opts.cpus.as_deref(), opts.all_softirqs);
     let ring_bytes = opts.ring_buffer_mb * 1024 * 1024;
     // Create the output before loading anything, so a bad path fails fast and clearly.
-    let mut writer = TraceWriter::create(&opts.output).map_err(|e| CliError::usage(format!("{e:#}")))?;
-    let decoder = Decoder::new(Symbols::load(), opts.raw_pointers);
+    let mut writer =
+        TraceWriter::create(&opts.output).map_err(|e| CliError::usage(format!("{e:#}")))?;
+    let symbols = Symbols::load();
+    if symbols.is_empty() {
+        eprintln!(
+            "napiscope: note: /proc/kallsyms gives no addresses; `func` will hold raw addresses"
+        );
+    }
+    let decoder = Decoder::new(symbols, opts.raw_pointers);
     let mut loaded = probes::load(&tracefs, &settings, ring_bytes)?;
     let failed: Vec<_> = loaded.results.iter().filter(|r| !r.attached).collect();
     if !opts.quiet {
@@ -159,7 +160,10 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
             "napiscope: mode {} — {} of {} event probes attached",
             env.mode.mode.as_str(),
             loaded.attached_events(),
-            probes::SPECS.iter().filter(|s| s.role == probes::Role::Event).count()
+            probes::SPECS
+                .iter()
+                .filter(|s| s.role == probes::Role::Event)
+                .count()
         );
         for r in &failed {
             eprintln!(
@@ -192,7 +196,11 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     let stop_reason = loop {
         let sig = STOP_SIGNAL.load(Ordering::SeqCst);
         if sig != 0 {
-            break if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+            break if sig == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
         }
         if opts.duration.is_some_and(|d| start.elapsed() >= d) {
             break "duration";
@@ -207,7 +215,10 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         drain(&mut ring, &decoder, &mut pending, &mut bad_records);
         for e in pending.drain(..) {
             seqs.see(e.cpu, e.seq);
-            *summary.per_event.entry(e.event.name().to_string()).or_default() += 1;
+            *summary
+                .per_event
+                .entry(e.event.name().to_string())
+                .or_default() += 1;
             *summary.per_cpu.entry(e.cpu).or_default() += 1;
             writer.push(&e)?;
         }
@@ -216,8 +227,11 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
             let rate = (writer.rows() - last_rows) as f64 / last_tick.elapsed().as_secs_f64();
             last_rows = writer.rows();
             last_tick = Instant::now();
-            let lost_s: Vec<String> =
-                lost.iter().enumerate().map(|(c, l)| format!("cpu{c}={l}")).collect();
+            let lost_s: Vec<String> = lost
+                .iter()
+                .enumerate()
+                .map(|(c, l)| format!("cpu{c}={l}"))
+                .collect();
             let line = format!(
                 "recording {:>5.1}s  {:>9.0} ev/s  {:>10} events  {:>8.1} MB  lost: {}",
                 start.elapsed().as_secs_f64(),
@@ -241,7 +255,10 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     drain(&mut ring, &decoder, &mut pending, &mut bad_records);
     for e in pending.drain(..) {
         seqs.see(e.cpu, e.seq);
-        *summary.per_event.entry(e.event.name().to_string()).or_default() += 1;
+        *summary
+            .per_event
+            .entry(e.event.name().to_string())
+            .or_default() += 1;
         *summary.per_cpu.entry(e.cpu).or_default() += 1;
         writer.push(&e)?;
     }
@@ -275,7 +292,11 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     summary.output = opts.output.display().to_string();
     summary.events = rows;
     summary.bytes = bytes;
-    summary.bytes_per_event = if rows > 0 { bytes as f64 / rows as f64 } else { 0.0 };
+    summary.bytes_per_event = if rows > 0 {
+        bytes as f64 / rows as f64
+    } else {
+        0.0
+    };
     summary.seconds = elapsed;
     summary.events_per_second = rows as f64 / elapsed.max(1e-9);
     summary.lost_total = lost.iter().sum();
@@ -300,7 +321,10 @@ fn drain(
     }
 }
 
-fn lost_per_cpu(state: &aya::maps::PerCpuArray<aya::maps::MapData, CpuState>, ncpu: usize) -> Vec<u64> {
+fn lost_per_cpu(
+    state: &aya::maps::PerCpuArray<aya::maps::MapData, CpuState>,
+    ncpu: usize,
+) -> Vec<u64> {
     match state.get(&0, 0) {
         Ok(values) => values.iter().take(ncpu).map(|s| s.lost).collect(),
         Err(_) => vec![0; ncpu],
@@ -331,15 +355,25 @@ pub fn print_summary(s: &RecordSummary) {
     for (k, v) in &s.per_event {
         println!("{k:<28} {v:>10}");
     }
-    let cpus: Vec<String> = s.per_cpu.iter().map(|(c, n)| format!("cpu{c}={n}")).collect();
+    let cpus: Vec<String> = s
+        .per_cpu
+        .iter()
+        .map(|(c, n)| format!("cpu{c}={n}"))
+        .collect();
     println!("per CPU: {}", cpus.join(" "));
     if let Some(p) = &s.paths {
         let parts: Vec<String> = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(
             "received packets by path: {}{}",
-            if parts.is_empty() { "none".into() } else { parts.join(" ") },
+            if parts.is_empty() {
+                "none".into()
+            } else {
+                parts.join(" ")
+            },
             s.rps_hops
-                .map(|h| format!("; complete RPS hops (netif_rx → IPI → NET_RX → receive → poll): {h}"))
+                .map(|h| format!(
+                    "; complete RPS hops (netif_rx → IPI → NET_RX → receive → poll): {h}"
+                ))
                 .unwrap_or_default()
         );
     }

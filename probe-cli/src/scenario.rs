@@ -99,7 +99,6 @@ impl Netns {
         }
         Ok(())
     }
-
 }
 
 /// Move the calling thread into the named network namespace.
@@ -161,12 +160,17 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
         Kind::VethRps => {
             let a = Netns::create(&format!("napiscope-{pid}-a"))?;
             let b = Netns::create(&format!("napiscope-{pid}-b"))?;
-            a.ip(&["link", "add", "nsc0", "type", "veth", "peer", "name", "nsc1", "netns", &b.name])?;
+            a.ip(&[
+                "link", "add", "nsc0", "type", "veth", "peer", "name", "nsc1", "netns", &b.name,
+            ])?;
             a.ip(&["addr", "add", "10.213.0.1/30", "dev", "nsc0"])?;
             b.ip(&["addr", "add", "10.213.0.2/30", "dev", "nsc1"])?;
             a.ip(&["link", "set", "nsc0", "up"])?;
             b.ip(&["link", "set", "nsc1", "up"])?;
-            b.write_sysfs("/sys/class/net/nsc1/queues/rx-0/rps_cpus", &mask(opts.rx_cpu))?;
+            b.write_sysfs(
+                "/sys/class/net/nsc1/queues/rx-0/rps_cpus",
+                &mask(opts.rx_cpu),
+            )?;
             let src: SocketAddr = "10.213.0.1:0".parse()?;
             let dst: SocketAddr = format!("10.213.0.2:{port}").parse()?;
             let (an, bn) = (a.name.clone(), b.name.clone());
@@ -247,7 +251,8 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
             }
             Ok(sent)
         });
-        h.join().map_err(|_| anyhow::anyhow!("sender thread panicked"))??
+        h.join()
+            .map_err(|_| anyhow::anyhow!("sender thread panicked"))??
     };
     // Let the last packets arrive before the receiver stops.
     thread::sleep(Duration::from_millis(100));

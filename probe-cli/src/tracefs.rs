@@ -113,9 +113,16 @@ pub fn parse_format(text: &str) -> HashMap<String, Field> {
 
 /// Read the fields of `category/event` from the running kernel.
 pub fn event_fields(tracefs: &Path, category: &str, event: &str) -> Result<HashMap<String, Field>> {
-    let path = tracefs.join("events").join(category).join(event).join("format");
+    let path = tracefs
+        .join("events")
+        .join(category)
+        .join(event)
+        .join("format");
     let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("tracepoint {category}:{event} is not available ({})", path.display())
+        format!(
+            "tracepoint {category}:{event} is not available ({})",
+            path.display()
+        )
     })?;
     Ok(parse_format(&text))
 }
@@ -184,9 +191,13 @@ print fmt: \"napi poll on napi struct %p for device %s work %d budget %d\"";
     fn offset_checks_presence_and_size() {
         let f = parse_format(NAPI_POLL);
         assert_eq!(offset(&f, "napi_poll", "work", &[4]).unwrap(), 20);
-        let e = offset(&f, "napi_poll", "nope", &[4]).unwrap_err().to_string();
+        let e = offset(&f, "napi_poll", "nope", &[4])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`nope` not in"), "{e}");
-        let e = offset(&f, "napi_poll", "napi", &[4]).unwrap_err().to_string();
+        let e = offset(&f, "napi_poll", "napi", &[4])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is 8 bytes"), "{e}");
     }
 }

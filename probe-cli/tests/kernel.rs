@@ -71,7 +71,11 @@ fn stop(child: Child, sig: i32) -> Output {
 }
 
 fn scenario(args: &[&str]) {
-    let out = Command::new(BIN).arg("scenario").args(args).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("scenario")
+        .args(args)
+        .output()
+        .unwrap();
     eprintln!("[scenario] {}", String::from_utf8_lossy(&out.stdout));
     assert!(
         out.status.success(),
@@ -100,7 +104,17 @@ fn veth_rps_hop_is_recorded_and_ctrl_c_leaves_a_valid_file() {
     let out = tmp("veth.parquet");
     let rec = start_record(&out, &[]);
     let t0 = Instant::now();
-    scenario(&["veth-rps", "--sender-cpu", "0", "--rx-cpu", "1", "-d", "2s", "--rate", "2000"]);
+    scenario(&[
+        "veth-rps",
+        "--sender-cpu",
+        "0",
+        "--rx-cpu",
+        "1",
+        "-d",
+        "2s",
+        "--rate",
+        "2000",
+    ]);
     let o = stop(rec, libc::SIGINT);
     assert!(o.status.success(), "record after SIGINT: {o:?}");
     assert!(t0.elapsed() < Duration::from_secs(60));
@@ -117,7 +131,10 @@ fn veth_rps_hop_is_recorded_and_ctrl_c_leaves_a_valid_file() {
         .iter()
         .filter(|e| e.event == EventKind::NetifRx && e.dev.as_deref() == Some("nsc1"))
         .count();
-    assert!(veth_rx >= 1000, "expected ~4000 netif_rx on nsc1, got {veth_rx}");
+    assert!(
+        veth_rx >= 1000,
+        "expected ~4000 netif_rx on nsc1, got {veth_rx}"
+    );
     // The sender is pinned to CPU 0, so veth enqueues there; the few packets that waited for
     // ARP are flushed by the ARP reply's softirq on CPU 1.
     let on0 = t
@@ -126,7 +143,10 @@ fn veth_rps_hop_is_recorded_and_ctrl_c_leaves_a_valid_file() {
         .filter(|e| e.event == EventKind::NetifRx && e.dev.as_deref() == Some("nsc1"))
         .filter(|e| e.cpu == 0)
         .count();
-    assert!(on0 * 100 >= veth_rx * 99, "netif_rx on CPU 0: {on0} of {veth_rx}");
+    assert!(
+        on0 * 100 >= veth_rx * 99,
+        "netif_rx on CPU 0: {on0} of {veth_rx}"
+    );
     // Every received nsc1 packet was processed on CPU 1 (the RPS target).
     let d: Vec<_> = paths::deliveries(&t.events)
         .into_iter()
@@ -154,7 +174,10 @@ fn veth_rps_hop_is_recorded_and_ctrl_c_leaves_a_valid_file() {
         .iter()
         .filter(|d| d.cpu == 1 && d.ctx == Ctx::Softirq)
         .count();
-    assert!(softirq * 10 >= to1 * 9, "softirq deliveries {softirq} of {to1}");
+    assert!(
+        softirq * 10 >= to1 * 9,
+        "softirq deliveries {softirq} of {to1}"
+    );
     let _ = std::fs::remove_file(&out);
 }
 
@@ -166,7 +189,15 @@ fn loopback_takes_the_local_path_and_sigterm_leaves_a_valid_file() {
     }
     let out = tmp("lo.parquet");
     let rec = start_record(&out, &["-C", "0,1"]);
-    scenario(&["loopback", "--sender-cpu", "0", "-d", "2s", "--rate", "2000"]);
+    scenario(&[
+        "loopback",
+        "--sender-cpu",
+        "0",
+        "-d",
+        "2s",
+        "--rate",
+        "2000",
+    ]);
     let o = stop(rec, libc::SIGTERM);
     assert!(o.status.success());
     no_namespaces_left();
@@ -182,7 +213,11 @@ fn loopback_takes_the_local_path_and_sigterm_leaves_a_valid_file() {
         .iter()
         .filter(|d| d.cpu == 0 && d.path == paths::Path::LocalSoftirq)
         .count();
-    assert!(local * 10 >= lo.len() * 9, "local softirq {local} of {}", lo.len());
+    assert!(
+        local * 10 >= lo.len() * 9,
+        "local softirq {local} of {}",
+        lo.len()
+    );
     let rps_ipis = t
         .events
         .iter()
@@ -200,7 +235,10 @@ fn status_json_reports_mode_and_probes() {
     if !kernel_tests_enabled() {
         return;
     }
-    let out = Command::new(BIN).args(["status", "--json"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mode = v["mode"].as_str().unwrap();
@@ -214,7 +252,10 @@ fn status_json_reports_mode_and_probes() {
     for p in probes {
         assert!(p["name"].is_string() && p["attached"].is_boolean());
         if p["attached"] == false {
-            assert!(p["reason"].is_string(), "a probe that did not attach says why: {p}");
+            assert!(
+                p["reason"].is_string(),
+                "a probe that did not attach says why: {p}"
+            );
         }
     }
 }

@@ -1,16 +1,14 @@
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
-        bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_probe_read_kernel_str_bytes,
     },
     macros::{map, tracepoint},
     maps::{PerCpuArray, RingBuf},
     programs::TracePointContext,
     EbpfContext,
 };
-use probe_common::{
-    CpuState, Ctx, EventKind, RawEvent, Settings, TpOffsets, COMM_LEN, MAX_CPUS,
-};
+use probe_common::{CpuState, Ctx, EventKind, RawEvent, Settings, TpOffsets, COMM_LEN, MAX_CPUS};
 
 /// Written by userspace before loading (from the kernel's tracefs format files).
 #[unsafe(no_mangle)]
