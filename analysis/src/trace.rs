@@ -199,8 +199,9 @@ impl TraceWriter {
         self.rows
     }
 
+    /// Bytes written so far plus the row group being built (an estimate of the file size).
     pub fn bytes_written(&self) -> usize {
-        self.writer.bytes_written()
+        self.writer.bytes_written() + self.writer.in_progress_size()
     }
 
     /// Write the remaining rows, the metadata and the footer. Returns the file size.

@@ -313,7 +313,9 @@ fn drain(
     out: &mut Vec<Event>,
     bad: &mut u64,
 ) {
-    while let Some(item) = ring.next() {
+    // Bounded, so the progress line and signals are served even under a flood.
+    for _ in 0..32_768 {
+        let Some(item) = ring.next() else { break };
         match decoder.decode_bytes(&item) {
             Ok(e) => out.push(e),
             Err(_) => *bad += 1,
