@@ -2,6 +2,7 @@
 //! backlog-NAPI scheduling logic and the conformance checker. Pure: no kernel access here.
 pub mod event;
 pub mod mode;
+pub mod model;
 pub mod paths;
 pub mod trace;
 
