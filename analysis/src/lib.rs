@@ -1,5 +1,6 @@
 //! napiscope's analysis library: the trace format, and (growing) the reference model of the
 //! backlog-NAPI scheduling logic and the conformance checker. Pure: no kernel access here.
+pub mod check;
 pub mod event;
 pub mod mode;
 pub mod model;

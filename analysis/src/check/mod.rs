@@ -1,0 +1,324 @@
+//! The conformance checker: a trace against the reference model, rule by rule (model.md §11:
+//! G1–G7 for every mode, A-1…A-8 for modes A/B, C-1…C-11 for mode C), per batch — only the
+//! enqueue that found the backlog idle scheduled anything, and FIFO makes it the batch's first
+//! delivered skb. Windows that lost events give INCONCLUSIVE, never FAIL.
+
+pub mod index;
+mod rules;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::{
+    event::{Event, RPS_IPI_FUNC},
+    mode::Mode,
+    trace::{Trace, TraceMeta},
+};
+use index::{Class, Index};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Pass,
+    Inconclusive,
+    Warn,
+    Fail,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Inconclusive => "INCONCLUSIVE",
+            Verdict::Warn => "WARN",
+            Verdict::Fail => "FAIL",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Divergence {
+    pub rule: &'static str,
+    pub cpu: u32,
+    pub ts_ns: u64,
+    pub message: String,
+    /// What the model expected instead.
+    pub expected: String,
+    /// The events involved, one line each.
+    pub events: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleResult {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub verdict: Verdict,
+    /// Instances that passed.
+    pub passed: u64,
+    pub failed: u64,
+    pub warned: u64,
+    pub inconclusive: u64,
+    pub note: Option<String>,
+    /// The first divergences (all are counted in `failed` / `warned`).
+    pub divergences: Vec<Divergence>,
+}
+
+const MAX_DIVERGENCES: usize = 10;
+
+impl RuleResult {
+    fn new(id: &'static str, title: &'static str) -> RuleResult {
+        RuleResult {
+            id,
+            title,
+            verdict: Verdict::Inconclusive,
+            passed: 0,
+            failed: 0,
+            warned: 0,
+            inconclusive: 0,
+            note: None,
+            divergences: Vec::new(),
+        }
+    }
+    fn pass(&mut self) {
+        self.passed += 1;
+    }
+    fn unsure(&mut self) {
+        self.inconclusive += 1;
+    }
+    fn fail(&mut self, d: Divergence) {
+        self.failed += 1;
+        if self.divergences.len() < MAX_DIVERGENCES {
+            self.divergences.push(d);
+        }
+    }
+    fn warn(&mut self, d: Divergence) {
+        self.warned += 1;
+        if self.divergences.len() < MAX_DIVERGENCES {
+            self.divergences.push(d);
+        }
+    }
+    fn note(mut self, n: impl Into<String>) -> RuleResult {
+        self.note = Some(n.into());
+        self
+    }
+    fn finish(mut self) -> RuleResult {
+        self.verdict = if self.failed > 0 {
+            Verdict::Fail
+        } else if self.warned > 0 {
+            Verdict::Warn
+        } else if self.passed > 0 {
+            Verdict::Pass
+        } else {
+            Verdict::Inconclusive
+        };
+        self
+    }
+}
+
+/// What a trace alone says about the mode (§12.2).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TraceModeEvidence {
+    pub backlog_thread_seen: bool,
+    pub rps_ipi_seen: bool,
+    pub remote_softirq_batches: u64,
+    pub remote_thread_batches: u64,
+    /// "A/B", "C", or None when the trace cannot tell.
+    pub inferred: Option<&'static str>,
+    pub inconsistent: bool,
+}
+
+pub fn trace_mode(ix: &Index) -> TraceModeEvidence {
+    let mut t = TraceModeEvidence::default();
+    let is_thread = |s: &str| {
+        s.strip_prefix("backlog_napi/")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    for e in &ix.ev {
+        if is_thread(&e.comm) || e.target_comm.as_deref().is_some_and(is_thread) {
+            t.backlog_thread_seen = true;
+        }
+        if e.func.as_deref() == Some(RPS_IPI_FUNC) {
+            t.rps_ipi_seen = true;
+        }
+    }
+    for b in ix.batches.iter().filter(|b| b.complete) {
+        let Some(d) = b.init.map(|i| &ix.deliveries[i]) else {
+            continue;
+        };
+        if d.from != b.cpu {
+            match b.class {
+                Class::Softirq => t.remote_softirq_batches += 1,
+                Class::Thread => t.remote_thread_batches += 1,
+                _ => {}
+            }
+        }
+    }
+    t.inconsistent = t.backlog_thread_seen && t.rps_ipi_seen;
+    t.inferred = if t.inconsistent {
+        None
+    } else if t.backlog_thread_seen {
+        Some("C")
+    } else if t.rps_ipi_seen {
+        Some("A/B")
+    } else if t.remote_thread_batches > t.remote_softirq_batches {
+        Some("C")
+    } else if t.remote_softirq_batches > 0 {
+        Some("A/B")
+    } else {
+        None
+    };
+    t
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    /// The mode the trace was checked against.
+    pub mode: Option<Mode>,
+    /// How that mode was chosen.
+    pub mode_source: String,
+    pub trace_mode: TraceModeEvidence,
+    pub verdict: Verdict,
+    pub events: usize,
+    pub batches: usize,
+    pub lost_events: u64,
+    /// Received packets by where they were processed.
+    pub paths: BTreeMap<String, u64>,
+    /// Batches by initiator (local/remote) and class.
+    pub batch_paths: BTreeMap<String, u64>,
+    pub rules: Vec<RuleResult>,
+}
+
+impl CheckReport {
+    pub fn divergent(&self) -> bool {
+        self.verdict == Verdict::Fail
+    }
+}
+
+/// Choose the mode: forced, or from the trace (§12.2), or from the recording's metadata.
+pub fn resolve_mode(
+    forced: Option<Mode>,
+    ev: &TraceModeEvidence,
+    meta: &TraceMeta,
+) -> (Option<Mode>, String) {
+    let meta_mode = meta.get("mode").and_then(Mode::parse);
+    if let Some(m) = forced {
+        return (Some(m), "given (--mode)".into());
+    }
+    match ev.inferred {
+        Some("C") => (
+            Some(Mode::C),
+            "trace: backlog_napi threads / thread-class remote batches".into(),
+        ),
+        Some(_) => {
+            let m = match meta_mode {
+                Some(Mode::A) => Mode::A,
+                _ => Mode::B,
+            };
+            (
+                Some(m),
+                format!(
+                    "trace: RPS IPIs / softirq remote batches (A or B; {} from {})",
+                    m.as_str(),
+                    if meta_mode.is_some() {
+                        "metadata"
+                    } else {
+                        "default"
+                    }
+                ),
+            )
+        }
+        None => match meta_mode {
+            Some(m) => (Some(m), "metadata (the trace alone cannot tell)".into()),
+            None => (None, "undetermined: only the common rules apply".into()),
+        },
+    }
+}
+
+pub fn check(trace: &Trace, forced: Option<Mode>) -> CheckReport {
+    let ix = Index::build(&trace.events, &trace.meta);
+    let tm = trace_mode(&ix);
+    let (mode, mode_source) = resolve_mode(forced, &tm, &trace.meta);
+    let ctx = rules::Ctx::new(&ix, &trace.meta, mode);
+    let mut results = rules::common(&ctx);
+    match mode {
+        Some(Mode::A | Mode::B) => results.extend(rules::mode_ab(&ctx)),
+        Some(Mode::C) => results.extend(rules::mode_c(&ctx)),
+        None => {}
+    }
+    if tm.inconsistent {
+        let mut r = RuleResult::new("MODE", "the trace shows one mode");
+        r.fail(Divergence {
+            rule: "MODE",
+            cpu: 0,
+            ts_ns: 0,
+            message: "the trace has both backlog_napi threads and RPS IPIs (mixed boots or a bug)"
+                .into(),
+            expected: "either threads (mode C) or RPS IPIs (modes A/B), never both".into(),
+            events: vec![],
+        });
+        results.push(r.finish());
+    }
+    let verdict = results
+        .iter()
+        .map(|r| r.verdict)
+        .filter(|v| *v != Verdict::Inconclusive)
+        .max()
+        .unwrap_or(Verdict::Inconclusive);
+    let mut paths = BTreeMap::new();
+    for d in crate::paths::deliveries(&trace.events) {
+        *paths.entry(d.path.name().to_string()).or_default() += 1;
+    }
+    let mut batch_paths = BTreeMap::new();
+    for b in ix.batches.iter().filter(|b| b.complete) {
+        let origin = match b.init.map(|i| &ix.deliveries[i]) {
+            Some(d) if d.from != b.cpu => "remote",
+            Some(_) => "local",
+            None => "no traced enqueue",
+        };
+        *batch_paths
+            .entry(format!("{origin} → {}", b.class.name()))
+            .or_default() += 1;
+    }
+    CheckReport {
+        mode,
+        mode_source,
+        trace_mode: tm,
+        verdict,
+        events: trace.events.len(),
+        batches: ix.batches.len(),
+        lost_events: trace.meta.lost_per_cpu().iter().sum(),
+        paths,
+        batch_paths,
+        rules: results,
+    }
+}
+
+/// One line describing an event, for divergence reports.
+pub fn describe(e: &Event) -> String {
+    let mut s = format!(
+        "{:.6}s cpu{} {} [{} {}]",
+        e.ts_ns as f64 / 1e9,
+        e.cpu,
+        e.event.name(),
+        e.ctx.name(),
+        e.comm
+    );
+    let mut add = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            s.push_str(&format!(" {k}={v}"));
+        }
+    };
+    add("skb", e.skb.map(|v| format!("{v:x}")));
+    add("dev", e.dev.clone());
+    add("work", e.work.map(|v| v.to_string()));
+    add("budget", e.budget.map(|v| v.to_string()));
+    add("target_cpu", e.target_cpu.map(|v| v.to_string()));
+    add("func", e.func.clone());
+    add("target", e.target_comm.clone());
+    add("prev_state", e.prev_state.clone());
+    s
+}
+
+#[cfg(test)]
+mod tests;

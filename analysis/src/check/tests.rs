@@ -1,0 +1,197 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::{
+    event::{Event, EventKind},
+    model::sim::{simulate, SimOpts, Workload},
+    trace::Trace,
+};
+
+fn sim(mode: Mode, workload: Workload, seed: u64) -> Trace {
+    let mut o = SimOpts::new(mode, 2, workload);
+    o.seed = seed;
+    o.packets = 600;
+    let s = simulate(&o);
+    Trace {
+        events: s.events,
+        meta: s.meta,
+    }
+}
+
+fn failed(r: &CheckReport) -> Vec<&'static str> {
+    r.rules
+        .iter()
+        .filter(|x| x.verdict == Verdict::Fail)
+        .map(|x| x.id)
+        .collect()
+}
+
+fn verdict(r: &CheckReport, id: &str) -> Verdict {
+    r.rules
+        .iter()
+        .find(|x| x.id == id)
+        .map(|x| x.verdict)
+        .unwrap()
+}
+
+#[test]
+fn simulated_modes_pass_their_own_mode_and_exercise_the_rules() {
+    for mode in [Mode::A, Mode::B, Mode::C] {
+        let t = sim(mode, Workload::Mixed, 7);
+        let r = check(&t, Some(mode));
+        assert!(failed(&r).is_empty(), "mode {mode:?}: {:#?}", r.rules);
+        let id = if mode == Mode::C { "C-3" } else { "A-3" };
+        assert_eq!(verdict(&r, id), Verdict::Pass, "{id} must have instances");
+        assert_eq!(verdict(&r, "G1"), Verdict::Pass);
+    }
+}
+
+#[test]
+fn auto_mode_is_read_from_the_trace() {
+    let r = check(&sim(Mode::C, Workload::Rps, 3), None);
+    assert_eq!(r.mode, Some(Mode::C));
+    let r = check(&sim(Mode::B, Workload::Rps, 3), None);
+    assert_eq!(r.mode, Some(Mode::B));
+    assert!(r.trace_mode.rps_ipi_seen);
+}
+
+#[test]
+fn negative_control_b_trace_checked_as_c_diverges() {
+    let r = check(&sim(Mode::B, Workload::Rps, 5), Some(Mode::C));
+    let f = failed(&r);
+    assert!(f.contains(&"C-2") && f.contains(&"C-3"), "{f:?}");
+    let d = &r.rules.iter().find(|x| x.id == "C-3").unwrap().divergences[0];
+    assert!(
+        d.message.contains("mode C: enqueue on CPU 0 to CPU 1"),
+        "{}",
+        d.message
+    );
+    assert!(
+        d.expected.contains("wake-up of backlog_napi/1"),
+        "{}",
+        d.expected
+    );
+}
+
+#[test]
+fn negative_control_c_trace_checked_as_b_diverges() {
+    let r = check(&sim(Mode::C, Workload::Rps, 5), Some(Mode::B));
+    let f = failed(&r);
+    for id in ["A-1", "A-2", "A-3", "A-8"] {
+        assert!(f.contains(&id), "{id} missing from {f:?}");
+    }
+}
+
+/// A mutation the recorder would not notice: per-CPU sequence numbers stay gap-free.
+fn mutate(t: &mut Trace, keep: impl Fn(&Event) -> bool) {
+    t.events.retain(keep);
+    renumber(t);
+}
+
+fn renumber(t: &mut Trace) {
+    t.events.sort_by_key(|e| (e.ts_ns, e.cpu));
+    let mut next = std::collections::HashMap::new();
+    for e in &mut t.events {
+        let n = next.entry(e.cpu).or_insert(0u64);
+        e.seq = *n;
+        *n += 1;
+    }
+}
+
+#[test]
+fn dropping_thread_wakeups_is_caught_by_c6() {
+    let mut t = sim(Mode::C, Workload::Rps, 11);
+    mutate(&mut t, |e| {
+        !(matches!(e.event, EventKind::SchedWaking | EventKind::SchedWakeup)
+            && e.target_comm.as_deref() == Some("backlog_napi/1"))
+    });
+    let r = check(&t, Some(Mode::C));
+    assert!(failed(&r).contains(&"C-6"), "{:?}", failed(&r));
+}
+
+#[test]
+fn an_rps_ipi_in_mode_c_is_caught_by_c2() {
+    let mut t = sim(Mode::C, Workload::Rps, 12);
+    let mut e = Event::new(t.events[10].ts_ns, 0, 0, EventKind::CsdQueueCpu);
+    e.func = Some("rps_trigger_softirq".into());
+    e.target_cpu = Some(1);
+    t.events.push(e);
+    let r = check(&t, Some(Mode::C));
+    // Threads and an RPS IPI in one trace also make the trace's own mode inconsistent.
+    assert_eq!(failed(&r), vec!["C-2", "MODE"]);
+}
+
+#[test]
+fn processing_on_the_wrong_cpu_is_caught_by_g1() {
+    let mut t = sim(Mode::B, Workload::Rps, 13);
+    let victim = t
+        .events
+        .iter()
+        .position(|e| e.is_backlog_poll() && e.cpu == 1)
+        .unwrap();
+    t.events[victim].cpu = 0;
+    renumber(&mut t);
+    let r = check(&t, Some(Mode::B));
+    assert!(failed(&r).contains(&"G1"), "{:?}", failed(&r));
+}
+
+#[test]
+fn removing_the_ipi_is_caught_by_a3_and_a_raise_by_a7() {
+    let mut t = sim(Mode::B, Workload::Rps, 14);
+    mutate(&mut t, |e| e.event != EventKind::CsdFunctionEntry);
+    let r = check(&t, Some(Mode::B));
+    assert!(failed(&r).contains(&"A-3"), "{:?}", failed(&r));
+
+    let mut t = sim(Mode::B, Workload::Rps, 14);
+    mutate(&mut t, |e| {
+        !(e.event == EventKind::SoftirqRaise && e.cpu == 0)
+    });
+    let r = check(&t, Some(Mode::B));
+    assert_eq!(verdict(&r, "A-7"), Verdict::Warn);
+}
+
+#[test]
+fn lost_events_make_windows_inconclusive_not_failures() {
+    let mut t = sim(Mode::B, Workload::Rps, 15);
+    // Lose every csd_function_entry on CPU 1; the sequence numbers show the gaps.
+    t.events
+        .retain(|e| !(e.event == EventKind::CsdFunctionEntry && e.cpu == 1));
+    let r = check(&t, Some(Mode::B));
+    assert_eq!(verdict(&r, "A-3"), Verdict::Inconclusive);
+    assert!(failed(&r).is_empty(), "{:?}", failed(&r));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    #[test]
+    fn any_simulated_trace_passes_its_own_mode(
+        mode in prop_oneof![Just(Mode::A), Just(Mode::B), Just(Mode::C)],
+        workload in prop_oneof![Just(Workload::Rps), Just(Workload::Loopback), Just(Workload::Mixed)],
+        ncpu in 1usize..5,
+        packets in 1usize..400,
+        seed in any::<u64>(),
+    ) {
+        let mut o = SimOpts::new(mode, ncpu, workload);
+        o.packets = packets;
+        o.seed = seed;
+        let s = simulate(&o);
+        let t = Trace { events: s.events, meta: s.meta };
+        let r = check(&t, Some(mode));
+        prop_assert!(failed(&r).is_empty(), "{:?}: {:#?}", failed(&r), r.rules);
+        // Every packet is delivered (the model loses nothing below max_backlog).
+        let rx = t.events.iter().filter(|e| e.event == EventKind::NetifRx).count();
+        let rcv = t.events.iter().filter(|e| e.event == EventKind::NetifReceiveSkb).count();
+        prop_assert_eq!(rx, rcv);
+    }
+
+    #[test]
+    fn simulated_c_never_passes_as_b_when_work_is_remote(seed in any::<u64>()) {
+        let mut o = SimOpts::new(Mode::C, 2, Workload::Rps);
+        o.seed = seed;
+        o.packets = 200;
+        let s = simulate(&o);
+        let r = check(&Trace { events: s.events, meta: s.meta }, Some(Mode::B));
+        prop_assert!(failed(&r).contains(&"A-2"));
+    }
+}
