@@ -1,6 +1,7 @@
 //! `napiscope`: how this Linux kernel schedules receive-path work (NAPI, NET_RX softirq,
 //! ksoftirqd, RPS IPIs, backlog_napi threads), live and on record.
 
+mod conformance;
 mod decode;
 mod probes;
 mod record;
@@ -113,6 +114,59 @@ enum Cmd {
                             napiscope scenario veth-rps --sender-cpu 0 --rx-cpu 1 -d 3s"
     )]
     Scenario(ScenarioArgs),
+    /// Generate a trace from the reference model (same schema as `record`)
+    #[command(after_help = "Example: napiscope simulate --mode C --cpus 2 --workload rps -o sim.parquet\n\
+                            then: napiscope check sim.parquet")]
+    Simulate {
+        /// A: no patch; B: patch, threads off; C: backlog_napi threads on
+        #[arg(long, value_parser = conformance::parse_mode)]
+        mode: analysis::mode::Mode,
+        #[arg(long, default_value_t = 2)]
+        cpus: usize,
+        /// rps: CPU 0 → RPS → CPU 1; loopback: local; mixed: every CPU, random targets
+        #[arg(long, default_value = "rps", value_parser = conformance::parse_workload)]
+        workload: analysis::model::sim::Workload,
+        #[arg(long, default_value_t = 2000)]
+        packets: usize,
+        /// Seed for the kernel's free choices (same seed, same trace)
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Kernel release whose version features to model (e.g. 6.1.0, 6.12.118)
+        #[arg(long)]
+        kernel: Option<String>,
+        #[arg(short, long, value_name = "FILE.parquet")]
+        output: Option<PathBuf>,
+    },
+    /// Check a trace against the reference model; exit 0 conformant, 1 divergent, 2 unusable
+    #[command(after_help = "Rules: G1-G7 (all modes), A-1..A-8 (modes A/B), C-1..C-11 (mode C), \
+                            from ../shared/design/model.md section 11.\n\
+                            Windows with lost events are INCONCLUSIVE, never FAIL.")]
+    Check {
+        trace: PathBuf,
+        /// Mode to check against: auto (from the trace, then its metadata), A, B or C
+        #[arg(long, default_value = "auto", value_parser = conformance::parse_mode_auto)]
+        mode: conformance::ModeArg,
+        #[arg(long)]
+        json: bool,
+        /// Also write a JUnit XML report (one test case per rule)
+        #[arg(long, value_name = "FILE.xml")]
+        junit: Option<PathBuf>,
+    },
+    /// CI entry point: run the built-in scenarios on this host, record and check them;
+    /// fail if the kernel's mode is not the expected one or a trace diverges
+    Verify {
+        /// Fail unless this host runs this mode (A, B or C)
+        #[arg(long, value_parser = conformance::parse_mode)]
+        expect_mode: Option<analysis::mode::Mode>,
+        #[arg(long)]
+        json: bool,
+        /// Keep the scenario recordings in this directory
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+        /// Seconds of traffic per scenario
+        #[arg(long, default_value_t = 2)]
+        seconds: u64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -237,6 +291,35 @@ fn run_scenario(a: ScenarioArgs) -> anyhow::Result<u8> {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.cmd {
         Cmd::Scenario(a) => run_scenario(a),
+        Cmd::Simulate {
+            mode,
+            cpus,
+            workload,
+            packets,
+            seed,
+            kernel,
+            output,
+        } => conformance::run_simulate(
+            mode,
+            cpus,
+            workload,
+            packets,
+            seed,
+            kernel.as_deref(),
+            output.as_deref(),
+        ),
+        Cmd::Check {
+            trace,
+            mode,
+            json,
+            junit,
+        } => conformance::run_check(&trace, mode.0, json, junit.as_deref()),
+        Cmd::Verify {
+            expect_mode,
+            json,
+            keep,
+            seconds,
+        } => conformance::run_verify(expect_mode, json, keep.as_deref(), seconds),
         Cmd::Status { json } => {
             let s = status::gather();
             if json {
@@ -265,6 +348,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 raw_pointers,
                 all_softirqs,
                 quiet,
+                control: None,
             })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -307,6 +391,27 @@ mod tests {
         assert_eq!(parse_ring_mb("16").unwrap(), 16);
         assert!(parse_ring_mb("3").is_err());
         assert!(parse_ring_mb("0").is_err());
+    }
+
+    #[test]
+    fn every_subcommand_parses_its_defaults() {
+        // Type mismatches between an arg's parser and its field only show when parsing.
+        for args in [
+            vec!["napiscope", "status"],
+            vec!["napiscope", "check", "t.parquet"],
+            vec!["napiscope", "check", "t.parquet", "--mode", "c", "--json"],
+            vec!["napiscope", "simulate", "--mode", "B"],
+            vec!["napiscope", "verify"],
+            vec!["napiscope", "verify", "--expect-mode", "B"],
+            vec!["napiscope", "scenario", "veth-rps"],
+            vec!["napiscope", "record", "-o", "x.parquet", "-d", "1s", "-C", "0"],
+        ] {
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            if let Cmd::Check { mode, .. } = cli.cmd {
+                assert!(mode.0.is_none() || mode.0 == Some(analysis::mode::Mode::C));
+            }
+        }
+        assert!(Cli::try_parse_from(["napiscope", "check", "t", "--mode", "D"]).is_err());
     }
 
     #[test]

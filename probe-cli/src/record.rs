@@ -23,6 +23,16 @@ pub struct RecordOpts {
     pub raw_pointers: bool,
     pub all_softirqs: bool,
     pub quiet: bool,
+    /// Embedding (verify): stop when this turns true, signal readiness once probes are
+    /// attached, and add this metadata at the end.
+    pub control: Option<Control>,
+}
+
+#[derive(Clone)]
+pub struct Control {
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub ready: std::sync::mpsc::Sender<()>,
+    pub extra_meta: std::sync::Arc<std::sync::Mutex<TraceMeta>>,
 }
 
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -181,7 +191,12 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     let state = loaded.take_state()?;
     let ncpu = env.kernel.cpus_possible as usize;
 
-    install_signal_handlers();
+    if opts.control.is_none() {
+        install_signal_handlers();
+    }
+    if let Some(c) = &opts.control {
+        let _ = c.ready.send(());
+    }
     let start = Instant::now();
     let start_wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -204,6 +219,13 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         }
         if opts.duration.is_some_and(|d| start.elapsed() >= d) {
             break "duration";
+        }
+        if opts
+            .control
+            .as_ref()
+            .is_some_and(|c| c.stop.load(Ordering::SeqCst))
+        {
+            break "stopped";
         }
         let mut pfd = libc::pollfd {
             fd: ring.as_raw_fd(),
@@ -287,6 +309,14 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
             .unwrap_or_else(|| "all".into()),
     );
     meta.set("probes", serde_json::to_string(&probe_results)?);
+    let threads = crate::system::backlog_threads();
+    meta.set("backlog_threads", serde_json::to_string(&threads)?);
+    if let Some(c) = &opts.control {
+        let extra = c.extra_meta.lock().map(|m| m.clone()).unwrap_or_default();
+        for (k, v) in extra.0 {
+            meta.set(&k, v);
+        }
+    }
     let bytes = writer.finish(&meta).context("finishing the Parquet file")?;
 
     summary.output = opts.output.display().to_string();

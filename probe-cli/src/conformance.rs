@@ -1,0 +1,450 @@
+//! `simulate`, `check` and `verify`: the reference model against traces and this kernel.
+
+use std::{
+    path::Path,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use analysis::{
+    check::{self, CheckReport, Verdict},
+    mode::Mode,
+    model::{
+        sim::{simulate, SimOpts, Workload},
+        Features,
+    },
+    Trace, TraceMeta,
+};
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use crate::{record, scenario, status, system, CliError};
+
+pub fn run_simulate(
+    mode: Mode,
+    cpus: usize,
+    workload: Workload,
+    packets: usize,
+    seed: u64,
+    kernel: Option<&str>,
+    output: Option<&Path>,
+) -> Result<u8> {
+    if cpus == 0 || cpus > 1024 {
+        return Err(CliError::usage(format!("--cpus must be 1..=1024, got {cpus}")).into());
+    }
+    let mut o = SimOpts::new(mode, cpus, workload);
+    o.packets = packets;
+    o.seed = seed;
+    if let Some(k) = kernel {
+        o.features = Features::for_release(k);
+    }
+    let s = simulate(&o);
+    let trace = Trace {
+        events: s.events,
+        meta: s.meta,
+    };
+    let report = check::check(&trace, Some(mode));
+    if let Some(out) = output {
+        let bytes = analysis::write_trace(out, &trace.events, &trace.meta)
+            .map_err(|e| CliError::usage(format!("{e:#}")))?;
+        println!(
+            "wrote {} simulated events (mode {}, {} CPUs, workload {}) to {} ({:.1} KB)",
+            trace.events.len(),
+            mode.as_str(),
+            cpus,
+            workload.name(),
+            out.display(),
+            bytes as f64 / 1e3
+        );
+    } else {
+        println!(
+            "simulated {} events (mode {}, {} CPUs, workload {}); use -o FILE to keep them",
+            trace.events.len(),
+            mode.as_str(),
+            cpus,
+            workload.name()
+        );
+    }
+    print_paths(&report);
+    Ok(0)
+}
+
+fn print_paths(r: &CheckReport) {
+    let p: Vec<String> = r.paths.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("packets by path: {}", if p.is_empty() { "none".into() } else { p.join(" ") });
+    let b: Vec<String> = r.batch_paths.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    println!("batches: {}", if b.is_empty() { "none".into() } else { b.join(", ") });
+}
+
+pub fn run_check(trace: &Path, mode: Option<Mode>, json: bool, junit: Option<&Path>) -> Result<u8> {
+    let t = analysis::read_trace(trace).map_err(|e| CliError::usage(format!("{e:#}")))?;
+    if t.events.is_empty() {
+        return Err(CliError::usage(format!("{} holds no events", trace.display())).into());
+    }
+    let report = check::check(&t, mode);
+    if let Some(j) = junit {
+        std::fs::write(j, junit_xml(&report, &trace.display().to_string()))
+            .with_context(|| format!("writing {}", j.display()))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report, &trace.display().to_string());
+    }
+    Ok(if report.divergent() { 1 } else { 0 })
+}
+
+pub fn print_report(r: &CheckReport, name: &str) {
+    println!(
+        "{name}: {} events, {} backlog batches, mode {} ({})",
+        r.events,
+        r.batches,
+        r.mode.map_or("?", Mode::as_str),
+        r.mode_source
+    );
+    if r.lost_events > 0 {
+        println!("lost events: {} (windows touched by them are inconclusive)", r.lost_events);
+    }
+    print_paths(r);
+    println!("{:<6} {:<13} {:>7} {:>6} {:>6} {:>7}  rule", "id", "verdict", "pass", "fail", "warn", "inconc");
+    for x in &r.rules {
+        println!(
+            "{:<6} {:<13} {:>7} {:>6} {:>6} {:>7}  {}{}",
+            x.id,
+            x.verdict.name(),
+            x.passed,
+            x.failed,
+            x.warned,
+            x.inconclusive,
+            x.title,
+            x.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+        );
+    }
+    let divs: Vec<_> = r.rules.iter().flat_map(|x| &x.divergences).collect();
+    if !divs.is_empty() {
+        println!("\ndivergences (first {} per rule):", 10);
+        for d in divs.iter().take(30) {
+            println!("  {} cpu{} {:.6} s: {}", d.rule, d.cpu, d.ts_ns as f64 / 1e9, d.message);
+            println!("      expected: {}", d.expected);
+            for e in &d.events {
+                println!("      | {e}");
+            }
+        }
+    }
+    println!(
+        "\nverdict: {}",
+        match r.verdict {
+            Verdict::Fail => "DIVERGENT (the kernel did not do what the model says)",
+            Verdict::Warn => "CONFORMANT with warnings",
+            Verdict::Pass => "CONFORMANT",
+            Verdict::Inconclusive => "INCONCLUSIVE (nothing the rules could decide)",
+        }
+    );
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub fn junit_xml(r: &CheckReport, name: &str) -> String {
+    let fails = r.rules.iter().filter(|x| x.verdict == Verdict::Fail).count();
+    let skips = r.rules.iter().filter(|x| x.verdict == Verdict::Inconclusive).count();
+    let mut s = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"napiscope check {}\" tests=\"{}\" failures=\"{fails}\" skipped=\"{skips}\">\n",
+        xml_escape(name),
+        r.rules.len()
+    );
+    for x in &r.rules {
+        s.push_str(&format!(
+            "  <testcase classname=\"napiscope.mode{}\" name=\"{} {}\">",
+            r.mode.map_or("?", Mode::as_str),
+            x.id,
+            xml_escape(x.title)
+        ));
+        match x.verdict {
+            Verdict::Fail => {
+                let body: Vec<String> = x
+                    .divergences
+                    .iter()
+                    .map(|d| format!("{}\nexpected: {}", d.message, d.expected))
+                    .collect();
+                s.push_str(&format!(
+                    "<failure message=\"{} instance(s) diverge\">{}</failure>",
+                    x.failed,
+                    xml_escape(&body.join("\n\n"))
+                ));
+            }
+            Verdict::Inconclusive => s.push_str(&format!(
+                "<skipped message=\"{}\"/>",
+                xml_escape(x.note.as_deref().unwrap_or("inconclusive"))
+            )),
+            _ => {}
+        }
+        s.push_str("</testcase>\n");
+    }
+    s.push_str("</testsuite>\n");
+    s
+}
+
+/// Sum of received_rps (column 10) over /proc/net/softnet_stat.
+fn received_rps() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/softnet_stat").ok()?;
+    let mut sum = 0;
+    for line in text.lines() {
+        let col = line.split_whitespace().nth(9)?;
+        sum += u64::from_str_radix(col, 16).ok()?;
+    }
+    Some(sum)
+}
+
+#[derive(Serialize)]
+pub struct ScenarioResult {
+    pub scenario: String,
+    pub sent: u64,
+    pub received: u64,
+    pub trace: String,
+    pub verdict: Verdict,
+    pub failed_rules: Vec<&'static str>,
+    pub paths: std::collections::BTreeMap<String, u64>,
+    /// The same trace checked against the wrong mode must diverge (remote scenarios only).
+    pub negative_control: Option<NegativeControl>,
+    pub report: CheckReport,
+}
+
+#[derive(Serialize)]
+pub struct NegativeControl {
+    pub checked_as: Mode,
+    pub diverged: bool,
+    pub failed_rules: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+pub struct VerifyReport {
+    pub kernel_release: String,
+    pub live_mode: Mode,
+    pub expected_mode: Option<Mode>,
+    pub mode_ok: bool,
+    pub checked_as: Mode,
+    pub scenarios: Vec<ScenarioResult>,
+    pub passed: bool,
+}
+
+fn failed_rules(r: &CheckReport) -> Vec<&'static str> {
+    r.rules
+        .iter()
+        .filter(|x| x.verdict == Verdict::Fail)
+        .map(|x| x.id)
+        .collect()
+}
+
+pub fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, seconds: u64) -> Result<u8> {
+    let rights = system::Rights::current();
+    // SAFETY: geteuid has no preconditions.
+    if !rights.can_trace() || unsafe { libc::geteuid() } != 0 {
+        return Err(CliError::usage(
+            "verify loads eBPF programs and creates network namespaces: run it as root",
+        )
+        .into());
+    }
+    let env = status::Environment::gather();
+    let live = env.mode.mode;
+    let checked_as = expect.unwrap_or(live);
+    let online = env.kernel.cpus_online.clone();
+    let (s_cpu, t_cpu) = (online[0], *online.get(1).unwrap_or(&online[0]));
+    let dir = match keep {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            d.to_path_buf()
+        }
+        None => std::env::temp_dir().join(format!("napiscope-verify-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let mut plan = vec![(scenario::Kind::Loopback, s_cpu, s_cpu, "lo")];
+    if t_cpu != s_cpu {
+        plan.insert(0, (scenario::Kind::VethRps, s_cpu, t_cpu, "nsc1"));
+        plan.push((scenario::Kind::LoopbackRps, s_cpu, t_cpu, "lo"));
+    }
+    let stop_all = record::stop_flag_on_signals();
+    let mut results = Vec::new();
+    for (kind, sender, rx, dev) in plan {
+        if stop_all.load(Ordering::SeqCst) {
+            anyhow::bail!("interrupted");
+        }
+        let name = format!("{kind:?}").to_lowercase();
+        if !json {
+            eprintln!("verify: {name}: sender CPU {sender} → receive CPU {rx}, {seconds}s");
+        }
+        let path = dir.join(format!("{name}.parquet"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let extra = Arc::new(Mutex::new(TraceMeta::default()));
+        let control = record::Control {
+            stop: stop.clone(),
+            ready: ready_tx,
+            extra_meta: extra.clone(),
+        };
+        let opts = record::RecordOpts {
+            output: path.clone(),
+            duration: None,
+            cpus: None,
+            ring_buffer_mb: 64,
+            raw_pointers: false,
+            all_softirqs: false,
+            quiet: true,
+            control: Some(control),
+        };
+        let rec = std::thread::spawn(move || record::run(opts));
+        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            stop.store(true, Ordering::SeqCst);
+            return match rec.join() {
+                Ok(Err(e)) => Err(e),
+                _ => Err(anyhow::anyhow!("recording did not start")),
+            };
+        }
+        let rps_before = received_rps();
+        let rep = scenario::run(
+            &scenario::Opts {
+                kind,
+                sender_cpu: sender,
+                rx_cpu: rx,
+                duration: Duration::from_secs(seconds),
+                rate: 2000,
+            },
+            stop_all.clone(),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        {
+            let mut m = extra.lock().unwrap_or_else(|e| e.into_inner());
+            m.set("scenario", name.clone());
+            if kind != scenario::Kind::Loopback {
+                m.set("expect_rps_dev", dev);
+                m.set("expect_rps_cpu", rx.to_string());
+            }
+            if let (Some(a), Some(b)) = (rps_before, received_rps()) {
+                m.set("softnet_received_rps_delta", (b.saturating_sub(a)).to_string());
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        let rec = rec
+            .join()
+            .map_err(|_| anyhow::anyhow!("recording thread panicked"))??;
+        let rep = rep?;
+        let trace = analysis::read_trace(&path)?;
+        let report = check::check(&trace, Some(checked_as));
+        let negative_control = (kind != scenario::Kind::Loopback).then(|| {
+            let wrong = if checked_as == Mode::C { Mode::B } else { Mode::C };
+            let r = check::check(&trace, Some(wrong));
+            NegativeControl {
+                checked_as: wrong,
+                diverged: r.divergent(),
+                failed_rules: failed_rules(&r),
+            }
+        });
+        if !json {
+            eprintln!(
+                "verify: {name}: {} events, sent {} received {}: {}",
+                rec.events,
+                rep.sent,
+                rep.received,
+                report.verdict.name()
+            );
+        }
+        results.push(ScenarioResult {
+            scenario: name,
+            sent: rep.sent,
+            received: rep.received,
+            trace: path.display().to_string(),
+            verdict: report.verdict,
+            failed_rules: failed_rules(&report),
+            paths: report.paths.clone(),
+            negative_control,
+            report,
+        });
+    }
+    let mode_ok = expect.is_none_or(|m| m == live);
+    let passed = mode_ok
+        && results.iter().all(|r| {
+            r.verdict != Verdict::Fail && r.negative_control.as_ref().is_none_or(|n| n.diverged)
+        });
+    let v = VerifyReport {
+        kernel_release: env.kernel.release.clone(),
+        live_mode: live,
+        expected_mode: expect,
+        mode_ok,
+        checked_as,
+        scenarios: results,
+        passed,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_verify(&v);
+    }
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(if passed { 0 } else { 1 })
+}
+
+fn print_verify(v: &VerifyReport) {
+    println!("kernel {}: live mode {}", v.kernel_release, v.live_mode.as_str());
+    if let Some(e) = v.expected_mode {
+        println!(
+            "expected mode {}: {}",
+            e.as_str(),
+            if v.mode_ok { "ok" } else { "MISMATCH" }
+        );
+    }
+    for s in &v.scenarios {
+        let p: Vec<String> = s.paths.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        println!(
+            "{:<13} {:<13} sent {:>5} received {:>5}  paths: {}",
+            s.scenario,
+            s.verdict.name(),
+            s.sent,
+            s.received,
+            p.join(" ")
+        );
+        if !s.failed_rules.is_empty() {
+            println!("              failed rules: {}", s.failed_rules.join(" "));
+            for d in s.report.rules.iter().flat_map(|r| &r.divergences).take(5) {
+                println!("              {}: {} — expected: {}", d.rule, d.message, d.expected);
+            }
+        }
+        if let Some(n) = &s.negative_control {
+            println!(
+                "              negative control (as mode {}): {}{}",
+                n.checked_as.as_str(),
+                if n.diverged { "diverges, as it must" } else { "DID NOT DIVERGE — the checker is blind here" },
+                if n.failed_rules.is_empty() { String::new() } else { format!(" ({})", n.failed_rules.join(" ")) }
+            );
+        }
+    }
+    println!("verify: {}", if v.passed { "PASS" } else { "FAIL" });
+}
+
+pub fn parse_mode(s: &str) -> Result<Mode, String> {
+    Mode::parse(s).ok_or_else(|| format!("unknown mode `{s}`: use A, B or C"))
+}
+
+/// `--mode auto|A|B|C`: None = auto.
+#[derive(Clone, Copy, Debug)]
+pub struct ModeArg(pub Option<Mode>);
+
+pub fn parse_mode_auto(s: &str) -> Result<ModeArg, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        Ok(ModeArg(None))
+    } else {
+        parse_mode(s).map(|m| ModeArg(Some(m)))
+    }
+}
+
+pub fn parse_workload(s: &str) -> Result<Workload, String> {
+    Workload::parse(s).ok_or_else(|| format!("unknown workload `{s}`: use rps, loopback or mixed"))
+}
