@@ -74,9 +74,27 @@ pub fn run_simulate(
 
 fn print_paths(r: &CheckReport) {
     let p: Vec<String> = r.paths.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!("packets by path: {}", if p.is_empty() { "none".into() } else { p.join(" ") });
-    let b: Vec<String> = r.batch_paths.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    println!("batches: {}", if b.is_empty() { "none".into() } else { b.join(", ") });
+    println!(
+        "packets by path: {}",
+        if p.is_empty() {
+            "none".into()
+        } else {
+            p.join(" ")
+        }
+    );
+    let b: Vec<String> = r
+        .batch_paths
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    println!(
+        "batches: {}",
+        if b.is_empty() {
+            "none".into()
+        } else {
+            b.join(", ")
+        }
+    );
 }
 
 pub fn run_check(trace: &Path, mode: Option<Mode>, json: bool, junit: Option<&Path>) -> Result<u8> {
@@ -106,10 +124,16 @@ pub fn print_report(r: &CheckReport, name: &str) {
         r.mode_source
     );
     if r.lost_events > 0 {
-        println!("lost events: {} (windows touched by them are inconclusive)", r.lost_events);
+        println!(
+            "lost events: {} (windows touched by them are inconclusive)",
+            r.lost_events
+        );
     }
     print_paths(r);
-    println!("{:<6} {:<13} {:>7} {:>6} {:>6} {:>7}  rule", "id", "verdict", "pass", "fail", "warn", "inconc");
+    println!(
+        "{:<6} {:<13} {:>7} {:>6} {:>6} {:>7}  rule",
+        "id", "verdict", "pass", "fail", "warn", "inconc"
+    );
     for x in &r.rules {
         println!(
             "{:<6} {:<13} {:>7} {:>6} {:>6} {:>7}  {}{}",
@@ -120,14 +144,23 @@ pub fn print_report(r: &CheckReport, name: &str) {
             x.warned,
             x.inconclusive,
             x.title,
-            x.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+            x.note
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
         );
     }
     let divs: Vec<_> = r.rules.iter().flat_map(|x| &x.divergences).collect();
     if !divs.is_empty() {
         println!("\ndivergences (first {} per rule):", 10);
         for d in divs.iter().take(30) {
-            println!("  {} cpu{} {:.6} s: {}", d.rule, d.cpu, d.ts_ns as f64 / 1e9, d.message);
+            println!(
+                "  {} cpu{} {:.6} s: {}",
+                d.rule,
+                d.cpu,
+                d.ts_ns as f64 / 1e9,
+                d.message
+            );
             println!("      expected: {}", d.expected);
             for e in &d.events {
                 println!("      | {e}");
@@ -153,8 +186,16 @@ fn xml_escape(s: &str) -> String {
 }
 
 pub fn junit_xml(r: &CheckReport, name: &str) -> String {
-    let fails = r.rules.iter().filter(|x| x.verdict == Verdict::Fail).count();
-    let skips = r.rules.iter().filter(|x| x.verdict == Verdict::Inconclusive).count();
+    let fails = r
+        .rules
+        .iter()
+        .filter(|x| x.verdict == Verdict::Fail)
+        .count();
+    let skips = r
+        .rules
+        .iter()
+        .filter(|x| x.verdict == Verdict::Inconclusive)
+        .count();
     let mut s = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"napiscope check {}\" tests=\"{}\" failures=\"{fails}\" skipped=\"{skips}\">\n",
         xml_escape(name),
@@ -243,7 +284,12 @@ fn failed_rules(r: &CheckReport) -> Vec<&'static str> {
         .collect()
 }
 
-pub fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, seconds: u64) -> Result<u8> {
+pub fn run_verify(
+    expect: Option<Mode>,
+    json: bool,
+    keep: Option<&Path>,
+    seconds: u64,
+) -> Result<u8> {
     let rights = system::Rights::current();
     // SAFETY: geteuid has no preconditions.
     if !rights.can_trace() || unsafe { libc::geteuid() } != 0 {
@@ -327,7 +373,10 @@ pub fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, seconds
                 m.set("expect_rps_cpu", rx.to_string());
             }
             if let (Some(a), Some(b)) = (rps_before, received_rps()) {
-                m.set("softnet_received_rps_delta", (b.saturating_sub(a)).to_string());
+                m.set(
+                    "softnet_received_rps_delta",
+                    (b.saturating_sub(a)).to_string(),
+                );
             }
         }
         stop.store(true, Ordering::SeqCst);
@@ -338,7 +387,11 @@ pub fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, seconds
         let trace = analysis::read_trace(&path)?;
         let report = check::check(&trace, Some(checked_as));
         let negative_control = (kind != scenario::Kind::Loopback).then(|| {
-            let wrong = if checked_as == Mode::C { Mode::B } else { Mode::C };
+            let wrong = if checked_as == Mode::C {
+                Mode::B
+            } else {
+                Mode::C
+            };
             let r = check::check(&trace, Some(wrong));
             NegativeControl {
                 checked_as: wrong,
@@ -393,7 +446,11 @@ pub fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, seconds
 }
 
 fn print_verify(v: &VerifyReport) {
-    println!("kernel {}: live mode {}", v.kernel_release, v.live_mode.as_str());
+    println!(
+        "kernel {}: live mode {}",
+        v.kernel_release,
+        v.live_mode.as_str()
+    );
     if let Some(e) = v.expected_mode {
         println!(
             "expected mode {}: {}",
@@ -414,15 +471,26 @@ fn print_verify(v: &VerifyReport) {
         if !s.failed_rules.is_empty() {
             println!("              failed rules: {}", s.failed_rules.join(" "));
             for d in s.report.rules.iter().flat_map(|r| &r.divergences).take(5) {
-                println!("              {}: {} — expected: {}", d.rule, d.message, d.expected);
+                println!(
+                    "              {}: {} — expected: {}",
+                    d.rule, d.message, d.expected
+                );
             }
         }
         if let Some(n) = &s.negative_control {
             println!(
                 "              negative control (as mode {}): {}{}",
                 n.checked_as.as_str(),
-                if n.diverged { "diverges, as it must" } else { "DID NOT DIVERGE — the checker is blind here" },
-                if n.failed_rules.is_empty() { String::new() } else { format!(" ({})", n.failed_rules.join(" ")) }
+                if n.diverged {
+                    "diverges, as it must"
+                } else {
+                    "DID NOT DIVERGE — the checker is blind here"
+                },
+                if n.failed_rules.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", n.failed_rules.join(" "))
+                }
             );
         }
     }

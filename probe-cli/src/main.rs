@@ -115,8 +115,10 @@ enum Cmd {
     )]
     Scenario(ScenarioArgs),
     /// Generate a trace from the reference model (same schema as `record`)
-    #[command(after_help = "Example: napiscope simulate --mode C --cpus 2 --workload rps -o sim.parquet\n\
-                            then: napiscope check sim.parquet")]
+    #[command(
+        after_help = "Example: napiscope simulate --mode C --cpus 2 --workload rps -o sim.parquet\n\
+                            then: napiscope check sim.parquet"
+    )]
     Simulate {
         /// A: no patch; B: patch, threads off; C: backlog_napi threads on
         #[arg(long, value_parser = conformance::parse_mode)]
@@ -138,9 +140,11 @@ enum Cmd {
         output: Option<PathBuf>,
     },
     /// Check a trace against the reference model; exit 0 conformant, 1 divergent, 2 unusable
-    #[command(after_help = "Rules: G1-G7 (all modes), A-1..A-8 (modes A/B), C-1..C-11 (mode C), \
+    #[command(
+        after_help = "Rules: G1-G7 (all modes), A-1..A-8 (modes A/B), C-1..C-11 (mode C), \
                             from ../shared/design/model.md section 11.\n\
-                            Windows with lost events are INCONCLUSIVE, never FAIL.")]
+                            Windows with lost events are INCONCLUSIVE, never FAIL."
+    )]
     Check {
         trace: PathBuf,
         /// Mode to check against: auto (from the trace, then its metadata), A, B or C
@@ -404,7 +408,16 @@ mod tests {
             vec!["napiscope", "verify"],
             vec!["napiscope", "verify", "--expect-mode", "B"],
             vec!["napiscope", "scenario", "veth-rps"],
-            vec!["napiscope", "record", "-o", "x.parquet", "-d", "1s", "-C", "0"],
+            vec![
+                "napiscope",
+                "record",
+                "-o",
+                "x.parquet",
+                "-d",
+                "1s",
+                "-C",
+                "0",
+            ],
         ] {
             let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
             if let Cmd::Check { mode, .. } = cli.cmd {

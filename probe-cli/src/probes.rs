@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use probe_common::{CpuState, Settings, TpOffsets};
@@ -31,6 +31,9 @@ pub struct ProbeSpec {
     pub category: &'static str,
     pub event: &'static str,
     pub role: Role,
+    /// Raw-tracepoint program preferred over `program`, with the record fields (in order)
+    /// that must match its TP_PROTO arguments on this kernel.
+    pub raw: Option<(&'static str, &'static [&'static str])>,
 }
 
 const fn tp(program: &'static str, category: &'static str, event: &'static str) -> ProbeSpec {
@@ -39,6 +42,7 @@ const fn tp(program: &'static str, category: &'static str, event: &'static str) 
         category,
         event,
         role: Role::Event,
+        raw: None,
     }
 }
 
@@ -48,42 +52,132 @@ const fn ctx(program: &'static str, category: &'static str, event: &'static str)
         category,
         event,
         role: Role::Context,
+        raw: None,
     }
 }
 
+const fn raw(
+    mut spec: ProbeSpec,
+    program: &'static str,
+    fields: &'static [&'static str],
+) -> ProbeSpec {
+    spec.raw = Some((program, fields));
+    spec
+}
+
 pub const SPECS: &[ProbeSpec] = &[
-    tp("softirq_raise", "irq", "softirq_raise"),
-    tp("softirq_entry", "irq", "softirq_entry"),
-    tp("softirq_exit", "irq", "softirq_exit"),
+    raw(
+        tp("softirq_raise", "irq", "softirq_raise"),
+        "softirq_raise_raw",
+        &["vec"],
+    ),
+    raw(
+        tp("softirq_entry", "irq", "softirq_entry"),
+        "softirq_entry_raw",
+        &["vec"],
+    ),
+    raw(
+        tp("softirq_exit", "irq", "softirq_exit"),
+        "softirq_exit_raw",
+        &["vec"],
+    ),
     tp("napi_poll", "napi", "napi_poll"),
     tp("netif_rx", "net", "netif_rx"),
-    tp("netif_rx_exit", "net", "netif_rx_exit"),
+    raw(
+        tp("netif_rx_exit", "net", "netif_rx_exit"),
+        "netif_rx_exit_raw",
+        &["ret"],
+    ),
     tp("netif_receive_skb", "net", "netif_receive_skb"),
     tp("sched_switch", "sched", "sched_switch"),
     tp("sched_waking", "sched", "sched_waking"),
     tp("sched_wakeup", "sched", "sched_wakeup"),
-    tp(
-        "sched_wake_idle_without_ipi",
-        "sched",
-        "sched_wake_idle_without_ipi",
+    raw(
+        tp(
+            "sched_wake_idle_without_ipi",
+            "sched",
+            "sched_wake_idle_without_ipi",
+        ),
+        "sched_wake_idle_without_ipi_raw",
+        &["cpu"],
     ),
     // Absent before ~6.4 (model.md F5): there the RPS IPI leg needs a function probe.
-    tp("ipi_send_cpu", "ipi", "ipi_send_cpu"),
-    tp("csd_queue_cpu", "csd", "csd_queue_cpu"),
-    tp("csd_function_entry", "csd", "csd_function_entry"),
-    ctx("irq_handler_entry", "irq", "irq_handler_entry"),
-    ctx("irq_handler_exit", "irq", "irq_handler_exit"),
+    raw(
+        tp("ipi_send_cpu", "ipi", "ipi_send_cpu"),
+        "ipi_send_cpu_raw",
+        &["cpu", "callsite", "callback"],
+    ),
+    raw(
+        tp("csd_queue_cpu", "csd", "csd_queue_cpu"),
+        "csd_queue_cpu_raw",
+        &["cpu", "callsite", "func", "csd"],
+    ),
+    raw(
+        tp("csd_function_entry", "csd", "csd_function_entry"),
+        "csd_function_entry_raw",
+        &["func", "csd"],
+    ),
+    raw(
+        ctx("irq_handler_entry", "irq", "irq_handler_entry"),
+        "hardirq_entry_raw",
+        &[],
+    ),
+    raw(
+        ctx("irq_handler_exit", "irq", "irq_handler_exit"),
+        "hardirq_exit_raw",
+        &[],
+    ),
     // x86 APIC vectors: IPIs (call_function*), timer, reschedule, irq_work.
-    ctx("vector_entry", "irq_vectors", "call_function_single_entry"),
-    ctx("vector_exit", "irq_vectors", "call_function_single_exit"),
-    ctx("vector_entry", "irq_vectors", "call_function_entry"),
-    ctx("vector_exit", "irq_vectors", "call_function_exit"),
-    ctx("vector_entry", "irq_vectors", "reschedule_entry"),
-    ctx("vector_exit", "irq_vectors", "reschedule_exit"),
-    ctx("vector_entry", "irq_vectors", "local_timer_entry"),
-    ctx("vector_exit", "irq_vectors", "local_timer_exit"),
-    ctx("vector_entry", "irq_vectors", "irq_work_entry"),
-    ctx("vector_exit", "irq_vectors", "irq_work_exit"),
+    raw(
+        ctx("vector_entry", "irq_vectors", "call_function_single_entry"),
+        "hardirq_entry_raw",
+        &[],
+    ),
+    raw(
+        ctx("vector_exit", "irq_vectors", "call_function_single_exit"),
+        "hardirq_exit_raw",
+        &[],
+    ),
+    raw(
+        ctx("vector_entry", "irq_vectors", "call_function_entry"),
+        "hardirq_entry_raw",
+        &[],
+    ),
+    raw(
+        ctx("vector_exit", "irq_vectors", "call_function_exit"),
+        "hardirq_exit_raw",
+        &[],
+    ),
+    raw(
+        ctx("vector_entry", "irq_vectors", "reschedule_entry"),
+        "hardirq_entry_raw",
+        &[],
+    ),
+    raw(
+        ctx("vector_exit", "irq_vectors", "reschedule_exit"),
+        "hardirq_exit_raw",
+        &[],
+    ),
+    raw(
+        ctx("vector_entry", "irq_vectors", "local_timer_entry"),
+        "hardirq_entry_raw",
+        &[],
+    ),
+    raw(
+        ctx("vector_exit", "irq_vectors", "local_timer_exit"),
+        "hardirq_exit_raw",
+        &[],
+    ),
+    raw(
+        ctx("vector_entry", "irq_vectors", "irq_work_entry"),
+        "hardirq_entry_raw",
+        &[],
+    ),
+    raw(
+        ctx("vector_exit", "irq_vectors", "irq_work_exit"),
+        "hardirq_exit_raw",
+        &[],
+    ),
 ];
 
 /// Function probes the model would use as direct evidence (model.md §10.2). They need
@@ -103,11 +197,16 @@ pub const FUNCTION_PROBES: &[&str] = &[
 pub struct ProbeResult {
     /// "category:event" for tracepoints, the function name for function probes.
     pub name: String,
-    /// "tracepoint" | "kprobe"
+    /// "raw_tracepoint" | "tracepoint" | "kprobe"
     pub kind: &'static str,
     pub role: Role,
+    /// The eBPF program attached.
+    pub program: Option<&'static str>,
     pub attached: bool,
+    /// Why it did not attach.
     pub reason: Option<String>,
+    /// Why the preferred raw tracepoint was not used, when the classic one was.
+    pub fallback: Option<String>,
 }
 
 /// Read every field offset the programs need. A tracepoint whose format is missing or
@@ -178,6 +277,21 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// Per program: how often the kernel skipped it because an eBPF program was already
+    /// running on that CPU (`recursion_misses`). Such events are lost without a seq gap.
+    pub fn recursion_misses(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for (name, prog) in self.ebpf.programs() {
+            let Ok(fd) = prog.fd() else { continue };
+            if let Some(n) = recursion_misses(std::os::fd::AsRawFd::as_raw_fd(
+                &std::os::fd::AsFd::as_fd(fd),
+            )) {
+                out.insert(name.to_string(), n);
+            }
+        }
+        out
+    }
+
     pub fn attached_events(&self) -> usize {
         self.results
             .iter()
@@ -219,14 +333,11 @@ pub fn load(tracefs: &Path, settings: &Settings, ring_bytes: u32) -> Result<Load
             name,
             kind: "tracepoint",
             role: spec.role,
+            program: None,
             attached: false,
             reason: None,
+            fallback: None,
         };
-        if let Some((_, why)) = bad.iter().find(|(p, _)| *p == spec.program) {
-            result.reason = Some(why.clone());
-            results.push(result);
-            continue;
-        }
         if !tracefs
             .join("events")
             .join(spec.category)
@@ -234,6 +345,23 @@ pub fn load(tracefs: &Path, settings: &Settings, ring_bytes: u32) -> Result<Load
             .is_dir()
         {
             result.reason = Some("tracepoint not in this kernel".into());
+            results.push(result);
+            continue;
+        }
+        if let Some((raw_prog, fields)) = spec.raw {
+            match attach_raw(&mut ebpf, &mut loaded, tracefs, spec, raw_prog, fields) {
+                Ok(()) => {
+                    result.kind = "raw_tracepoint";
+                    result.program = Some(raw_prog);
+                    result.attached = true;
+                    results.push(result);
+                    continue;
+                }
+                Err(e) => result.fallback = Some(format!("{e:#}")),
+            }
+        }
+        if let Some((_, why)) = bad.iter().find(|(p, _)| *p == spec.program) {
+            result.reason = Some(why.clone());
             results.push(result);
             continue;
         }
@@ -251,12 +379,53 @@ pub fn load(tracefs: &Path, settings: &Settings, ring_bytes: u32) -> Result<Load
             Ok(())
         })();
         match r {
-            Ok(()) => result.attached = true,
+            Ok(()) => {
+                result.attached = true;
+                result.program = Some(spec.program);
+            }
             Err(e) => result.reason = Some(format!("{e:#}")),
         }
         results.push(result);
     }
     Ok(Loaded { ebpf, results })
+}
+
+/// Attach the raw-tracepoint variant, after checking that the record's fields (which mirror
+/// TP_PROTO) are the arguments the program reads, in order.
+fn attach_raw(
+    ebpf: &mut Ebpf,
+    loaded: &mut Vec<&'static str>,
+    tracefs: &Path,
+    spec: &ProbeSpec,
+    program: &'static str,
+    fields: &[&str],
+) -> Result<()> {
+    if !fields.is_empty() {
+        let f = tracefs::event_fields(tracefs, spec.category, spec.event)?;
+        let mut order: Vec<(&u32, &str)> = f
+            .iter()
+            .filter(|(n, _)| !n.starts_with("common_"))
+            .map(|(n, fl)| (&fl.offset, n.as_str()))
+            .collect();
+        order.sort();
+        let names: Vec<&str> = order.into_iter().map(|(_, n)| n).collect();
+        if names != fields {
+            anyhow::bail!(
+                "record fields {names:?} differ from the raw arguments napiscope reads {fields:?}"
+            );
+        }
+    }
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} missing"))?
+        .try_into()?;
+    if !loaded.contains(&program) {
+        prog.load()
+            .with_context(|| format!("verifier rejected {program}"))?;
+        loaded.push(program);
+    }
+    prog.attach(spec.event)?;
+    Ok(())
 }
 
 /// Function probes: none are attached by this version; say why for each.
@@ -267,6 +436,8 @@ pub fn function_probe_results(kprobes: bool) -> Vec<ProbeResult> {
             name: (*f).to_string(),
             kind: "kprobe",
             role: Role::Event,
+            program: None,
+            fallback: None,
             attached: false,
             reason: Some(if kprobes {
                 "function probes are not implemented yet; tracepoints cover this path".into()
@@ -275,4 +446,31 @@ pub fn function_probe_results(kprobes: bool) -> Vec<ProbeResult> {
             }),
         })
         .collect()
+}
+
+/// `bpf(BPF_OBJ_GET_INFO_BY_FD)` on a program fd → its recursion_misses counter.
+fn recursion_misses(fd: i32) -> Option<u64> {
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    // SAFETY: bpf_prog_info is plain data; the kernel fills at most info_len bytes of it.
+    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+    let mut attr = InfoAttr {
+        bpf_fd: fd as u32,
+        info_len: std::mem::size_of_val(&info) as u32,
+        info: &mut info as *mut _ as u64,
+    };
+    // SAFETY: a valid attr for BPF_OBJ_GET_INFO_BY_FD (15) of the given size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            15,
+            &mut attr as *mut InfoAttr,
+            std::mem::size_of::<InfoAttr>(),
+        )
+    };
+    (rc == 0).then_some(info.recursion_misses)
 }

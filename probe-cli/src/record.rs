@@ -83,6 +83,34 @@ pub struct RecordSummary {
     /// Where received packets were processed (from reading the file back), when small enough.
     pub paths: Option<BTreeMap<String, u64>>,
     pub rps_hops: Option<u64>,
+    /// Events skipped by the kernel's recursion protection, per event ("ctx" for the
+    /// context trackers).
+    pub missed_by_event: BTreeMap<String, u64>,
+}
+
+/// Map program recursion misses to event names (context trackers count as "ctx").
+fn missed_by_event(
+    results: &[probes::ProbeResult],
+    misses: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in results.iter().filter(|r| r.attached) {
+        let Some(p) = r.program else { continue };
+        if !seen.insert(p) {
+            continue; // one program on several tracepoints: count it once
+        }
+        let n = misses.get(p).copied().unwrap_or(0);
+        if n == 0 {
+            continue;
+        }
+        let key = match r.role {
+            probes::Role::Context => "ctx".to_string(),
+            probes::Role::Event => r.name.split(':').nth(1).unwrap_or(&r.name).to_string(),
+        };
+        *out.entry(key).or_default() += n;
+    }
+    out
 }
 
 /// Read the finished file back: proves it is readable, and tells where packets went.
@@ -151,8 +179,9 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     if !env.kernel.btf {
         eprintln!("napiscope: note: no BTF at /sys/kernel/btf/vmlinux; tracepoints do not need it");
     }
-    let settings = build_settings(opts.cpus.as_deref(), opts.all_softirqs);
     let ring_bytes = opts.ring_buffer_mb * 1024 * 1024;
+    let mut settings = build_settings(opts.cpus.as_deref(), opts.all_softirqs);
+    settings.wakeup_bytes = ring_bytes / 8;
     // Create the output before loading anything, so a bad path fails fast and clearly.
     let mut writer =
         TraceWriter::create(&opts.output).map_err(|e| CliError::usage(format!("{e:#}")))?;
@@ -233,7 +262,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
             revents: 0,
         };
         // SAFETY: one valid pollfd; EINTR (a signal) just ends the wait.
-        unsafe { libc::poll(&mut pfd, 1, 100) };
+        unsafe { libc::poll(&mut pfd, 1, 20) };
         drain(&mut ring, &decoder, &mut pending, &mut bad_records);
         for e in pending.drain(..) {
             seqs.see(e.cpu, e.seq);
@@ -271,6 +300,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         }
     };
     let elapsed = start.elapsed().as_secs_f64();
+    let misses = loaded.recursion_misses();
     // Detach first so no new events arrive, then drain what is already in the ring.
     // (Closing the perf links takes a moment per probe; it is not recording time.)
     drop(loaded);
@@ -309,6 +339,10 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
             .unwrap_or_else(|| "all".into()),
     );
     meta.set("probes", serde_json::to_string(&probe_results)?);
+    // Events the kernel skipped because another eBPF program ran on the CPU (no seq gap).
+    let missed_by_event = missed_by_event(&probe_results, &misses);
+    meta.set("missed_by_event", serde_json::to_string(&missed_by_event)?);
+    summary.missed_by_event = missed_by_event;
     let threads = crate::system::backlog_threads();
     meta.set("backlog_threads", serde_json::to_string(&threads)?);
     if let Some(c) = &opts.control {
@@ -382,6 +416,13 @@ pub fn print_summary(s: &RecordSummary) {
         );
     } else {
         println!("complete: no events lost (per-CPU sequence numbers have no gaps)");
+    }
+    if !s.missed_by_event.is_empty() {
+        println!(
+            "skipped by the kernel's eBPF recursion guard (not in seq): {:?} — `check` treats \
+             these events as possibly missing",
+            s.missed_by_event
+        );
     }
     println!("{:<28} {:>10}", "event", "count");
     for (k, v) in &s.per_event {

@@ -122,6 +122,8 @@ fn not_tried(why: &str) -> Vec<ProbeResult> {
             name: format!("{}:{}", s.category, s.event),
             kind: "tracepoint",
             role: s.role,
+            program: None,
+            fallback: None,
             attached: false,
             reason: Some(why.to_string()),
         })
@@ -167,6 +169,9 @@ pub fn print(s: &Status) {
         match &p.reason {
             Some(r) if !p.attached => println!("  {mark}{:<42} {}{role}: {r}", p.name, p.kind),
             _ => println!("  {mark}{:<42} {}{role}", p.name, p.kind),
+        }
+        if let (true, Some(f)) = (p.attached, &p.fallback) {
+            println!("       fell back from raw_tracepoint: {f}");
         }
     }
 }

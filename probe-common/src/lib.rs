@@ -231,7 +231,10 @@ pub struct Settings {
     pub cpu_mask: [u64; 16],
     /// Bit V set: record softirq raise/entry/exit of vector V (context tracking sees all).
     pub softirq_mask: u32,
-    pub _pad: u32,
+    /// Wake the reader only once this many bytes wait in the ring buffer (it also polls on
+    /// a timer). A wake-up per event would run the scheduler's tracepoints inside ours, and
+    /// the kernel skips nested tracepoint programs.
+    pub wakeup_bytes: u32,
 }
 
 impl Default for Settings {
@@ -239,7 +242,7 @@ impl Default for Settings {
         Settings {
             cpu_mask: [u64::MAX; 16],
             softirq_mask: 1 << NET_RX_SOFTIRQ,
-            _pad: 0,
+            wakeup_bytes: 1 << 20,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! policy here. Context tracking (hardirq / softirq) is per CPU, from entry/exit tracepoints.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

@@ -1,11 +1,12 @@
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel_str_bytes,
     },
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
     EbpfContext,
 };
 use probe_common::{CpuState, Ctx, EventKind, RawEvent, Settings, TpOffsets, COMM_LEN, MAX_CPUS};
@@ -51,7 +52,7 @@ static OFFSETS: TpOffsets = TpOffsets {
 static SETTINGS: Settings = Settings {
     cpu_mask: [u64::MAX; 16],
     softirq_mask: 1 << 3,
-    _pad: 0,
+    wakeup_bytes: 1 << 20,
 };
 
 /// Size is set by userspace (`--ring-buffer-mb`).
@@ -104,10 +105,13 @@ fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
         return;
     }
     let Some(st) = state() else { return };
+    // Raw-tracepoint programs in hard irqs can nest inside a program already running on this
+    // CPU, so counters are bumped atomically (XADD). A nested event may share the outer one's
+    // `seq` value, but every event is counted once: gaps still equal losses exactly.
     let seq = st.seq;
-    st.seq += 1;
+    atomic_inc(&mut st.seq);
     let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
-        st.lost += 1;
+        atomic_inc(&mut st.lost);
         return;
     };
     let mut ev = RawEvent::zeroed();
@@ -122,8 +126,23 @@ fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
     }
     fill(&mut ev);
     entry.write(ev);
-    entry.submit(0);
-    st.emitted += 1;
+    let wake = unsafe { core::ptr::read_volatile(&raw const SETTINGS.wakeup_bytes) } as u64;
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wake {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags as u64);
+    atomic_inc(&mut st.emitted);
+}
+
+#[inline(always)]
+fn atomic_inc(v: &mut u64) {
+    // BPF_ATOMIC add without fetch (BPF v1 XADD): core's AtomicU64 has no RMW on this target.
+    // SAFETY: v points into a per-CPU map value that lives as long as the program.
+    unsafe {
+        core::arch::asm!("lock *(u64 *)({0} + 0) += {1}", in(reg) v as *mut u64, in(reg) 1u64);
+    }
 }
 
 #[inline(always)]
@@ -214,6 +233,11 @@ pub fn vector_exit(_ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn softirq_event(ctx: &TracePointContext, kind: EventKind) -> u32 {
     let vec: u32 = read(ctx, off!(softirq_vec));
+    softirq_vec_event(vec, kind)
+}
+
+#[inline(always)]
+fn softirq_vec_event(vec: u32, kind: EventKind) -> u32 {
     let mask = unsafe { core::ptr::read_volatile(&raw const SETTINGS.softirq_mask) };
     if let Some(st) = state() {
         match kind {
@@ -406,5 +430,89 @@ pub fn sched_wakeup(ctx: TracePointContext) -> u32 {
         off!(wakeup_pid),
         off!(wakeup_target_cpu),
     );
+    0
+}
+
+// ---- raw tracepoints ------------------------------------------------------------------------
+//
+// Preferred where the arguments are plain values: a raw tracepoint program is only skipped
+// when *it* is already running on the CPU, whereas a classic tracepoint program is skipped
+// whenever any classic program runs there (bpf_prog_active) — e.g. an IPI's
+// csd_function_entry arriving during a sched_switch program. Arguments are the TP_PROTO's.
+
+#[raw_tracepoint]
+pub fn softirq_raise_raw(ctx: RawTracePointContext) -> u32 {
+    softirq_vec_event(ctx.arg::<u64>(0) as u32, EventKind::SoftirqRaise)
+}
+#[raw_tracepoint]
+pub fn softirq_entry_raw(ctx: RawTracePointContext) -> u32 {
+    softirq_vec_event(ctx.arg::<u64>(0) as u32, EventKind::SoftirqEntry)
+}
+#[raw_tracepoint]
+pub fn softirq_exit_raw(ctx: RawTracePointContext) -> u32 {
+    softirq_vec_event(ctx.arg::<u64>(0) as u32, EventKind::SoftirqExit)
+}
+#[raw_tracepoint]
+pub fn hardirq_entry_raw(_ctx: RawTracePointContext) -> u32 {
+    hardirq_enter()
+}
+#[raw_tracepoint]
+pub fn hardirq_exit_raw(_ctx: RawTracePointContext) -> u32 {
+    hardirq_exit()
+}
+
+/// csd_function_entry(smp_call_func_t func, call_single_data_t *csd)
+#[raw_tracepoint]
+pub fn csd_function_entry_raw(ctx: RawTracePointContext) -> u32 {
+    let func = ctx.arg::<u64>(0);
+    let csd = ctx.arg::<u64>(1);
+    emit(EventKind::CsdFunctionEntry, |ev| {
+        ev.func = func;
+        ev.ptr = csd;
+    });
+    0
+}
+
+/// csd_queue_cpu(unsigned int cpu, unsigned long callsite, smp_call_func_t func, csd)
+#[raw_tracepoint]
+pub fn csd_queue_cpu_raw(ctx: RawTracePointContext) -> u32 {
+    let cpu = ctx.arg::<u64>(0) as i32;
+    let func = ctx.arg::<u64>(2);
+    let csd = ctx.arg::<u64>(3);
+    emit(EventKind::CsdQueueCpu, |ev| {
+        ev.arg0 = cpu;
+        ev.func = func;
+        ev.ptr = csd;
+    });
+    0
+}
+
+/// ipi_send_cpu(unsigned int cpu, unsigned long callsite, void *callback)
+#[raw_tracepoint]
+pub fn ipi_send_cpu_raw(ctx: RawTracePointContext) -> u32 {
+    let cpu = ctx.arg::<u64>(0) as i32;
+    let callsite = ctx.arg::<u64>(1);
+    let callback = ctx.arg::<u64>(2);
+    emit(EventKind::IpiSendCpu, |ev| {
+        ev.arg0 = cpu;
+        ev.ptr = callsite;
+        ev.func = callback;
+    });
+    0
+}
+
+/// sched_wake_idle_without_ipi(int cpu)
+#[raw_tracepoint]
+pub fn sched_wake_idle_without_ipi_raw(ctx: RawTracePointContext) -> u32 {
+    let cpu = ctx.arg::<u64>(0) as i32;
+    emit(EventKind::SchedWakeIdleWithoutIpi, |ev| ev.arg0 = cpu);
+    0
+}
+
+/// netif_rx_exit(int ret)
+#[raw_tracepoint]
+pub fn netif_rx_exit_raw(ctx: RawTracePointContext) -> u32 {
+    let ret = ctx.arg::<u64>(0) as i32;
+    emit(EventKind::NetifRxExit, |ev| ev.arg0 = ret);
     0
 }

@@ -72,6 +72,8 @@ pub struct Index<'a> {
     pub lost: HashMap<u32, Vec<(u64, u64)>>,
     /// CPUs whose events are in the trace (all, unless recorded with -C).
     pub observed: Option<Vec<u32>>,
+    /// Events the kernel skipped (eBPF recursion guard) by event name; "ctx" = trackers.
+    pub missed: HashMap<String, u64>,
     /// Per (cpu, kind): sorted event indices.
     by_kind: HashMap<(u32, EventKind), Vec<usize>>,
     pub t_end: u64,
@@ -185,7 +187,12 @@ impl<'a> Index<'a> {
                 open.remove(&p.cpu);
             }
         }
+        let missed = meta
+            .get("missed_by_event")
+            .and_then(|m| serde_json::from_str(m).ok())
+            .unwrap_or_default();
         Index {
+            missed,
             ev,
             deliveries,
             polls,
@@ -236,6 +243,16 @@ impl<'a> Index<'a> {
         self.lost
             .get(&cpu)
             .is_some_and(|w| w.iter().any(|(a, b)| *a <= t1 && t0 <= *b))
+    }
+
+    /// Some events of this kind may be missing without a seq gap (recursion guard).
+    pub fn missed(&self, kind: EventKind) -> bool {
+        self.missed.get(kind.name()).is_some_and(|n| *n > 0)
+    }
+
+    /// Context labels may be wrong somewhere (a context tracker was skipped).
+    pub fn ctx_unsure(&self) -> bool {
+        self.missed.get("ctx").is_some_and(|n| *n > 0)
     }
 
     pub fn any_loss(&self) -> bool {

@@ -399,6 +399,8 @@ fn a2(c: &Ctx) -> RuleResult {
     for p in &c.ix.polls {
         if p.class == Class::Softirq {
             r.pass();
+        } else if c.ix.ctx_unsure() && p.class == Class::Other {
+            r.unsure();
         } else {
             let e = c.ix.ev[p.ev];
             r.fail(Divergence {
@@ -439,7 +441,11 @@ fn a3(c: &Ctx) -> RuleResult {
                 .any(|e| Ctx::is_rps(e.func.as_deref()));
         if queued && entered {
             r.pass();
-        } else if c.ix.blind(d.from, d.t_enq, t1) || c.ix.blind(b.cpu, d.t_enq, t1) {
+        } else if c.ix.blind(d.from, d.t_enq, t1)
+            || c.ix.blind(b.cpu, d.t_enq, t1)
+            || (!queued && c.ix.missed(EventKind::CsdQueueCpu))
+            || (!entered && c.ix.missed(EventKind::CsdFunctionEntry))
+        {
             r.unsure();
         } else {
             r.fail(Divergence {
@@ -495,7 +501,7 @@ fn a4(c: &Ctx) -> RuleResult {
                 .count();
             if completions > 0 {
                 r.pass();
-            } else if c.ix.blind(cpu, w[0], next_poll) {
+            } else if c.ix.blind(cpu, w[0], next_poll) || c.ix.missed(EventKind::NapiPoll) {
                 r.unsure();
             } else {
                 r.fail(Divergence {
@@ -596,7 +602,7 @@ fn a7(c: &Ctx) -> RuleResult {
         let end = enqueue_call_end(c, d.enq);
         if raised_during_enqueue(c, d.from, d.t_enq, end) {
             r.pass();
-        } else if c.ix.blind(d.from, d.t_enq, end) {
+        } else if c.ix.blind(d.from, d.t_enq, end) || c.ix.missed(EventKind::SoftirqRaise) {
             r.unsure();
         } else {
             r.warn(Divergence {
@@ -771,7 +777,7 @@ fn class_rule(c: &Ctx, id: &'static str, remote: bool) -> RuleResult {
         };
         if ok {
             r.pass();
-        } else if b.first_on_cpu || b.class == Class::Mixed {
+        } else if b.first_on_cpu || b.class == Class::Mixed || c.ix.ctx_unsure() {
             r.unsure();
         } else {
             r.fail(Divergence {
@@ -893,7 +899,11 @@ fn c6(c: &Ctx) -> RuleResult {
         match thread_awake_at(c, b.cpu, d.t_enq) {
             Some(true) => r.pass(),
             None => r.unsure(),
-            Some(false) if c.ix.blind(b.cpu, d.t_enq, t1) || c.ix.blind(d.from, d.t_enq, t1) => {
+            Some(false)
+                if c.ix.blind(b.cpu, d.t_enq, t1)
+                    || c.ix.blind(d.from, d.t_enq, t1)
+                    || c.ix.missed(EventKind::SchedWaking) =>
+            {
                 r.unsure()
             }
             Some(false) => r.fail(Divergence {
@@ -969,7 +979,8 @@ fn c8(c: &Ctx) -> RuleResult {
                 });
                 if polled {
                     r.pass();
-                } else if first || c.ix.blind(cpu, t0, e.ts_ns) {
+                } else if first || c.ix.blind(cpu, t0, e.ts_ns) || c.ix.missed(EventKind::NapiPoll)
+                {
                     r.unsure();
                 } else {
                     r.fail(Divergence {

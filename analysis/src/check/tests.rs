@@ -161,6 +161,16 @@ fn lost_events_make_windows_inconclusive_not_failures() {
     assert!(failed(&r).is_empty(), "{:?}", failed(&r));
 }
 
+#[test]
+fn recursion_misses_make_a_missing_leg_inconclusive() {
+    let mut t = sim(Mode::B, Workload::Rps, 16);
+    mutate(&mut t, |e| e.event != EventKind::CsdFunctionEntry);
+    t.meta
+        .set("missed_by_event", r#"{"csd_function_entry": 3}"#);
+    let r = check(&t, Some(Mode::B));
+    assert_eq!(verdict(&r, "A-3"), Verdict::Inconclusive);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
 
