@@ -37,6 +37,12 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
+fn tmp_dir(name: &str) -> PathBuf {
+    let d = tmp(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 /// Start `napiscope record` and wait until its probes are attached.
 fn start_record(out: &Path, extra: &[&str]) -> Child {
     let mut child = Command::new(BIN)
@@ -314,4 +320,137 @@ fn bad_input_gives_clear_errors_and_exit_2() {
 
     let out = napiscope(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn verify_passes_in_the_hosts_mode_and_fails_in_another() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let status = napiscope(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let live = v["mode"].as_str().unwrap().to_string();
+    let dir = tmp("verify");
+    let out = napiscope(&[
+        "verify",
+        "--expect-mode",
+        &live,
+        "--json",
+        "--seconds",
+        "1",
+        "--keep",
+        dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify --json output: {e}; stderr: {err}"));
+    assert_eq!(out.status.code(), Some(0), "verify in mode {live}: {rep:#}");
+    assert_eq!(rep["passed"], true);
+    let scenarios = rep["scenarios"].as_array().unwrap();
+    assert!(scenarios.len() >= 2, "{rep:#}");
+    for s in scenarios {
+        assert_ne!(s["verdict"], "FAIL", "{s:#}");
+        if let Some(n) = s["negative_control"].as_object() {
+            assert_eq!(n["diverged"], true, "negative control must diverge: {s:#}");
+        }
+    }
+    // The recordings it kept are checkable on their own, with the same verdict.
+    let veth = dir.join("vethrps.parquet");
+    if veth.exists() {
+        let c = napiscope(&["check", veth.to_str().unwrap(), "--mode", &live]);
+        assert_eq!(
+            c.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&c.stdout)
+        );
+        let wrong = if live == "C" { "B" } else { "C" };
+        let junit = dir.join("junit.xml");
+        let c = napiscope(&[
+            "check",
+            veth.to_str().unwrap(),
+            "--mode",
+            wrong,
+            "--junit",
+            junit.to_str().unwrap(),
+        ]);
+        let text = String::from_utf8_lossy(&c.stdout);
+        assert_eq!(c.status.code(), Some(1), "negative control exits 1: {text}");
+        assert!(text.contains("DIVERGENT"), "{text}");
+        let x = std::fs::read_to_string(&junit).unwrap();
+        assert!(x.contains("<failure"), "{x}");
+    }
+    // Expecting another mode fails with exit 1 and says so.
+    let wrong = if live == "C" { "B" } else { "C" };
+    let out = napiscope(&["verify", "--expect-mode", wrong, "--seconds", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("MISMATCH"), "{text}");
+    no_namespaces_left();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn simulate_then_check_round_trips_through_the_cli() {
+    let dir = tmp_dir("sim");
+    for mode in ["A", "B", "C"] {
+        let f = dir.join(format!("sim-{mode}.parquet"));
+        let out = napiscope(&[
+            "simulate",
+            "--mode",
+            mode,
+            "--cpus",
+            "2",
+            "--workload",
+            "mixed",
+            "--packets",
+            "500",
+            "-o",
+            f.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = napiscope(&["check", f.to_str().unwrap(), "--json"]);
+        assert_eq!(
+            c.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&c.stdout)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&c.stdout).unwrap();
+        let expect = if mode == "C" { "C" } else { "B" };
+        // A and B look the same in a trace; the metadata says which it was.
+        assert!(v["mode"] == mode || v["mode"] == expect, "{}", v["mode"]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_rejects_unusable_input_with_exit_2() {
+    let dir = tmp_dir("bad");
+    let empty = dir.join("empty.parquet");
+    std::fs::write(&empty, b"").unwrap();
+    let junk = dir.join("junk.parquet");
+    std::fs::write(&junk, b"PAR1 this is not parquet").unwrap();
+    for (f, needle) in [
+        (empty.to_str().unwrap().to_string(), "empty"),
+        (
+            junk.to_str().unwrap().to_string(),
+            "not a readable Parquet file",
+        ),
+        ("/nonexistent/x.parquet".to_string(), "cannot open"),
+    ] {
+        let out = napiscope(&["check", &f]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{f}: {err}");
+        assert!(err.contains(needle), "{f}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = napiscope(&["check", empty.to_str().unwrap(), "--mode", "D"]);
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
 }
