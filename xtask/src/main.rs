@@ -47,6 +47,12 @@ enum Cmd {
         #[arg(short, long, default_value_t = 5)]
         duration: u64,
     },
+    /// Measure napiscope's throughput and cost on this machine; writes BENCHMARKS.md
+    Bench {
+        /// Packets in the simulated trace for the checker benchmark
+        #[arg(long, default_value_t = 200_000)]
+        packets: usize,
+    },
     /// Set up, then run formatting and lint checks and the whole test suite (unit, property
     /// and real-kernel integration tests; the latter need root)
     Test {
@@ -65,6 +71,10 @@ fn main() -> Result<()> {
         Cmd::Run { output, duration } => {
             setup()?;
             run_demo(&output, duration)
+        }
+        Cmd::Bench { packets } => {
+            setup()?;
+            bench(packets)
         }
         Cmd::Test { no_lint } => {
             setup()?;
@@ -256,6 +266,11 @@ fn run_demo(output: &Path, duration: u64) -> Result<()> {
     if !status.success() {
         bail!("napiscope record failed ({status})");
     }
+    step("checking the recording against the reference model");
+    let check = Command::new(&bin).arg("check").arg(output).status()?;
+    if check.code() == Some(2) {
+        bail!("napiscope check could not read {}", output.display());
+    }
     step(&format!(
         "query it: duckdb -c \"SELECT event, cpu, count(*) FROM '{}' GROUP BY ALL ORDER BY ALL\"",
         output.display()
@@ -278,4 +293,154 @@ fn test(no_lint: bool) -> Result<()> {
     }
     step("cargo test (unit, property and real-kernel integration tests)");
     run(Command::new("cargo").args(["test", "--", "--test-threads=2"]))
+}
+
+fn capture(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .with_context(|| format!("could not start {shown}"))?;
+    if !out.status.success() && out.status.code() != Some(1) {
+        bail!("{shown} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = capture(Command::new("uname").arg("-rv")).unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|k| k.parse::<u64>().ok())
+        .map_or(0, |k| k / 1024 / 1024);
+    format!("{cpu}, {cores} cores, {mem} GiB, kernel {}", kernel.trim())
+}
+
+fn bench(packets: usize) -> Result<()> {
+    let bin = build_napiscope()?;
+    let dir = PathBuf::from("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let mut rows: Vec<String> = Vec::new();
+
+    // 1. Checker throughput on one core, reading a simulated trace.
+    for mode in ["B", "C"] {
+        let f = dir.join(format!("sim-{mode}.parquet"));
+        run(Command::new(&bin)
+            .args([
+                "simulate",
+                "--mode",
+                mode,
+                "--cpus",
+                "4",
+                "--workload",
+                "mixed",
+                "--packets",
+                &packets.to_string(),
+                "-o",
+            ])
+            .arg(&f)
+            .stdout(Stdio::null()))?;
+        let json = capture(
+            Command::new("taskset")
+                .args(["-c", "0"])
+                .arg(&bin)
+                .args(["check", "--json", "--mode", mode])
+                .arg(&f),
+        )?;
+        let events = json
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("\"events\": "))
+            .and_then(|v| v.trim_end_matches(',').parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            capture(
+                Command::new("taskset")
+                    .args(["-c", "0"])
+                    .arg(&bin)
+                    .args(["check", "--json", "--mode", mode])
+                    .arg(&f),
+            )?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        rows.push(format!(
+            "| checker, mode {mode} trace (read Parquet + all rules), 1 core | {:.0} events | {:.2} s | **{:.0} events/s** |",
+            events,
+            best,
+            events / best
+        ));
+    }
+
+    // 2. Recording under a UDP flood (needs root): events/s, losses, bytes per event.
+    if is_root() {
+        for mb in [16, 128] {
+            let f = dir.join(format!("flood-{mb}.parquet"));
+            let rec = Command::new(&bin)
+                .args([
+                    "record",
+                    "-q",
+                    "--json",
+                    "-d",
+                    "6s",
+                    "--ring-buffer-mb",
+                    &mb.to_string(),
+                    "-o",
+                ])
+                .arg(&f)
+                .stdout(Stdio::piped())
+                .spawn()?;
+            std::thread::sleep(Duration::from_secs(2));
+            let sc = capture(
+                Command::new(&bin)
+                    .args(["scenario", "veth-rps", "--rate", "0", "-d", "3s", "--json"]),
+            )?;
+            let out = rec.wait_with_output()?;
+            let v = String::from_utf8_lossy(&out.stdout).into_owned();
+            let field = |text: &str, k: &str| -> f64 {
+                text.lines()
+                    .find_map(|l| l.trim().strip_prefix(&format!("\"{k}\": ")))
+                    .and_then(|x| x.trim_end_matches(',').parse().ok())
+                    .unwrap_or(0.0)
+            };
+            rows.push(format!(
+                "| record, veth-rps UDP flood ({:.0} pkts sent in 3 s), ring {mb} MiB | {:.0} events, {:.0} lost | {:.1} s | **{:.0} events/s**, {:.1} bytes/event on disk |",
+                field(&sc, "sent"),
+                field(&v, "events"),
+                field(&v, "lost_total"),
+                field(&v, "seconds"),
+                field(&v, "events_per_second"),
+                field(&v, "bytes_per_event"),
+            ));
+        }
+    }
+
+    let date = capture(Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC"))?;
+    let md = format!(
+        "# napiscope benchmarks\n\nProduced by `cargo xtask bench` on {} — {}.\n\n\
+         | what | work | time | result |\n|---|---|---|---|\n{}\n\n\
+         Release build. The checker figure is the best of 3 runs of `napiscope check` (Parquet \
+         read, indexing and every rule) pinned to CPU 0 with taskset. Recording figures are \
+         one run each: the flood saturates both cores, so lost events measure how far the \
+         single reader falls behind; they are counted per CPU and shown live, never silent.\n",
+        date.trim(),
+        machine(),
+        rows.join("\n")
+    );
+    std::fs::write("BENCHMARKS.md", &md)?;
+    print!("{md}");
+    Ok(())
 }

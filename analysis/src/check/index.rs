@@ -72,6 +72,12 @@ pub struct Index<'a> {
     pub lost: HashMap<u32, Vec<(u64, u64)>>,
     /// CPUs whose events are in the trace (all, unless recorded with -C).
     pub observed: Option<Vec<u32>>,
+    /// Per CPU T: times of sched_waking events whose target is backlog_napi/T.
+    pub thread_wakings: HashMap<u32, Vec<u64>>,
+    /// Per CPU T: backlog_napi/T awake (true) / asleep (false) transitions, in time order.
+    pub thread_awake: HashMap<u32, Vec<(u64, bool)>>,
+    /// Per CPU: backlog polls (indices into `polls`), in time order.
+    pub polls_by_cpu: HashMap<u32, Vec<usize>>,
     /// Events the kernel skipped (eBPF recursion guard) by event name; "ctx" = trackers.
     pub missed: HashMap<String, u64>,
     /// Per (cpu, kind): sorted event indices.
@@ -187,11 +193,43 @@ impl<'a> Index<'a> {
                 open.remove(&p.cpu);
             }
         }
+        let thread_of = |s: &str| -> Option<u32> {
+            s.strip_prefix("backlog_napi/").and_then(|n| n.parse().ok())
+        };
+        let mut thread_wakings: HashMap<u32, Vec<u64>> = HashMap::new();
+        let mut thread_awake: HashMap<u32, Vec<(u64, bool)>> = HashMap::new();
+        for e in &ev {
+            match e.event {
+                EventKind::SchedWaking => {
+                    if let Some(t) = e.target_comm.as_deref().and_then(thread_of) {
+                        thread_wakings.entry(t).or_default().push(e.ts_ns);
+                        thread_awake.entry(t).or_default().push((e.ts_ns, true));
+                    }
+                }
+                EventKind::SchedSwitch => {
+                    if let Some(t) = thread_of(&e.comm) {
+                        let awake = e.prev_state.as_deref() != Some("S");
+                        thread_awake.entry(t).or_default().push((e.ts_ns, awake));
+                    }
+                    if let Some(t) = e.target_comm.as_deref().and_then(thread_of) {
+                        thread_awake.entry(t).or_default().push((e.ts_ns, true));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut polls_by_cpu: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (i, p) in polls.iter().enumerate() {
+            polls_by_cpu.entry(p.cpu).or_default().push(i);
+        }
         let missed = meta
             .get("missed_by_event")
             .and_then(|m| serde_json::from_str(m).ok())
             .unwrap_or_default();
         Index {
+            thread_wakings,
+            thread_awake,
+            polls_by_cpu,
             missed,
             ev,
             deliveries,
@@ -243,6 +281,38 @@ impl<'a> Index<'a> {
         self.lost
             .get(&cpu)
             .is_some_and(|w| w.iter().any(|(a, b)| *a <= t1 && t0 <= *b))
+    }
+
+    /// Was backlog_napi/cpu woken in [t0, t1]?
+    pub fn thread_woken(&self, cpu: u32, t0: u64, t1: u64) -> bool {
+        let v = self
+            .thread_wakings
+            .get(&cpu)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let i = v.partition_point(|t| *t < t0);
+        v.get(i).is_some_and(|t| *t <= t1)
+    }
+
+    /// Was backlog_napi/cpu awake just before t (None: no sched events for it before t)?
+    pub fn thread_awake_at(&self, cpu: u32, t: u64) -> Option<bool> {
+        let v = self.thread_awake.get(&cpu)?;
+        let i = v.partition_point(|(ts, _)| *ts < t);
+        i.checked_sub(1).map(|j| v[j].1)
+    }
+
+    /// Backlog polls on `cpu` with ts in [t0, t1].
+    pub fn polls_in(&self, cpu: u32, t0: u64, t1: u64) -> impl Iterator<Item = &Poll> + '_ {
+        let v = self
+            .polls_by_cpu
+            .get(&cpu)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let i = v.partition_point(|p| self.polls[*p].ts < t0);
+        v[i..]
+            .iter()
+            .map(|p| &self.polls[*p])
+            .take_while(move |p| p.ts <= t1)
     }
 
     /// Some events of this kind may be missing without a seq gap (recursion guard).

@@ -337,11 +337,7 @@ fn g7(c: &Ctx) -> RuleResult {
                     t,
                 )
                 .any(|e| Ctx::is_rps(e.func.as_deref()))
-            || c.ix.all(EventKind::SchedWaking).any(|e| {
-                e.ts_ns <= t
-                    && t - e.ts_ns < 1_000_000_000
-                    && e.target_comm.as_deref().and_then(is_backlog_thread) == Some(b.cpu)
-            });
+            || c.ix.thread_woken(b.cpu, t.saturating_sub(1_000_000_000), t);
         if explained {
             r.pass();
         } else {
@@ -491,14 +487,16 @@ fn a4(c: &Ctx) -> RuleResult {
                 .filter(|e| Ctx::is_rps(e.func.as_deref()))
                 .map(|e| e.ts_ns)
                 .collect();
-        let polls: Vec<&super::index::Poll> = c.ix.polls.iter().filter(|p| p.cpu == cpu).collect();
         for w in ipis.windows(2) {
             // Tolerate the completion event landing just after the next IPI (§11 A-4).
-            let next_poll = polls.iter().find(|p| p.ts > w[1]).map_or(w[1], |p| p.ts);
-            let completions = polls
-                .iter()
-                .filter(|p| p.ts > w[0] && p.ts <= next_poll && p.work < p.budget)
-                .count();
+            let next_poll =
+                c.ix.polls_in(cpu, w[1] + 1, u64::MAX)
+                    .next()
+                    .map_or(w[1], |p| p.ts);
+            let completions =
+                c.ix.polls_in(cpu, w[0] + 1, next_poll)
+                    .filter(|p| p.work < p.budget)
+                    .count();
             if completions > 0 {
                 r.pass();
             } else if c.ix.blind(cpu, w[0], next_poll) || c.ix.missed(EventKind::NapiPoll) {
@@ -849,38 +847,6 @@ fn c5(c: &Ctx) -> RuleResult {
     r.finish()
 }
 
-/// Was backlog_napi/cpu awake (not sleeping) at time t, from the sched events before t?
-fn thread_awake_at(c: &Ctx, cpu: u32, t: u64) -> Option<bool> {
-    let name = backlog_thread_comm(cpu as usize);
-    let mut state: Option<bool> = None;
-    for e in c.ix.find(cpu, EventKind::SchedSwitch, 0, t) {
-        if e.comm == name {
-            state = Some(e.prev_state.as_deref() != Some("S"));
-        }
-        if e.target_comm.as_deref() == Some(name.as_str()) {
-            state = Some(true);
-        }
-    }
-    for e in c.ix.all(EventKind::SchedWaking) {
-        if e.ts_ns > t {
-            break;
-        }
-        if e.target_comm.as_deref() == Some(name.as_str()) {
-            // A waking after the last switch-out keeps it awake.
-            let last_out =
-                c.ix.find(cpu, EventKind::SchedSwitch, 0, t)
-                    .filter(|s| s.comm == name)
-                    .map(|s| s.ts_ns)
-                    .last()
-                    .unwrap_or(0);
-            if e.ts_ns > last_out {
-                state = Some(true);
-            }
-        }
-    }
-    state
-}
-
 fn c6(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new(
         "C-6",
@@ -889,14 +855,11 @@ fn c6(c: &Ctx) -> RuleResult {
     for (b, d) in c.initiated().filter(|(b, d)| d.from != b.cpu) {
         let t1 = c.ix.first_poll_ts(b);
         let name = backlog_thread_comm(b.cpu as usize);
-        let woken = c.ix.all(EventKind::SchedWaking).any(|e| {
-            e.ts_ns >= d.t_enq && e.ts_ns <= t1 && e.target_comm.as_deref() == Some(name.as_str())
-        });
-        if woken {
+        if c.ix.thread_woken(b.cpu, d.t_enq, t1) {
             r.pass();
             continue;
         }
-        match thread_awake_at(c, b.cpu, d.t_enq) {
+        match c.ix.thread_awake_at(b.cpu, d.t_enq) {
             Some(true) => r.pass(),
             None => r.unsure(),
             Some(false)
@@ -974,9 +937,9 @@ fn c8(c: &Ctx) -> RuleResult {
                     first = false;
                     continue;
                 };
-                let polled = c.ix.polls.iter().any(|p| {
-                    p.cpu == cpu && p.ts >= t0 && p.ts <= e.ts_ns && p.class == Class::Thread
-                });
+                let polled =
+                    c.ix.polls_in(cpu, t0, e.ts_ns)
+                        .any(|p| p.class == Class::Thread);
                 if polled {
                     r.pass();
                 } else if first || c.ix.blind(cpu, t0, e.ts_ns) || c.ix.missed(EventKind::NapiPoll)

@@ -265,7 +265,7 @@ impl Kernel {
         let me = x.cpu;
         if target != me {
             if self.p.use_backlog_threads() {
-                self.napi_schedule(tr, x, target, true);
+                self.____napi_schedule(tr, x, target, true);
                 return;
             }
             self.sd[me].rps_ipi_list.push(target);
@@ -275,7 +275,7 @@ impl Kernel {
             }
             return;
         }
-        self.napi_schedule(tr, x, me, true);
+        self.____napi_schedule(tr, x, me, true);
     }
 
     /// `____napi_schedule(sd = this CPU's, napi = backlog of `owner`)` (hunk @@ -4452): a
@@ -283,7 +283,7 @@ impl Kernel {
     /// (SCHED_THREADED + wake_up_process); this CPU's own backlog takes `use_local_napi`:
     /// onto the local poll_list and NET_RX raised (F1: not from inside net_rx_action).
     /// `in_interrupt`: hardirq, softirq or BH disabled (enqueue_to_backlog always is).
-    pub fn napi_schedule(
+    pub fn ____napi_schedule(
         &mut self,
         tr: &mut dyn Tracer,
         x: &Exec,
@@ -414,7 +414,7 @@ impl Kernel {
             tr.emit(x, e);
         }
         // From a hard irq, or from the idle loop's queue flush (process context, F7).
-        self.napi_schedule(tr, x, me, x.ctx != Ctx::Task);
+        self.____napi_schedule(tr, x, me, x.ctx != Ctx::Task);
         self.sd[me].received_rps += 1;
     }
 
