@@ -273,6 +273,8 @@ pub struct VerifyReport {
     pub mode_ok: bool,
     pub checked_as: Mode,
     pub scenarios: Vec<ScenarioResult>,
+    /// Scenarios this host cannot run, and why.
+    pub skipped: Vec<String>,
     pub passed: bool,
 }
 
@@ -312,9 +314,15 @@ pub fn run_verify(
     };
     std::fs::create_dir_all(&dir)?;
     let mut plan = vec![(scenario::Kind::Loopback, s_cpu, s_cpu, "lo")];
+    let mut skipped = Vec::new();
     if t_cpu != s_cpu {
-        plan.insert(0, (scenario::Kind::VethRps, s_cpu, t_cpu, "nsc1"));
+        match scenario::veth_available() {
+            Ok(()) => plan.insert(0, (scenario::Kind::VethRps, s_cpu, t_cpu, "nsc1")),
+            Err(why) => skipped.push(format!("veth-rps: {why}")),
+        }
         plan.push((scenario::Kind::LoopbackRps, s_cpu, t_cpu, "lo"));
+    } else {
+        skipped.push("veth-rps, loopback-rps: only one CPU online".to_string());
     }
     let stop_all = record::stop_flag_on_signals();
     let mut results = Vec::new();
@@ -432,6 +440,7 @@ pub fn run_verify(
         mode_ok,
         checked_as,
         scenarios: results,
+        skipped,
         passed,
     };
     if json {
@@ -493,6 +502,9 @@ fn print_verify(v: &VerifyReport) {
                 }
             );
         }
+    }
+    for s in &v.skipped {
+        println!("skipped       {s}");
     }
     println!("verify: {}", if v.passed { "PASS" } else { "FAIL" });
 }

@@ -118,6 +118,16 @@ impl Drop for Netns {
     }
 }
 
+/// Can this kernel create a veth pair (CONFIG_VETH, module loaded or loadable)?
+pub fn veth_available() -> Result<(), String> {
+    let ns = Netns::create(&format!("napiscope-{}-probe", std::process::id()))
+        .map_err(|e| format!("{e:#}"))?;
+    ns.ip(&[
+        "link", "add", "nsp0", "type", "veth", "peer", "name", "nsp1",
+    ])
+    .map_err(|e| format!("no veth support: {e:#}"))
+}
+
 /// Remove namespaces left by napiscope processes that no longer exist (killed with -9).
 pub fn remove_stale() {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {

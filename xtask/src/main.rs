@@ -12,6 +12,8 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod vm;
+
 /// Pinned: bpf-linker 0.13 is built against LLVM 22, which matches rustc 1.95's LLVM.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -47,6 +49,16 @@ enum Cmd {
         #[arg(short, long, default_value_t = 5)]
         duration: u64,
     },
+    /// Boot Debian kernels under QEMU and run `napiscope status` and `verify` inside; writes
+    /// target/vm-test/matrix.{json,md}
+    VmTest {
+        /// Kernels to boot: 6.1, 6.1-rt, 6.12, 6.12-threads, 6.12-rt
+        #[arg(long = "kernel", value_name = "NAME")]
+        kernels: Vec<String>,
+        /// Every kernel, plus the host
+        #[arg(long)]
+        all: bool,
+    },
     /// Measure napiscope's throughput and cost on this machine; writes BENCHMARKS.md
     Bench {
         /// Packets in the simulated trace for the checker benchmark
@@ -71,6 +83,11 @@ fn main() -> Result<()> {
         Cmd::Run { output, duration } => {
             setup()?;
             run_demo(&output, duration)
+        }
+        Cmd::VmTest { kernels, all } => {
+            setup()?;
+            let bin = build_napiscope()?;
+            vm::vm_test(&kernels, all, all, &bin)
         }
         Cmd::Bench { packets } => {
             setup()?;

@@ -1,0 +1,570 @@
+//! `cargo xtask vm-test`: boot Debian kernels under QEMU with an initramfs that carries
+//! napiscope, run `napiscope status --json` and `napiscope verify --json` inside, and collect
+//! a kernel × mode × probes × verdict matrix (../shared/design/kernel-matrix.md).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::{json, Value};
+
+pub struct KernelSpec {
+    pub name: &'static str,
+    /// Debian suite the package comes from.
+    pub suite: &'static str,
+    /// Meta package whose dependency names the current ABI (e.g. linux-image-amd64).
+    pub meta: &'static str,
+    pub cmdline: &'static str,
+    /// The mode napiscope must find there.
+    pub expect: &'static str,
+}
+
+pub const KERNELS: &[KernelSpec] = &[
+    KernelSpec {
+        name: "6.1",
+        suite: "bookworm",
+        meta: "linux-image-amd64",
+        cmdline: "",
+        expect: "A",
+    },
+    KernelSpec {
+        name: "6.1-rt",
+        suite: "bookworm",
+        meta: "linux-image-rt-amd64",
+        cmdline: "",
+        expect: "A",
+    },
+    KernelSpec {
+        name: "6.12",
+        suite: "trixie",
+        meta: "linux-image-amd64",
+        cmdline: "",
+        expect: "B",
+    },
+    KernelSpec {
+        name: "6.12-threads",
+        suite: "trixie",
+        meta: "linux-image-amd64",
+        cmdline: "thread_backlog_napi",
+        expect: "C",
+    },
+    KernelSpec {
+        name: "6.12-rt",
+        suite: "trixie",
+        meta: "linux-image-rt-amd64",
+        cmdline: "",
+        expect: "C",
+    },
+];
+
+const TRIXIE_LIST: &str = "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n\
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main\n";
+
+fn sh(cmd: &str, cwd: &Path) -> Result<String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(cwd)
+        .output()
+        .with_context(|| format!("running `{cmd}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{cmd}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// apt options that keep a suite's lists and cache under `dir`, leaving the system's apt
+/// configuration untouched (bookworm uses the system's own lists).
+fn apt_opts(suite: &str, dir: &Path) -> Result<String> {
+    if suite == "bookworm" {
+        return Ok(String::new());
+    }
+    let d = dir.join(suite);
+    for sub in ["lists/partial", "cache/archives/partial"] {
+        std::fs::create_dir_all(d.join(sub))?;
+    }
+    let list = d.join("sources.list");
+    std::fs::write(&list, TRIXIE_LIST)?;
+    let opts = format!(
+        "-o Dir::Etc::SourceList={} -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists={} -o Dir::Cache={}",
+        list.display(),
+        d.join("lists").display(),
+        d.join("cache").display()
+    );
+    if !d.join("lists").join("lock").exists() || std::fs::read_dir(d.join("lists"))?.count() < 3 {
+        sh(&format!("apt-get {opts} update -qq"), dir)?;
+    }
+    Ok(opts)
+}
+
+/// Download (once) and unpack the kernel image; returns the vmlinuz path.
+fn fetch_kernel(k: &KernelSpec, dir: &Path) -> Result<PathBuf> {
+    let opts = apt_opts(k.suite, dir)?;
+    let deps = sh(&format!("apt-cache {opts} depends {}", k.meta), dir)?;
+    let pkg = deps
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-"))
+        .with_context(|| format!("no kernel image behind {} in {}", k.meta, k.suite))?
+        .trim()
+        .to_string();
+    let kdir = dir.join("kernels").join(&pkg);
+    if let Some(v) = find_vmlinuz(&kdir) {
+        return Ok(v);
+    }
+    let debs = dir.join("debs");
+    std::fs::create_dir_all(&debs)?;
+    if !std::fs::read_dir(&debs)?.flatten().any(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .starts_with(&format!("{pkg}_"))
+    }) {
+        crate::step(&format!("downloading {pkg} ({})", k.suite));
+        sh(&format!("apt-get {opts} download {pkg} 2>&1"), &debs)?;
+    }
+    std::fs::create_dir_all(&kdir)?;
+    sh(
+        &format!(
+            "dpkg-deb --fsys-tarfile {pkg}_*.deb | tar -x -C {} --wildcards './boot/vmlinuz-*'",
+            kdir.display()
+        ),
+        &debs,
+    )?;
+    find_vmlinuz(&kdir).context("vmlinuz missing from the package")
+}
+
+fn find_vmlinuz(kdir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(kdir.join("boot"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+}
+
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mkdir -p /var && ln -s /run /var/run
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+ip link set lo up
+EXPECT=$(sed -n 's/.*napiscope.expect=\([ABC]\).*/\1/p' /proc/cmdline)
+echo "@@UNAME $(uname -r)"
+echo "@@STATUS-BEGIN"
+napiscope status --json
+echo "@@STATUS-END"
+echo "@@VERIFY-BEGIN"
+napiscope verify --json --seconds 1 --expect-mode "$EXPECT" --keep /tmp/verify
+echo "@@VERIFY-RC $?"
+echo "@@VERIFY-END"
+poweroff -f
+"#;
+
+fn ldd_libs(bin: &Path) -> Result<Vec<PathBuf>> {
+    let out = sh(&format!("ldd {}", bin.display()), Path::new("/"))?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let p = l
+                .split("=>")
+                .nth(1)
+                .unwrap_or(l)
+                .split_whitespace()
+                .next()?;
+            p.starts_with('/').then(|| PathBuf::from(p))
+        })
+        .collect())
+}
+
+/// busybox + napiscope + ip (with their shared libraries at the same paths) + /init.
+fn build_initramfs(napiscope: &Path, out: &Path) -> Result<()> {
+    let root = out.with_extension("d");
+    let _ = std::fs::remove_dir_all(&root);
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "usr/local/bin",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "etc",
+    ] {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).context("busybox-static missing")?;
+    let ip = ["/usr/bin/ip", "/bin/ip", "/sbin/ip", "/usr/sbin/ip"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .context("ip (iproute2) not found")?;
+    let mut files = vec![(ip.clone(), PathBuf::from("usr/sbin/ip"))];
+    files.push((
+        napiscope.to_path_buf(),
+        PathBuf::from("usr/local/bin/napiscope"),
+    ));
+    for bin in [&ip, &napiscope.to_path_buf()] {
+        for lib in ldd_libs(bin)? {
+            let rel = lib.strip_prefix("/").unwrap().to_path_buf();
+            files.push((lib, rel));
+        }
+    }
+    for (src, rel) in files {
+        let dst = root.join(&rel);
+        std::fs::create_dir_all(dst.parent().unwrap())?;
+        std::fs::copy(&src, &dst).with_context(|| format!("copying {}", src.display()))?;
+    }
+    let init = root.join("init");
+    std::fs::write(&init, INIT)?;
+    sh(&format!("chmod +x {}", init.display()), Path::new("/"))?;
+    sh(
+        &format!(
+            "find . | busybox cpio -o -H newc 2>/dev/null | gzip -1 > {}",
+            std::fs::canonicalize(out.parent().unwrap())?
+                .join(out.file_name().unwrap())
+                .display()
+        ),
+        &root,
+    )?;
+    Ok(())
+}
+
+fn between<'a>(log: &'a str, begin: &str, end: &str) -> Option<&'a str> {
+    let a = log.find(begin)? + begin.len();
+    let b = a + log[a..].find(end)?;
+    Some(&log[a..b])
+}
+
+/// Parse the first JSON object in a serial-console chunk (kernel lines may interleave).
+fn json_in(chunk: &str) -> Option<Value> {
+    let clean: String = chunk.replace('\r', "");
+    let start = clean.find('{')?;
+    let end = clean.rfind('}')?;
+    serde_json::from_str(&clean[start..=end]).ok()
+}
+
+fn boot(k: &KernelSpec, vmlinuz: &Path, initrd: &Path, dir: &Path) -> Result<(Value, f64)> {
+    let log = dir.join(format!("{}.log", k.name));
+    let _ = std::fs::remove_file(&log);
+    let append = format!(
+        "console=ttyS0 panic=-1 loglevel=1 napiscope.expect={} {}",
+        k.expect, k.cmdline
+    );
+    let t = Instant::now();
+    let status = Command::new("timeout")
+        .arg("600")
+        .arg("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1536M"])
+        .args([
+            "-nographic",
+            "-no-reboot",
+            "-nodefaults",
+            "-monitor",
+            "none",
+            "-net",
+            "none",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(&append)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .context("running qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
+    let secs = t.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    let uname = text
+        .lines()
+        .find_map(|l| l.split("@@UNAME ").nth(1))
+        .map(|s| s.trim().to_string());
+    let status_json = between(&text, "@@STATUS-BEGIN", "@@STATUS-END").and_then(json_in);
+    let verify_json = between(&text, "@@VERIFY-BEGIN", "@@VERIFY-RC").and_then(json_in);
+    let rc = text
+        .lines()
+        .find_map(|l| l.split("@@VERIFY-RC ").nth(1))
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    Ok((
+        json!({
+            "qemu_exit": status.code(),
+            "uname": uname,
+            "status": status_json,
+            "verify": verify_json,
+            "verify_rc": rc,
+            "log": log.display().to_string(),
+        }),
+        secs,
+    ))
+}
+
+fn row(
+    name: &str,
+    cmdline: &str,
+    expect: &str,
+    status: &Value,
+    verify: &Value,
+    rc: Option<i32>,
+    secs: f64,
+) -> Value {
+    let probes = status["probes"].as_array().cloned().unwrap_or_default();
+    let attached: Vec<String> = probes
+        .iter()
+        .filter(|p| p["attached"] == true && p["role"] == "event")
+        .map(|p| p["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    let missing: Vec<String> = probes
+        .iter()
+        .filter(|p| p["attached"] == false && p["kind"] != "kprobe")
+        .map(|p| {
+            format!(
+                "{} ({})",
+                p["name"].as_str().unwrap_or(""),
+                p["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let scenarios: Vec<Value> = verify["scenarios"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            json!({
+                "scenario": s["scenario"],
+                "verdict": s["verdict"],
+                "failed_rules": s["failed_rules"],
+                "paths": s["paths"],
+                "negative_control": s["negative_control"],
+            })
+        })
+        .collect();
+    let mode = status["mode"].as_str().unwrap_or("?");
+    let passed = rc == Some(0) && verify["passed"] == true && mode == expect;
+    json!({
+        "kernel": name,
+        "release": status["kernel_release"],
+        "cmdline": cmdline,
+        "expected_mode": expect,
+        "mode": mode,
+        "mode_evidence": status["mode_evidence"],
+        "backlog_threads": status["kernel"]["backlog_threads"],
+        "event_probes_attached": attached.len(),
+        "not_attached": missing,
+        "scenarios": scenarios,
+        "skipped": verify["skipped"],
+        "verify_passed": verify["passed"],
+        "passed": passed,
+        "seconds": (secs * 10.0).round() / 10.0,
+    })
+}
+
+fn markdown(rows: &[Value], date: &str) -> String {
+    let mut s = format!(
+        "# napiscope kernel matrix\n\n`cargo xtask vm-test --all`, {date}. Debian kernels booted under QEMU (TCG, 2 vCPUs); \
+         inside: `napiscope status --json` and `napiscope verify --json --expect-mode M`.\n\n\
+         | kernel | release | cmdline | expected | found | event probes | scenarios (verdict; negative control) | result | time |\n\
+         |---|---|---|---|---|---|---|---|---|\n"
+    );
+    for r in rows {
+        let sc: Vec<String> = r["scenarios"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|x| {
+                let nc = match x["negative_control"].as_object() {
+                    Some(n) if n["diverged"] == true => format!(
+                        "; as {} diverges: {}",
+                        n["checked_as"].as_str().unwrap_or("?"),
+                        n["failed_rules"]
+                            .as_array()
+                            .map(|a| a
+                                .iter()
+                                .filter_map(|v| v.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" "))
+                            .unwrap_or_default()
+                    ),
+                    Some(_) => "; negative control did NOT diverge".into(),
+                    None => String::new(),
+                };
+                format!(
+                    "{} {}{nc}",
+                    x["scenario"].as_str().unwrap_or("?"),
+                    x["verdict"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} s |\n",
+            r["kernel"].as_str().unwrap_or(""),
+            r["release"].as_str().unwrap_or("?"),
+            r["cmdline"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .unwrap_or("–"),
+            r["expected_mode"].as_str().unwrap_or(""),
+            r["mode"].as_str().unwrap_or("?"),
+            r["event_probes_attached"],
+            sc.join("<br>"),
+            if r["passed"] == true {
+                "PASS"
+            } else {
+                "**FAIL**"
+            },
+            r["seconds"]
+        ));
+    }
+    s.push_str("\nNot attached per kernel (reason):\n\n");
+    for r in rows {
+        let m: Vec<String> = r["not_attached"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        if !m.is_empty() {
+            s.push_str(&format!(
+                "- {}: {}\n",
+                r["kernel"].as_str().unwrap_or(""),
+                m.join("; ")
+            ));
+        }
+    }
+    s
+}
+
+pub fn vm_test(selected: &[String], all: bool, host: bool, napiscope: &Path) -> Result<()> {
+    let napiscope = &std::fs::canonicalize(napiscope)?;
+    let missing: Vec<&str> = [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("busybox", "busybox-static"),
+    ]
+    .into_iter()
+    .filter(|(b, _)| {
+        !Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {b}"))
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+    .map(|(_, p)| p)
+    .collect();
+    if !missing.is_empty() {
+        crate::step(&format!("installing {}", missing.join(" ")));
+        crate::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    std::fs::create_dir_all("target/vm-test")?;
+    let dir = std::fs::canonicalize("target/vm-test")?;
+    let kernels: Vec<&KernelSpec> = KERNELS
+        .iter()
+        .filter(|k| all || selected.iter().any(|s| s == k.name))
+        .collect();
+    if kernels.is_empty() && !host {
+        let names: Vec<&str> = KERNELS.iter().map(|k| k.name).collect();
+        bail!("unknown kernel(s) {selected:?}; choose from {names:?} or --all");
+    }
+    let initrd = dir.join("initramfs.cpio.gz");
+    crate::step("building the initramfs (busybox, ip, napiscope)");
+    build_initramfs(napiscope, &initrd)?;
+    let mut rows = Vec::new();
+    if host {
+        crate::step("host kernel");
+        let t = Instant::now();
+        let st: Value = serde_json::from_slice(
+            &Command::new(napiscope)
+                .args(["status", "--json"])
+                .output()?
+                .stdout,
+        )?;
+        let out = Command::new(napiscope)
+            .args(["verify", "--json", "--seconds", "1", "--expect-mode", "B"])
+            .output()?;
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        rows.push(row(
+            "host",
+            "",
+            "B",
+            &st,
+            &v,
+            out.status.code(),
+            t.elapsed().as_secs_f64(),
+        ));
+    }
+    for k in kernels {
+        let vmlinuz = fetch_kernel(k, &dir)?;
+        crate::step(&format!(
+            "booting {} ({}) {}",
+            k.name,
+            vmlinuz.display(),
+            k.cmdline
+        ));
+        let (res, secs) = boot(k, &vmlinuz, &initrd, &dir)?;
+        if res["status"].is_null() {
+            eprintln!(
+                "xtask: {}: no status from the guest; serial log: {}",
+                k.name, res["log"]
+            );
+        }
+        let r = row(
+            k.name,
+            k.cmdline,
+            k.expect,
+            &res["status"],
+            &res["verify"],
+            res["verify_rc"].as_i64().map(|v| v as i32),
+            secs,
+        );
+        crate::step(&format!(
+            "{}: mode {} (expected {}), verify {} in {:.0}s",
+            k.name,
+            r["mode"],
+            k.expect,
+            if r["passed"] == true { "PASS" } else { "FAIL" },
+            secs
+        ));
+        rows.push(r);
+    }
+    let date = sh("date -u '+%Y-%m-%d %H:%M UTC'", Path::new("/"))?;
+    std::fs::write(
+        dir.join("matrix.json"),
+        serde_json::to_string_pretty(&rows)?,
+    )?;
+    let md = markdown(&rows, date.trim());
+    std::fs::write(dir.join("matrix.md"), &md)?;
+    print!("{md}");
+    if rows.iter().any(|r| r["passed"] != true) {
+        bail!("some kernels did not pass (see target/vm-test/matrix.md and the serial logs)");
+    }
+    let _ = Duration::ZERO;
+    Ok(())
+}
