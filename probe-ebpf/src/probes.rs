@@ -82,7 +82,13 @@ fn cpu_selected(cpu: u32) -> bool {
     if cpu >= MAX_CPUS {
         return false;
     }
-    let word = unsafe { core::ptr::read_volatile(&raw const SETTINGS.cpu_mask[cpu / 64]) };
+    // The mask bounds the index in the very register used for the access: older verifiers
+    // (6.1) do not carry the `cpu < MAX_CPUS` bound over to a copy of the value.
+    let mut word_idx = cpu / 64;
+    // Opaque to LLVM, which would otherwise drop the mask below as redundant.
+    unsafe { core::arch::asm!("{0} = {0}", inout(reg) word_idx) };
+    let word_idx = word_idx & (MAX_CPUS / 64 - 1);
+    let word = unsafe { core::ptr::read_volatile(&raw const SETTINGS.cpu_mask[word_idx]) };
     word & (1u64 << (cpu % 64)) != 0
 }
 

@@ -71,6 +71,9 @@ enum Cmd {
         /// Skip `cargo fmt --check` and `cargo clippy`
         #[arg(long)]
         no_lint: bool,
+        /// Skip booting the mode C kernel (6.12 + thread_backlog_napi) under QEMU
+        #[arg(long)]
+        no_vm: bool,
     },
 }
 
@@ -93,9 +96,21 @@ fn main() -> Result<()> {
             setup()?;
             bench(packets)
         }
-        Cmd::Test { no_lint } => {
+        Cmd::Test { no_lint, no_vm } => {
             setup()?;
-            test(no_lint)
+            test(no_lint)?;
+            if no_vm {
+                return Ok(());
+            }
+            if !is_root() {
+                bail!(
+                    "the QEMU kernel test needs root (apt-get); use --no-vm to skip it knowingly"
+                );
+            }
+            // Mode C exists only on kernels this host does not run: prove it on every run.
+            step("booting Debian 6.12 with thread_backlog_napi (mode C) under QEMU");
+            let bin = build_napiscope()?;
+            vm::vm_test(&["6.12-threads".to_string()], false, false, &bin)
         }
     }
 }
