@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    programs::{KProbe, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use probe_common::{CpuState, Settings, TpOffsets};
@@ -183,6 +183,7 @@ pub const SPECS: &[ProbeSpec] = &[
 /// Function probes the model would use as direct evidence (model.md §10.2). They need
 /// kprobes or fentry; this version attaches none of them and says so.
 pub const FUNCTION_PROBES: &[&str] = &[
+    "rps_trigger_softirq",
     "enqueue_to_backlog",
     "__napi_schedule",
     "__napi_schedule_irqoff",
@@ -319,9 +320,13 @@ impl Loaded {
 /// Load the programs with this kernel's offsets and attach every probe that can attach.
 pub fn load(tracefs: &Path, settings: &Settings, ring_bytes: u32) -> Result<Loaded> {
     let (offsets, bad) = offsets(tracefs);
+    let rps_func = crate::symbols::Symbols::load()
+        .addr_of("rps_trigger_softirq")
+        .unwrap_or(0);
     let mut ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &offsets, true)
         .override_global("SETTINGS", settings, true)
+        .override_global("RPS_FUNC", &rps_func, true)
         .map_max_entries("EVENTS", ring_bytes)
         .load(PROBES)
         .context("loading napiscope's eBPF programs into the kernel")?;
@@ -387,7 +392,54 @@ pub fn load(tracefs: &Path, settings: &Settings, ring_bytes: u32) -> Result<Load
         }
         results.push(result);
     }
+    results.push(rps_kprobe(&mut ebpf, tracefs, &results, rps_func));
     Ok(Loaded { ebpf, results })
+}
+
+/// Where csd:csd_function_entry is missing (F5: before ~6.4), see the RPS IPI arrive through a
+/// kprobe on rps_trigger_softirq — when the kernel has kprobes.
+fn rps_kprobe(ebpf: &mut Ebpf, tracefs: &Path, results: &[ProbeResult], addr: u64) -> ProbeResult {
+    let mut r = ProbeResult {
+        name: "rps_trigger_softirq".into(),
+        kind: "kprobe",
+        role: Role::Event,
+        program: None,
+        attached: false,
+        reason: None,
+        fallback: None,
+    };
+    if results
+        .iter()
+        .any(|p| p.name == "csd:csd_function_entry" && p.attached)
+    {
+        r.reason = Some("not needed: csd:csd_function_entry records the RPS IPI".into());
+        return r;
+    }
+    if !tracefs.join("kprobe_events").exists() {
+        r.reason = Some("kernel has no kprobes (CONFIG_KPROBES off)".into());
+        return r;
+    }
+    if addr == 0 {
+        r.reason = Some("rps_trigger_softirq not in /proc/kallsyms".into());
+        return r;
+    }
+    let res: Result<()> = (|| {
+        let prog: &mut KProbe = ebpf
+            .program_mut("rps_trigger_softirq_kprobe")
+            .context("program rps_trigger_softirq_kprobe missing")?
+            .try_into()?;
+        prog.load()?;
+        prog.attach("rps_trigger_softirq", 0)?;
+        Ok(())
+    })();
+    match res {
+        Ok(()) => {
+            r.attached = true;
+            r.program = Some("rps_trigger_softirq_kprobe");
+        }
+        Err(e) => r.reason = Some(format!("{e:#}")),
+    }
+    r
 }
 
 /// Attach the raw-tracepoint variant, after checking that the record's fields (which mirror
@@ -428,10 +480,11 @@ fn attach_raw(
     Ok(())
 }
 
-/// Function probes: none are attached by this version; say why for each.
+/// Function probes not implemented yet (the rps_trigger_softirq kprobe is reported by load).
 pub fn function_probe_results(kprobes: bool) -> Vec<ProbeResult> {
     FUNCTION_PROBES
         .iter()
+        .filter(|f| **f != "rps_trigger_softirq")
         .map(|f| ProbeResult {
             name: (*f).to_string(),
             kind: "kprobe",

@@ -106,6 +106,7 @@ fn missed_by_event(
         }
         let key = match r.role {
             probes::Role::Context => "ctx".to_string(),
+            _ if r.name == "rps_trigger_softirq" => "csd_function_entry".to_string(),
             probes::Role::Event => r.name.split(':').nth(1).unwrap_or(&r.name).to_string(),
         };
         *out.entry(key).or_default() += n;

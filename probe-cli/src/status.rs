@@ -97,6 +97,20 @@ pub fn gather() -> Status {
             Err(e) => not_tried(&format!("eBPF load failed: {e:#}")),
         },
     };
+    if !probe_results
+        .iter()
+        .any(|p| p.name == "rps_trigger_softirq")
+    {
+        probe_results.push(ProbeResult {
+            name: "rps_trigger_softirq".into(),
+            kind: "kprobe",
+            role: probes::Role::Event,
+            program: None,
+            attached: false,
+            reason: probe_results.first().and_then(|p| p.reason.clone()),
+            fallback: None,
+        });
+    };
     probe_results.extend(probes::function_probe_results(env.kernel.kprobes));
     Status {
         napiscope_version: env!("CARGO_PKG_VERSION"),

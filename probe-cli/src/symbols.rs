@@ -38,6 +38,14 @@ impl Symbols {
         self.by_addr.is_empty()
     }
 
+    /// The address of a function by name.
+    pub fn addr_of(&self, name: &str) -> Option<u64> {
+        self.by_addr
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(a, _)| *a)
+    }
+
     /// The function starting at `addr`, or the address in hex when it is unknown.
     pub fn name(&self, addr: u64) -> String {
         match self.by_addr.get(&addr) {

@@ -4,9 +4,9 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel_str_bytes,
     },
-    macros::{map, raw_tracepoint, tracepoint},
+    macros::{kprobe, map, raw_tracepoint, tracepoint},
     maps::{PerCpuArray, RingBuf},
-    programs::{RawTracePointContext, TracePointContext},
+    programs::{ProbeContext, RawTracePointContext, TracePointContext},
     EbpfContext,
 };
 use probe_common::{CpuState, Ctx, EventKind, RawEvent, Settings, TpOffsets, COMM_LEN, MAX_CPUS};
@@ -47,6 +47,11 @@ static OFFSETS: TpOffsets = TpOffsets {
     rcv_len: 0,
     rcv_name: 0,
 };
+
+/// Address of rps_trigger_softirq (from /proc/kallsyms), for the kprobe that stands in for
+/// csd:csd_function_entry on kernels without csd tracepoints (6.1).
+#[unsafe(no_mangle)]
+static RPS_FUNC: u64 = 0;
 
 #[unsafe(no_mangle)]
 static SETTINGS: Settings = Settings {
@@ -520,5 +525,20 @@ pub fn sched_wake_idle_without_ipi_raw(ctx: RawTracePointContext) -> u32 {
 pub fn netif_rx_exit_raw(ctx: RawTracePointContext) -> u32 {
     let ret = ctx.arg::<u64>(0) as i32;
     emit(EventKind::NetifRxExit, |ev| ev.arg0 = ret);
+    0
+}
+
+// ---- function probes ------------------------------------------------------------------------
+
+/// rps_trigger_softirq(void *data): the RPS IPI arriving on its target. Recorded as the
+/// csd_function_entry it is, for kernels whose csd tracepoints do not exist yet.
+#[kprobe]
+pub fn rps_trigger_softirq_kprobe(ctx: ProbeContext) -> u32 {
+    let sd: u64 = ctx.arg(0).unwrap_or(0);
+    let func = unsafe { core::ptr::read_volatile(&raw const RPS_FUNC) };
+    emit(EventKind::CsdFunctionEntry, |ev| {
+        ev.func = func;
+        ev.ptr = sd;
+    });
     0
 }

@@ -20,8 +20,14 @@ pub struct Ctx<'a, 'b> {
     pub meta: &'b TraceMeta,
     pub mode: Option<Mode>,
     pub features: Features,
-    /// csd/ipi tracepoints were recorded (F5 and attached).
-    pub csd_traced: bool,
+    /// csd:csd_queue_cpu was recorded (F5 and attached).
+    pub csd_queue_traced: bool,
+    /// The RPS IPI's arrival was recorded: csd:csd_function_entry, or a kprobe on
+    /// rps_trigger_softirq where the csd tracepoints do not exist (6.1).
+    pub csd_entry_traced: bool,
+    /// The IPI's arrival comes from a kprobe on a kernel that does not count kprobe
+    /// recursion misses (< 6.7): a missing arrival may be a silent miss.
+    pub entry_misses_uncounted: bool,
 }
 
 impl<'a, 'b> Ctx<'a, 'b> {
@@ -36,20 +42,34 @@ impl<'a, 'b> Ctx<'a, 'b> {
                 })
                 .unwrap_or_else(|| Features::for_release("6.18")),
         };
-        let csd_attached = meta
+        let probes = meta
             .get("probes")
-            .and_then(|p| serde_json::from_str::<Vec<serde_json::Value>>(p).ok())
-            .map(|ps| {
+            .and_then(|p| serde_json::from_str::<Vec<serde_json::Value>>(p).ok());
+        let attached = |name: &str| -> Option<bool> {
+            probes.as_ref().map(|ps| {
                 ps.iter()
-                    .any(|p| p["name"] == "csd:csd_queue_cpu" && p["attached"] == true)
+                    .any(|p| p["name"] == name && p["attached"] == true)
             })
-            .unwrap_or(true);
+        };
+        // Without probe metadata (simulated traces) the version features decide.
+        let f5 = features.f5_csd_tracepoints;
+        let csd_queue_traced = attached("csd:csd_queue_cpu").unwrap_or(f5);
+        let csd_entry_traced = attached("csd:csd_function_entry").unwrap_or(f5)
+            || attached("rps_trigger_softirq").unwrap_or(false);
+        let via_kprobe = !attached("csd:csd_function_entry").unwrap_or(f5)
+            && attached("rps_trigger_softirq").unwrap_or(false);
+        let old = meta
+            .get("kernel_release")
+            .and_then(crate::mode::major_minor)
+            .is_some_and(|v| v < (6, 7));
         Ctx {
             ix,
             meta,
             mode,
             features,
-            csd_traced: features.f5_csd_tracepoints && csd_attached,
+            csd_queue_traced,
+            csd_entry_traced,
+            entry_misses_uncounted: via_kprobe && old,
         }
     }
 
@@ -421,17 +441,24 @@ fn a2(c: &Ctx) -> RuleResult {
 
 fn a3(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("A-3", "a remote batch is started by an RPS IPI");
-    if !c.csd_traced {
+    if !c.csd_entry_traced {
         return r
-            .note("csd tracepoints not recorded (kernel < 6.4 or not attached): needs a probe on rps_trigger_softirq")
+            .note("the RPS IPI is not recorded: csd tracepoints absent (kernel < 6.4) and no kprobe on rps_trigger_softirq")
             .finish();
+    }
+    if !c.csd_queue_traced {
+        r.note = Some(
+            "csd_queue_cpu not traced (kernel < 6.4): only the IPI's arrival (kprobe rps_trigger_softirq) is checked"
+                .into(),
+        );
     }
     for (b, d) in c.initiated().filter(|(b, d)| d.from != b.cpu) {
         let t1 = c.ix.first_poll_ts(b);
-        let queued = c.ix.cpus().into_iter().any(|cpu| {
-            c.ix.find(cpu, EventKind::CsdQueueCpu, d.t_enq, t1)
-                .any(|e| Ctx::is_rps(e.func.as_deref()) && e.target_cpu == Some(b.cpu as i32))
-        });
+        let queued = !c.csd_queue_traced
+            || c.ix.cpus().into_iter().any(|cpu| {
+                c.ix.find(cpu, EventKind::CsdQueueCpu, d.t_enq, t1)
+                    .any(|e| Ctx::is_rps(e.func.as_deref()) && e.target_cpu == Some(b.cpu as i32))
+            });
         let entered =
             c.ix.find(b.cpu, EventKind::CsdFunctionEntry, d.t_enq, t1)
                 .any(|e| Ctx::is_rps(e.func.as_deref()));
@@ -440,7 +467,7 @@ fn a3(c: &Ctx) -> RuleResult {
         } else if c.ix.blind(d.from, d.t_enq, t1)
             || c.ix.blind(b.cpu, d.t_enq, t1)
             || (!queued && c.ix.missed(EventKind::CsdQueueCpu))
-            || (!entered && c.ix.missed(EventKind::CsdFunctionEntry))
+            || (!entered && (c.ix.missed(EventKind::CsdFunctionEntry) || c.entry_misses_uncounted))
         {
             r.unsure();
         } else {
@@ -478,7 +505,7 @@ fn a4(c: &Ctx) -> RuleResult {
         "A-4",
         "RPS IPIs and backlog batches alternate on the target",
     );
-    if !c.csd_traced {
+    if !c.csd_entry_traced {
         return r.note("csd tracepoints not recorded").finish();
     }
     for cpu in c.ix.cpus() {
@@ -719,7 +746,7 @@ fn c1(c: &Ctx) -> RuleResult {
 
 fn c2(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("C-2", "no RPS IPI (csd rps_trigger_softirq) at all");
-    if !c.csd_traced {
+    if !c.csd_entry_traced && !c.csd_queue_traced {
         return r.note("csd tracepoints not recorded").finish();
     }
     let mut n = 0u64;
