@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{KProbe, RawTracePoint, TracePoint},
+    programs::{FEntry, KProbe, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use probe_common::{CpuState, Settings, TpOffsets};
@@ -278,6 +278,24 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// Can fentry programs load here? Loads a no-op fentry on net_rx_action (not attached).
+    pub fn fentry_available(&mut self) -> Result<(), String> {
+        let btf = aya::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
+        let prog: &mut FEntry = self
+            .ebpf
+            .program_mut("fentry_availability")
+            .ok_or("program missing")?
+            .try_into()
+            .map_err(|e| format!("{e}"))?;
+        prog.load("net_rx_action", &btf).map_err(|e| {
+            let mut s = format!("{e:#}");
+            if let Some(src) = std::error::Error::source(&e) {
+                s = format!("{s}: {src}");
+            }
+            s.lines().next().unwrap_or("").chars().take(200).collect()
+        })
+    }
+
     /// Per program: how often the kernel skipped it because an eBPF program was already
     /// running on that CPU (`recursion_misses`). Such events are lost without a seq gap.
     pub fn recursion_misses(&self) -> std::collections::BTreeMap<String, u64> {

@@ -80,12 +80,13 @@ pub struct Status {
     pub tracefs: TracefsInfo,
     pub btf: bool,
     pub kprobes: bool,
-    pub fentry: &'static str,
+    pub fentry: String,
     pub probes: Vec<ProbeResult>,
 }
 
 pub fn gather() -> Status {
     let env = Environment::gather();
+    let mut fentry = "not probed: needs CAP_BPF + CAP_PERFMON".to_string();
     let mut probe_results = match (env.rights.can_trace(), env.tracefs_path()) {
         (false, _) => not_tried(&format!(
             "not tried: loading eBPF needs {} (run as root)",
@@ -93,7 +94,13 @@ pub fn gather() -> Status {
         )),
         (true, None) => not_tried("not tried: tracefs unavailable"),
         (true, Some(t)) => match probes::load(&t, &build_settings(None, false), 4096 * 16) {
-            Ok(loaded) => loaded.results.clone(),
+            Ok(mut loaded) => {
+                fentry = match loaded.fentry_available() {
+                    Ok(()) => "available (a test program loaded on net_rx_action)".into(),
+                    Err(e) => format!("unavailable: {e}"),
+                };
+                loaded.results.clone()
+            }
             Err(e) => not_tried(&format!("eBPF load failed: {e:#}")),
         },
     };
@@ -121,7 +128,7 @@ pub fn gather() -> Status {
         anomalies: env.mode.anomalies.clone(),
         btf: env.kernel.btf,
         kprobes: env.kernel.kprobes,
-        fentry: "not probed: napiscope has no fentry programs yet",
+        fentry,
         kernel: env.kernel,
         rights: env.rights,
         tracefs: env.tracefs,

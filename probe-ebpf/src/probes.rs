@@ -4,9 +4,9 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel_str_bytes,
     },
-    macros::{kprobe, map, raw_tracepoint, tracepoint},
+    macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
     maps::{PerCpuArray, RingBuf},
-    programs::{ProbeContext, RawTracePointContext, TracePointContext},
+    programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
     EbpfContext,
 };
 use probe_common::{CpuState, Ctx, EventKind, RawEvent, Settings, TpOffsets, COMM_LEN, MAX_CPUS};
@@ -540,5 +540,12 @@ pub fn rps_trigger_softirq_kprobe(ctx: ProbeContext) -> u32 {
         ev.func = func;
         ev.ptr = sd;
     });
+    0
+}
+
+/// Loaded (never attached) by `napiscope status` to learn whether fentry works on this
+/// kernel: it needs BTF, BPF trampolines and the right to load BPF_PROG_TYPE_TRACING.
+#[fentry(function = "net_rx_action")]
+pub fn fentry_availability(_ctx: FEntryContext) -> u32 {
     0
 }

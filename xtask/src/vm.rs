@@ -5,7 +5,7 @@
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{bail, Context as _, Result};
@@ -380,9 +380,9 @@ fn row(
     })
 }
 
-fn markdown(rows: &[Value], date: &str) -> String {
+fn markdown(rows: &[Value], date: &str, command: &str) -> String {
     let mut s = format!(
-        "# napiscope kernel matrix\n\n`cargo xtask vm-test --all`, {date}. Debian kernels booted under QEMU (TCG, 2 vCPUs); \
+        "# napiscope kernel matrix\n\n`{command}`, {date}. Debian kernels booted under QEMU (TCG, 2 vCPUs); \
          inside: `napiscope status --json` and `napiscope verify --json --expect-mode M`.\n\n\
          | kernel | release | cmdline | expected | found | event probes | scenarios (verdict; negative control) | result | time |\n\
          |---|---|---|---|---|---|---|---|---|\n"
@@ -559,12 +559,19 @@ pub fn vm_test(selected: &[String], all: bool, host: bool, napiscope: &Path) -> 
         dir.join("matrix.json"),
         serde_json::to_string_pretty(&rows)?,
     )?;
-    let md = markdown(&rows, date.trim());
+    let command = if all {
+        "cargo xtask vm-test --all".to_string()
+    } else {
+        format!(
+            "cargo xtask vm-test --kernel {}",
+            selected.join(" --kernel ")
+        )
+    };
+    let md = markdown(&rows, date.trim(), &command);
     std::fs::write(dir.join("matrix.md"), &md)?;
     print!("{md}");
     if rows.iter().any(|r| r["passed"] != true) {
         bail!("some kernels did not pass (see target/vm-test/matrix.md and the serial logs)");
     }
-    let _ = Duration::ZERO;
     Ok(())
 }
