@@ -24,6 +24,9 @@ pub const SCHEMA_VERSION: &str = "1";
 /// Metadata keys are prefixed so they do not clash with other writers' keys.
 pub const META_PREFIX: &str = "napiscope.";
 const BATCH_ROWS: usize = 65_536;
+/// Rows buffered before they go to the Parquet writer (which builds row groups of
+/// 4 × BATCH_ROWS); small enough that the progress line's size estimate moves.
+const WRITE_ROWS: usize = 8_192;
 
 pub fn schema() -> SchemaRef {
     use DataType::*;
@@ -181,7 +184,7 @@ impl TraceWriter {
     pub fn push(&mut self, e: &Event) -> Result<()> {
         self.cols.push(e);
         self.rows += 1;
-        if self.cols.rows >= BATCH_ROWS {
+        if self.cols.rows >= WRITE_ROWS {
             self.flush_batch()?;
         }
         Ok(())

@@ -128,7 +128,7 @@ fn patch_symbols() -> Option<Vec<String>> {
     let mut found: Vec<String> = text
         .lines()
         .filter_map(|l| l.split_whitespace().nth(2))
-        .filter(|s| PATCH_SYMBOLS.contains(s))
+        .filter(|s| PATCH_SYMBOLS.contains(s) || *s == "register_kprobe")
         .map(str::to_string)
         .collect();
     found.sort();
@@ -170,7 +170,12 @@ pub fn kernel(tracefs: Option<&Path>) -> (Kernel, ModeVerdict) {
         release: release.clone(),
         version: version.clone(),
         cmdline: cmdline.clone(),
-        patch_symbols: syms.clone().unwrap_or_default(),
+        patch_symbols: syms
+            .iter()
+            .flatten()
+            .filter(|n| PATCH_SYMBOLS.contains(&n.as_str()))
+            .cloned()
+            .collect(),
         kallsyms_readable: syms.is_some(),
         backlog_threads: threads.clone(),
         config_preempt_rt: config_preempt_rt(&release),
@@ -184,7 +189,10 @@ pub fn kernel(tracefs: Option<&Path>) -> (Kernel, ModeVerdict) {
         cpus_online: online_cpus(),
         cpus_possible: possible_cpus(),
         btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
-        kprobes: tracefs.is_some_and(|t| t.join("kprobe_events").exists()),
+        // CONFIG_KPROBES: kprobe_events in tracefs, or register_kprobe in kallsyms (which an
+        // unprivileged user can read even when tracefs is closed to it).
+        kprobes: tracefs.is_some_and(|t| t.join("kprobe_events").exists())
+            || syms.as_ref().is_some_and(|s| s.iter().any(|n| n == "register_kprobe")),
         patch_symbols: facts.patch_symbols,
         backlog_threads: threads,
     };

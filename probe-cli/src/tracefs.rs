@@ -32,6 +32,17 @@ pub fn find_or_mount() -> TracefsInfo {
             state: "mounted".into(),
         };
     }
+    let mounted = std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some("tracefs"))
+        .find_map(|l| l.split_whitespace().nth(1).map(str::to_string));
+    if let Some(m) = mounted {
+        return TracefsInfo {
+            path: None,
+            state: format!("mounted at {m} but not readable by this user: run as root"),
+        };
+    }
     let target = c"/sys/kernel/tracing";
     // SAFETY: plain mount(2) with static NUL-terminated strings.
     let rc = unsafe {
