@@ -12,6 +12,7 @@
 //! | csd_queue_cpu | csd | func | target cpu | | | |
 //! | csd_function_entry | csd | func | | | | |
 //! | sched_wake_idle_without_ipi | | | target cpu | | | |
+//! | enqueue_to_backlog (kprobe) | skb | | target cpu | | | |
 
 use std::hash::{BuildHasher, RandomState};
 
@@ -137,6 +138,10 @@ impl Decoder {
                 e.csd = self.ptr(r.ptr);
             }
             SchedWakeIdleWithoutIpi => e.target_cpu = Some(r.arg0),
+            EnqueueToBacklog => {
+                e.skb = self.ptr(r.ptr);
+                e.target_cpu = Some(r.arg0);
+            }
         }
         Ok(e)
     }

@@ -411,7 +411,44 @@ pub fn load(tracefs: &Path, settings: &Settings, ring_bytes: u32) -> Result<Load
         results.push(result);
     }
     results.push(rps_kprobe(&mut ebpf, tracefs, &results, rps_func));
+    results.push(enqueue_kprobe(&mut ebpf, tracefs));
     Ok(Loaded { ebpf, results })
+}
+
+/// kprobe on enqueue_to_backlog: the RPS target CPU of each packet, when the kernel has
+/// kprobes and the function is not inlined (it is static with several callers).
+fn enqueue_kprobe(ebpf: &mut Ebpf, tracefs: &Path) -> ProbeResult {
+    let mut r = ProbeResult {
+        name: "enqueue_to_backlog".into(),
+        kind: "kprobe",
+        role: Role::Event,
+        program: None,
+        attached: false,
+        reason: None,
+        fallback: None,
+    };
+    if !tracefs.join("kprobe_events").exists() {
+        r.reason = Some("kernel has no kprobes (CONFIG_KPROBES off); netif_rx/netif_receive_skb cover this path".into());
+        return r;
+    }
+    let res: Result<()> = (|| {
+        let prog: &mut KProbe = ebpf
+            .program_mut("enqueue_to_backlog_kprobe")
+            .context("program enqueue_to_backlog_kprobe missing")?
+            .try_into()?;
+        prog.load()?;
+        prog.attach("enqueue_to_backlog", 0)
+            .context("enqueue_to_backlog is not probe-able here (inlined?)")?;
+        Ok(())
+    })();
+    match res {
+        Ok(()) => {
+            r.attached = true;
+            r.program = Some("enqueue_to_backlog_kprobe");
+        }
+        Err(e) => r.reason = Some(format!("{e:#}")),
+    }
+    r
 }
 
 /// Where csd:csd_function_entry is missing (F5: before ~6.4), see the RPS IPI arrive through a
@@ -502,7 +539,7 @@ fn attach_raw(
 pub fn function_probe_results(kprobes: bool) -> Vec<ProbeResult> {
     FUNCTION_PROBES
         .iter()
-        .filter(|f| **f != "rps_trigger_softirq")
+        .filter(|f| !matches!(**f, "rps_trigger_softirq" | "enqueue_to_backlog"))
         .map(|f| ProbeResult {
             name: (*f).to_string(),
             kind: "kprobe",

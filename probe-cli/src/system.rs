@@ -192,7 +192,9 @@ pub fn kernel(tracefs: Option<&Path>) -> (Kernel, ModeVerdict) {
         // CONFIG_KPROBES: kprobe_events in tracefs, or register_kprobe in kallsyms (which an
         // unprivileged user can read even when tracefs is closed to it).
         kprobes: tracefs.is_some_and(|t| t.join("kprobe_events").exists())
-            || syms.as_ref().is_some_and(|s| s.iter().any(|n| n == "register_kprobe")),
+            || syms
+                .as_ref()
+                .is_some_and(|s| s.iter().any(|n| n == "register_kprobe")),
         patch_symbols: facts.patch_symbols,
         backlog_threads: threads,
     };

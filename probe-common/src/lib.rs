@@ -22,10 +22,12 @@ pub enum EventKind {
     CsdQueueCpu = 12,
     CsdFunctionEntry = 13,
     SchedWakeIdleWithoutIpi = 14,
+    /// kprobe enqueue_to_backlog(skb, cpu, qtail): the RPS target CPU, directly.
+    EnqueueToBacklog = 15,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::SoftirqRaise,
         EventKind::SoftirqEntry,
         EventKind::SoftirqExit,
@@ -40,6 +42,7 @@ impl EventKind {
         EventKind::CsdQueueCpu,
         EventKind::CsdFunctionEntry,
         EventKind::SchedWakeIdleWithoutIpi,
+        EventKind::EnqueueToBacklog,
     ];
 
     pub fn from_code(code: u16) -> Option<EventKind> {
@@ -63,6 +66,7 @@ impl EventKind {
             EventKind::CsdQueueCpu => "csd_queue_cpu",
             EventKind::CsdFunctionEntry => "csd_function_entry",
             EventKind::SchedWakeIdleWithoutIpi => "sched_wake_idle_without_ipi",
+            EventKind::EnqueueToBacklog => "enqueue_to_backlog",
         }
     }
 

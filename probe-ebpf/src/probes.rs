@@ -549,3 +549,16 @@ pub fn rps_trigger_softirq_kprobe(ctx: ProbeContext) -> u32 {
 pub fn fentry_availability(_ctx: FEntryContext) -> u32 {
     0
 }
+
+/// enqueue_to_backlog(struct sk_buff *skb, int cpu, unsigned int *qtail): which CPU's backlog
+/// a packet goes to — the RPS decision itself (model.md §10.2).
+#[kprobe]
+pub fn enqueue_to_backlog_kprobe(ctx: ProbeContext) -> u32 {
+    let skb: u64 = ctx.arg(0).unwrap_or(0);
+    let cpu: u64 = ctx.arg(1).unwrap_or(0);
+    emit(EventKind::EnqueueToBacklog, |ev| {
+        ev.ptr = skb;
+        ev.arg0 = cpu as i32;
+    });
+    0
+}

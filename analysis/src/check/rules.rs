@@ -229,6 +229,38 @@ fn g4(c: &Ctx) -> RuleResult {
         "G4",
         "a backlog-delivered skb is received on its RPS target CPU",
     );
+    // Direct evidence: the kprobe on enqueue_to_backlog records the CPU RPS chose.
+    let mut chosen: HashMap<u64, Vec<(u64, i32)>> = HashMap::new();
+    for e in c.ix.all(EventKind::EnqueueToBacklog) {
+        if let (Some(skb), Some(cpu)) = (e.skb, e.target_cpu) {
+            chosen.entry(skb).or_default().push((e.ts_ns, cpu));
+        }
+    }
+    if !chosen.is_empty() {
+        for d in &c.ix.deliveries {
+            let target = chosen
+                .get(&d.skb)
+                .and_then(|v| v.iter().rev().find(|(t, _)| *t >= d.t_enq && *t <= d.t_rcv))
+                .map(|(_, cpu)| *cpu);
+            match target {
+                Some(t) if t == d.to as i32 => r.pass(),
+                Some(t) => r.fail(Divergence {
+                    rule: "G4",
+                    cpu: d.to,
+                    ts_ns: d.t_rcv,
+                    message: format!(
+                        "enqueue_to_backlog chose CPU {t} at {}, but the skb was received on CPU {}",
+                        Ctx::secs(d.t_enq),
+                        d.to
+                    ),
+                    expected: format!("delivery from CPU {t}'s backlog, on CPU {t}"),
+                    events: vec![describe(c.ix.ev[d.enq]), describe(c.ix.ev[d.rcv])],
+                }),
+                None => r.unsure(),
+            }
+        }
+        return r.note("direct: kprobe enqueue_to_backlog").finish();
+    }
     let (Some(dev), Some(cpu)) = (
         c.meta.get("expect_rps_dev"),
         c.meta

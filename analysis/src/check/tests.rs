@@ -162,6 +162,26 @@ fn lost_events_make_windows_inconclusive_not_failures() {
 }
 
 #[test]
+fn a_wrong_rps_target_is_caught_by_g4() {
+    let mut t = sim(Mode::B, Workload::Rps, 17);
+    let victim = t
+        .events
+        .iter()
+        .position(|e| e.event == EventKind::EnqueueToBacklog)
+        .unwrap();
+    t.events[victim].target_cpu = Some(0);
+    let r = check(&t, Some(Mode::B));
+    assert_eq!(failed(&r), vec!["G4"]);
+    assert_eq!(
+        verdict(
+            &check(&sim(Mode::C, Workload::Mixed, 17), Some(Mode::C)),
+            "G4"
+        ),
+        Verdict::Pass
+    );
+}
+
+#[test]
 fn recursion_misses_make_a_missing_leg_inconclusive() {
     let mut t = sim(Mode::B, Workload::Rps, 16);
     mutate(&mut t, |e| e.event != EventKind::CsdFunctionEntry);

@@ -245,6 +245,11 @@ impl Kernel {
         skb: u64,
         cpu: usize,
     ) -> i32 {
+        // What a kprobe on enqueue_to_backlog records (kernels with kprobes).
+        let mut k = ev(EventKind::EnqueueToBacklog);
+        k.skb = Some(skb);
+        k.target_cpu = Some(cpu as i32);
+        tr.emit(x, k);
         let qlen = self.qlen(cpu);
         if qlen > self.p.max_backlog || !self.sd[cpu].online {
             self.sd[cpu].dropped += 1;
