@@ -77,7 +77,7 @@ enum Cmd {
     /// Record receive-path events to a Parquet file (one row per event; see docs/schema.md)
     #[command(
         after_help = "Examples:\n  napiscope record -o trace.parquet -d 10\n  \
-                            napiscope record -o rps.parquet -C 0,1 --ring-buffer-mb 64\n\n\
+                            napiscope record -o rps.parquet -C 0,1 --ring-buffer-mb 256\n\n\
                             Ctrl-C or SIGTERM stops the recording and still writes a valid file.\n\
                             Query it with DuckDB: SELECT event, cpu, count(*) FROM 'trace.parquet' GROUP BY ALL;"
     )]
@@ -92,7 +92,7 @@ enum Cmd {
         #[arg(short = 'C', long, value_name = "CPUS")]
         cpus: Option<String>,
         /// Ring buffer size in MiB (a power of two); raise it if events are lost
-        #[arg(long, default_value_t = 16, value_parser = parse_ring_mb)]
+        #[arg(long, default_value_t = 64, value_parser = parse_ring_mb)]
         ring_buffer_mb: u32,
         /// Write kernel addresses (skb, napi, csd) as they are, not as a per-recording hash
         #[arg(long)]

@@ -460,6 +460,11 @@ fn bench(packets: usize) -> Result<()> {
         }
     }
 
+    let overhead = if is_root() {
+        bench_overhead(&bin, &dir)?
+    } else {
+        "(overhead comparison skipped: needs root)".to_string()
+    };
     let date = capture(Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC"))?;
     let md = format!(
         "# napiscope benchmarks\n\nProduced by `cargo xtask bench` on {} — {}.\n\n\
@@ -471,8 +476,204 @@ fn bench(packets: usize) -> Result<()> {
         date.trim(),
         machine(),
         rows.join("\n")
-    );
+    ) + &overhead;
     std::fs::write("BENCHMARKS.md", &md)?;
     print!("{md}");
     Ok(())
+}
+
+/// The tracepoints napiscope records, for bpftrace and perf to trace the same.
+const TRACEPOINTS: &[&str] = &[
+    "irq:softirq_raise",
+    "irq:softirq_entry",
+    "irq:softirq_exit",
+    "napi:napi_poll",
+    "net:netif_rx",
+    "net:netif_rx_exit",
+    "net:netif_receive_skb",
+    "sched:sched_switch",
+    "sched:sched_waking",
+    "sched:sched_wakeup",
+    "sched:sched_wake_idle_without_ipi",
+    "ipi:ipi_send_cpu",
+    "csd:csd_queue_cpu",
+    "csd:csd_function_entry",
+];
+
+fn json_num(text: &str, key: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("\"{key}\": ")))
+        .and_then(|x| x.trim_end_matches(',').parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status();
+}
+
+/// Traced-system overhead: packets/s of a UDP flood with no tracer, napiscope record,
+/// bpftrace printing the same tracepoints, and perf record on them — median of 3 runs each,
+/// interleaved so drift hits every tracer alike.
+fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
+    for (tool, pkg) in [("bpftrace", "bpftrace"), ("perf", "linux-perf")] {
+        if !succeeds(Command::new("sh").args(["-c", &format!("command -v {tool}")])) {
+            step(&format!("installing {pkg} for the comparison"));
+            run(Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends", pkg])
+                .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        }
+    }
+    let bt_script = dir.join("same-tracepoints.bt");
+    let probes: Vec<String> = TRACEPOINTS
+        .iter()
+        .map(|t| format!("tracepoint:{t}"))
+        .collect();
+    std::fs::write(
+        &bt_script,
+        format!(
+            "{} {{ printf(\"%llu %d %s %d\\n\", nsecs, cpu, probe, pid); }}\n",
+            probes.join(",\n")
+        ),
+    )?;
+    let tracers = ["none", "napiscope", "bpftrace", "perf"];
+    let mut results: std::collections::BTreeMap<(&str, &str), Vec<(f64, f64, f64, f64)>> =
+        Default::default();
+    for round in 0..3 {
+        for scenario in ["loopback-rps", "veth-rps"] {
+            for tracer in tracers {
+                step(&format!(
+                    "overhead round {}: {scenario} under {tracer}",
+                    round + 1
+                ));
+                let out = dir.join(format!("ovh-{tracer}"));
+                let _ = std::fs::remove_file(&out);
+                let child = match tracer {
+                    "none" => None,
+                    "napiscope" => Some(
+                        Command::new(bin)
+                            .args(["record", "-q", "--json", "-o"])
+                            .arg(&out)
+                            .stdout(Stdio::piped())
+                            .spawn()?,
+                    ),
+                    "bpftrace" => Some(
+                        Command::new("bpftrace")
+                            .arg("-o")
+                            .arg(&out)
+                            .arg(&bt_script)
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null())
+                            .spawn()?,
+                    ),
+                    _ => Some(
+                        Command::new("perf")
+                            .args(["record", "-q", "-a", "-o"])
+                            .arg(&out)
+                            .args(TRACEPOINTS.iter().flat_map(|t| ["-e", t]))
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null())
+                            .spawn()?,
+                    ),
+                };
+                std::thread::sleep(Duration::from_secs(if child.is_some() { 3 } else { 1 }));
+                let sc = capture(
+                    Command::new(bin)
+                        .args(["scenario", scenario, "--rate", "0", "-d", "3s", "--json"]),
+                )?;
+                let pps = json_num(&sc, "received") / json_num(&sc, "seconds").max(0.001);
+                let (mut events, mut bytes, mut lost) = (0.0, 0.0, 0.0);
+                if let Some(c) = child {
+                    signal(&c, "-INT");
+                    let o = c.wait_with_output()?;
+                    bytes = std::fs::metadata(&out).map_or(0.0, |m| m.len() as f64);
+                    match tracer {
+                        "napiscope" => {
+                            let j = String::from_utf8_lossy(&o.stdout);
+                            events = json_num(&j, "events");
+                            lost = json_num(&j, "lost_total");
+                        }
+                        "bpftrace" => {
+                            events = std::fs::read_to_string(&out).map_or(0.0, |t| {
+                                t.lines()
+                                    .filter(|l| l.starts_with(char::is_numeric))
+                                    .count() as f64
+                            });
+                        }
+                        _ => {
+                            let st = capture(
+                                Command::new("perf")
+                                    .args(["report", "--stats", "-i"])
+                                    .arg(&out),
+                            )
+                            .unwrap_or_default();
+                            events = st
+                                .lines()
+                                .find_map(|l| l.trim().strip_prefix("SAMPLE events:"))
+                                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                                .unwrap_or(0.0);
+                            lost = st
+                                .lines()
+                                .find_map(|l| l.trim().strip_prefix("LOST events:"))
+                                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                                .unwrap_or(0.0);
+                        }
+                    }
+                }
+                results
+                    .entry((scenario, tracer))
+                    .or_default()
+                    .push((pps, events, bytes, lost));
+            }
+        }
+    }
+    let mut s = String::from(
+        "\n## Traced-system overhead, side by side\n\n\
+         UDP flood (`napiscope scenario S --rate 0 -d 3s`, packets received per second) with each \
+         tracer attached to the same 14 tracepoints: `napiscope record`; bpftrace printing \
+         nsecs/cpu/probe/pid for each event to a file; `perf record -a -e …`. Median of 3 rounds, \
+         tracers interleaved within each round.\n\n\
+         | scenario | tracer | packets/s | vs untraced | events recorded | lost | bytes/event on disk |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for scenario in ["loopback-rps", "veth-rps"] {
+        let base = median(results[&(scenario, "none")].iter().map(|r| r.0).collect());
+        for tracer in tracers {
+            let v = &results[&(scenario, tracer)];
+            let pps = median(v.iter().map(|r| r.0).collect());
+            let ev = median(v.iter().map(|r| r.1).collect());
+            let by = median(v.iter().map(|r| r.2).collect());
+            let lost = median(v.iter().map(|r| r.3).collect());
+            s.push_str(&format!(
+                "| {scenario} | {tracer} | {pps:.0} | {:.1}% | {} | {} | {} |\n",
+                100.0 * pps / base.max(1.0),
+                if tracer == "none" {
+                    "–".into()
+                } else {
+                    format!("{ev:.0}")
+                },
+                if tracer == "none" || tracer == "bpftrace" {
+                    "–".into()
+                } else {
+                    format!("{lost:.0}")
+                },
+                if ev > 0.0 {
+                    format!("{:.1}", by / ev)
+                } else {
+                    "–".into()
+                },
+            ));
+        }
+    }
+    s.push_str(
+        "\nbpftrace's losses are not counted here (it reports them on stderr only); its bytes/event \
+         are those of its text lines.\n",
+    );
+    Ok(s)
 }
