@@ -543,8 +543,9 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
         ),
     )?;
     let tracers = ["none", "napiscope", "bpftrace", "perf"];
-    let mut results: std::collections::BTreeMap<(&str, &str), Vec<(f64, f64, f64, f64)>> =
-        Default::default();
+    // Per (scenario, tracer): (packets/s, events, bytes, lost) of each round.
+    type Runs = Vec<(f64, f64, f64, f64)>;
+    let mut results: std::collections::BTreeMap<(&str, &str), Runs> = Default::default();
     for round in 0..3 {
         for scenario in ["loopback-rps", "veth-rps"] {
             for tracer in tracers {
