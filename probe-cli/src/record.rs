@@ -265,15 +265,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         // SAFETY: one valid pollfd; EINTR (a signal) just ends the wait.
         unsafe { libc::poll(&mut pfd, 1, 20) };
         drain(&mut ring, &decoder, &mut pending, &mut bad_records);
-        for e in pending.drain(..) {
-            seqs.see(e.cpu, e.seq);
-            *summary
-                .per_event
-                .entry(e.event.name().to_string())
-                .or_default() += 1;
-            *summary.per_cpu.entry(e.cpu).or_default() += 1;
-            writer.push(&e)?;
-        }
+        store(&mut pending, &mut seqs, &mut summary, &mut writer)?;
         if last_tick.elapsed() >= Duration::from_secs(1) && !opts.quiet {
             let lost = lost_per_cpu(&state, ncpu);
             let rate = (writer.rows() - last_rows) as f64 / last_tick.elapsed().as_secs_f64();
@@ -305,15 +297,13 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     // Detach first so no new events arrive, then drain what is already in the ring.
     // (Closing the perf links takes a moment per probe; it is not recording time.)
     drop(loaded);
-    drain(&mut ring, &decoder, &mut pending, &mut bad_records);
-    for e in pending.drain(..) {
-        seqs.see(e.cpu, e.seq);
-        *summary
-            .per_event
-            .entry(e.event.name().to_string())
-            .or_default() += 1;
-        *summary.per_cpu.entry(e.cpu).or_default() += 1;
-        writer.push(&e)?;
+    // `drain` takes a bounded bite per call: repeat until the ring is empty.
+    loop {
+        drain(&mut ring, &decoder, &mut pending, &mut bad_records);
+        if pending.is_empty() {
+            break;
+        }
+        store(&mut pending, &mut seqs, &mut summary, &mut writer)?;
     }
     if tty && !opts.quiet {
         eprintln!();
@@ -370,6 +360,25 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     summary.stop_reason = stop_reason.into();
     read_back(&mut summary, &opts.output)?;
     Ok(summary)
+}
+
+/// Count and write decoded events.
+fn store(
+    pending: &mut Vec<Event>,
+    seqs: &mut SeqTracker,
+    summary: &mut RecordSummary,
+    writer: &mut TraceWriter,
+) -> Result<()> {
+    for e in pending.drain(..) {
+        seqs.see(e.cpu, e.seq);
+        *summary
+            .per_event
+            .entry(e.event.name().to_string())
+            .or_default() += 1;
+        *summary.per_cpu.entry(e.cpu).or_default() += 1;
+        writer.push(&e)?;
+    }
+    Ok(())
 }
 
 fn drain(
