@@ -210,6 +210,21 @@ pub struct ProbeResult {
     pub fallback: Option<String>,
 }
 
+impl ProbeResult {
+    /// Not attached (yet); `reason` / `attached` are filled in by whoever tries.
+    pub fn new(name: impl Into<String>, kind: &'static str, role: Role) -> ProbeResult {
+        ProbeResult {
+            name: name.into(),
+            kind,
+            role,
+            program: None,
+            attached: false,
+            reason: None,
+            fallback: None,
+        }
+    }
+}
+
 /// Read every field offset the programs need. A tracepoint whose format is missing or
 /// unexpected leaves its offsets at 0 and is reported as not attachable.
 pub fn offsets(tracefs: &Path) -> (TpOffsets, Vec<(&'static str, String)>) {
@@ -352,15 +367,7 @@ pub fn load(tracefs: &Path, settings: &Settings, ring_bytes: u32) -> Result<Load
     let mut loaded: Vec<&str> = Vec::new();
     for spec in SPECS {
         let name = format!("{}:{}", spec.category, spec.event);
-        let mut result = ProbeResult {
-            name,
-            kind: "tracepoint",
-            role: spec.role,
-            program: None,
-            attached: false,
-            reason: None,
-            fallback: None,
-        };
+        let mut result = ProbeResult::new(name, "tracepoint", spec.role);
         if !tracefs
             .join("events")
             .join(spec.category)
@@ -418,51 +425,45 @@ pub fn load(tracefs: &Path, settings: &Settings, ring_bytes: u32) -> Result<Load
 /// kprobe on enqueue_to_backlog: the RPS target CPU of each packet, when the kernel has
 /// kprobes and the function is not inlined (it is static with several callers).
 fn enqueue_kprobe(ebpf: &mut Ebpf, tracefs: &Path) -> ProbeResult {
-    let mut r = ProbeResult {
-        name: "enqueue_to_backlog".into(),
-        kind: "kprobe",
-        role: Role::Event,
-        program: None,
-        attached: false,
-        reason: None,
-        fallback: None,
-    };
+    let mut r = ProbeResult::new("enqueue_to_backlog", "kprobe", Role::Event);
     if !tracefs.join("kprobe_events").exists() {
         r.reason = Some("kernel has no kprobes (CONFIG_KPROBES off); netif_rx/netif_receive_skb cover this path".into());
         return r;
     }
+    attach_kprobe(
+        ebpf,
+        &mut r,
+        "enqueue_to_backlog_kprobe",
+        "enqueue_to_backlog",
+    );
+    r
+}
+
+/// Load `program` and attach it to the kernel function `function`; record the outcome.
+fn attach_kprobe(ebpf: &mut Ebpf, r: &mut ProbeResult, program: &'static str, function: &str) {
     let res: Result<()> = (|| {
         let prog: &mut KProbe = ebpf
-            .program_mut("enqueue_to_backlog_kprobe")
-            .context("program enqueue_to_backlog_kprobe missing")?
+            .program_mut(program)
+            .with_context(|| format!("program {program} missing"))?
             .try_into()?;
         prog.load()?;
-        prog.attach("enqueue_to_backlog", 0)
-            .context("enqueue_to_backlog is not probe-able here (inlined?)")?;
+        prog.attach(function, 0)
+            .with_context(|| format!("{function} is not probe-able here (inlined?)"))?;
         Ok(())
     })();
     match res {
         Ok(()) => {
             r.attached = true;
-            r.program = Some("enqueue_to_backlog_kprobe");
+            r.program = Some(program);
         }
         Err(e) => r.reason = Some(format!("{e:#}")),
     }
-    r
 }
 
 /// Where csd:csd_function_entry is missing (F5: before ~6.4), see the RPS IPI arrive through a
 /// kprobe on rps_trigger_softirq — when the kernel has kprobes.
 fn rps_kprobe(ebpf: &mut Ebpf, tracefs: &Path, results: &[ProbeResult], addr: u64) -> ProbeResult {
-    let mut r = ProbeResult {
-        name: "rps_trigger_softirq".into(),
-        kind: "kprobe",
-        role: Role::Event,
-        program: None,
-        attached: false,
-        reason: None,
-        fallback: None,
-    };
+    let mut r = ProbeResult::new("rps_trigger_softirq", "kprobe", Role::Event);
     if results
         .iter()
         .any(|p| p.name == "csd:csd_function_entry" && p.attached)
@@ -478,22 +479,12 @@ fn rps_kprobe(ebpf: &mut Ebpf, tracefs: &Path, results: &[ProbeResult], addr: u6
         r.reason = Some("rps_trigger_softirq not in /proc/kallsyms".into());
         return r;
     }
-    let res: Result<()> = (|| {
-        let prog: &mut KProbe = ebpf
-            .program_mut("rps_trigger_softirq_kprobe")
-            .context("program rps_trigger_softirq_kprobe missing")?
-            .try_into()?;
-        prog.load()?;
-        prog.attach("rps_trigger_softirq", 0)?;
-        Ok(())
-    })();
-    match res {
-        Ok(()) => {
-            r.attached = true;
-            r.program = Some("rps_trigger_softirq_kprobe");
-        }
-        Err(e) => r.reason = Some(format!("{e:#}")),
-    }
+    attach_kprobe(
+        ebpf,
+        &mut r,
+        "rps_trigger_softirq_kprobe",
+        "rps_trigger_softirq",
+    );
     r
 }
 
@@ -541,17 +532,12 @@ pub fn function_probe_results(kprobes: bool) -> Vec<ProbeResult> {
         .iter()
         .filter(|f| !matches!(**f, "rps_trigger_softirq" | "enqueue_to_backlog"))
         .map(|f| ProbeResult {
-            name: (*f).to_string(),
-            kind: "kprobe",
-            role: Role::Event,
-            program: None,
-            fallback: None,
-            attached: false,
             reason: Some(if kprobes {
                 "function probes are not implemented yet; tracepoints cover this path".into()
             } else {
                 "kernel has no kprobes (CONFIG_KPROBES off); tracepoints cover this path".into()
             }),
+            ..ProbeResult::new(*f, "kprobe", Role::Event)
         })
         .collect()
 }

@@ -140,13 +140,8 @@ fn not_tried(why: &str) -> Vec<ProbeResult> {
     probes::SPECS
         .iter()
         .map(|s| ProbeResult {
-            name: format!("{}:{}", s.category, s.event),
-            kind: "tracepoint",
-            role: s.role,
-            program: None,
-            fallback: None,
-            attached: false,
             reason: Some(why.to_string()),
+            ..ProbeResult::new(format!("{}:{}", s.category, s.event), "tracepoint", s.role)
         })
         .collect()
 }

@@ -385,28 +385,20 @@ fn bench(packets: usize) -> Result<()> {
             ])
             .arg(&f)
             .stdout(Stdio::null()))?;
-        let json = capture(
-            Command::new("taskset")
-                .args(["-c", "0"])
-                .arg(&bin)
-                .args(["check", "--json", "--mode", mode])
-                .arg(&f),
-        )?;
-        let events = json
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("\"events\": "))
-            .and_then(|v| v.trim_end_matches(',').parse::<f64>().ok())
-            .unwrap_or(0.0);
-        let mut best = f64::MAX;
-        for _ in 0..3 {
-            let t = Instant::now();
+        let check = || {
             capture(
                 Command::new("taskset")
                     .args(["-c", "0"])
                     .arg(&bin)
                     .args(["check", "--json", "--mode", mode])
                     .arg(&f),
-            )?;
+            )
+        };
+        let events = json_num(&check()?, "events");
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            check()?;
             best = best.min(t.elapsed().as_secs_f64());
         }
         rows.push(format!(
@@ -442,20 +434,14 @@ fn bench(packets: usize) -> Result<()> {
             )?;
             let out = rec.wait_with_output()?;
             let v = String::from_utf8_lossy(&out.stdout).into_owned();
-            let field = |text: &str, k: &str| -> f64 {
-                text.lines()
-                    .find_map(|l| l.trim().strip_prefix(&format!("\"{k}\": ")))
-                    .and_then(|x| x.trim_end_matches(',').parse().ok())
-                    .unwrap_or(0.0)
-            };
             rows.push(format!(
                 "| record, veth-rps UDP flood ({:.0} pkts sent in 3 s), ring {mb} MiB | {:.0} events, {:.0} lost | {:.1} s | **{:.0} events/s**, {:.1} bytes/event on disk |",
-                field(&sc, "sent"),
-                field(&v, "events"),
-                field(&v, "lost_total"),
-                field(&v, "seconds"),
-                field(&v, "events_per_second"),
-                field(&v, "bytes_per_event"),
+                json_num(&sc, "sent"),
+                json_num(&v, "events"),
+                json_num(&v, "lost_total"),
+                json_num(&v, "seconds"),
+                json_num(&v, "events_per_second"),
+                json_num(&v, "bytes_per_event"),
             ));
         }
     }
