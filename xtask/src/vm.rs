@@ -171,6 +171,9 @@ echo "@@VERIFY-BEGIN"
 napiscope verify --json --seconds 1 --expect-mode "$EXPECT" --keep /tmp/verify
 echo "@@VERIFY-RC $?"
 echo "@@VERIFY-END"
+echo "@@FLOOD-BEGIN"
+for s in loopback loopback-rps; do napiscope scenario $s --rate 0 -d 2s --json; done
+echo "@@FLOOD-END"
 poweroff -f
 "#;
 
@@ -261,6 +264,33 @@ fn json_in(chunk: &str) -> Option<Value> {
     serde_json::from_str(&clean[start..=end]).ok()
 }
 
+/// Every top-level JSON object in a chunk, in order.
+fn json_objects(chunk: &str) -> Vec<Value> {
+    let clean: String = chunk.replace('\r', "");
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, None);
+    for (i, ch) in clean.char_indices() {
+        match ch {
+            '{' => {
+                if depth == 0 {
+                    start = Some(i);
+                }
+                depth += 1;
+            }
+            '}' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    if let Some(v) = start.and_then(|a| serde_json::from_str(&clean[a..=i]).ok()) {
+                        out.push(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn boot(k: &KernelSpec, vmlinuz: &Path, initrd: &Path, dir: &Path) -> Result<(Value, f64)> {
     let log = dir.join(format!("{}.log", k.name));
     let _ = std::fs::remove_file(&log);
@@ -306,6 +336,18 @@ fn boot(k: &KernelSpec, vmlinuz: &Path, initrd: &Path, dir: &Path) -> Result<(Va
         .lines()
         .find_map(|l| l.split("@@VERIFY-RC ").nth(1))
         .and_then(|s| s.trim().parse::<i32>().ok());
+    // Untraced UDP floods: the patch's own claims (loopback throughput with threads on, and
+    // RPS over loopback by IPI vs by thread) compared across boots of the same kernel.
+    let flood: Vec<Value> = between(&text, "@@FLOOD-BEGIN", "@@FLOOD-END")
+        .map(json_objects)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let pps = r["received"].as_f64().unwrap_or(0.0)
+                / r["seconds"].as_f64().unwrap_or(1.0).max(0.001);
+            json!({ "scenario": r["scenario"], "received_pps": pps.round() })
+        })
+        .collect();
     Ok((
         json!({
             "qemu_exit": status.code(),
@@ -313,12 +355,14 @@ fn boot(k: &KernelSpec, vmlinuz: &Path, initrd: &Path, dir: &Path) -> Result<(Va
             "status": status_json,
             "verify": verify_json,
             "verify_rc": rc,
+            "flood": flood,
             "log": log.display().to_string(),
         }),
         secs,
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn row(
     name: &str,
     cmdline: &str,
@@ -327,6 +371,7 @@ fn row(
     verify: &Value,
     rc: Option<i32>,
     secs: f64,
+    flood: &Value,
 ) -> Value {
     let probes = status["probes"].as_array().cloned().unwrap_or_default();
     let attached: Vec<String> = probes
@@ -377,6 +422,7 @@ fn row(
         "verify_passed": verify["passed"],
         "passed": passed,
         "seconds": (secs * 10.0).round() / 10.0,
+        "flood": flood,
     })
 }
 
@@ -435,6 +481,30 @@ fn markdown(rows: &[Value], date: &str, command: &str) -> String {
                 "**FAIL**"
             },
             r["seconds"]
+        ));
+    }
+    s.push_str(
+        "\nUntraced UDP floods in the same guests (`napiscope scenario S --rate 0 -d 2s`, packets \
+         received per second; TCG, so compare kernels and boots, not absolute numbers):\n\n\
+         | kernel | cmdline | loopback | loopback-rps |\n|---|---|---|---|\n",
+    );
+    for r in rows.iter().filter(|r| r["flood"].is_array()) {
+        let pps = |name: &str| {
+            r["flood"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["scenario"] == name))
+                .and_then(|x| x["received_pps"].as_f64())
+                .map_or("?".to_string(), |v| format!("{v:.0}"))
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            r["kernel"].as_str().unwrap_or(""),
+            r["cmdline"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .unwrap_or("–"),
+            pps("Loopback"),
+            pps("LoopbackRps"),
         ));
     }
     s.push_str("\nNot attached per kernel (reason):\n\n");
@@ -518,6 +588,7 @@ pub fn vm_test(selected: &[String], all: bool, host: bool, napiscope: &Path) -> 
             &v,
             out.status.code(),
             t.elapsed().as_secs_f64(),
+            &Value::Null,
         ));
     }
     for k in kernels {
@@ -543,6 +614,7 @@ pub fn vm_test(selected: &[String], all: bool, host: bool, napiscope: &Path) -> 
             &res["verify"],
             res["verify_rc"].as_i64().map(|v| v as i32),
             secs,
+            &res["flood"],
         );
         crate::step(&format!(
             "{}: mode {} (expected {}), verify {} in {:.0}s",
