@@ -351,11 +351,14 @@ impl Loaded {
 }
 
 /// Load the programs with this kernel's offsets and attach every probe that can attach.
-pub fn load(tracefs: &Path, settings: &Settings, ring_bytes: u32) -> Result<Loaded> {
+pub fn load(
+    tracefs: &Path,
+    settings: &Settings,
+    ring_bytes: u32,
+    symbols: &crate::symbols::Symbols,
+) -> Result<Loaded> {
     let (offsets, bad) = offsets(tracefs);
-    let rps_func = crate::symbols::Symbols::load()
-        .addr_of("rps_trigger_softirq")
-        .unwrap_or(0);
+    let rps_func = symbols.addr_of("rps_trigger_softirq").unwrap_or(0);
     let mut ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &offsets, true)
         .override_global("SETTINGS", settings, true)

@@ -192,8 +192,8 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
             "napiscope: note: /proc/kallsyms gives no addresses; `func` will hold raw addresses"
         );
     }
+    let mut loaded = probes::load(&tracefs, &settings, ring_bytes, &symbols)?;
     let decoder = Decoder::new(symbols, opts.raw_pointers);
-    let mut loaded = probes::load(&tracefs, &settings, ring_bytes)?;
     let failed: Vec<_> = loaded.results.iter().filter(|r| !r.attached).collect();
     if !opts.quiet {
         eprintln!(

@@ -93,7 +93,12 @@ pub fn gather() -> Status {
             env.rights.missing().join(" and ")
         )),
         (true, None) => not_tried("not tried: tracefs unavailable"),
-        (true, Some(t)) => match probes::load(&t, &build_settings(None, false), 4096 * 16) {
+        (true, Some(t)) => match probes::load(
+            &t,
+            &build_settings(None, false),
+            4096 * 16,
+            &crate::symbols::Symbols::load(),
+        ) {
             Ok(mut loaded) => {
                 fentry = match loaded.fentry_available() {
                     Ok(()) => "available (a test program loaded on net_rx_action)".into(),
