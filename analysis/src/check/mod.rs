@@ -266,8 +266,11 @@ pub fn check(trace: &Trace, forced: Option<Mode>) -> CheckReport {
         .max()
         .unwrap_or(Verdict::Inconclusive);
     let mut paths = BTreeMap::new();
-    for d in crate::paths::deliveries(&trace.events) {
-        *paths.entry(d.path.name().to_string()).or_default() += 1;
+    // The index already paired every netif_rx with its netif_receive_skb.
+    for d in &ix.deliveries {
+        let rcv = ix.ev[d.rcv];
+        let path = crate::paths::classify(d.from, d.to, rcv.ctx, &rcv.comm);
+        *paths.entry(path.name().to_string()).or_default() += 1;
     }
     let mut batch_paths = BTreeMap::new();
     for b in ix.batches.iter().filter(|b| b.complete) {

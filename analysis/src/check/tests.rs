@@ -47,6 +47,18 @@ fn simulated_modes_pass_their_own_mode_and_exercise_the_rules() {
 }
 
 #[test]
+fn path_counts_match_the_packet_level_pairing() {
+    for mode in [Mode::B, Mode::C] {
+        let t = sim(mode, Workload::Mixed, 21);
+        let mut want = BTreeMap::new();
+        for (k, v) in crate::paths::path_counts(&crate::paths::deliveries(&t.events)) {
+            want.insert(k.to_string(), v);
+        }
+        assert_eq!(check(&t, Some(mode)).paths, want);
+    }
+}
+
+#[test]
 fn auto_mode_is_read_from_the_trace() {
     let r = check(&sim(Mode::C, Workload::Rps, 3), None);
     assert_eq!(r.mode, Some(Mode::C));
