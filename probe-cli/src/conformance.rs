@@ -73,15 +73,7 @@ pub fn run_simulate(
 }
 
 fn print_paths(r: &CheckReport) {
-    let p: Vec<String> = r.paths.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!(
-        "packets by path: {}",
-        if p.is_empty() {
-            "none".into()
-        } else {
-            p.join(" ")
-        }
-    );
+    println!("packets by path: {}", crate::fmt_counts(&r.paths, ""));
     let b: Vec<String> = r
         .batch_paths
         .iter()
@@ -468,14 +460,13 @@ fn print_verify(v: &VerifyReport) {
         );
     }
     for s in &v.scenarios {
-        let p: Vec<String> = s.paths.iter().map(|(k, n)| format!("{k}={n}")).collect();
         println!(
             "{:<13} {:<13} sent {:>5} received {:>5}  paths: {}",
             s.scenario,
             s.verdict.name(),
             s.sent,
             s.received,
-            p.join(" ")
+            crate::fmt_counts(&s.paths, "")
         );
         if !s.failed_rules.is_empty() {
             println!("              failed rules: {}", s.failed_rules.join(" "));

@@ -248,6 +248,22 @@ fn parse_cpus(s: &str) -> Result<Vec<u32>, CliError> {
     Ok(cpus)
 }
 
+/// "k=v k=v …" (each key after `prefix`), or "none" — the one way counts are printed.
+pub fn fmt_counts<K: std::fmt::Display, V: std::fmt::Display>(
+    items: impl IntoIterator<Item = (K, V)>,
+    prefix: &str,
+) -> String {
+    let parts: Vec<String> = items
+        .into_iter()
+        .map(|(k, v)| format!("{prefix}{k}={v}"))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
 fn fmt_cpus(c: &[u32]) -> String {
     c.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
@@ -388,6 +404,12 @@ mod tests {
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn counts_format() {
+        assert_eq!(fmt_counts([(0, 3), (1, 0)], "cpu"), "cpu0=3 cpu1=0");
+        assert_eq!(fmt_counts(Vec::<(u32, u64)>::new(), ""), "none");
     }
 
     #[test]

@@ -271,18 +271,13 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
             let rate = (writer.rows() - last_rows) as f64 / last_tick.elapsed().as_secs_f64();
             last_rows = writer.rows();
             last_tick = Instant::now();
-            let lost_s: Vec<String> = lost
-                .iter()
-                .enumerate()
-                .map(|(c, l)| format!("cpu{c}={l}"))
-                .collect();
             let line = format!(
                 "recording {:>5.1}s  {:>9.0} ev/s  {:>10} events  {:>8.1} MB  lost: {}",
                 start.elapsed().as_secs_f64(),
                 rate,
                 writer.rows(),
                 writer.bytes_written() as f64 / 1e6,
-                lost_s.join(" ")
+                crate::fmt_counts(lost.iter().enumerate(), "cpu")
             );
             if tty {
                 eprint!("\r\x1b[K{line}");
@@ -438,21 +433,11 @@ pub fn print_summary(s: &RecordSummary) {
     for (k, v) in &s.per_event {
         println!("{k:<28} {v:>10}");
     }
-    let cpus: Vec<String> = s
-        .per_cpu
-        .iter()
-        .map(|(c, n)| format!("cpu{c}={n}"))
-        .collect();
-    println!("per CPU: {}", cpus.join(" "));
+    println!("per CPU: {}", crate::fmt_counts(&s.per_cpu, "cpu"));
     if let Some(p) = &s.paths {
-        let parts: Vec<String> = p.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(
             "received packets by path: {}{}",
-            if parts.is_empty() {
-                "none".into()
-            } else {
-                parts.join(" ")
-            },
+            crate::fmt_counts(p, ""),
             s.rps_hops
                 .map(|h| format!(
                     "; complete RPS hops (netif_rx → IPI → NET_RX → receive → poll): {h}"
