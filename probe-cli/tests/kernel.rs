@@ -13,8 +13,31 @@ use std::{
 use analysis::{paths, Ctx, EventKind};
 
 const BIN: &str = env!("CARGO_BIN_EXE_napiscope");
-/// Recordings see the whole machine: run one kernel test at a time.
+/// Recordings see the whole machine: run one kernel test at a time, in this process (SERIAL)
+/// and across processes (an flock on a file every napiscope test binary shares).
 static SERIAL: Mutex<()> = Mutex::new(());
+const MACHINE_LOCK: &str = "/tmp/napiscope-kernel-tests.lock";
+
+/// Held for the whole test: the in-process mutex, then the machine-wide flock.
+struct KernelLock {
+    _g: std::sync::MutexGuard<'static, ()>,
+    _f: std::fs::File,
+}
+
+fn kernel_lock() -> KernelLock {
+    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(MACHINE_LOCK)
+        .expect("open the kernel-test lock file");
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; released when the File closes.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {MACHINE_LOCK}");
+    KernelLock { _g: g, _f: f }
+}
 
 fn kernel_tests_enabled() -> bool {
     if std::env::var_os("NAPISCOPE_SKIP_KERNEL_TESTS").is_some_and(|v| v == "1") {
@@ -103,7 +126,7 @@ fn no_namespaces_left() {
 
 #[test]
 fn veth_rps_hop_is_recorded_and_ctrl_c_leaves_a_valid_file() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = kernel_lock();
     if !kernel_tests_enabled() {
         return;
     }
@@ -189,7 +212,7 @@ fn veth_rps_hop_is_recorded_and_ctrl_c_leaves_a_valid_file() {
 
 #[test]
 fn loopback_takes_the_local_path_and_sigterm_leaves_a_valid_file() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = kernel_lock();
     if !kernel_tests_enabled() {
         return;
     }
@@ -237,7 +260,7 @@ fn loopback_takes_the_local_path_and_sigterm_leaves_a_valid_file() {
 
 #[test]
 fn status_json_reports_mode_and_probes() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = kernel_lock();
     if !kernel_tests_enabled() {
         return;
     }
@@ -324,7 +347,7 @@ fn bad_input_gives_clear_errors_and_exit_2() {
 
 #[test]
 fn verify_passes_in_the_hosts_mode_and_fails_in_another() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = kernel_lock();
     if !kernel_tests_enabled() {
         return;
     }
