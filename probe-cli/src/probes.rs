@@ -364,6 +364,8 @@ pub fn load(
         .override_global("SETTINGS", settings, true)
         .override_global("RPS_FUNC", &rps_func, true)
         .map_max_entries("EVENTS", ring_bytes)
+        // Only `top` (counters) pairs skbs in the kernel.
+        .map_max_entries("INFLIGHT", if settings.counters != 0 { 65536 } else { 1 })
         .load(PROBES)
         .context("loading napiscope's eBPF programs into the kernel")?;
     let mut results = Vec::new();

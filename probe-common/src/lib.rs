@@ -183,9 +183,150 @@ pub struct CpuState {
     pub hardirq_depth: u32,
     /// Softirq vector being served + 1, or 0.
     pub softirq: u32,
+    /// When the last hard interrupt handler on this CPU returned (`top`: a softirq that
+    /// starts right after one runs at interrupt exit).
+    pub last_hardirq_exit_ns: u64,
+    /// When the NET_RX softirq being served started, or 0.
+    pub net_rx_start_ns: u64,
+    /// Where that NET_RX softirq runs (a `Where` code).
+    pub net_rx_where: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<CpuState>() == 32);
+const _: () = assert!(core::mem::size_of::<CpuState>() == 56);
+
+/// Where receive work ran: the context of a NET_RX softirq or a NAPI poll (`napiscope top`).
+pub mod where_ {
+    /// NET_RX softirq run on the way out of a hard interrupt (or from the idle task).
+    pub const IRQ_EXIT: usize = 0;
+    /// NET_RX softirq run by a task re-enabling bottom halves (local_bh_enable / netif_rx).
+    pub const BH_ENABLE: usize = 1;
+    /// `ksoftirqd/N`.
+    pub const KSOFTIRQD: usize = 2;
+    /// A `backlog_napi/N` thread polling outside softirq (mode C).
+    pub const BACKLOG_THREAD: usize = 3;
+    /// Any other task: threaded NAPI (`napi/...`), busy polling.
+    pub const OTHER_TASK: usize = 4;
+    pub const COUNT: usize = 5;
+    pub const NAMES: [&str; COUNT] = ["irq-exit", "bh-enable", "ksoftirqd", "backlog_napi", "task"];
+    /// A softirq that starts within this long of a hard interrupt's exit ran at irq exit.
+    pub const IRQ_EXIT_WINDOW_NS: u64 = 5_000;
+}
+
+/// Packet path classes, in the order of `analysis::paths::Path`.
+pub const PATHS: usize = 4;
+pub const PATH_NAMES: [&str; PATHS] = ["local_softirq", "remote_softirq", "ksoftirqd", "backlog_thread"];
+/// Latency histogram buckets: bucket b counts latencies in [2^b, 2^(b+1)) ns (b = 0 also
+/// holds 0 ns); the last bucket is open-ended (≥ 2^31 ns ≈ 2.1 s).
+pub const LAT_BUCKETS: usize = 32;
+
+/// Counters the eBPF programs aggregate per CPU for `napiscope top` (one entry of a per-CPU
+/// array; nothing crosses the ring buffer). All monotonic: userspace shows deltas.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CpuCounters {
+    /// Tracepoint hits counted (all programs).
+    pub events: u64,
+    pub net_rx_raise: u64,
+    /// NET_RX softirq runs by where (`where_::IRQ_EXIT`, `BH_ENABLE`, `KSOFTIRQD`).
+    pub net_rx_runs: [u64; 3],
+    /// Time spent in the NET_RX softirq, ns.
+    pub net_rx_ns: u64,
+    pub polls: u64,
+    pub poll_packets: u64,
+    /// Polls that used their whole budget (work == budget): more work was left.
+    pub poll_budget_exhausted: u64,
+    /// Polls of the per-CPU backlog NAPI (dev `(no_device)`).
+    pub backlog_polls: u64,
+    /// Packets polled, by where (`where_::*`).
+    pub poll_packets_where: [u64; where_::COUNT],
+    /// netif_rx on this CPU: packets enqueued to a backlog (this CPU's or, with RPS, another's).
+    pub enqueues: u64,
+    /// netif_rx_exit with NET_RX_DROP: the target backlog was full.
+    pub enqueue_drops: u64,
+    /// netif_receive_skb on this CPU matched to its netif_rx, by path (`PATH_NAMES`).
+    pub deliveries: [u64; PATHS],
+    /// Deliveries by a backlog_napi thread of packets enqueued on the same CPU (mode C's
+    /// model keeps those in the local softirq).
+    pub backlog_thread_local: u64,
+    /// netif_receive_skb without a netif_rx (NIC NAPI, GRO): no path, no latency.
+    pub unmatched: u64,
+    pub rps_ipi_sent: u64,
+    pub rps_ipi_received: u64,
+    /// IPIs of any kind sent from this CPU.
+    pub ipi_sent: u64,
+    /// Switches to ksoftirqd/N and backlog_napi/N on this CPU.
+    pub ksoftirqd_runs: u64,
+    pub backlog_runs: u64,
+    /// Wake-ups of ksoftirqd/N and backlog_napi/N sent from this CPU (any target).
+    pub ksoftirqd_wakeups_sent: u64,
+    pub backlog_wakeups_sent: u64,
+    /// Enqueue-to-processing latency per path, log2 ns buckets.
+    pub latency: [[u64; LAT_BUCKETS]; PATHS],
+}
+
+impl CpuCounters {
+    pub const fn zeroed() -> CpuCounters {
+        CpuCounters {
+            events: 0,
+            net_rx_raise: 0,
+            net_rx_runs: [0; 3],
+            net_rx_ns: 0,
+            polls: 0,
+            poll_packets: 0,
+            poll_budget_exhausted: 0,
+            backlog_polls: 0,
+            poll_packets_where: [0; where_::COUNT],
+            enqueues: 0,
+            enqueue_drops: 0,
+            deliveries: [0; PATHS],
+            backlog_thread_local: 0,
+            unmatched: 0,
+            rps_ipi_sent: 0,
+            rps_ipi_received: 0,
+            ipi_sent: 0,
+            ksoftirqd_runs: 0,
+            backlog_runs: 0,
+            ksoftirqd_wakeups_sent: 0,
+            backlog_wakeups_sent: 0,
+            latency: [[0; LAT_BUCKETS]; PATHS],
+        }
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<CpuCounters>() == 8 * (30 + PATHS * LAT_BUCKETS));
+
+/// Wake-ups of a CPU's kernel threads, counted where the target is known (the woken task's
+/// CPU): index `cpu * 2 + WOKEN_KSOFTIRQD | WOKEN_BACKLOG` of the WOKEN array.
+pub const WOKEN_KSOFTIRQD: usize = 0;
+pub const WOKEN_BACKLOG: usize = 1;
+
+/// An skb between netif_rx and netif_receive_skb (`top`'s in-flight map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Inflight {
+    pub ts_ns: u64,
+    pub cpu: u32,
+    pub _pad: u32,
+}
+
+/// What `top`'s `/` filter keeps, changeable while the programs run (FILTER map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// FILTER_NONE, FILTER_DEV or FILTER_COMM.
+    pub kind: u32,
+    /// Bytes of `pattern` that must match (a prefix).
+    pub len: u32,
+    pub pattern: [u8; COMM_LEN],
+}
+
+pub const FILTER_NONE: u32 = 0;
+/// Count polls, enqueues and deliveries only for devices whose name starts with `pattern`.
+pub const FILTER_DEV: u32 = 1;
+/// Count only events that fire while a task whose name starts with `pattern` is current.
+pub const FILTER_COMM: u32 = 2;
+const _: () = assert!(core::mem::size_of::<Filter>() == 24);
 
 /// Byte offsets of the tracepoint fields the programs read. They are taken from the running
 /// kernel's tracefs `format` files at load time (never assumed), and written into the
@@ -239,6 +380,10 @@ pub struct Settings {
     /// a timer). A wake-up per event would run the scheduler's tracepoints inside ours, and
     /// the kernel skips nested tracepoint programs.
     pub wakeup_bytes: u32,
+    /// 1: send events to the ring buffer (`record`).
+    pub events: u32,
+    /// 1: aggregate CpuCounters in the kernel (`top`).
+    pub counters: u32,
 }
 
 impl Default for Settings {
@@ -247,9 +392,13 @@ impl Default for Settings {
             cpu_mask: [u64::MAX; 16],
             softirq_mask: 1 << NET_RX_SOFTIRQ,
             wakeup_bytes: 1 << 20,
+            events: 1,
+            counters: 0,
         }
     }
 }
+
+const _: () = assert!(core::mem::size_of::<Settings>() == 144);
 
 pub const NET_RX_SOFTIRQ: u32 = 3;
 pub const MAX_CPUS: usize = 1024;
@@ -261,4 +410,7 @@ mod user {
     unsafe impl aya::Pod for super::CpuState {}
     unsafe impl aya::Pod for super::TpOffsets {}
     unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::CpuCounters {}
+    unsafe impl aya::Pod for super::Inflight {}
+    unsafe impl aya::Pod for super::Filter {}
 }

@@ -5,11 +5,15 @@ use aya_ebpf::{
         bpf_probe_read_kernel_str_bytes,
     },
     macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
     EbpfContext,
 };
-use probe_common::{CpuState, Ctx, EventKind, RawEvent, Settings, TpOffsets, COMM_LEN, MAX_CPUS};
+use probe_common::{
+    where_, CpuCounters, CpuState, Ctx, EventKind, Filter, Inflight, RawEvent, Settings,
+    TpOffsets, COMM_LEN, FILTER_COMM, FILTER_DEV, LAT_BUCKETS, MAX_CPUS, NET_RX_SOFTIRQ, PATHS,
+    WOKEN_BACKLOG, WOKEN_KSOFTIRQD,
+};
 
 /// Written by userspace before loading (from the kernel's tracefs format files).
 #[unsafe(no_mangle)]
@@ -58,6 +62,8 @@ static SETTINGS: Settings = Settings {
     cpu_mask: [u64::MAX; 16],
     softirq_mask: 1 << 3,
     wakeup_bytes: 1 << 20,
+    events: 1,
+    counters: 0,
 };
 
 /// Size is set by userspace (`--ring-buffer-mb`).
@@ -66,6 +72,24 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 
 #[map]
 static STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
+
+// ---- `top`: counters aggregated in the kernel (SETTINGS.counters) ---------------------------
+
+#[map]
+static COUNTERS: PerCpuArray<CpuCounters> = PerCpuArray::with_max_entries(1, 0);
+
+/// Wake-ups of each CPU's ksoftirqd / backlog_napi thread: `cpu * 2 + WOKEN_*`.
+#[map]
+static WOKEN: Array<u64> = Array::with_max_entries(MAX_CPUS as u32 * 2, 0);
+
+/// skb → where and when netif_rx enqueued it, until netif_receive_skb delivers it. LRU: skbs
+/// that are dropped or never delivered age out. Userspace shrinks it to 1 entry for `record`.
+#[map]
+static INFLIGHT: LruHashMap<u64, Inflight> = LruHashMap::with_max_entries(65536, 0);
+
+/// `top`'s `/` filter; userspace changes it while the programs run.
+#[map]
+static FILTER: Array<Filter> = Array::with_max_entries(1, 0);
 
 macro_rules! off {
     ($field:ident) => {
@@ -111,6 +135,9 @@ fn current_ctx(st: &CpuState) -> u8 {
 /// Reserve, fill and submit one event; count it as lost when the ring buffer is full.
 #[inline(always)]
 fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
+    if unsafe { core::ptr::read_volatile(&raw const SETTINGS.events) } == 0 {
+        return;
+    }
     let cpu = unsafe { bpf_get_smp_processor_id() };
     if !cpu_selected(cpu) {
         return;
@@ -149,11 +176,100 @@ fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
 
 #[inline(always)]
 fn atomic_inc(v: &mut u64) {
+    atomic_add(v, 1)
+}
+
+#[inline(always)]
+fn atomic_add(v: &mut u64, n: u64) {
     // BPF_ATOMIC add without fetch (BPF v1 XADD): core's AtomicU64 has no RMW on this target.
-    // SAFETY: v points into a per-CPU map value that lives as long as the program.
+    // SAFETY: v points into a map value that lives as long as the program.
     unsafe {
-        core::arch::asm!("lock *(u64 *)({0} + 0) += {1}", in(reg) v as *mut u64, in(reg) 1u64);
+        core::arch::asm!("lock *(u64 *)({0} + 0) += {1}", in(reg) v as *mut u64, in(reg) n);
     }
+}
+
+/// `x & mask` in a way the verifier sees on every kernel (see `cpu_selected`).
+#[inline(always)]
+fn bounded(mut x: usize, mask: usize) -> usize {
+    unsafe { core::arch::asm!("{0} = {0}", inout(reg) x) };
+    x & mask
+}
+
+#[inline(always)]
+fn prefix_match(f: &Filter, name: &[u8; COMM_LEN]) -> bool {
+    let mut i = 0;
+    while i < COMM_LEN {
+        if (i as u32) < f.len && name[i] != f.pattern[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// This CPU's counters when `top` runs and the event passes its filter. `dev`: the event's
+/// device, for events that have one (the device filter leaves the others alone).
+#[inline(always)]
+fn counting(dev: Option<&[u8; COMM_LEN]>) -> Option<&'static mut CpuCounters> {
+    if unsafe { core::ptr::read_volatile(&raw const SETTINGS.counters) } == 0 {
+        return None;
+    }
+    if let Some(f) = FILTER.get(0) {
+        if f.kind == FILTER_COMM {
+            let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+            if !prefix_match(f, &comm) {
+                return None;
+            }
+        } else if f.kind == FILTER_DEV {
+            if let Some(dev) = dev {
+                if !prefix_match(f, dev) {
+                    return None;
+                }
+            }
+        }
+    }
+    let c = unsafe { &mut *COUNTERS.get_ptr_mut(0)? };
+    atomic_inc(&mut c.events);
+    Some(c)
+}
+
+/// Bucket b holds [2^b, 2^(b+1)) ns; the last one everything above.
+#[inline(always)]
+fn log2_bucket(mut v: u64) -> usize {
+    let mut b = 0;
+    if v >= 1 << 32 {
+        v >>= 32;
+        b += 32;
+    }
+    if v >= 1 << 16 {
+        v >>= 16;
+        b += 16;
+    }
+    if v >= 1 << 8 {
+        v >>= 8;
+        b += 8;
+    }
+    if v >= 1 << 4 {
+        v >>= 4;
+        b += 4;
+    }
+    if v >= 1 << 2 {
+        v >>= 2;
+        b += 2;
+    }
+    if v >= 1 << 1 {
+        b += 1;
+    }
+    if b >= LAT_BUCKETS {
+        LAT_BUCKETS - 1
+    } else {
+        b
+    }
+}
+
+#[inline(always)]
+fn rps_func() -> u64 {
+    unsafe { core::ptr::read_volatile(&raw const RPS_FUNC) }
 }
 
 #[inline(always)]
@@ -178,30 +294,58 @@ fn read_comm(ctx: &TracePointContext, off: usize) -> [u8; COMM_LEN] {
     read::<[u8; COMM_LEN]>(ctx, off)
 }
 
+const NOT_INTERESTING: u8 = 0;
+const KSOFTIRQD: u8 = 1;
+const BACKLOG_NAPI: u8 = 2;
+
 /// The kernel threads whose scheduling the model needs: ksoftirqd/N and backlog_napi/N.
 #[inline(always)]
-fn interesting_thread(comm: &[u8; COMM_LEN]) -> bool {
-    const KSOFTIRQD: &[u8; 10] = b"ksoftirqd/";
-    const BACKLOG: &[u8; 13] = b"backlog_napi/";
+fn thread_kind(comm: &[u8; COMM_LEN]) -> u8 {
+    const K: &[u8; 10] = b"ksoftirqd/";
+    const B: &[u8; 13] = b"backlog_napi/";
     let mut k = true;
     let mut i = 0;
-    while i < KSOFTIRQD.len() {
-        if comm[i] != KSOFTIRQD[i] {
+    while i < K.len() {
+        if comm[i] != K[i] {
             k = false;
         }
         i += 1;
     }
     if k {
-        return true;
+        return KSOFTIRQD;
     }
     let mut i = 0;
-    while i < BACKLOG.len() {
-        if comm[i] != BACKLOG[i] {
+    while i < B.len() {
+        if comm[i] != B[i] {
+            return NOT_INTERESTING;
+        }
+        i += 1;
+    }
+    BACKLOG_NAPI
+}
+
+#[inline(always)]
+fn interesting_thread(comm: &[u8; COMM_LEN]) -> bool {
+    thread_kind(comm) != NOT_INTERESTING
+}
+
+/// `(no_device)`: the name napi_poll gives the per-CPU backlog NAPI.
+#[inline(always)]
+fn is_backlog_dev(dev: &[u8; COMM_LEN]) -> bool {
+    const N: &[u8; 11] = b"(no_device)";
+    let mut i = 0;
+    while i < N.len() {
+        if dev[i] != N[i] {
             return false;
         }
         i += 1;
     }
     true
+}
+
+#[inline(always)]
+fn current_comm() -> [u8; COMM_LEN] {
+    bpf_get_current_comm().unwrap_or([0; COMM_LEN])
 }
 
 // ---- context trackers -------------------------------------------------------------------
@@ -220,6 +364,9 @@ fn hardirq_enter() -> u32 {
 fn hardirq_exit() -> u32 {
     if let Some(st) = state() {
         st.hardirq_depth = st.hardirq_depth.saturating_sub(1);
+        if unsafe { core::ptr::read_volatile(&raw const SETTINGS.counters) } != 0 {
+            st.last_hardirq_exit_ns = unsafe { bpf_ktime_get_ns() };
+        }
     }
     0
 }
@@ -250,6 +397,9 @@ fn softirq_event(ctx: &TracePointContext, kind: EventKind) -> u32 {
 #[inline(always)]
 fn softirq_vec_event(vec: u32, kind: EventKind) -> u32 {
     let mask = unsafe { core::ptr::read_volatile(&raw const SETTINGS.softirq_mask) };
+    if vec == NET_RX_SOFTIRQ {
+        count_net_rx(kind);
+    }
     if let Some(st) = state() {
         match kind {
             // Softirqs never run inside a hard interrupt: entry proves the depth is 0, which
@@ -273,6 +423,39 @@ fn softirq_vec_event(vec: u32, kind: EventKind) -> u32 {
     0
 }
 
+/// NET_RX raises, runs by where, and time in the softirq.
+#[inline(always)]
+fn count_net_rx(kind: EventKind) {
+    let Some(c) = counting(None) else { return };
+    let Some(st) = state() else { return };
+    match kind {
+        EventKind::SoftirqRaise => atomic_inc(&mut c.net_rx_raise),
+        EventKind::SoftirqEntry => {
+            let now = unsafe { bpf_ktime_get_ns() };
+            let pid = bpf_get_current_pid_tgid() as u32;
+            let w = if thread_kind(&current_comm()) == KSOFTIRQD {
+                where_::KSOFTIRQD
+            } else if pid == 0
+                || now.saturating_sub(st.last_hardirq_exit_ns) < where_::IRQ_EXIT_WINDOW_NS
+            {
+                where_::IRQ_EXIT
+            } else {
+                where_::BH_ENABLE
+            };
+            st.net_rx_start_ns = now;
+            st.net_rx_where = w as u32;
+            atomic_inc(&mut c.net_rx_runs[bounded(w, 3)]);
+        }
+        _ => {
+            if st.net_rx_start_ns != 0 {
+                let now = unsafe { bpf_ktime_get_ns() };
+                atomic_add(&mut c.net_rx_ns, now.saturating_sub(st.net_rx_start_ns));
+                st.net_rx_start_ns = 0;
+            }
+        }
+    }
+}
+
 #[tracepoint]
 pub fn softirq_raise(ctx: TracePointContext) -> u32 {
     softirq_event(&ctx, EventKind::SoftirqRaise)
@@ -293,23 +476,61 @@ pub fn napi_poll(ctx: TracePointContext) -> u32 {
     let napi: u64 = read(&ctx, off!(napi_napi));
     let work: i32 = read(&ctx, off!(napi_work));
     let budget: i32 = read(&ctx, off!(napi_budget));
+    let mut dev = [0u8; COMM_LEN];
+    read_data_loc(&ctx, off!(napi_dev_name), &mut dev);
+    if let Some(c) = counting(Some(&dev)) {
+        count_poll(c, work, budget, &dev);
+    }
     emit(EventKind::NapiPoll, |ev| {
         ev.ptr = napi;
         ev.arg0 = work;
         ev.arg1 = budget;
-        read_data_loc(&ctx, off!(napi_dev_name), &mut ev.name);
+        ev.name = dev;
     });
     0
+}
+
+#[inline(always)]
+fn count_poll(c: &mut CpuCounters, work: i32, budget: i32, dev: &[u8; COMM_LEN]) {
+    let work = if work > 0 { work as u64 } else { 0 };
+    atomic_inc(&mut c.polls);
+    atomic_add(&mut c.poll_packets, work);
+    if budget > 0 && work >= budget as u64 {
+        atomic_inc(&mut c.poll_budget_exhausted);
+    }
+    if is_backlog_dev(dev) {
+        atomic_inc(&mut c.backlog_polls);
+    }
+    let Some(st) = state() else { return };
+    let w = if st.softirq == NET_RX_SOFTIRQ + 1 {
+        st.net_rx_where as usize
+    } else if thread_kind(&current_comm()) == BACKLOG_NAPI {
+        where_::BACKLOG_THREAD
+    } else {
+        where_::OTHER_TASK
+    };
+    atomic_add(&mut c.poll_packets_where[bounded(w, 7) % where_::COUNT], work);
 }
 
 #[tracepoint]
 pub fn netif_rx(ctx: TracePointContext) -> u32 {
     let skb: u64 = read(&ctx, off!(rx_skb));
     let len: u32 = read(&ctx, off!(rx_len));
+    let mut dev = [0u8; COMM_LEN];
+    read_data_loc(&ctx, off!(rx_name), &mut dev);
+    if let Some(c) = counting(Some(&dev)) {
+        atomic_inc(&mut c.enqueues);
+        let entry = Inflight {
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+            cpu: unsafe { bpf_get_smp_processor_id() },
+            _pad: 0,
+        };
+        let _ = INFLIGHT.insert(&skb, &entry, 0);
+    }
     emit(EventKind::NetifRx, |ev| {
         ev.ptr = skb;
         ev.arg0 = len as i32;
-        read_data_loc(&ctx, off!(rx_name), &mut ev.name);
+        ev.name = dev;
     });
     0
 }
@@ -317,6 +538,17 @@ pub fn netif_rx(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn netif_rx_exit(ctx: TracePointContext) -> u32 {
     let ret: i32 = read(&ctx, off!(rxexit_ret));
+    netif_rx_exit_event(ret)
+}
+
+#[inline(always)]
+fn netif_rx_exit_event(ret: i32) -> u32 {
+    // NET_RX_DROP = 1: the backlog was full.
+    if ret == 1 {
+        if let Some(c) = counting(None) {
+            atomic_inc(&mut c.enqueue_drops);
+        }
+    }
     emit(EventKind::NetifRxExit, |ev| ev.arg0 = ret);
     0
 }
@@ -325,12 +557,48 @@ pub fn netif_rx_exit(ctx: TracePointContext) -> u32 {
 pub fn netif_receive_skb(ctx: TracePointContext) -> u32 {
     let skb: u64 = read(&ctx, off!(rcv_skb));
     let len: u32 = read(&ctx, off!(rcv_len));
+    let mut dev = [0u8; COMM_LEN];
+    read_data_loc(&ctx, off!(rcv_name), &mut dev);
+    if let Some(c) = counting(Some(&dev)) {
+        count_delivery(c, skb);
+    }
     emit(EventKind::NetifReceiveSkb, |ev| {
         ev.ptr = skb;
         ev.arg0 = len as i32;
-        read_data_loc(&ctx, off!(rcv_name), &mut ev.name);
+        ev.name = dev;
     });
     0
+}
+
+/// Pair the delivery with its enqueue; classify it as `analysis::paths::classify` does.
+#[inline(always)]
+fn count_delivery(c: &mut CpuCounters, skb: u64) {
+    let Some(inflight) = (unsafe { INFLIGHT.get(&skb) }) else {
+        atomic_inc(&mut c.unmatched);
+        return;
+    };
+    let (enq_ts, enq_cpu) = (inflight.ts_ns, inflight.cpu);
+    let _ = INFLIGHT.remove(&skb);
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let in_softirq = state().is_some_and(|st| st.softirq != 0);
+    let kind = thread_kind(&current_comm());
+    let path = if kind == BACKLOG_NAPI && !in_softirq {
+        3
+    } else if kind == KSOFTIRQD {
+        2
+    } else if enq_cpu != cpu {
+        1
+    } else {
+        0
+    };
+    if path == 3 && enq_cpu == cpu {
+        atomic_inc(&mut c.backlog_thread_local);
+    }
+    let path = bounded(path, PATHS - 1);
+    atomic_inc(&mut c.deliveries[path]);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let b = bounded(log2_bucket(now.saturating_sub(enq_ts)), LAT_BUCKETS - 1);
+    atomic_inc(&mut c.latency[path][b]);
 }
 
 // ---- IPIs and cross-CPU function calls --------------------------------------------------
@@ -340,6 +608,7 @@ pub fn ipi_send_cpu(ctx: TracePointContext) -> u32 {
     let cpu: u32 = read(&ctx, off!(ipi_cpu));
     let callsite: u64 = read(&ctx, off!(ipi_callsite));
     let callback: u64 = read(&ctx, off!(ipi_callback));
+    count_ipi_sent();
     emit(EventKind::IpiSendCpu, |ev| {
         ev.arg0 = cpu as i32;
         ev.ptr = callsite;
@@ -353,6 +622,7 @@ pub fn csd_queue_cpu(ctx: TracePointContext) -> u32 {
     let cpu: u32 = read(&ctx, off!(csdq_cpu));
     let func: u64 = read(&ctx, off!(csdq_func));
     let csd: u64 = read(&ctx, off!(csdq_csd));
+    count_csd(func, false);
     emit(EventKind::CsdQueueCpu, |ev| {
         ev.arg0 = cpu as i32;
         ev.func = func;
@@ -365,11 +635,35 @@ pub fn csd_queue_cpu(ctx: TracePointContext) -> u32 {
 pub fn csd_function_entry(ctx: TracePointContext) -> u32 {
     let func: u64 = read(&ctx, off!(csdf_func));
     let csd: u64 = read(&ctx, off!(csdf_csd));
+    count_csd(func, true);
     emit(EventKind::CsdFunctionEntry, |ev| {
         ev.func = func;
         ev.ptr = csd;
     });
     0
+}
+
+#[inline(always)]
+fn count_ipi_sent() {
+    if let Some(c) = counting(None) {
+        atomic_inc(&mut c.ipi_sent);
+    }
+}
+
+/// RPS IPIs: a csd whose function is rps_trigger_softirq, queued (sender) or run (target).
+#[inline(always)]
+fn count_csd(func: u64, arrived: bool) {
+    let rps = rps_func();
+    if rps == 0 || func != rps {
+        return;
+    }
+    if let Some(c) = counting(None) {
+        if arrived {
+            atomic_inc(&mut c.rps_ipi_received);
+        } else {
+            atomic_inc(&mut c.rps_ipi_sent);
+        }
+    }
 }
 
 #[tracepoint]
@@ -389,7 +683,17 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
     }
     let prev = read_comm(&ctx, off!(switch_prev_comm));
     let next = read_comm(&ctx, off!(switch_next_comm));
-    if !interesting_thread(&prev) && !interesting_thread(&next) {
+    let next_kind = thread_kind(&next);
+    if next_kind != NOT_INTERESTING {
+        if let Some(c) = counting(None) {
+            if next_kind == KSOFTIRQD {
+                atomic_inc(&mut c.ksoftirqd_runs);
+            } else {
+                atomic_inc(&mut c.backlog_runs);
+            }
+        }
+    }
+    if !interesting_thread(&prev) && next_kind == NOT_INTERESTING {
         return 0;
     }
     let prev_pid: i32 = read(&ctx, off!(switch_prev_pid));
@@ -408,16 +712,39 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn wake_event(ctx: &TracePointContext, kind: EventKind, comm: usize, pid: usize, target: usize) {
     let woken = read_comm(ctx, comm);
-    if !interesting_thread(&woken) {
+    let woken_kind = thread_kind(&woken);
+    if woken_kind == NOT_INTERESTING {
         return;
     }
     let pid: i32 = read(ctx, pid);
     let target_cpu: i32 = read(ctx, target);
+    if kind == EventKind::SchedWaking {
+        count_wakeup(woken_kind, target_cpu);
+    }
     emit(kind, |ev| {
         ev.name = woken;
         ev.arg1 = pid;
         ev.arg0 = target_cpu;
     });
+}
+
+#[inline(always)]
+fn count_wakeup(woken_kind: u8, target_cpu: i32) {
+    let Some(c) = counting(None) else { return };
+    let slot = if woken_kind == KSOFTIRQD {
+        atomic_inc(&mut c.ksoftirqd_wakeups_sent);
+        WOKEN_KSOFTIRQD
+    } else {
+        atomic_inc(&mut c.backlog_wakeups_sent);
+        WOKEN_BACKLOG
+    };
+    if target_cpu < 0 || target_cpu as usize >= MAX_CPUS {
+        return;
+    }
+    let idx = bounded(target_cpu as usize, MAX_CPUS - 1) * 2 + slot;
+    if let Some(p) = WOKEN.get_ptr_mut(idx as u32) {
+        atomic_inc(unsafe { &mut *p });
+    }
 }
 
 #[tracepoint]
@@ -477,6 +804,7 @@ pub fn hardirq_exit_raw(_ctx: RawTracePointContext) -> u32 {
 pub fn csd_function_entry_raw(ctx: RawTracePointContext) -> u32 {
     let func = ctx.arg::<u64>(0);
     let csd = ctx.arg::<u64>(1);
+    count_csd(func, true);
     emit(EventKind::CsdFunctionEntry, |ev| {
         ev.func = func;
         ev.ptr = csd;
@@ -490,6 +818,7 @@ pub fn csd_queue_cpu_raw(ctx: RawTracePointContext) -> u32 {
     let cpu = ctx.arg::<u64>(0) as i32;
     let func = ctx.arg::<u64>(2);
     let csd = ctx.arg::<u64>(3);
+    count_csd(func, false);
     emit(EventKind::CsdQueueCpu, |ev| {
         ev.arg0 = cpu;
         ev.func = func;
@@ -504,6 +833,7 @@ pub fn ipi_send_cpu_raw(ctx: RawTracePointContext) -> u32 {
     let cpu = ctx.arg::<u64>(0) as i32;
     let callsite = ctx.arg::<u64>(1);
     let callback = ctx.arg::<u64>(2);
+    count_ipi_sent();
     emit(EventKind::IpiSendCpu, |ev| {
         ev.arg0 = cpu;
         ev.ptr = callsite;
@@ -523,9 +853,7 @@ pub fn sched_wake_idle_without_ipi_raw(ctx: RawTracePointContext) -> u32 {
 /// netif_rx_exit(int ret)
 #[raw_tracepoint]
 pub fn netif_rx_exit_raw(ctx: RawTracePointContext) -> u32 {
-    let ret = ctx.arg::<u64>(0) as i32;
-    emit(EventKind::NetifRxExit, |ev| ev.arg0 = ret);
-    0
+    netif_rx_exit_event(ctx.arg::<u64>(0) as i32)
 }
 
 // ---- function probes ------------------------------------------------------------------------
@@ -535,7 +863,8 @@ pub fn netif_rx_exit_raw(ctx: RawTracePointContext) -> u32 {
 #[kprobe]
 pub fn rps_trigger_softirq_kprobe(ctx: ProbeContext) -> u32 {
     let sd: u64 = ctx.arg(0).unwrap_or(0);
-    let func = unsafe { core::ptr::read_volatile(&raw const RPS_FUNC) };
+    let func = rps_func();
+    count_csd(func, true);
     emit(EventKind::CsdFunctionEntry, |ev| {
         ev.func = func;
         ev.ptr = sd;
