@@ -9,6 +9,7 @@ mod scenario;
 mod status;
 mod symbols;
 mod system;
+mod top;
 mod tracefs;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -74,6 +75,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Live view: where NET_RX work runs on each CPU, RPS IPIs, backlog threads, latency,
+    /// and the model's counter rules (counted in the kernel; q quits, ? lists the keys)
+    #[command(after_help = top::AFTER_HELP)]
+    Top(top::TopArgs),
     /// Record receive-path events to a Parquet file (one row per event; see docs/schema.md)
     #[command(
         after_help = "Examples:\n  napiscope record -o trace.parquet -d 10\n  \
@@ -311,6 +316,7 @@ fn run_scenario(a: ScenarioArgs) -> anyhow::Result<u8> {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.cmd {
         Cmd::Scenario(a) => run_scenario(a),
+        Cmd::Top(a) => top::run(a),
         Cmd::Simulate {
             mode,
             cpus,
@@ -428,6 +434,16 @@ mod tests {
             vec!["napiscope", "check", "t.parquet", "--mode", "c", "--json"],
             vec!["napiscope", "simulate", "--mode", "B"],
             vec!["napiscope", "verify"],
+            vec!["napiscope", "top"],
+            vec![
+                "napiscope",
+                "top",
+                "--json",
+                "-n",
+                "3",
+                "--expect-mode",
+                "C",
+            ],
             vec!["napiscope", "verify", "--expect-mode", "B"],
             vec!["napiscope", "scenario", "veth-rps"],
             vec![

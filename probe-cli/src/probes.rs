@@ -326,6 +326,34 @@ impl Loaded {
         out
     }
 
+    /// Summed over every loaded program: (run time ns, runs, recursion misses). Run time
+    /// and runs stay 0 unless BPF statistics are enabled (`aya::sys::enable_stats`).
+    pub fn prog_stats(&self) -> (u64, u64, u64) {
+        let mut t = (0, 0, 0);
+        for (_, prog) in self.ebpf.programs() {
+            let Ok(fd) = prog.fd() else { continue };
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(fd));
+            if let Some(i) = prog_info(fd) {
+                t.0 += i.run_time_ns;
+                t.1 += i.run_cnt;
+                t.2 += i.recursion_misses;
+            }
+        }
+        t
+    }
+
+    pub fn take_map<T>(&mut self, name: &str) -> Result<T>
+    where
+        T: TryFrom<aya::maps::Map>,
+        <T as TryFrom<aya::maps::Map>>::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let map = self
+            .ebpf
+            .take_map(name)
+            .with_context(|| format!("{name} map missing from the eBPF object"))?;
+        Ok(T::try_from(map)?)
+    }
+
     pub fn attached_events(&self) -> usize {
         self.results
             .iter()
@@ -549,6 +577,10 @@ pub fn function_probe_results(kprobes: bool) -> Vec<ProbeResult> {
 
 /// `bpf(BPF_OBJ_GET_INFO_BY_FD)` on a program fd → its recursion_misses counter.
 fn recursion_misses(fd: i32) -> Option<u64> {
+    prog_info(fd).map(|i| i.recursion_misses)
+}
+
+fn prog_info(fd: i32) -> Option<aya_obj::generated::bpf_prog_info> {
     #[repr(C)]
     struct InfoAttr {
         bpf_fd: u32,
@@ -571,5 +603,5 @@ fn recursion_misses(fd: i32) -> Option<u64> {
             std::mem::size_of::<InfoAttr>(),
         )
     };
-    (rc == 0).then_some(info.recursion_misses)
+    (rc == 0).then_some(info)
 }

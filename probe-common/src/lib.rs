@@ -215,7 +215,12 @@ pub mod where_ {
 
 /// Packet path classes, in the order of `analysis::paths::Path`.
 pub const PATHS: usize = 4;
-pub const PATH_NAMES: [&str; PATHS] = ["local_softirq", "remote_softirq", "ksoftirqd", "backlog_thread"];
+pub const PATH_NAMES: [&str; PATHS] = [
+    "local_softirq",
+    "remote_softirq",
+    "ksoftirqd",
+    "backlog_thread",
+];
 /// Latency histogram buckets: bucket b counts latencies in [2^b, 2^(b+1)) ns (b = 0 also
 /// holds 0 ns); the last bucket is open-ended (≥ 2^31 ns ≈ 2.1 s).
 pub const LAT_BUCKETS: usize = 32;

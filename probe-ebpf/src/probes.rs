@@ -10,9 +10,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use probe_common::{
-    where_, CpuCounters, CpuState, Ctx, EventKind, Filter, Inflight, RawEvent, Settings,
-    TpOffsets, COMM_LEN, FILTER_COMM, FILTER_DEV, LAT_BUCKETS, MAX_CPUS, NET_RX_SOFTIRQ, PATHS,
-    WOKEN_BACKLOG, WOKEN_KSOFTIRQD,
+    where_, CpuCounters, CpuState, Ctx, EventKind, Filter, Inflight, RawEvent, Settings, TpOffsets,
+    COMM_LEN, FILTER_COMM, FILTER_DEV, LAT_BUCKETS, MAX_CPUS, NET_RX_SOFTIRQ, PATHS, WOKEN_BACKLOG,
+    WOKEN_KSOFTIRQD,
 };
 
 /// Written by userspace before loading (from the kernel's tracefs format files).
@@ -444,7 +444,11 @@ fn count_net_rx(kind: EventKind) {
             };
             st.net_rx_start_ns = now;
             st.net_rx_where = w as u32;
-            atomic_inc(&mut c.net_rx_runs[bounded(w, 3)]);
+            // get_mut, not indexing: a bounds-check panic would end the program in a
+            // non-exit instruction, which the verifier rejects.
+            if let Some(n) = c.net_rx_runs.get_mut(w) {
+                atomic_inc(n);
+            }
         }
         _ => {
             if st.net_rx_start_ns != 0 {
@@ -509,7 +513,10 @@ fn count_poll(c: &mut CpuCounters, work: i32, budget: i32, dev: &[u8; COMM_LEN])
     } else {
         where_::OTHER_TASK
     };
-    atomic_add(&mut c.poll_packets_where[bounded(w, 7) % where_::COUNT], work);
+    atomic_add(
+        &mut c.poll_packets_where[bounded(w, 7) % where_::COUNT],
+        work,
+    );
 }
 
 #[tracepoint]
