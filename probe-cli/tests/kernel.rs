@@ -483,3 +483,216 @@ fn check_rejects_unusable_input_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Run a tmux command, return stdout.
+fn tmux(args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .args(args)
+        .output()
+        .expect("tmux is installed (cargo xtask setup installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The cell under `column`'s header in the row of `cpu` (ratatui tables are left-aligned, so
+/// a value starts where its header starts).
+fn cell(screen: &str, cpu: u32, column: &str) -> Option<String> {
+    let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let header = lines.iter().find(|l| {
+        let s: String = l.iter().collect();
+        s.contains("NET_RX/s") && s.contains("IPI rx")
+    })?;
+    let hs: String = header.iter().collect();
+    let at = hs.find(column).map(|b| hs[..b].chars().count())?;
+    let row = lines.iter().find(|l| {
+        let s: String = l.iter().skip(1).collect();
+        s.split_whitespace().next() == Some(&cpu.to_string()) && !s.contains("history")
+    })?;
+    let value: String = row.iter().skip(at).take(7).collect();
+    Some(value.split_whitespace().next().unwrap_or("").to_string())
+}
+
+#[test]
+fn top_in_a_real_terminal_shows_rps_on_cpu1_and_restores_the_terminal() {
+    let _g = kernel_lock();
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let session = format!("napiscope-top-{}", std::process::id());
+    let cmd =
+        format!("env LANG=C.UTF-8 {BIN} top --interval 500ms; echo TOP-EXITED rc=$?; sleep 60");
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "150",
+        "-y",
+        "40",
+        &cmd,
+    ]);
+    let capture = || tmux(&["capture-pane", "-p", "-t", &session]);
+    let kill = || {
+        tmux(&["kill-session", "-t", &session]);
+    };
+    let t0 = Instant::now();
+    while !capture().contains("NET_RX/s") {
+        if t0.elapsed() > Duration::from_secs(60) {
+            kill();
+            panic!("top did not draw its table within 60 s:\n{}", capture());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let traffic = Command::new(BIN)
+        .args([
+            "scenario",
+            "veth-rps",
+            "--sender-cpu",
+            "0",
+            "--rx-cpu",
+            "1",
+            "-d",
+            "6s",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = None;
+    let t1 = Instant::now();
+    while t1.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(300));
+        let screen = capture();
+        let ipi_rx = cell(&screen, 1, "IPI rx");
+        let net_rx = cell(&screen, 1, "NET_RX/s");
+        let nonzero = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty() && s != "0");
+        if nonzero(&ipi_rx) && nonzero(&net_rx) {
+            seen = Some(screen);
+            break;
+        }
+    }
+    let _ = traffic.wait_with_output();
+    let Some(screen) = seen else {
+        let last = capture();
+        kill();
+        panic!("CPU 1 never showed RPS IPIs and NET_RX in top:\n{last}");
+    };
+    assert!(screen.contains("mode "), "{screen}");
+    assert!(screen.contains("remote_softirq"), "{screen}");
+    // q quits; the shell behind it runs again on the normal screen.
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let t2 = Instant::now();
+    let mut after = capture();
+    while !after.contains("TOP-EXITED") && t2.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        after = capture();
+    }
+    let alternate = tmux(&["display-message", "-p", "-t", &session, "#{alternate_on}"]);
+    kill();
+    assert!(
+        after.contains("TOP-EXITED rc=0"),
+        "q did not end top with 0:\n{after}"
+    );
+    assert_eq!(
+        alternate.trim(),
+        "0",
+        "still on the alternate screen after q"
+    );
+    assert!(
+        !after.contains("NET_RX/s"),
+        "the TUI was left on the normal screen:\n{after}"
+    );
+    no_namespaces_left();
+}
+
+#[test]
+fn top_json_lines_count_rps_ipis_in_the_kernel() {
+    let _g = kernel_lock();
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let mut top = Command::new(BIN)
+        .args(["top", "--json", "-n", "5", "--interval", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the probes count (attaching takes seconds), keep the rest of stderr.
+    let mut err = BufReader::new(top.stderr.take().unwrap());
+    let mut stderr = String::new();
+    loop {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            panic!("top ended before counting: {stderr}");
+        }
+        stderr.push_str(&line);
+        if line.contains("counting on") {
+            break;
+        }
+    }
+    scenario(&["veth-rps", "--sender-cpu", "0", "--rx-cpu", "1", "-d", "2s"]);
+    let out = top.wait_with_output().unwrap();
+    std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "top --json diverged or failed: {stderr}"
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 5, "one object per interval");
+    let cpu = |v: &serde_json::Value, n: u64| -> serde_json::Value {
+        v["cpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cpu"] == n)
+            .cloned()
+            .unwrap()
+    };
+    let sum = |n: u64, f: &dyn Fn(&serde_json::Value) -> f64| -> f64 {
+        lines.iter().map(|l| f(&cpu(l, n))).sum()
+    };
+    let ipi_rx = sum(1, &|c| c["rps_ipi_received"].as_f64().unwrap());
+    let ipi_tx = sum(0, &|c| c["rps_ipi_sent"].as_f64().unwrap());
+    let remote = sum(1, &|c| c["deliveries"]["remote_softirq"].as_f64().unwrap());
+    let enq = sum(0, &|c| c["enqueues"].as_f64().unwrap());
+    // 2 s at 2000 packets/s, batched: every batch costs one IPI.
+    assert!(enq > 3000.0, "CPU 0 enqueued {enq}");
+    assert!(remote > 3000.0, "CPU 1 delivered {remote} remote packets");
+    assert!(
+        ipi_rx > 50.0 && ipi_tx > 50.0,
+        "IPIs: {ipi_tx} sent, {ipi_rx} received"
+    );
+    assert!(ipi_rx <= remote, "more IPIs than packets");
+    let lat = &lines
+        .iter()
+        .map(|l| cpu(l, 1))
+        .find(|c| {
+            c["latency"]["remote_softirq"]["count"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+        })
+        .expect("a latency histogram for remote_softirq")["latency"]["remote_softirq"];
+    let (p50, p99) = (
+        lat["p50_ns"].as_f64().unwrap(),
+        lat["p99_ns"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99, "p50 {p50} p99 {p99}");
+    assert_eq!(lines[0]["conformance"]["mode"], lines[0]["mode"]);
+}
+
+#[test]
+fn top_rejects_bad_input_with_exit_2() {
+    let out = napiscope(&["top"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stdout is not a terminal"));
+    let out = napiscope(&["top", "--no-tui", "--interval", "10ms"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("between 100ms and 60s"));
+    let out = napiscope(&["top", "--json", "--filter", "pid=1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dev=NAME or comm=NAME"));
+}

@@ -107,6 +107,8 @@ pub fn run(a: TopArgs) -> Result<u8> {
         return Err(CliError::usage(format!("tracefs unavailable: {}", env.tracefs.state)).into());
     };
     let online = system::online_cpus();
+    // Attaching ~30 tracepoints patches kernel text and takes a few seconds: say so.
+    eprintln!("napiscope: loading and attaching probes...");
     let mut src = KernelSource::open(&tracefs, online.clone())?;
     if src.loaded.attached_events() == 0 {
         anyhow::bail!("no event probe could attach; see `napiscope status`");
@@ -129,6 +131,12 @@ pub fn run(a: TopArgs) -> Result<u8> {
     app.cpu_filter = cpu_filter;
     app.text_filter = text_filter;
     let stop = record::stop_flag_on_signals();
+    eprintln!(
+        "napiscope: counting on {} CPUs; mode {} ({} probes attached)",
+        online.len(),
+        mode.as_str(),
+        app.header.probes_attached
+    );
 
     if tui {
         run_tui(&mut app, &mut src, &a, &stop)?;
