@@ -46,6 +46,63 @@ pub struct Report {
     pub sent: u64,
     pub received: u64,
     pub seconds: f64,
+    /// What the whole machine did while the scenario sent (from /proc, no tracing): the cost
+    /// per packet the backlog-NAPI patch talks about.
+    pub system: SystemDelta,
+}
+
+/// Machine-wide counters over the sending window (all CPUs, so other load counts too).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SystemDelta {
+    /// /proc/stat `ctxt`.
+    pub context_switches: u64,
+    /// /proc/interrupts `CAL`: function-call IPIs (RPS IPIs are csd calls).
+    pub call_ipis: u64,
+    /// /proc/interrupts `RES`: rescheduling IPIs (remote wake-ups).
+    pub resched_ipis: u64,
+    /// /proc/softirqs `NET_RX`.
+    pub net_rx_softirqs: u64,
+}
+
+impl SystemDelta {
+    pub fn read() -> SystemDelta {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let irqs = std::fs::read_to_string("/proc/interrupts").unwrap_or_default();
+        let soft = std::fs::read_to_string("/proc/softirqs").unwrap_or_default();
+        SystemDelta {
+            context_switches: stat
+                .lines()
+                .find_map(|l| l.strip_prefix("ctxt "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
+            call_ipis: row_sum(&irqs, "CAL:"),
+            resched_ipis: row_sum(&irqs, "RES:"),
+            net_rx_softirqs: row_sum(&soft, "NET_RX:"),
+        }
+    }
+
+    pub fn since(self, before: SystemDelta) -> SystemDelta {
+        SystemDelta {
+            context_switches: self
+                .context_switches
+                .saturating_sub(before.context_switches),
+            call_ipis: self.call_ipis.saturating_sub(before.call_ipis),
+            resched_ipis: self.resched_ipis.saturating_sub(before.resched_ipis),
+            net_rx_softirqs: self.net_rx_softirqs.saturating_sub(before.net_rx_softirqs),
+        }
+    }
+}
+
+/// Sum of the per-CPU numbers on the line starting with `label` (stops at the description).
+fn row_sum(text: &str, label: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .map(|rest| {
+            rest.split_whitespace()
+                .map_while(|w| w.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// A network namespace, deleted when dropped (also when a test panics).
@@ -236,6 +293,7 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
     ready_rx.recv().context("receiver thread died")??;
 
     let start = Instant::now();
+    let before = SystemDelta::read();
     let sent = {
         let opts = opts.clone();
         let stop = stop.clone();
@@ -266,6 +324,7 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
     };
     // Let the last packets arrive before the receiver stops.
     thread::sleep(Duration::from_millis(100));
+    let system = SystemDelta::read().since(before);
     done.store(true, Ordering::SeqCst);
     let _ = rx_thread.join();
     Ok(Report {
@@ -273,5 +332,37 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
         sent,
         received: received.load(Ordering::Relaxed),
         seconds: start.elapsed().as_secs_f64(),
+        system,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_rows_sum_per_cpu_columns() {
+        let irqs = "           CPU0       CPU1\n  0:         30          0   IO-APIC   2-edge      timer\n\
+                    RES:        120         80   Rescheduling interrupts\n\
+                    CAL:       5000       4000   Function call interrupts\n";
+        assert_eq!(row_sum(irqs, "CAL:"), 9000);
+        assert_eq!(row_sum(irqs, "RES:"), 200);
+        assert_eq!(row_sum(irqs, "TLB:"), 0);
+        let a = SystemDelta {
+            context_switches: 10,
+            call_ipis: 5,
+            resched_ipis: 1,
+            net_rx_softirqs: 7,
+        };
+        let b = SystemDelta {
+            context_switches: 25,
+            call_ipis: 9,
+            resched_ipis: 1,
+            net_rx_softirqs: 17,
+        };
+        assert_eq!(b.since(a).context_switches, 15);
+        assert_eq!(a.since(b).call_ipis, 0, "counters never go negative");
+        let live = SystemDelta::read();
+        assert!(live.context_switches > 0, "/proc/stat has ctxt");
+    }
 }
