@@ -142,6 +142,31 @@ impl Decoder {
                 e.skb = self.ptr(r.ptr);
                 e.target_cpu = Some(r.arg0);
             }
+            CpuhpEnter | CpuhpExit => {
+                e.target_cpu = Some(r.arg0);
+                e.work = Some(r.arg1);
+                if kind == CpuhpExit {
+                    e.ret = Some(r.ptr as i64 as i32);
+                }
+            }
+            NapiSchedule => {
+                e.napi = self.ptr(r.ptr);
+                e.func = Some(
+                    if r.arg0 == 1 {
+                        "__napi_schedule_irqoff"
+                    } else {
+                        "__napi_schedule"
+                    }
+                    .into(),
+                );
+            }
+            ProcessBacklog => {
+                e.napi = self.ptr(r.ptr);
+                e.budget = Some(r.arg1);
+            }
+            NapiThreadedPollLoop => e.napi = self.ptr(r.ptr),
+            RunBacklogNapi | RunKsoftirqd => e.target_cpu = Some(r.arg0),
+            NetRxAction => {}
         }
         Ok(e)
     }

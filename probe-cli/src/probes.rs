@@ -117,6 +117,17 @@ pub const SPECS: &[ProbeSpec] = &[
         "csd_function_entry_raw",
         &["func", "csd"],
     ),
+    // Hotplug windows (model.md §8.2): the checker treats them as unspecified.
+    raw(
+        tp("cpuhp_enter", "cpuhp", "cpuhp_enter"),
+        "cpuhp_enter_raw",
+        &["cpu", "target", "idx", "fun"],
+    ),
+    raw(
+        tp("cpuhp_exit", "cpuhp", "cpuhp_exit"),
+        "cpuhp_exit_raw",
+        &["cpu", "state", "idx", "ret"],
+    ),
     raw(
         ctx("irq_handler_entry", "irq", "irq_handler_entry"),
         "hardirq_entry_raw",
@@ -180,18 +191,17 @@ pub const SPECS: &[ProbeSpec] = &[
     ),
 ];
 
-/// Function probes the model would use as direct evidence (model.md §10.2). They need
-/// kprobes or fentry; this version attaches none of them and says so.
-pub const FUNCTION_PROBES: &[&str] = &[
-    "rps_trigger_softirq",
-    "enqueue_to_backlog",
-    "__napi_schedule",
-    "__napi_schedule_irqoff",
-    "process_backlog",
-    "net_rx_action",
-    "run_backlog_napi",
-    "napi_threaded_poll_loop",
-    "run_ksoftirqd",
+/// Function probes the model uses as direct evidence (model.md §10.2), beyond the
+/// rps_trigger_softirq and enqueue_to_backlog ones: (kernel function, kprobe program). Each is
+/// optional — attached when the kernel has kprobes and the symbol exists (not inlined).
+pub const FUNCTION_KPROBES: &[(&str, &str)] = &[
+    ("__napi_schedule", "napi_schedule_kprobe"),
+    ("__napi_schedule_irqoff", "napi_schedule_irqoff_kprobe"),
+    ("process_backlog", "process_backlog_kprobe"),
+    ("net_rx_action", "net_rx_action_kprobe"),
+    ("run_backlog_napi", "run_backlog_napi_kprobe"),
+    ("napi_threaded_poll_loop", "napi_threaded_poll_loop_kprobe"),
+    ("run_ksoftirqd", "run_ksoftirqd_kprobe"),
 ];
 
 #[derive(Clone, Debug, Serialize)]
@@ -278,6 +288,14 @@ pub fn offsets(tracefs: &Path) -> (TpOffsets, Vec<(&'static str, String)>) {
     fill!("netif_rx_exit", "net", "netif_rx_exit", { rxexit_ret = "ret": int });
     fill!("netif_receive_skb", "net", "netif_receive_skb", {
         rcv_skb = "skbaddr": ptr, rcv_len = "len": int, rcv_name = "name": int,
+    });
+    fill!("cpuhp_enter", "cpuhp", "cpuhp_enter", {
+        cpuhp_enter_cpu = "cpu": int, cpuhp_enter_target = "target": int,
+        cpuhp_enter_idx = "idx": int,
+    });
+    fill!("cpuhp_exit", "cpuhp", "cpuhp_exit", {
+        cpuhp_exit_cpu = "cpu": int, cpuhp_exit_state = "state": int,
+        cpuhp_exit_idx = "idx": int, cpuhp_exit_ret = "ret": int,
     });
     // softirq_entry/exit share softirq_raise's record layout (DECLARE_EVENT_CLASS softirq).
     if let Some((_, why)) = bad.iter().find(|(p, _)| *p == "softirq_raise").cloned() {
@@ -452,6 +470,19 @@ pub fn load(
     }
     results.push(rps_kprobe(&mut ebpf, tracefs, &results, rps_func));
     results.push(enqueue_kprobe(&mut ebpf, tracefs));
+    for (function, program) in FUNCTION_KPROBES {
+        let mut r = ProbeResult::new(*function, "kprobe", Role::Event);
+        if !tracefs.join("kprobe_events").exists() {
+            r.reason = Some(
+                "kernel has no kprobes (CONFIG_KPROBES off); tracepoints cover this path".into(),
+            );
+        } else if symbols.addr_of(function).is_none() {
+            r.reason = Some(format!("{function} is not in /proc/kallsyms (inlined or absent)"));
+        } else {
+            attach_kprobe(&mut ebpf, &mut r, program, function);
+        }
+        results.push(r);
+    }
     Ok(Loaded { ebpf, results })
 }
 
@@ -557,22 +588,6 @@ fn attach_raw(
     }
     prog.attach(spec.event)?;
     Ok(())
-}
-
-/// Function probes not implemented yet (the rps_trigger_softirq kprobe is reported by load).
-pub fn function_probe_results(kprobes: bool) -> Vec<ProbeResult> {
-    FUNCTION_PROBES
-        .iter()
-        .filter(|f| !matches!(**f, "rps_trigger_softirq" | "enqueue_to_backlog"))
-        .map(|f| ProbeResult {
-            reason: Some(if kprobes {
-                "function probes are not implemented yet; tracepoints cover this path".into()
-            } else {
-                "kernel has no kprobes (CONFIG_KPROBES off); tracepoints cover this path".into()
-            }),
-            ..ProbeResult::new(*f, "kprobe", Role::Event)
-        })
-        .collect()
 }
 
 /// `bpf(BPF_OBJ_GET_INFO_BY_FD)` on a program fd → its recursion_misses counter.

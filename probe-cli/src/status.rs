@@ -123,7 +123,6 @@ pub fn gather() -> Status {
             fallback: None,
         });
     };
-    probe_results.extend(probes::function_probe_results(env.kernel.kprobes));
     Status {
         napiscope_version: env!("CARGO_PKG_VERSION"),
         kernel_release: env.kernel.release.clone(),

@@ -24,10 +24,26 @@ pub enum EventKind {
     SchedWakeIdleWithoutIpi = 14,
     /// kprobe enqueue_to_backlog(skb, cpu, qtail): the RPS target CPU, directly.
     EnqueueToBacklog = 15,
+    /// cpuhp:cpuhp_enter: a hotplug state callback starts (the CPU going up or down).
+    CpuhpEnter = 16,
+    /// cpuhp:cpuhp_exit: it returned.
+    CpuhpExit = 17,
+    /// kprobe __napi_schedule / __napi_schedule_irqoff(napi): a NAPI is scheduled.
+    NapiSchedule = 18,
+    /// kprobe process_backlog(napi, quota): a backlog poll, directly.
+    ProcessBacklog = 19,
+    /// kprobe net_rx_action: the NET_RX softirq handler runs.
+    NetRxAction = 20,
+    /// kprobe run_backlog_napi(cpu): a backlog_napi thread runs its loop (mode C).
+    RunBacklogNapi = 21,
+    /// kprobe napi_threaded_poll_loop(napi): the threaded poll loop (mode C backlog thread).
+    NapiThreadedPollLoop = 22,
+    /// kprobe run_ksoftirqd(cpu): ksoftirqd runs pending softirqs.
+    RunKsoftirqd = 23,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::SoftirqRaise,
         EventKind::SoftirqEntry,
         EventKind::SoftirqExit,
@@ -43,6 +59,14 @@ impl EventKind {
         EventKind::CsdFunctionEntry,
         EventKind::SchedWakeIdleWithoutIpi,
         EventKind::EnqueueToBacklog,
+        EventKind::CpuhpEnter,
+        EventKind::CpuhpExit,
+        EventKind::NapiSchedule,
+        EventKind::ProcessBacklog,
+        EventKind::NetRxAction,
+        EventKind::RunBacklogNapi,
+        EventKind::NapiThreadedPollLoop,
+        EventKind::RunKsoftirqd,
     ];
 
     pub fn from_code(code: u16) -> Option<EventKind> {
@@ -67,6 +91,14 @@ impl EventKind {
             EventKind::CsdFunctionEntry => "csd_function_entry",
             EventKind::SchedWakeIdleWithoutIpi => "sched_wake_idle_without_ipi",
             EventKind::EnqueueToBacklog => "enqueue_to_backlog",
+            EventKind::CpuhpEnter => "cpuhp_enter",
+            EventKind::CpuhpExit => "cpuhp_exit",
+            EventKind::NapiSchedule => "napi_schedule",
+            EventKind::ProcessBacklog => "process_backlog",
+            EventKind::NetRxAction => "net_rx_action",
+            EventKind::RunBacklogNapi => "run_backlog_napi",
+            EventKind::NapiThreadedPollLoop => "napi_threaded_poll_loop",
+            EventKind::RunKsoftirqd => "run_ksoftirqd",
         }
     }
 
@@ -371,6 +403,13 @@ pub struct TpOffsets {
     pub rcv_skb: u32,
     pub rcv_len: u32,
     pub rcv_name: u32,
+    pub cpuhp_enter_cpu: u32,
+    pub cpuhp_enter_target: u32,
+    pub cpuhp_enter_idx: u32,
+    pub cpuhp_exit_cpu: u32,
+    pub cpuhp_exit_state: u32,
+    pub cpuhp_exit_idx: u32,
+    pub cpuhp_exit_ret: u32,
 }
 
 /// Run-time settings written into the programs' read-only data before loading.

@@ -50,6 +50,13 @@ static OFFSETS: TpOffsets = TpOffsets {
     rcv_skb: 0,
     rcv_len: 0,
     rcv_name: 0,
+    cpuhp_enter_cpu: 0,
+    cpuhp_enter_target: 0,
+    cpuhp_enter_idx: 0,
+    cpuhp_exit_cpu: 0,
+    cpuhp_exit_state: 0,
+    cpuhp_exit_idx: 0,
+    cpuhp_exit_ret: 0,
 };
 
 /// Address of rps_trigger_softirq (from /proc/kallsyms), for the kprobe that stands in for
@@ -896,5 +903,122 @@ pub fn enqueue_to_backlog_kprobe(ctx: ProbeContext) -> u32 {
         ev.ptr = skb;
         ev.arg0 = cpu as i32;
     });
+    0
+}
+
+// ---- CPU hotplug: windows in which model.md §8.2 applies ----------------------------------
+
+#[inline(always)]
+fn cpuhp_event(kind: EventKind, cpu: u32, state: i32, idx: i32, ret: i32) {
+    emit(kind, |ev| {
+        ev.arg0 = cpu as i32;
+        ev.arg1 = state;
+        ev.state = idx as i64;
+        ev.ptr = ret as i64 as u64;
+    });
+}
+
+#[tracepoint]
+pub fn cpuhp_enter(ctx: TracePointContext) -> u32 {
+    let cpu: u32 = read(&ctx, off!(cpuhp_enter_cpu));
+    let target: i32 = read(&ctx, off!(cpuhp_enter_target));
+    let idx: i32 = read(&ctx, off!(cpuhp_enter_idx));
+    cpuhp_event(EventKind::CpuhpEnter, cpu, target, idx, 0);
+    0
+}
+
+#[tracepoint]
+pub fn cpuhp_exit(ctx: TracePointContext) -> u32 {
+    let cpu: u32 = read(&ctx, off!(cpuhp_exit_cpu));
+    let st: i32 = read(&ctx, off!(cpuhp_exit_state));
+    let idx: i32 = read(&ctx, off!(cpuhp_exit_idx));
+    let ret: i32 = read(&ctx, off!(cpuhp_exit_ret));
+    cpuhp_event(EventKind::CpuhpExit, cpu, st, idx, ret);
+    0
+}
+
+/// cpuhp_enter(unsigned int cpu, int target, int idx, int (*fun)(unsigned int))
+#[raw_tracepoint]
+pub fn cpuhp_enter_raw(ctx: RawTracePointContext) -> u32 {
+    let cpu = ctx.arg::<u64>(0) as u32;
+    let target = ctx.arg::<u64>(1) as i32;
+    let idx = ctx.arg::<u64>(2) as i32;
+    cpuhp_event(EventKind::CpuhpEnter, cpu, target, idx, 0);
+    0
+}
+
+/// cpuhp_exit(unsigned int cpu, int state, int idx, int ret)
+#[raw_tracepoint]
+pub fn cpuhp_exit_raw(ctx: RawTracePointContext) -> u32 {
+    let cpu = ctx.arg::<u64>(0) as u32;
+    let st = ctx.arg::<u64>(1) as i32;
+    let idx = ctx.arg::<u64>(2) as i32;
+    let ret = ctx.arg::<u64>(3) as i32;
+    cpuhp_event(EventKind::CpuhpExit, cpu, st, idx, ret);
+    0
+}
+
+// ---- function probes the model uses as direct evidence (model.md §10.2) --------------------
+//
+// Each is optional: attached when the kernel has kprobes and the symbol is not inlined.
+
+/// __napi_schedule(struct napi_struct *n) / __napi_schedule_irqoff(n)
+#[kprobe]
+pub fn napi_schedule_kprobe(ctx: ProbeContext) -> u32 {
+    let napi: u64 = ctx.arg(0).unwrap_or(0);
+    emit(EventKind::NapiSchedule, |ev| ev.ptr = napi);
+    0
+}
+
+#[kprobe]
+pub fn napi_schedule_irqoff_kprobe(ctx: ProbeContext) -> u32 {
+    let napi: u64 = ctx.arg(0).unwrap_or(0);
+    emit(EventKind::NapiSchedule, |ev| {
+        ev.ptr = napi;
+        ev.arg0 = 1;
+    });
+    0
+}
+
+/// process_backlog(struct napi_struct *napi, int quota)
+#[kprobe]
+pub fn process_backlog_kprobe(ctx: ProbeContext) -> u32 {
+    let napi: u64 = ctx.arg(0).unwrap_or(0);
+    let quota: u64 = ctx.arg(1).unwrap_or(0);
+    emit(EventKind::ProcessBacklog, |ev| {
+        ev.ptr = napi;
+        ev.arg1 = quota as i32;
+    });
+    0
+}
+
+/// net_rx_action(struct softirq_action *h) (6.12+: void)
+#[kprobe]
+pub fn net_rx_action_kprobe(_ctx: ProbeContext) -> u32 {
+    emit(EventKind::NetRxAction, |_| {});
+    0
+}
+
+/// run_backlog_napi(unsigned int cpu)
+#[kprobe]
+pub fn run_backlog_napi_kprobe(ctx: ProbeContext) -> u32 {
+    let cpu: u64 = ctx.arg(0).unwrap_or(0);
+    emit(EventKind::RunBacklogNapi, |ev| ev.arg0 = cpu as i32);
+    0
+}
+
+/// napi_threaded_poll_loop(struct napi_struct *napi, ...)
+#[kprobe]
+pub fn napi_threaded_poll_loop_kprobe(ctx: ProbeContext) -> u32 {
+    let napi: u64 = ctx.arg(0).unwrap_or(0);
+    emit(EventKind::NapiThreadedPollLoop, |ev| ev.ptr = napi);
+    0
+}
+
+/// run_ksoftirqd(unsigned int cpu)
+#[kprobe]
+pub fn run_ksoftirqd_kprobe(ctx: ProbeContext) -> u32 {
+    let cpu: u64 = ctx.arg(0).unwrap_or(0);
+    emit(EventKind::RunKsoftirqd, |ev| ev.arg0 = cpu as i32);
     0
 }
