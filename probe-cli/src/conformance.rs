@@ -361,6 +361,7 @@ pub fn run_verify(
                 rx_cpu: rx,
                 duration: Duration::from_secs(seconds),
                 rate: 2000,
+                hotplug_cpu: None,
             },
             stop_all.clone(),
         );

@@ -196,6 +196,10 @@ struct ScenarioArgs {
     /// Packets per second; 0 floods
     #[arg(long, default_value_t = 2000)]
     rate: u64,
+    /// Take this CPU offline for the middle third of the run, then back online (exercises
+    /// dev_cpu_dead; the CPU is brought back online however the scenario ends)
+    #[arg(long, value_name = "CPU")]
+    hotplug_cpu: Option<u32>,
     /// Print the report as JSON
     #[arg(long)]
     json: bool,
@@ -291,6 +295,10 @@ fn run_scenario(a: ScenarioArgs) -> anyhow::Result<u8> {
             .into());
         }
     }
+    if let Some(cpu) = a.hotplug_cpu {
+        scenario::check_hotplug(cpu, a.sender_cpu)
+            .map_err(|e| CliError::usage(format!("{e:#}")))?;
+    }
     let stop = record::stop_flag_on_signals();
     let report = scenario::run(
         &scenario::Opts {
@@ -299,6 +307,7 @@ fn run_scenario(a: ScenarioArgs) -> anyhow::Result<u8> {
             rx_cpu: a.rx_cpu,
             duration: a.duration,
             rate: a.rate,
+            hotplug_cpu: a.hotplug_cpu,
         },
         stop,
     )?;

@@ -477,7 +477,9 @@ pub fn load(
                 "kernel has no kprobes (CONFIG_KPROBES off); tracepoints cover this path".into(),
             );
         } else if symbols.addr_of(function).is_none() {
-            r.reason = Some(format!("{function} is not in /proc/kallsyms (inlined or absent)"));
+            r.reason = Some(format!(
+                "{function} is not in /proc/kallsyms (inlined or absent)"
+            ));
         } else {
             attach_kprobe(&mut ebpf, &mut r, program, function);
         }

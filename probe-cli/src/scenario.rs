@@ -38,6 +38,9 @@ pub struct Opts {
     pub duration: Duration,
     /// Packets per second; 0 = as fast as possible (a flood).
     pub rate: u64,
+    /// Take this CPU offline during the middle third of the run, then online again
+    /// (model.md §8.2: dev_cpu_dead re-injects its backlog on a surviving CPU).
+    pub hotplug_cpu: Option<u32>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -49,6 +52,52 @@ pub struct Report {
     /// What the whole machine did while the scenario sent (from /proc, no tracing): the cost
     /// per packet the backlog-NAPI patch talks about.
     pub system: SystemDelta,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hotplug: Option<Hotplug>,
+}
+
+/// What `--hotplug-cpu` did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Hotplug {
+    pub cpu: u32,
+    /// Seconds after the first packet.
+    pub offline_at: Option<f64>,
+    pub online_at: Option<f64>,
+    pub error: Option<String>,
+}
+
+fn cpu_online_path(cpu: u32) -> String {
+    format!("/sys/devices/system/cpu/cpu{cpu}/online")
+}
+
+fn set_online(cpu: u32, on: bool) -> Result<()> {
+    std::fs::write(cpu_online_path(cpu), if on { "1" } else { "0" })
+        .with_context(|| format!("writing {} to {}", on as u8, cpu_online_path(cpu)))
+}
+
+/// Brings the CPU back online however the scenario ends.
+struct OnlineGuard(u32);
+
+impl Drop for OnlineGuard {
+    fn drop(&mut self) {
+        let _ = set_online(self.0, true);
+    }
+}
+
+/// Can `cpu` be taken offline here (root, a hotplug file, not the only CPU left)?
+pub fn check_hotplug(cpu: u32, sender_cpu: u32) -> Result<()> {
+    if cpu == sender_cpu {
+        bail!(
+            "--hotplug-cpu {cpu} is the sender's CPU; take the RPS target or another CPU offline"
+        );
+    }
+    if !std::path::Path::new(&cpu_online_path(cpu)).exists() {
+        bail!(
+            "CPU {cpu} cannot be taken offline here ({} does not exist)",
+            cpu_online_path(cpu)
+        );
+    }
+    Ok(())
 }
 
 /// Machine-wide counters over the sending window (all CPUs, so other load counts too).
@@ -294,6 +343,33 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
 
     let start = Instant::now();
     let before = SystemDelta::read();
+    let hotplug = opts.hotplug_cpu.map(|cpu| {
+        let (stop, d) = (stop.clone(), opts.duration);
+        thread::spawn(move || {
+            let _guard = OnlineGuard(cpu);
+            let mut h = Hotplug {
+                cpu,
+                ..Hotplug::default()
+            };
+            let wait_until = |t: Duration| {
+                while start.elapsed() < t && !stop.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(5));
+                }
+            };
+            wait_until(d / 3);
+            if let Err(e) = set_online(cpu, false) {
+                h.error = Some(format!("{e:#}"));
+                return h;
+            }
+            h.offline_at = Some(start.elapsed().as_secs_f64());
+            wait_until(d * 2 / 3);
+            match set_online(cpu, true) {
+                Ok(()) => h.online_at = Some(start.elapsed().as_secs_f64()),
+                Err(e) => h.error = Some(format!("{e:#}")),
+            }
+            h
+        })
+    });
     let sent = {
         let opts = opts.clone();
         let stop = stop.clone();
@@ -325,6 +401,7 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
     // Let the last packets arrive before the receiver stops.
     thread::sleep(Duration::from_millis(100));
     let system = SystemDelta::read().since(before);
+    let hotplug = hotplug.map(|h| h.join().unwrap_or_default());
     done.store(true, Ordering::SeqCst);
     let _ = rx_thread.join();
     Ok(Report {
@@ -333,6 +410,7 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
         received: received.load(Ordering::Relaxed),
         seconds: start.elapsed().as_secs_f64(),
         system,
+        hotplug,
     })
 }
 

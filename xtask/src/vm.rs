@@ -182,6 +182,21 @@ RC=$?
 cat /tmp/top.json
 echo "@@TOP-RC $RC"
 echo "@@TOP-END"
+echo "@@HOTPLUG-BEGIN"
+napiscope record -o /tmp/hp.parquet -d 30 --json >/tmp/hp-rec.json 2>/tmp/hp-rec.err &
+REC=$!
+i=0
+while ! grep -q "probes attached" /tmp/hp-rec.err && [ $i -lt 600 ]; do usleep 100000; i=$((i+1)); done
+napiscope scenario loopback-rps --hotplug-cpu 1 -d 3s --json
+usleep 500000
+kill -INT $REC
+wait $REC
+echo "@@HOTPLUG-REC-RC $?"
+cat /tmp/hp-rec.json
+echo "@@HOTPLUG-CHECK"
+napiscope check /tmp/hp.parquet --json --mode "$EXPECT"
+echo "@@HOTPLUG-CHECK-RC $?"
+echo "@@HOTPLUG-END"
 echo "@@FLOOD-BEGIN"
 for rep in 1 2 3 4 5; do
   for s in loopback loopback-rps; do napiscope scenario $s --rate 0 -d 1s --json; done
@@ -375,9 +390,11 @@ fn boot(k: &KernelSpec, vmlinuz: &Path, initrd: &Path, dir: &Path) -> Result<(Va
         .unwrap_or_default();
     let flood = flood_summary(&runs);
     let top = top_summary(&text);
+    let hotplug = hotplug_summary(&text);
     Ok((
         json!({
             "top": top,
+            "hotplug": hotplug,
             "qemu_exit": status.code(),
             "uname": uname,
             "status": status_json,
@@ -389,6 +406,51 @@ fn boot(k: &KernelSpec, vmlinuz: &Path, initrd: &Path, dir: &Path) -> Result<(Va
         }),
         secs,
     ))
+}
+
+/// CPU 1 taken offline during loopback-rps while `record` runs, then `check`: the kernel
+/// survives, the recording stays valid and continues, and the checker treats the hotplug
+/// window as model.md §8.2 says.
+fn hotplug_summary(text: &str) -> Value {
+    let code = |tag: &str| {
+        text.lines()
+            .find_map(|l| l.split(tag).nth(1))
+            .and_then(|s| s.trim().parse::<i64>().ok())
+    };
+    let objs = between(text, "@@HOTPLUG-BEGIN", "@@HOTPLUG-REC-RC")
+        .map(json_objects)
+        .unwrap_or_default();
+    let scenario = objs.iter().find(|o| o.get("hotplug").is_some());
+    let rec = between(text, "@@HOTPLUG-REC-RC", "@@HOTPLUG-CHECK")
+        .map(json_objects)
+        .unwrap_or_default();
+    let check = between(text, "@@HOTPLUG-CHECK", "@@HOTPLUG-CHECK-RC")
+        .map(json_objects)
+        .unwrap_or_default();
+    json!({
+        "scenario": scenario.map(|s| s["hotplug"].clone()),
+        "received": scenario.map(|s| s["received"].clone()),
+        "record_rc": code("@@HOTPLUG-REC-RC "),
+        "events": rec.first().map(|r| r["events"].clone()),
+        "cpuhp_events": rec.first().map(|r| {
+            r["per_event"]["cpuhp_enter"].as_u64().unwrap_or(0)
+                + r["per_event"]["cpuhp_exit"].as_u64().unwrap_or(0)
+        }),
+        "check_rc": code("@@HOTPLUG-CHECK-RC "),
+        "verdict": check.first().map(|c| c["verdict"].clone()),
+        "failed_rules": check.first().map(|c| {
+            c["rules"]
+                .as_array()
+                .map(|rs| {
+                    rs.iter()
+                        .filter(|r| r["verdict"] == "FAIL")
+                        .map(|r| r["id"].clone())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        }),
+        "hotplug_windows": check.first().map(|c| c["hotplug_windows"].clone()),
+    })
 }
 
 /// Medians over the repeated untraced floods, per scenario: packets received per second, and
