@@ -14,19 +14,24 @@ use std::{
 use anyhow::{anyhow, bail, Context as _, Result};
 use arrow::{
     array::{
-        Array, ArrayRef, DictionaryArray, Int32Array, Int32Builder, RecordBatch, StringArray,
-        StringBuilder, UInt32Array, UInt32Builder, UInt64Array, UInt64Builder,
+        Array, ArrayRef, DictionaryArray, Int32Array, PrimitiveArray, RecordBatch, StringArray,
+        StringBuilder, UInt32Array, UInt64Array,
     },
-    datatypes::{DataType, Field, Int32Type, Schema, SchemaRef},
+    buffer::{NullBuffer, ScalarBuffer},
+    datatypes::{
+        ArrowNativeType, ArrowPrimitiveType, DataType, Field, Int32Type, Schema, SchemaRef,
+        UInt32Type, UInt64Type,
+    },
 };
 use parquet::{
     arrow::{
         arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder},
         ArrowWriter, ProjectionMask,
     },
-    basic::Compression,
-    file::properties::WriterProperties,
+    basic::{Compression, Encoding},
+    file::properties::{EnabledStatistics, WriterProperties},
     format::KeyValue,
+    schema::types::ColumnPath,
 };
 
 use crate::{
@@ -203,70 +208,101 @@ impl StrTable {
     }
 }
 
-/// A string column being built: ids into the `StrTable`, nulls in a bitmap.
-#[derive(Default)]
-struct SymBuilder(Int32Builder);
+/// A column being built: values, and whether each row has one. Plain vectors: appending is
+/// two stores, and the Arrow array (values buffer + validity bitmap) is made once per batch.
+struct Col<T> {
+    vals: Vec<T>,
+    valid: Vec<bool>,
+}
 
-impl SymBuilder {
-    #[inline]
-    fn push(&mut self, s: Option<Sym>) {
-        match s {
-            Some(s) => self.0.append_value(s as i32),
-            None => self.0.append_null(),
+impl<T> Default for Col<T> {
+    fn default() -> Self {
+        Col {
+            vals: Vec::new(),
+            valid: Vec::new(),
         }
-    }
-    /// The column as strings: the file's schema has plain string columns (which Parquet
-    /// dictionary-encodes), and Arrow's writer wants the arrays of that schema.
-    fn finish<S: AsRef<str>>(&mut self, strs: &[S]) -> ArrayRef {
-        strings(&self.0.finish(), strs)
     }
 }
 
-fn strings<S: AsRef<str>>(keys: &Int32Array, strs: &[S]) -> ArrayRef {
-    let bytes: usize = keys
-        .iter()
-        .flatten()
-        .map(|k| strs[k as usize].as_ref().len())
-        .sum();
-    let mut b = StringBuilder::with_capacity(keys.len(), bytes);
-    for k in keys.iter() {
-        match k {
-            Some(k) => b.append_value(strs[k as usize].as_ref()),
-            None => b.append_null(),
+impl<T: ArrowNativeType + Default> Col<T> {
+    #[inline]
+    fn push(&mut self, v: T) {
+        self.vals.push(v);
+        self.valid.push(true);
+    }
+    #[inline]
+    fn push_opt(&mut self, v: Option<T>) {
+        self.vals.push(v.unwrap_or_default());
+        self.valid.push(v.is_some());
+    }
+    fn take_nulls(&mut self) -> Option<NullBuffer> {
+        let valid = std::mem::take(&mut self.valid);
+        if valid.iter().all(|v| *v) {
+            None
+        } else {
+            Some(NullBuffer::from(valid))
         }
     }
-    Arc::new(b.finish())
+    fn finish<A: ArrowPrimitiveType<Native = T>>(&mut self) -> ArrayRef {
+        let nulls = self.take_nulls();
+        let vals = std::mem::take(&mut self.vals);
+        Arc::new(PrimitiveArray::<A>::new(ScalarBuffer::from(vals), nulls))
+    }
+    /// A string column from ids (`T` = `Sym`) into `strs`.
+    fn finish_strings<S: AsRef<str>>(&mut self, strs: &[S]) -> ArrayRef
+    where
+        T: Into<u32>,
+    {
+        let nulls = self.take_nulls();
+        let keys = std::mem::take(&mut self.vals);
+        let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
+        let bytes: usize = keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| valid(*i))
+            .map(|(_, k)| strs[(*k).into() as usize].as_ref().len())
+            .sum();
+        let mut b = StringBuilder::with_capacity(keys.len(), bytes);
+        for (i, k) in keys.iter().enumerate() {
+            if valid(i) {
+                b.append_value(strs[(*k).into() as usize].as_ref());
+            } else {
+                b.append_null();
+            }
+        }
+        Arc::new(b.finish())
+    }
 }
 
 #[derive(Default)]
 struct Columns {
-    ts_ns: UInt64Builder,
-    cpu: UInt32Builder,
-    seq: UInt64Builder,
-    event: Int32Builder,
-    ctx: Int32Builder,
-    comm: SymBuilder,
-    pid: Int32Builder,
-    vec: UInt32Builder,
-    napi: UInt64Builder,
-    skb: UInt64Builder,
-    csd: UInt64Builder,
-    dev: SymBuilder,
-    len: UInt32Builder,
-    work: Int32Builder,
-    budget: Int32Builder,
-    ret: Int32Builder,
-    target_cpu: Int32Builder,
-    target_comm: SymBuilder,
-    target_pid: Int32Builder,
-    prev_state: SymBuilder,
-    func: SymBuilder,
+    ts_ns: Col<u64>,
+    cpu: Col<u32>,
+    seq: Col<u64>,
+    event: Col<u32>,
+    ctx: Col<u32>,
+    comm: Col<Sym>,
+    pid: Col<i32>,
+    vec: Col<u32>,
+    napi: Col<u64>,
+    skb: Col<u64>,
+    csd: Col<u64>,
+    dev: Col<Sym>,
+    len: Col<u32>,
+    work: Col<i32>,
+    budget: Col<i32>,
+    ret: Col<i32>,
+    target_cpu: Col<i32>,
+    target_comm: Col<Sym>,
+    target_pid: Col<i32>,
+    prev_state: Col<Sym>,
+    func: Col<Sym>,
     rows: usize,
 }
 
 /// Index of a kind in `EventKind::ALL` (its key in the event column's dictionary).
-fn kind_key(k: EventKind) -> i32 {
-    k as i32 - 1
+fn kind_key(k: EventKind) -> u32 {
+    k as u32 - 1
 }
 
 const CTXS: [Ctx; 3] = [Ctx::Task, Ctx::Softirq, Ctx::Hardirq];
@@ -274,27 +310,27 @@ const CTXS: [Ctx; 3] = [Ctx::Task, Ctx::Softirq, Ctx::Hardirq];
 impl Columns {
     #[inline]
     fn push(&mut self, e: &Row) {
-        self.ts_ns.append_value(e.ts_ns);
-        self.cpu.append_value(e.cpu);
-        self.seq.append_value(e.seq);
-        self.event.append_value(kind_key(e.event));
-        self.ctx.append_value(e.ctx as i32);
-        self.comm.push(Some(e.comm));
-        self.pid.append_value(e.pid);
-        self.vec.append_option(e.vec);
-        self.napi.append_option(e.napi);
-        self.skb.append_option(e.skb);
-        self.csd.append_option(e.csd);
-        self.dev.push(e.dev);
-        self.len.append_option(e.len);
-        self.work.append_option(e.work);
-        self.budget.append_option(e.budget);
-        self.ret.append_option(e.ret);
-        self.target_cpu.append_option(e.target_cpu);
-        self.target_comm.push(e.target_comm);
-        self.target_pid.append_option(e.target_pid);
-        self.prev_state.push(e.prev_state);
-        self.func.push(e.func);
+        self.ts_ns.push(e.ts_ns);
+        self.cpu.push(e.cpu);
+        self.seq.push(e.seq);
+        self.event.push(kind_key(e.event));
+        self.ctx.push(e.ctx as u32);
+        self.comm.push(e.comm);
+        self.pid.push(e.pid);
+        self.vec.push_opt(e.vec);
+        self.napi.push_opt(e.napi);
+        self.skb.push_opt(e.skb);
+        self.csd.push_opt(e.csd);
+        self.dev.push_opt(e.dev);
+        self.len.push_opt(e.len);
+        self.work.push_opt(e.work);
+        self.budget.push_opt(e.budget);
+        self.ret.push_opt(e.ret);
+        self.target_cpu.push_opt(e.target_cpu);
+        self.target_comm.push_opt(e.target_comm);
+        self.target_pid.push_opt(e.target_pid);
+        self.prev_state.push_opt(e.prev_state);
+        self.func.push_opt(e.func);
         self.rows += 1;
     }
 
@@ -302,38 +338,61 @@ impl Columns {
         let kinds: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
         let ctxs: Vec<&str> = CTXS.iter().map(|c| c.name()).collect();
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(self.ts_ns.finish()),
-            Arc::new(self.cpu.finish()),
-            Arc::new(self.seq.finish()),
-            strings(&self.event.finish(), &kinds),
-            strings(&self.ctx.finish(), &ctxs),
-            self.comm.finish(strs),
-            Arc::new(self.pid.finish()),
-            Arc::new(self.vec.finish()),
-            Arc::new(self.napi.finish()),
-            Arc::new(self.skb.finish()),
-            Arc::new(self.csd.finish()),
-            self.dev.finish(strs),
-            Arc::new(self.len.finish()),
-            Arc::new(self.work.finish()),
-            Arc::new(self.budget.finish()),
-            Arc::new(self.ret.finish()),
-            Arc::new(self.target_cpu.finish()),
-            self.target_comm.finish(strs),
-            Arc::new(self.target_pid.finish()),
-            self.prev_state.finish(strs),
-            self.func.finish(strs),
+            self.ts_ns.finish::<UInt64Type>(),
+            self.cpu.finish::<UInt32Type>(),
+            self.seq.finish::<UInt64Type>(),
+            self.event.finish_strings(&kinds),
+            self.ctx.finish_strings(&ctxs),
+            self.comm.finish_strings(strs),
+            self.pid.finish::<Int32Type>(),
+            self.vec.finish::<UInt32Type>(),
+            self.napi.finish::<UInt64Type>(),
+            self.skb.finish::<UInt64Type>(),
+            self.csd.finish::<UInt64Type>(),
+            self.dev.finish_strings(strs),
+            self.len.finish::<UInt32Type>(),
+            self.work.finish::<Int32Type>(),
+            self.budget.finish::<Int32Type>(),
+            self.ret.finish::<Int32Type>(),
+            self.target_cpu.finish::<Int32Type>(),
+            self.target_comm.finish_strings(strs),
+            self.target_pid.finish::<Int32Type>(),
+            self.prev_state.finish_strings(strs),
+            self.func.finish_strings(strs),
         ];
         self.rows = 0;
         Ok(RecordBatch::try_new(schema(), cols)?)
     }
 }
 
+/// Snappy, row groups of `ROW_GROUP_ROWS`. Per column, what costs CPU for nothing: the
+/// strictly growing ts_ns and seq are delta-encoded (a dictionary of unique values only
+/// grows, then falls back); min/max statistics are kept where a reader can prune row groups
+/// by them (time, CPU, sequence, pid), not for strings or keyed pointer hashes.
 fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_size(ROW_GROUP_ROWS)
-        .build()
+        .set_max_row_group_size(ROW_GROUP_ROWS);
+    for c in ["ts_ns", "seq"] {
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(c), false)
+            .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
+    }
+    for c in [
+        "event",
+        "ctx",
+        "comm",
+        "napi",
+        "skb",
+        "csd",
+        "dev",
+        "target_comm",
+        "prev_state",
+        "func",
+    ] {
+        b = b.set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
+    }
+    b.build()
 }
 
 /// Where the Parquet encoding runs: in the caller, or on a thread of its own.

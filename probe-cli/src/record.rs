@@ -644,8 +644,10 @@ mod replay {
             cpu * 1e9 / rows as f64,
             size as f64 / rows as f64
         );
-        let back = analysis::read_trace(&out).unwrap();
-        assert_eq!(back.events.len() as u64, rows);
+        // (The file's content is tested by decode::tests; reading it here would add to the
+        // instruction count being measured.)
+        assert_eq!(rows, raws.len() as u64);
+        assert!(size > 0);
         std::fs::remove_file(&out).unwrap();
     }
 
