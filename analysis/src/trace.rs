@@ -368,7 +368,8 @@ impl Columns {
 /// Snappy, row groups of `ROW_GROUP_ROWS`. Per column, what costs CPU for nothing: the
 /// strictly growing ts_ns and seq are delta-encoded (a dictionary of unique values only
 /// grows, then falls back); min/max statistics are kept where a reader can prune row groups
-/// by them (time, CPU, sequence, pid), not for strings or keyed pointer hashes.
+/// by them (time, CPU, sequence, pid), not for strings, keyed pointer hashes or the
+/// mostly-null event fields.
 fn writer_properties() -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -378,19 +379,11 @@ fn writer_properties() -> WriterProperties {
             .set_column_dictionary_enabled(ColumnPath::from(c), false)
             .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
     }
-    for c in [
-        "event",
-        "ctx",
-        "comm",
-        "napi",
-        "skb",
-        "csd",
-        "dev",
-        "target_comm",
-        "prev_state",
-        "func",
-    ] {
-        b = b.set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
+    for f in schema().fields() {
+        if !matches!(f.name().as_str(), "ts_ns" | "cpu" | "seq" | "pid") {
+            let c = ColumnPath::from(f.name().as_str());
+            b = b.set_column_statistics_enabled(c, EnabledStatistics::None);
+        }
     }
     b.build()
 }

@@ -183,14 +183,15 @@ fn time_order(c: &Cols, slot: &[u32], nslots: usize) -> Option<Vec<u32>> {
 
 impl Index {
     pub fn build(cols: Cols, meta: &TraceMeta) -> Index {
-        let (slot, _, _) = cpu_slots(&cols.cpu);
-        let nslots = slot.iter().max().map_or(0, |m| *m as usize + 1);
-        let c = match time_order(&cols, &slot, nslots) {
-            None => cols,
-            Some(order) => cols.permute(&order),
-        };
-        let (slot, slots, slot_cpu) = cpu_slots(&c.cpu);
+        let (slot, slots, slot_cpu) = cpu_slots(&cols.cpu);
         let nslots = slot_cpu.len();
+        let (c, slot) = match time_order(&cols, &slot, nslots) {
+            None => (cols, slot),
+            Some(order) => {
+                let slot = order.iter().map(|i| slot[*i as usize]).collect();
+                (cols.permute(&order), slot)
+            }
+        };
         let n = c.len();
         let t_end = c.ts.last().copied().unwrap_or(0);
         let mut by_kind: Vec<Vec<u32>> = vec![Vec::new(); nslots * KINDS];

@@ -1,8 +1,6 @@
 //! The rules, by their model.md §11 IDs. Each counts instances as passed, failed, warned or
 //! inconclusive, and explains every failure with what the model expected instead.
 
-use std::collections::HashMap;
-
 use super::{
     cols::{FastMap, E},
     describe,
@@ -139,7 +137,7 @@ pub fn mode_c(c: &Ctx) -> Vec<RuleResult> {
 
 fn g1(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("G1", "a backlog NAPI is polled only on its own CPU");
-    let mut owner: HashMap<u64, u32> = HashMap::new();
+    let mut owner: FastMap<u64, u32> = FastMap::default();
     for p in &c.ix.polls {
         let e = c.ix.ev(p.ev);
         let Some(napi) = e.napi() else {
@@ -227,18 +225,22 @@ fn g4(c: &Ctx) -> RuleResult {
         "a backlog-delivered skb is received on its RPS target CPU",
     );
     // Direct evidence: the kprobe on enqueue_to_backlog records the CPU RPS chose.
-    let mut chosen: HashMap<u64, Vec<(u64, i32)>> = HashMap::new();
-    for e in c.ix.all(EventKind::EnqueueToBacklog) {
-        if let (Some(skb), Some(cpu)) = (e.skb(), e.target_cpu()) {
-            chosen.entry(skb).or_default().push((e.ts_ns(), cpu));
-        }
-    }
+    // (skb, ts, order, chosen CPU), sorted: per skb, its enqueues in time order.
+    let mut chosen: Vec<(u64, u64, u32, i32)> =
+        c.ix.all(EventKind::EnqueueToBacklog)
+            .filter_map(|e| Some((e.skb()?, e.ts_ns(), e.i as u32, e.target_cpu()?)))
+            .collect();
+    chosen.sort_unstable();
     if !chosen.is_empty() {
         for d in &c.ix.deliveries {
-            let target = chosen
-                .get(&d.skb)
-                .and_then(|v| v.iter().rev().find(|(t, _)| *t >= d.t_enq && *t <= d.t_rcv))
-                .map(|(_, cpu)| *cpu);
+            // The skb's latest enqueue_to_backlog in [t_enq, t_rcv].
+            let lo = chosen.partition_point(|x| x.0 < d.skb);
+            let hi = lo + chosen[lo..].partition_point(|x| x.0 == d.skb);
+            let v = &chosen[lo..hi];
+            let target = v[..v.partition_point(|x| x.1 <= d.t_rcv)]
+                .last()
+                .filter(|x| x.1 >= d.t_enq)
+                .map(|x| x.3);
             match target {
                 Some(t) if t == d.to as i32 => r.pass(),
                 Some(t) => r.fail(Divergence {
@@ -291,7 +293,7 @@ fn g4(c: &Ctx) -> RuleResult {
 
 fn g5(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("G5", "FIFO per (enqueue CPU, target CPU)");
-    let mut last: HashMap<(u32, u32), (u64, usize)> = HashMap::new();
+    let mut last: FastMap<(u32, u32), (u64, usize)> = FastMap::default();
     for (i, d) in c.ix.deliveries.iter().enumerate() {
         let key = (d.from, d.to);
         if let Some((t_enq, j)) = last.get(&key) {
@@ -1025,7 +1027,7 @@ fn c8(c: &Ctx) -> RuleResult {
 
 fn c9(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("C-9", "a backlog thread polls only its own backlog");
-    let mut owner: HashMap<u64, u32> = HashMap::new();
+    let mut owner: FastMap<u64, u32> = FastMap::default();
     for p in &c.ix.polls {
         if let Some(n) = c.ix.ev(p.ev).napi() {
             owner.entry(n).or_insert(p.cpu);

@@ -320,3 +320,39 @@ fn bad_files_give_the_readers_errors() {
     assert!(e.contains("not a readable Parquet file"), "{e}");
     std::fs::remove_file(&path).unwrap();
 }
+
+/// Where the checker's time goes, phase by phase, on a big trace:
+/// `NAPISCOPE_CHECK_FILE=t.parquet cargo test --release -p analysis check_phases -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: needs NAPISCOPE_CHECK_FILE=<a trace>"]
+fn check_phases() {
+    let Ok(path) = std::env::var("NAPISCOPE_CHECK_FILE") else {
+        return;
+    };
+    let t = std::time::Instant::now();
+    let (cols, meta) = crate::trace::read_columns(std::path::Path::new(&path)).unwrap();
+    let n = cols.len();
+    let read = t.elapsed().as_secs_f64();
+    let ix = Index::build(cols, &meta);
+    let build = t.elapsed().as_secs_f64() - read;
+    let tm = trace_mode(&ix);
+    let (mode, _) = resolve_mode(None, &tm, &meta);
+    let ctx = rules::Ctx::new(&ix, &meta, mode);
+    let mut times = vec![];
+    let t1 = std::time::Instant::now();
+    for r in rules::common(&ctx) {
+        times.push((r.id, 0.0));
+    }
+    let common = t1.elapsed().as_secs_f64();
+    let t2 = std::time::Instant::now();
+    match mode {
+        Some(Mode::C) => drop(rules::mode_c(&ctx)),
+        _ => drop(rules::mode_ab(&ctx)),
+    }
+    let modal = t2.elapsed().as_secs_f64();
+    let total = t.elapsed().as_secs_f64();
+    eprintln!(
+        "{n} events: read {read:.3} s, index {build:.3} s, common rules {common:.3} s, mode rules {modal:.3} s, total {total:.3} s = {:.2} M events/s",
+        n as f64 / total / 1e6
+    );
+}
