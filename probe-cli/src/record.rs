@@ -86,6 +86,19 @@ pub struct RecordSummary {
     /// Events skipped by the kernel's recursion protection, per event ("ctx" for the
     /// context trackers).
     pub missed_by_event: BTreeMap<String, u64>,
+    /// CPU seconds the recorder itself spent (all its threads) from the start of recording
+    /// to the finished file — not loading, not the read-back: the cost per event of tracing.
+    pub recording_user_s: f64,
+    pub recording_sys_s: f64,
+}
+
+/// User and system CPU seconds of this process so far (all threads).
+fn process_cpu() -> (f64, f64) {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (tv(u.ru_utime), tv(u.ru_stime))
 }
 
 /// Map program recursion misses to event names (context trackers count as "ctx").
@@ -290,6 +303,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     if let Some(c) = &opts.control {
         let _ = c.ready.send(());
     }
+    let cpu0 = process_cpu();
     let start = Instant::now();
     let start_wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -395,6 +409,9 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         }
     }
     let bytes = writer.finish(&meta).context("finishing the Parquet file")?;
+    let cpu1 = process_cpu();
+    summary.recording_user_s = cpu1.0 - cpu0.0;
+    summary.recording_sys_s = cpu1.1 - cpu0.1;
 
     summary.output = opts.output.display().to_string();
     summary.events = rows;
