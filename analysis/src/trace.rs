@@ -1,32 +1,63 @@
 //! The trace file: Parquet, one row per event, key/value metadata in the footer.
 //! Schema documented in docs/schema.md; `SCHEMA_VERSION` changes when a column changes.
 
-use std::{collections::BTreeMap, fs::File, path::Path, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    path::Path,
+    sync::{
+        atomic::{AtomicUsize, Ordering as AtomicOrdering},
+        Arc,
+    },
+};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use arrow::{
     array::{
-        Array, ArrayRef, Int32Array, Int32Builder, RecordBatch, StringArray, StringBuilder,
-        UInt32Array, UInt32Builder, UInt64Array, UInt64Builder,
+        Array, ArrayRef, DictionaryArray, Int32Array, PrimitiveArray, RecordBatch, StringArray,
+        StringBuilder, UInt32Array, UInt64Array,
     },
-    datatypes::{DataType, Field, Schema, SchemaRef},
+    buffer::{NullBuffer, ScalarBuffer},
+    datatypes::{
+        ArrowNativeType, ArrowPrimitiveType, DataType, Field, Int32Type, Schema, SchemaRef,
+        UInt32Type, UInt64Type,
+    },
 };
 use parquet::{
-    arrow::{arrow_reader::ParquetRecordBatchReaderBuilder, ArrowWriter},
-    basic::Compression,
-    file::properties::WriterProperties,
+    arrow::{
+        arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder},
+        ArrowWriter, ProjectionMask,
+    },
+    basic::{Compression, Encoding},
+    file::properties::{EnabledStatistics, WriterProperties},
     format::KeyValue,
+    schema::types::ColumnPath,
 };
 
-use crate::event::{Ctx, Event, EventKind};
+use crate::{
+    check::cols::{
+        Cols, FastMap, Strings, NO_SYM, V_BUDGET, V_NAPI, V_RET, V_SKB, V_TARGET_CPU, V_VEC, V_WORK,
+    },
+    event::{Ctx, Event, EventKind},
+};
+use probe_common::COMM_LEN;
+
+pub use crate::check::cols::Sym;
 
 pub const SCHEMA_VERSION: &str = "1";
 /// Metadata keys are prefixed so they do not clash with other writers' keys.
 pub const META_PREFIX: &str = "napiscope.";
+/// Rows per batch when reading.
 const BATCH_ROWS: usize = 65_536;
-/// Rows buffered before they go to the Parquet writer (which builds row groups of
-/// 4 × BATCH_ROWS); small enough that the progress line's size estimate moves.
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 4 * BATCH_ROWS;
+/// Rows buffered before they go to the Parquet writer; small enough that the progress
+/// line's size estimate moves.
 const WRITE_ROWS: usize = 8_192;
+/// With a writer thread: rows per batch sent to it, and batches the queue holds before the
+/// producer would wait (the producer's memory: about 32 bytes/row × rows × queue).
+const THREAD_BATCH_ROWS: usize = 16_384;
+const QUEUED_BATCHES: usize = 64;
 
 pub fn schema() -> SchemaRef {
     use DataType::*;
@@ -75,125 +106,438 @@ impl TraceMeta {
     }
 }
 
+/// One row as the writer takes it: numbers, and strings as ids from `TraceWriter::intern`
+/// (or `intern_bytes`). Plain data, so a recorder builds it on the stack per event.
+#[derive(Clone, Copy, Debug)]
+pub struct Row {
+    pub ts_ns: u64,
+    pub cpu: u32,
+    pub seq: u64,
+    pub event: EventKind,
+    pub ctx: Ctx,
+    pub comm: Sym,
+    pub pid: i32,
+    pub vec: Option<u32>,
+    pub napi: Option<u64>,
+    pub skb: Option<u64>,
+    pub csd: Option<u64>,
+    pub dev: Option<Sym>,
+    pub len: Option<u32>,
+    pub work: Option<i32>,
+    pub budget: Option<i32>,
+    pub ret: Option<i32>,
+    pub target_cpu: Option<i32>,
+    pub target_comm: Option<Sym>,
+    pub target_pid: Option<i32>,
+    pub prev_state: Option<Sym>,
+    pub func: Option<Sym>,
+}
+
+impl Row {
+    pub fn new(ts_ns: u64, cpu: u32, seq: u64, event: EventKind, ctx: Ctx, comm: Sym) -> Row {
+        Row {
+            ts_ns,
+            cpu,
+            seq,
+            event,
+            ctx,
+            comm,
+            pid: 0,
+            vec: None,
+            napi: None,
+            skb: None,
+            csd: None,
+            dev: None,
+            len: None,
+            work: None,
+            budget: None,
+            ret: None,
+            target_cpu: None,
+            target_comm: None,
+            target_pid: None,
+            prev_state: None,
+            func: None,
+        }
+    }
+}
+
+/// The writer's strings: every distinct string gets an id once; rows carry ids, and a batch's
+/// string columns are built from the ids when the batch is complete.
+#[derive(Default)]
+struct StrTable {
+    strs: Vec<Box<str>>,
+    by_str: HashMap<Box<str>, Sym>,
+    by_bytes: FastMap<(u64, u64), Sym>,
+    /// The last name interned by bytes (a task's comm repeats from event to event).
+    last: Option<((u64, u64), Sym)>,
+}
+
+impl StrTable {
+    fn intern(&mut self, s: &str) -> Sym {
+        if let Some(id) = self.by_str.get(s) {
+            return *id;
+        }
+        let id = self.strs.len() as Sym;
+        self.strs.push(s.into());
+        self.by_str.insert(s.into(), id);
+        id
+    }
+    /// A NUL-terminated kernel name (comm, device), interned by its raw bytes.
+    #[inline]
+    fn intern_bytes(&mut self, b: &[u8; COMM_LEN]) -> Sym {
+        let key = (
+            u64::from_le_bytes(b[..8].try_into().unwrap_or_default()),
+            u64::from_le_bytes(b[8..].try_into().unwrap_or_default()),
+        );
+        if let Some((k, id)) = self.last {
+            if k == key {
+                return id;
+            }
+        }
+        let id = match self.by_bytes.get(&key) {
+            Some(id) => *id,
+            None => {
+                let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+                let id = self.intern(&String::from_utf8_lossy(&b[..end]));
+                self.by_bytes.insert(key, id);
+                id
+            }
+        };
+        self.last = Some((key, id));
+        id
+    }
+}
+
+/// A column being built: values, and whether each row has one. Plain vectors: appending is
+/// two stores, and the Arrow array (values buffer + validity bitmap) is made once per batch.
+struct Col<T> {
+    vals: Vec<T>,
+    valid: Vec<bool>,
+}
+
+impl<T> Default for Col<T> {
+    fn default() -> Self {
+        Col {
+            vals: Vec::new(),
+            valid: Vec::new(),
+        }
+    }
+}
+
+impl<T: ArrowNativeType + Default> Col<T> {
+    #[inline]
+    fn push(&mut self, v: T) {
+        self.vals.push(v);
+        self.valid.push(true);
+    }
+    #[inline]
+    fn push_opt(&mut self, v: Option<T>) {
+        self.vals.push(v.unwrap_or_default());
+        self.valid.push(v.is_some());
+    }
+    fn take_nulls(&mut self) -> Option<NullBuffer> {
+        let valid = std::mem::take(&mut self.valid);
+        if valid.iter().all(|v| *v) {
+            None
+        } else {
+            Some(NullBuffer::from(valid))
+        }
+    }
+    fn finish<A: ArrowPrimitiveType<Native = T>>(&mut self) -> ArrayRef {
+        let nulls = self.take_nulls();
+        let vals = std::mem::take(&mut self.vals);
+        Arc::new(PrimitiveArray::<A>::new(ScalarBuffer::from(vals), nulls))
+    }
+    /// A string column from ids (`T` = `Sym`) into `strs`.
+    fn finish_strings<S: AsRef<str>>(&mut self, strs: &[S]) -> ArrayRef
+    where
+        T: Into<u32>,
+    {
+        let nulls = self.take_nulls();
+        let keys = std::mem::take(&mut self.vals);
+        let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
+        let bytes: usize = keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| valid(*i))
+            .map(|(_, k)| strs[(*k).into() as usize].as_ref().len())
+            .sum();
+        let mut b = StringBuilder::with_capacity(keys.len(), bytes);
+        for (i, k) in keys.iter().enumerate() {
+            if valid(i) {
+                b.append_value(strs[(*k).into() as usize].as_ref());
+            } else {
+                b.append_null();
+            }
+        }
+        Arc::new(b.finish())
+    }
+}
+
 #[derive(Default)]
 struct Columns {
-    ts_ns: UInt64Builder,
-    cpu: UInt32Builder,
-    seq: UInt64Builder,
-    event: StringBuilder,
-    ctx: StringBuilder,
-    comm: StringBuilder,
-    pid: Int32Builder,
-    vec: UInt32Builder,
-    napi: UInt64Builder,
-    skb: UInt64Builder,
-    csd: UInt64Builder,
-    dev: StringBuilder,
-    len: UInt32Builder,
-    work: Int32Builder,
-    budget: Int32Builder,
-    ret: Int32Builder,
-    target_cpu: Int32Builder,
-    target_comm: StringBuilder,
-    target_pid: Int32Builder,
-    prev_state: StringBuilder,
-    func: StringBuilder,
+    ts_ns: Col<u64>,
+    cpu: Col<u32>,
+    seq: Col<u64>,
+    event: Col<u32>,
+    ctx: Col<u32>,
+    comm: Col<Sym>,
+    pid: Col<i32>,
+    vec: Col<u32>,
+    napi: Col<u64>,
+    skb: Col<u64>,
+    csd: Col<u64>,
+    dev: Col<Sym>,
+    len: Col<u32>,
+    work: Col<i32>,
+    budget: Col<i32>,
+    ret: Col<i32>,
+    target_cpu: Col<i32>,
+    target_comm: Col<Sym>,
+    target_pid: Col<i32>,
+    prev_state: Col<Sym>,
+    func: Col<Sym>,
     rows: usize,
 }
 
+/// Index of a kind in `EventKind::ALL` (its key in the event column's dictionary).
+fn kind_key(k: EventKind) -> u32 {
+    k as u32 - 1
+}
+
+const CTXS: [Ctx; 3] = [Ctx::Task, Ctx::Softirq, Ctx::Hardirq];
+
 impl Columns {
-    fn push(&mut self, e: &Event) {
-        self.ts_ns.append_value(e.ts_ns);
-        self.cpu.append_value(e.cpu);
-        self.seq.append_value(e.seq);
-        self.event.append_value(e.event.name());
-        self.ctx.append_value(e.ctx.name());
-        self.comm.append_value(&e.comm);
-        self.pid.append_value(e.pid);
-        self.vec.append_option(e.vec);
-        self.napi.append_option(e.napi);
-        self.skb.append_option(e.skb);
-        self.csd.append_option(e.csd);
-        self.dev.append_option(e.dev.as_deref());
-        self.len.append_option(e.len);
-        self.work.append_option(e.work);
-        self.budget.append_option(e.budget);
-        self.ret.append_option(e.ret);
-        self.target_cpu.append_option(e.target_cpu);
-        self.target_comm.append_option(e.target_comm.as_deref());
-        self.target_pid.append_option(e.target_pid);
-        self.prev_state.append_option(e.prev_state.as_deref());
-        self.func.append_option(e.func.as_deref());
+    #[inline]
+    fn push(&mut self, e: &Row) {
+        self.ts_ns.push(e.ts_ns);
+        self.cpu.push(e.cpu);
+        self.seq.push(e.seq);
+        self.event.push(kind_key(e.event));
+        self.ctx.push(e.ctx as u32);
+        self.comm.push(e.comm);
+        self.pid.push(e.pid);
+        self.vec.push_opt(e.vec);
+        self.napi.push_opt(e.napi);
+        self.skb.push_opt(e.skb);
+        self.csd.push_opt(e.csd);
+        self.dev.push_opt(e.dev);
+        self.len.push_opt(e.len);
+        self.work.push_opt(e.work);
+        self.budget.push_opt(e.budget);
+        self.ret.push_opt(e.ret);
+        self.target_cpu.push_opt(e.target_cpu);
+        self.target_comm.push_opt(e.target_comm);
+        self.target_pid.push_opt(e.target_pid);
+        self.prev_state.push_opt(e.prev_state);
+        self.func.push_opt(e.func);
         self.rows += 1;
     }
 
-    fn finish(&mut self) -> Result<RecordBatch> {
+    fn finish(&mut self, strs: &[Box<str>]) -> Result<RecordBatch> {
+        let kinds: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+        let ctxs: Vec<&str> = CTXS.iter().map(|c| c.name()).collect();
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(self.ts_ns.finish()),
-            Arc::new(self.cpu.finish()),
-            Arc::new(self.seq.finish()),
-            Arc::new(self.event.finish()),
-            Arc::new(self.ctx.finish()),
-            Arc::new(self.comm.finish()),
-            Arc::new(self.pid.finish()),
-            Arc::new(self.vec.finish()),
-            Arc::new(self.napi.finish()),
-            Arc::new(self.skb.finish()),
-            Arc::new(self.csd.finish()),
-            Arc::new(self.dev.finish()),
-            Arc::new(self.len.finish()),
-            Arc::new(self.work.finish()),
-            Arc::new(self.budget.finish()),
-            Arc::new(self.ret.finish()),
-            Arc::new(self.target_cpu.finish()),
-            Arc::new(self.target_comm.finish()),
-            Arc::new(self.target_pid.finish()),
-            Arc::new(self.prev_state.finish()),
-            Arc::new(self.func.finish()),
+            self.ts_ns.finish::<UInt64Type>(),
+            self.cpu.finish::<UInt32Type>(),
+            self.seq.finish::<UInt64Type>(),
+            self.event.finish_strings(&kinds),
+            self.ctx.finish_strings(&ctxs),
+            self.comm.finish_strings(strs),
+            self.pid.finish::<Int32Type>(),
+            self.vec.finish::<UInt32Type>(),
+            self.napi.finish::<UInt64Type>(),
+            self.skb.finish::<UInt64Type>(),
+            self.csd.finish::<UInt64Type>(),
+            self.dev.finish_strings(strs),
+            self.len.finish::<UInt32Type>(),
+            self.work.finish::<Int32Type>(),
+            self.budget.finish::<Int32Type>(),
+            self.ret.finish::<Int32Type>(),
+            self.target_cpu.finish::<Int32Type>(),
+            self.target_comm.finish_strings(strs),
+            self.target_pid.finish::<Int32Type>(),
+            self.prev_state.finish_strings(strs),
+            self.func.finish_strings(strs),
         ];
         self.rows = 0;
         Ok(RecordBatch::try_new(schema(), cols)?)
     }
 }
 
+/// Snappy, row groups of `ROW_GROUP_ROWS`. Per column, what costs CPU for nothing: the
+/// strictly growing ts_ns and seq are delta-encoded (a dictionary of unique values only
+/// grows, then falls back); min/max statistics are kept where a reader can prune row groups
+/// by them (time, CPU, sequence, pid), not for strings, keyed pointer hashes or the
+/// mostly-null event fields.
+fn writer_properties() -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_size(ROW_GROUP_ROWS);
+    for c in ["ts_ns", "seq"] {
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(c), false)
+            .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
+    }
+    for f in schema().fields() {
+        if !matches!(f.name().as_str(), "ts_ns" | "cpu" | "seq" | "pid") {
+            let c = ColumnPath::from(f.name().as_str());
+            b = b.set_column_statistics_enabled(c, EnabledStatistics::None);
+        }
+    }
+    b.build()
+}
+
+/// Where the Parquet encoding runs: in the caller, or on a thread of its own.
+enum Sink {
+    Inline(Box<ArrowWriter<File>>),
+    Thread {
+        tx: std::sync::mpsc::SyncSender<RecordBatch>,
+        handle: std::thread::JoinHandle<Result<ArrowWriter<File>>>,
+        /// Bytes the thread's writer has produced (written + buffered), for progress.
+        bytes: Arc<AtomicUsize>,
+    },
+    /// The writer thread stopped on this error.
+    Failed(String),
+}
+
 /// Streams events into a Parquet file. Row groups are written as they fill, so a long
 /// recording does not grow in memory; `finish` writes the footer (with the final metadata)
 /// and must run on every exit path — `record` calls it on Ctrl-C and SIGTERM too.
+///
+/// Rows arrive as `Event`s (`push`) or, without a per-row allocation, as `Row`s whose
+/// strings were interned by the writer (`push_row`). With `create_threaded`, the Parquet
+/// encoding runs on a thread of its own, fed a batch at a time through a bounded queue, so
+/// the producer (record's ring-buffer drain) never waits for an encoder.
 pub struct TraceWriter {
-    writer: ArrowWriter<File>,
+    sink: Sink,
+    strs: StrTable,
     cols: Columns,
+    batch_rows: usize,
     rows: u64,
 }
 
 impl TraceWriter {
     pub fn create(path: &Path) -> Result<TraceWriter> {
-        let file = File::create(path)
-            .with_context(|| format!("cannot create output file {}", path.display()))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_size(BATCH_ROWS * 4)
-            .build();
-        let writer = ArrowWriter::try_new(file, schema(), Some(props))?;
+        let writer = Self::arrow_writer(path)?;
         Ok(TraceWriter {
-            writer,
+            sink: Sink::Inline(Box::new(writer)),
+            strs: StrTable::default(),
             cols: Columns::default(),
+            batch_rows: WRITE_ROWS,
             rows: 0,
         })
     }
 
+    /// Like `create`, with the Parquet encoding on a writer thread.
+    pub fn create_threaded(path: &Path) -> Result<TraceWriter> {
+        let mut writer = Self::arrow_writer(path)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(QUEUED_BATCHES);
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let b = bytes.clone();
+        let handle = std::thread::Builder::new()
+            .name("napiscope-writer".into())
+            .spawn(move || {
+                for batch in rx {
+                    writer.write(&batch)?;
+                    b.store(
+                        writer.bytes_written() + writer.in_progress_size(),
+                        AtomicOrdering::Relaxed,
+                    );
+                }
+                Ok(writer)
+            })?;
+        Ok(TraceWriter {
+            sink: Sink::Thread { tx, handle, bytes },
+            strs: StrTable::default(),
+            cols: Columns::default(),
+            batch_rows: THREAD_BATCH_ROWS,
+            rows: 0,
+        })
+    }
+
+    fn arrow_writer(path: &Path) -> Result<ArrowWriter<File>> {
+        let file = File::create(path)
+            .with_context(|| format!("cannot create output file {}", path.display()))?;
+        Ok(ArrowWriter::try_new(
+            file,
+            schema(),
+            Some(writer_properties()),
+        )?)
+    }
+
+    /// The id of a string, for `Row`'s string fields.
+    pub fn intern(&mut self, s: &str) -> Sym {
+        self.strs.intern(s)
+    }
+
+    /// The id of a NUL-terminated kernel name (comm, device name), by its raw bytes.
+    #[inline]
+    pub fn intern_bytes(&mut self, b: &[u8; COMM_LEN]) -> Sym {
+        self.strs.intern_bytes(b)
+    }
+
     pub fn push(&mut self, e: &Event) -> Result<()> {
-        self.cols.push(e);
+        let mut r = Row::new(
+            e.ts_ns,
+            e.cpu,
+            e.seq,
+            e.event,
+            e.ctx,
+            self.strs.intern(&e.comm),
+        );
+        r.pid = e.pid;
+        r.vec = e.vec;
+        r.napi = e.napi;
+        r.skb = e.skb;
+        r.csd = e.csd;
+        r.dev = e.dev.as_deref().map(|s| self.strs.intern(s));
+        r.len = e.len;
+        r.work = e.work;
+        r.budget = e.budget;
+        r.ret = e.ret;
+        r.target_cpu = e.target_cpu;
+        r.target_comm = e.target_comm.as_deref().map(|s| self.strs.intern(s));
+        r.target_pid = e.target_pid;
+        r.prev_state = e.prev_state.as_deref().map(|s| self.strs.intern(s));
+        r.func = e.func.as_deref().map(|s| self.strs.intern(s));
+        self.push_row(&r)
+    }
+
+    /// Append a row whose strings came from `intern` / `intern_bytes` of this writer.
+    #[inline]
+    pub fn push_row(&mut self, r: &Row) -> Result<()> {
+        self.cols.push(r);
         self.rows += 1;
-        if self.cols.rows >= WRITE_ROWS {
+        if self.cols.rows >= self.batch_rows {
             self.flush_batch()?;
         }
         Ok(())
     }
 
     fn flush_batch(&mut self) -> Result<()> {
-        if self.cols.rows > 0 {
-            let batch = self.cols.finish()?;
-            self.writer.write(&batch)?;
+        if self.cols.rows == 0 {
+            return Ok(());
+        }
+        let batch = self.cols.finish(&self.strs.strs)?;
+        match &mut self.sink {
+            Sink::Inline(w) => w.write(&batch)?,
+            Sink::Thread { tx, .. } => {
+                if tx.send(batch).is_err() {
+                    // The thread stopped on an error: collect and report it.
+                    let sink = std::mem::replace(&mut self.sink, Sink::Failed(String::new()));
+                    let msg = match sink {
+                        Sink::Thread { handle, .. } => match handle.join() {
+                            Ok(Err(e)) => format!("writing the Parquet file: {e:#}"),
+                            _ => "the Parquet writer thread stopped".to_string(),
+                        },
+                        _ => unreachable!("matched Sink::Thread above"),
+                    };
+                    self.sink = Sink::Failed(msg.clone());
+                    bail!(msg);
+                }
+            }
+            Sink::Failed(msg) => bail!(msg.clone()),
         }
         Ok(())
     }
@@ -204,20 +548,34 @@ impl TraceWriter {
 
     /// Bytes written so far plus the row group being built (an estimate of the file size).
     pub fn bytes_written(&self) -> usize {
-        self.writer.bytes_written() + self.writer.in_progress_size()
+        match &self.sink {
+            Sink::Inline(w) => w.bytes_written() + w.in_progress_size(),
+            Sink::Thread { bytes, .. } => bytes.load(AtomicOrdering::Relaxed),
+            Sink::Failed(_) => 0,
+        }
     }
 
     /// Write the remaining rows, the metadata and the footer. Returns the file size.
     pub fn finish(mut self, meta: &TraceMeta) -> Result<u64> {
-        self.flush_batch()?;
+        let flushed = self.flush_batch();
+        let mut writer = match self.sink {
+            Sink::Inline(w) => *w,
+            Sink::Thread { tx, handle, .. } => {
+                drop(tx);
+                handle
+                    .join()
+                    .map_err(|_| anyhow!("the Parquet writer thread panicked"))??
+            }
+            Sink::Failed(msg) => bail!(msg),
+        };
+        flushed?;
         let mut meta = meta.clone();
         meta.set("schema_version", SCHEMA_VERSION);
         meta.set("rows", self.rows.to_string());
         for (k, v) in &meta.0 {
-            self.writer
-                .append_key_value_metadata(KeyValue::new(format!("{META_PREFIX}{k}"), v.clone()));
+            writer.append_key_value_metadata(KeyValue::new(format!("{META_PREFIX}{k}"), v.clone()));
         }
-        let file = self.writer.into_inner()?;
+        let file = writer.into_inner()?;
         file.sync_all()?;
         Ok(file.metadata()?.len())
     }
@@ -237,9 +595,9 @@ pub struct Trace {
     pub meta: TraceMeta,
 }
 
-/// Read a napiscope trace. Errors name the file and what is wrong with it (not Parquet,
-/// truncated, another schema) — `check` and `report` turn them into exit code 2.
-pub fn read_trace(path: &Path) -> Result<Trace> {
+/// Open a trace file and read its footer: the file, its Arrow/Parquet metadata (schema
+/// checked) and napiscope's key/value metadata. Errors name the file and what is wrong.
+fn open_trace(path: &Path) -> Result<(File, ArrowReaderMetadata, TraceMeta)> {
     let file = File::open(path).with_context(|| format!("cannot open trace {}", path.display()))?;
     let len = file.metadata()?.len();
     if len == 0 {
@@ -248,7 +606,7 @@ pub fn read_trace(path: &Path) -> Result<Trace> {
             path.display()
         );
     }
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+    let md = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
         anyhow!(
             "{} is not a readable Parquet file ({e}); it may be truncated or not a trace \
              — re-record it with `napiscope record`",
@@ -256,15 +614,24 @@ pub fn read_trace(path: &Path) -> Result<Trace> {
         )
     })?;
     let mut meta = TraceMeta::default();
-    if let Some(kvs) = builder.metadata().file_metadata().key_value_metadata() {
+    if let Some(kvs) = md.metadata().file_metadata().key_value_metadata() {
         for kv in kvs {
             if let (Some(k), Some(v)) = (kv.key.strip_prefix(META_PREFIX), &kv.value) {
                 meta.set(k, v.clone());
             }
         }
     }
-    check_schema(builder.schema(), path)?;
-    let reader = builder.with_batch_size(BATCH_ROWS).build()?;
+    check_schema(md.schema(), path)?;
+    Ok((file, md, meta))
+}
+
+/// Read a napiscope trace. Errors name the file and what is wrong with it (not Parquet,
+/// truncated, another schema) — `check` and `report` turn them into exit code 2.
+pub fn read_trace(path: &Path) -> Result<Trace> {
+    let (file, md, meta) = open_trace(path)?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, md)
+        .with_batch_size(BATCH_ROWS)
+        .build()?;
     let mut events = Vec::new();
     for batch in reader {
         let batch = batch.with_context(|| format!("reading {}", path.display()))?;
@@ -272,6 +639,221 @@ pub fn read_trace(path: &Path) -> Result<Trace> {
             .with_context(|| format!("decoding {}", path.display()))?;
     }
     Ok(Trace { events, meta })
+}
+
+/// The columns the checker reads, in `Cols` order.
+const CHECK_COLUMNS: [&str; 18] = [
+    "ts_ns",
+    "cpu",
+    "seq",
+    "event",
+    "ctx",
+    "comm",
+    "pid",
+    "vec",
+    "napi",
+    "skb",
+    "work",
+    "budget",
+    "ret",
+    "target_cpu",
+    "dev",
+    "target_comm",
+    "prev_state",
+    "func",
+];
+
+/// Read a trace straight into the checker's columns: only the columns the rules read,
+/// strings as the file's dictionary ids (interned once per batch, not once per row). Same
+/// errors as `read_trace`.
+pub fn read_columns(path: &Path) -> Result<(Cols, TraceMeta)> {
+    let (file, md, meta) = open_trace(path)?;
+    // Ask for the string columns as dictionaries: the reader then keeps the pages'
+    // dictionary encoding instead of building a string per row.
+    let hint: Vec<Field> = md
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            if *f.data_type() == DataType::Utf8 {
+                Field::new(
+                    f.name(),
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                    f.is_nullable(),
+                )
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    let md = ArrowReaderMetadata::try_new(
+        md.metadata().clone(),
+        ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(hint))),
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    let roots: Vec<usize> = CHECK_COLUMNS
+        .iter()
+        .map(|c| md.schema().index_of(c))
+        .collect::<std::result::Result<_, _>>()?;
+    let mask = ProjectionMask::roots(md.parquet_schema(), roots);
+    let rows: usize = md
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows().max(0) as usize)
+        .sum();
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, md)
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()?;
+    let mut cols = Cols::with_capacity(rows.min(1 << 28));
+    for batch in reader {
+        let batch = batch.with_context(|| format!("reading {}", path.display()))?;
+        columns_of_batch(&batch, &mut cols)
+            .with_context(|| format!("decoding {}", path.display()))?;
+    }
+    Ok((cols, meta))
+}
+
+type Dict = DictionaryArray<Int32Type>;
+
+/// The row's interned string for each of a dictionary column's rows (NO_SYM for null; `null`
+/// for null rows of a column that has no nulls in a valid trace).
+fn dict_syms(
+    d: &Dict,
+    strs: &mut Strings,
+    null: Sym,
+    out: &mut Vec<Sym>,
+    name: &str,
+) -> Result<()> {
+    let values = d
+        .values()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| anyhow!("column `{name}`: dictionary values are not strings"))?;
+    let map: Vec<Sym> = values
+        .iter()
+        .map(|v| v.map_or(null, |s| strs.intern(s)))
+        .collect();
+    let keys = d.keys();
+    let sym = |k: i32| -> Result<Sym> {
+        map.get(k as usize)
+            .copied()
+            .ok_or_else(|| anyhow!("column `{name}`: dictionary key {k} out of range"))
+    };
+    if keys.null_count() == 0 {
+        for k in keys.values() {
+            out.push(sym(*k)?);
+        }
+    } else {
+        for k in keys.iter() {
+            out.push(match k {
+                Some(k) => sym(k)?,
+                None => null,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Set `bit` in `valid` for the array's non-null rows.
+fn mark_valid(a: &dyn Array, valid: &mut [u8], bit: u8) {
+    match a.nulls() {
+        None => valid.iter_mut().for_each(|v| *v |= bit),
+        Some(n) => n.valid_indices().for_each(|i| valid[i] |= bit),
+    }
+}
+
+fn columns_of_batch(b: &RecordBatch, c: &mut Cols) -> Result<()> {
+    let n = b.num_rows();
+    let start = c.len();
+    c.ts.extend_from_slice(col::<UInt64Array>(b, "ts_ns")?.values());
+    c.cpu
+        .extend_from_slice(col::<UInt32Array>(b, "cpu")?.values());
+    c.seq
+        .extend_from_slice(col::<UInt64Array>(b, "seq")?.values());
+    c.pid
+        .extend_from_slice(col::<Int32Array>(b, "pid")?.values());
+
+    // event and ctx: the dictionary's names, decided once per batch.
+    let ev = col::<Dict>(b, "event")?;
+    let names = ev
+        .values()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| anyhow!("column `event`: dictionary values are not strings"))?;
+    let kinds: Vec<Option<EventKind>> = names
+        .iter()
+        .map(|v| v.and_then(EventKind::from_name))
+        .collect();
+    for (i, k) in ev.keys().iter().enumerate() {
+        let kind = k.and_then(|k| kinds.get(k as usize).copied().flatten());
+        let Some(kind) = kind else {
+            let name = k.and_then(|k| names.iter().nth(k as usize).flatten());
+            bail!("row {i}: unknown event `{}`", name.unwrap_or(""));
+        };
+        c.kind.push(kind);
+    }
+    let cx = col::<Dict>(b, "ctx")?;
+    let names = cx
+        .values()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| anyhow!("column `ctx`: dictionary values are not strings"))?;
+    let ctxs: Vec<Option<Ctx>> = names.iter().map(|v| v.and_then(Ctx::from_name)).collect();
+    for (i, k) in cx.keys().iter().enumerate() {
+        let ctx = k.and_then(|k| ctxs.get(k as usize).copied().flatten());
+        let Some(ctx) = ctx else {
+            let name = k.and_then(|k| names.iter().nth(k as usize).flatten());
+            bail!("row {i}: unknown ctx `{}`", name.unwrap_or(""));
+        };
+        c.ctx.push(ctx);
+    }
+
+    let empty = c.strs.intern("");
+    dict_syms(
+        col::<Dict>(b, "comm")?,
+        &mut c.strs,
+        empty,
+        &mut c.comm,
+        "comm",
+    )?;
+    dict_syms(
+        col::<Dict>(b, "dev")?,
+        &mut c.strs,
+        NO_SYM,
+        &mut c.dev,
+        "dev",
+    )?;
+    let tc = col::<Dict>(b, "target_comm")?;
+    dict_syms(tc, &mut c.strs, NO_SYM, &mut c.target_comm, "target_comm")?;
+    let ps = col::<Dict>(b, "prev_state")?;
+    dict_syms(ps, &mut c.strs, NO_SYM, &mut c.prev_state, "prev_state")?;
+    dict_syms(
+        col::<Dict>(b, "func")?,
+        &mut c.strs,
+        NO_SYM,
+        &mut c.func,
+        "func",
+    )?;
+
+    c.valid.resize(start + n, 0);
+    let valid = &mut c.valid[start..];
+    macro_rules! nullable {
+        ($name:literal, $ty:ty, $dst:ident, $bit:expr) => {{
+            let a = col::<$ty>(b, $name)?;
+            c.$dst.extend_from_slice(a.values());
+            mark_valid(a, valid, $bit);
+        }};
+    }
+    nullable!("vec", UInt32Array, vec, V_VEC);
+    nullable!("napi", UInt64Array, napi, V_NAPI);
+    nullable!("skb", UInt64Array, skb, V_SKB);
+    nullable!("work", Int32Array, work, V_WORK);
+    nullable!("budget", Int32Array, budget, V_BUDGET);
+    nullable!("ret", Int32Array, ret, V_RET);
+    nullable!("target_cpu", Int32Array, target_cpu, V_TARGET_CPU);
+    Ok(())
 }
 
 fn check_schema(found: &SchemaRef, path: &Path) -> Result<()> {

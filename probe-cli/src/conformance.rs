@@ -90,11 +90,13 @@ fn print_paths(r: &CheckReport) {
 }
 
 pub fn run_check(trace: &Path, mode: Option<Mode>, json: bool, junit: Option<&Path>) -> Result<u8> {
-    let t = analysis::read_trace(trace).map_err(|e| CliError::usage(format!("{e:#}")))?;
-    if t.events.is_empty() {
+    // Straight into columns: no per-row Event with owned strings.
+    let (cols, meta) =
+        analysis::trace::read_columns(trace).map_err(|e| CliError::usage(format!("{e:#}")))?;
+    if cols.is_empty() {
         return Err(CliError::usage(format!("{} holds no events", trace.display())).into());
     }
-    let report = check::check(&t, mode);
+    let report = check::check_cols(cols, &meta, mode);
     if let Some(j) = junit {
         std::fs::write(j, junit_xml(&report, &trace.display().to_string()))
             .with_context(|| format!("writing {}", j.display()))?;

@@ -14,9 +14,15 @@
 //! | sched_wake_idle_without_ipi | | | target cpu | | | |
 //! | enqueue_to_backlog (kprobe) | skb | | target cpu | | | |
 
-use std::hash::{BuildHasher, RandomState};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+};
 
-use analysis::{Ctx, Event, EventKind};
+use analysis::{
+    trace::{Row, Sym},
+    Ctx, Event, EventKind, TraceWriter,
+};
 use anyhow::{bail, Result};
 use probe_common::RawEvent;
 
@@ -27,8 +33,12 @@ pub struct Decoder {
     /// Per-recording random key: equal pointers hash equal inside one file, and the file does
     /// not reveal kernel addresses. None with --raw-pointers.
     key: Option<RandomState>,
+    /// `row`'s caches of the writer's string ids: function address → name, prev_state → text.
+    funcs: HashMap<u64, Sym>,
+    states: HashMap<i64, Sym>,
 }
 
+#[cfg_attr(not(test), allow(dead_code))]
 fn cstr(b: &[u8]) -> String {
     let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
@@ -65,11 +75,28 @@ pub fn prev_state(state: i64) -> String {
     s
 }
 
+/// `EventKind::from_code` by table.
+#[inline]
+fn kind_of(code: u16) -> Option<EventKind> {
+    const TABLE: [Option<EventKind>; 16] = {
+        let mut t = [None; 16];
+        let mut i = 0;
+        while i < EventKind::ALL.len() {
+            t[EventKind::ALL[i] as usize] = Some(EventKind::ALL[i]);
+            i += 1;
+        }
+        t
+    };
+    TABLE.get(code as usize).copied().flatten()
+}
+
 impl Decoder {
     pub fn new(symbols: Symbols, raw_pointers: bool) -> Decoder {
         Decoder {
             symbols,
             key: (!raw_pointers).then(RandomState::new),
+            funcs: HashMap::new(),
+            states: HashMap::new(),
         }
     }
 
@@ -82,6 +109,9 @@ impl Decoder {
         })
     }
 
+    /// One record as an `Event` with owned strings: the reference `row` is tested against,
+    /// and the form for consumers that want single events rather than a file.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn decode_bytes(&self, bytes: &[u8]) -> Result<Event> {
         if bytes.len() < std::mem::size_of::<RawEvent>() {
             bail!("short record: {} bytes", bytes.len());
@@ -91,6 +121,93 @@ impl Decoder {
         self.decode(&raw)
     }
 
+    /// The record at the start of `bytes` (a ring-buffer item), if it is long enough.
+    #[inline]
+    pub fn raw(bytes: &[u8]) -> Result<RawEvent> {
+        if bytes.len() < std::mem::size_of::<RawEvent>() {
+            bail!("short record: {} bytes", bytes.len());
+        }
+        // SAFETY: length checked; RawEvent is plain data; read_unaligned tolerates alignment.
+        Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+    }
+
+    /// `decode` without the `Event`: the same fields as a `Row` whose strings are `w`'s ids
+    /// (comm and device names interned by their raw bytes, functions and states once per
+    /// value). A decoder's rows go to one writer only: it caches that writer's ids.
+    #[inline]
+    pub fn row(&mut self, r: &RawEvent, w: &mut TraceWriter) -> Result<Row> {
+        let Some(kind) = kind_of(r.kind) else {
+            bail!("unknown event kind {}", r.kind);
+        };
+        let ctx = Ctx::from_code(r.ctx).unwrap_or(Ctx::Task);
+        let mut e = Row::new(r.ts_ns, r.cpu, r.seq, kind, ctx, w.intern_bytes(&r.comm));
+        e.pid = r.pid as i32;
+        use EventKind::*;
+        match kind {
+            SoftirqRaise | SoftirqEntry | SoftirqExit => e.vec = Some(r.arg0 as u32),
+            NapiPoll => {
+                e.napi = self.ptr(r.ptr);
+                e.work = Some(r.arg0);
+                e.budget = Some(r.arg1);
+                e.dev = Some(w.intern_bytes(&r.name));
+            }
+            NetifRx | NetifReceiveSkb => {
+                e.skb = self.ptr(r.ptr);
+                e.len = Some(r.arg0 as u32);
+                e.dev = Some(w.intern_bytes(&r.name));
+            }
+            NetifRxExit => e.ret = Some(r.arg0),
+            SchedSwitch => {
+                e.target_comm = Some(w.intern_bytes(&r.name));
+                e.target_pid = Some(r.arg1);
+                e.prev_state = Some(self.state_sym(r.state, w));
+            }
+            SchedWaking | SchedWakeup => {
+                e.target_comm = Some(w.intern_bytes(&r.name));
+                e.target_pid = Some(r.arg1);
+                e.target_cpu = Some(r.arg0);
+            }
+            IpiSendCpu => {
+                e.target_cpu = Some(r.arg0);
+                e.func = Some(self.func_sym(r.func, w));
+            }
+            CsdQueueCpu => {
+                e.target_cpu = Some(r.arg0);
+                e.func = Some(self.func_sym(r.func, w));
+                e.csd = self.ptr(r.ptr);
+            }
+            CsdFunctionEntry => {
+                e.func = Some(self.func_sym(r.func, w));
+                e.csd = self.ptr(r.ptr);
+            }
+            SchedWakeIdleWithoutIpi => e.target_cpu = Some(r.arg0),
+            EnqueueToBacklog => {
+                e.skb = self.ptr(r.ptr);
+                e.target_cpu = Some(r.arg0);
+            }
+        }
+        Ok(e)
+    }
+
+    fn func_sym(&mut self, addr: u64, w: &mut TraceWriter) -> Sym {
+        if let Some(s) = self.funcs.get(&addr) {
+            return *s;
+        }
+        let s = w.intern(&self.symbols.name(addr));
+        self.funcs.insert(addr, s);
+        s
+    }
+
+    fn state_sym(&mut self, state: i64, w: &mut TraceWriter) -> Sym {
+        if let Some(s) = self.states.get(&state) {
+            return *s;
+        }
+        let s = w.intern(&prev_state(state));
+        self.states.insert(state, s);
+        s
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn decode(&self, r: &RawEvent) -> Result<Event> {
         let Some(kind) = EventKind::from_code(r.kind) else {
             bail!("unknown event kind {}", r.kind);
@@ -244,6 +361,65 @@ mod tests {
         assert_eq!(e.comm, "backlog_napi/1");
         assert_eq!(e.target_comm.as_deref(), Some("swapper/1"));
         assert_eq!(e.prev_state.as_deref(), Some("S"));
+    }
+
+    /// `row` (the recorder's path) and `decode` (the reference) agree on every kind, through
+    /// the writer and back, raw pointers and hashed.
+    #[test]
+    fn rows_written_read_back_as_decode_gives() {
+        for raw_pointers in [true, false] {
+            let mut d = Decoder::new(
+                Symbols::parse("ffffffff81e5dbc0 t rps_trigger_softirq\n"),
+                raw_pointers,
+            );
+            let mut raws = vec![];
+            for (i, k) in EventKind::ALL.iter().enumerate() {
+                let mut r = RawEvent::zeroed();
+                r.kind = *k as u16;
+                r.ts_ns = 1000 + i as u64;
+                r.seq = i as u64;
+                r.cpu = (i % 3) as u32;
+                r.pid = 100 + i as u32;
+                r.ctx = (i % 3) as u8;
+                r.comm = comm(if i % 2 == 0 {
+                    "backlog_napi/1"
+                } else {
+                    "iperf"
+                });
+                r.name = comm(if i % 2 == 0 { "(no_device)" } else { "veth1" });
+                r.ptr = if i == 5 {
+                    0
+                } else {
+                    0xffff_8880_0000_0000 + i as u64 * 64
+                };
+                r.func = if i % 2 == 0 {
+                    0xffffffff81e5dbc0
+                } else {
+                    0x1234
+                };
+                r.arg0 = i as i32 - 2;
+                r.arg1 = 64;
+                r.state = [0, 1, 0x100, 0x40][i % 4];
+                raws.push(r);
+            }
+            let dir = std::env::temp_dir().join(format!("napiscope-row-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(format!("rows-{raw_pointers}.parquet"));
+            let mut w = TraceWriter::create_threaded(&path).unwrap();
+            for r in &raws {
+                let row = d.row(r, &mut w).unwrap();
+                w.push_row(&row).unwrap();
+            }
+            w.finish(&Default::default()).unwrap();
+            let back = analysis::read_trace(&path).unwrap().events;
+            let want: Vec<Event> = raws.iter().map(|r| d.decode(r).unwrap()).collect();
+            assert_eq!(back, want);
+            let mut bad = RawEvent::zeroed();
+            bad.kind = 99;
+            let mut w2 = TraceWriter::create(&dir.join("unused.parquet")).unwrap();
+            assert!(d.row(&bad, &mut w2).is_err());
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
     }
 
     #[test]

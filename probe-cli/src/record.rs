@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use analysis::{Event, TraceMeta, TraceWriter};
+use analysis::{TraceMeta, TraceWriter};
 use anyhow::{Context as _, Result};
 use probe_common::{CpuState, Settings};
 
@@ -86,6 +86,19 @@ pub struct RecordSummary {
     /// Events skipped by the kernel's recursion protection, per event ("ctx" for the
     /// context trackers).
     pub missed_by_event: BTreeMap<String, u64>,
+    /// CPU seconds the recorder itself spent (all its threads) from the start of recording
+    /// to the finished file — not loading, not the read-back: the cost per event of tracing.
+    pub recording_user_s: f64,
+    pub recording_sys_s: f64,
+}
+
+/// User and system CPU seconds of this process so far (all threads).
+fn process_cpu() -> (f64, f64) {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (tv(u.ru_utime), tv(u.ru_stime))
 }
 
 /// Map program recursion misses to event names (context trackers count as "ctx").
@@ -134,24 +147,87 @@ fn read_back(summary: &mut RecordSummary, path: &std::path::Path) -> Result<()> 
 /// Tracks per-CPU sequence numbers as rows arrive; a gap is a lost event.
 #[derive(Default)]
 pub struct SeqTracker {
-    next: BTreeMap<u32, u64>,
-    gaps: BTreeMap<u32, u64>,
+    /// Per CPU: next expected seq + 1 (0 = nothing seen yet).
+    next: Vec<u64>,
+    gaps: Vec<u64>,
 }
 
 impl SeqTracker {
+    #[inline]
     pub fn see(&mut self, cpu: u32, seq: u64) {
-        if let Some(n) = self.next.get(&cpu) {
-            if seq > *n {
-                *self.gaps.entry(cpu).or_default() += seq - n;
-            }
+        let c = cpu as usize;
+        if c >= self.next.len() {
+            self.next.resize(c + 1, 0);
+            self.gaps.resize(c + 1, 0);
         }
-        self.next.insert(cpu, seq + 1);
+        let n = self.next[c];
+        if n > 0 && seq > n - 1 {
+            self.gaps[c] += seq - (n - 1);
+        }
+        self.next[c] = seq.saturating_add(1).saturating_add(1);
     }
     pub fn gaps(&self, ncpu: usize) -> Vec<u64> {
-        (0..ncpu as u32)
-            .map(|c| self.gaps.get(&c).copied().unwrap_or(0))
+        (0..ncpu)
+            .map(|c| self.gaps.get(c).copied().unwrap_or(0))
             .collect()
     }
+}
+
+/// What `record` counts per event while it writes: per kind, per CPU, sequence gaps, and
+/// records it could not decode.
+#[derive(Default)]
+pub struct Tally {
+    per_kind: [u64; 16],
+    per_cpu: Vec<u64>,
+    pub seqs: SeqTracker,
+    pub bad: u64,
+}
+
+impl Tally {
+    #[inline]
+    fn see(&mut self, kind: analysis::EventKind, cpu: u32, seq: u64) {
+        self.per_kind[kind as usize & 15] += 1;
+        let c = cpu as usize;
+        if c >= self.per_cpu.len() {
+            self.per_cpu.resize(c + 1, 0);
+        }
+        self.per_cpu[c] += 1;
+        self.seqs.see(cpu, seq);
+    }
+
+    fn into_summary(self, summary: &mut RecordSummary) {
+        for k in analysis::EventKind::ALL {
+            let n = self.per_kind[k as usize];
+            if n > 0 {
+                summary.per_event.insert(k.name().to_string(), n);
+            }
+        }
+        for (cpu, n) in self.per_cpu.iter().enumerate() {
+            if *n > 0 {
+                summary.per_cpu.insert(cpu as u32, *n);
+            }
+        }
+    }
+}
+
+/// Decode one ring-buffer item and append it to the file. A record that is not one of ours
+/// is counted, never fatal; a CPU number beyond any kernel's is such a record.
+#[inline]
+fn ingest(
+    item: &[u8],
+    decoder: &mut Decoder,
+    writer: &mut TraceWriter,
+    tally: &mut Tally,
+) -> Result<()> {
+    let row = match Decoder::raw(item).and_then(|r| decoder.row(&r, writer)) {
+        Ok(r) if (r.cpu as usize) < probe_common::MAX_CPUS => r,
+        _ => {
+            tally.bad += 1;
+            return Ok(());
+        }
+    };
+    tally.see(row.event, row.cpu, row.seq);
+    writer.push_row(&row)
 }
 
 pub fn build_settings(cpus: Option<&[u32]>, all_softirqs: bool) -> Settings {
@@ -184,8 +260,8 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     let mut settings = build_settings(opts.cpus.as_deref(), opts.all_softirqs);
     settings.wakeup_bytes = ring_bytes / 8;
     // Create the output before loading anything, so a bad path fails fast and clearly.
-    let mut writer =
-        TraceWriter::create(&opts.output).map_err(|e| CliError::usage(format!("{e:#}")))?;
+    let mut writer = TraceWriter::create_threaded(&opts.output)
+        .map_err(|e| CliError::usage(format!("{e:#}")))?;
     let symbols = Symbols::load();
     if symbols.is_empty() {
         eprintln!(
@@ -193,7 +269,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         );
     }
     let mut loaded = probes::load(&tracefs, &settings, ring_bytes, &symbols)?;
-    let decoder = Decoder::new(symbols, opts.raw_pointers);
+    let mut decoder = Decoder::new(symbols, opts.raw_pointers);
     let failed: Vec<_> = loaded.results.iter().filter(|r| !r.attached).collect();
     if !opts.quiet {
         eprintln!(
@@ -227,17 +303,16 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     if let Some(c) = &opts.control {
         let _ = c.ready.send(());
     }
+    let cpu0 = process_cpu();
     let start = Instant::now();
     let start_wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let mut summary = RecordSummary::default();
-    let mut seqs = SeqTracker::default();
+    let mut tally = Tally::default();
     let mut last_tick = Instant::now();
     let mut last_rows = 0u64;
-    let mut bad_records = 0u64;
     let tty = std::io::stderr().is_terminal();
-    let mut pending: Vec<Event> = Vec::with_capacity(4096);
     let stop_reason = loop {
         let sig = STOP_SIGNAL.load(Ordering::SeqCst);
         if sig != 0 {
@@ -264,8 +339,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         };
         // SAFETY: one valid pollfd; EINTR (a signal) just ends the wait.
         unsafe { libc::poll(&mut pfd, 1, 20) };
-        drain(&mut ring, &decoder, &mut pending, &mut bad_records);
-        store(&mut pending, &mut seqs, &mut summary, &mut writer)?;
+        drain(&mut ring, &mut decoder, &mut writer, &mut tally)?;
         if last_tick.elapsed() >= Duration::from_secs(1) && !opts.quiet {
             let lost = lost_per_cpu(&state, ncpu);
             let rate = (writer.rows() - last_rows) as f64 / last_tick.elapsed().as_secs_f64();
@@ -293,13 +367,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     // (Closing the perf links takes a moment per probe; it is not recording time.)
     drop(loaded);
     // `drain` takes a bounded bite per call: repeat until the ring is empty.
-    loop {
-        drain(&mut ring, &decoder, &mut pending, &mut bad_records);
-        if pending.is_empty() {
-            break;
-        }
-        store(&mut pending, &mut seqs, &mut summary, &mut writer)?;
-    }
+    while drain(&mut ring, &mut decoder, &mut writer, &mut tally)? > 0 {}
     if tty && !opts.quiet {
         eprintln!();
     }
@@ -313,8 +381,11 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     meta.set("duration_s", format!("{elapsed:.3}"));
     meta.set("stop_reason", stop_reason);
     meta.set("lost_per_cpu", serde_json::to_string(&lost)?);
-    meta.set("seq_gaps_per_cpu", serde_json::to_string(&seqs.gaps(ncpu))?);
-    meta.set("bad_records", bad_records.to_string());
+    meta.set(
+        "seq_gaps_per_cpu",
+        serde_json::to_string(&tally.seqs.gaps(ncpu))?,
+    );
+    meta.set("bad_records", tally.bad.to_string());
     meta.set("pointers", if opts.raw_pointers { "raw" } else { "hashed" });
     meta.set("ring_buffer_bytes", ring_bytes.to_string());
     meta.set(
@@ -338,6 +409,9 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         }
     }
     let bytes = writer.finish(&meta).context("finishing the Parquet file")?;
+    let cpu1 = process_cpu();
+    summary.recording_user_s = cpu1.0 - cpu0.0;
+    summary.recording_sys_s = cpu1.1 - cpu0.1;
 
     summary.output = opts.output.display().to_string();
     summary.events = rows;
@@ -351,45 +425,28 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     summary.events_per_second = rows as f64 / elapsed.max(1e-9);
     summary.lost_total = lost.iter().sum();
     summary.lost_per_cpu = lost;
-    summary.seq_gaps_per_cpu = seqs.gaps(ncpu);
+    summary.seq_gaps_per_cpu = tally.seqs.gaps(ncpu);
+    tally.into_summary(&mut summary);
     summary.stop_reason = stop_reason.into();
     read_back(&mut summary, &opts.output)?;
     Ok(summary)
 }
 
-/// Count and write decoded events.
-fn store(
-    pending: &mut Vec<Event>,
-    seqs: &mut SeqTracker,
-    summary: &mut RecordSummary,
-    writer: &mut TraceWriter,
-) -> Result<()> {
-    for e in pending.drain(..) {
-        seqs.see(e.cpu, e.seq);
-        *summary
-            .per_event
-            .entry(e.event.name().to_string())
-            .or_default() += 1;
-        *summary.per_cpu.entry(e.cpu).or_default() += 1;
-        writer.push(&e)?;
-    }
-    Ok(())
-}
-
+/// Decode and write what waits in the ring; returns how many records it took.
 fn drain(
     ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
-    decoder: &Decoder,
-    out: &mut Vec<Event>,
-    bad: &mut u64,
-) {
+    decoder: &mut Decoder,
+    writer: &mut TraceWriter,
+    tally: &mut Tally,
+) -> Result<usize> {
     // Bounded, so the progress line and signals are served even under a flood.
-    for _ in 0..32_768 {
-        let Some(item) = ring.next() else { break };
-        match decoder.decode_bytes(&item) {
-            Ok(e) => out.push(e),
-            Err(_) => *bad += 1,
-        }
+    for n in 0..32_768 {
+        let Some(item) = ring.next() else {
+            return Ok(n);
+        };
+        ingest(&item, decoder, writer, tally)?;
     }
+    Ok(32_768)
 }
 
 fn lost_per_cpu(
@@ -467,5 +524,169 @@ mod tests {
         assert_eq!(s.cpu_mask[1], 0b10);
         assert_eq!(s.softirq_mask, 1 << 3);
         assert_eq!(build_settings(None, true).softirq_mask, u32::MAX);
+    }
+}
+
+/// Replay a real recording through the recorder's user-space path (decode → columns →
+/// Parquet), for measuring its cost per event without a kernel:
+///
+/// ```text
+/// NAPISCOPE_REPLAY=target/bench/flood-128.parquet cargo test --release -p probe-cli \
+///     replay_bench -- --ignored --nocapture
+/// ```
+///
+/// With `NAPISCOPE_REPLAY_WORK=0` it only builds the raw records (subtract that run's
+/// callgrind instruction count from a full run's to get the recorder's own count).
+#[cfg(test)]
+mod replay {
+    use std::collections::HashMap;
+
+    use analysis::Event;
+    use probe_common::RawEvent;
+
+    use super::*;
+    use crate::symbols::Symbols;
+
+    fn name16(s: &str) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        let n = s.len().min(15);
+        b[..n].copy_from_slice(&s.as_bytes()[..n]);
+        b
+    }
+
+    fn state_bits(s: &str) -> i64 {
+        let (s, plus) = match s.strip_suffix('+') {
+            Some(x) => (x, 0x100),
+            None => (s, 0),
+        };
+        let mut v = plus;
+        for f in s.split('|') {
+            v |= match f {
+                "S" => 0x01,
+                "D" => 0x02,
+                "T" => 0x04,
+                "t" => 0x08,
+                "X" => 0x10,
+                "Z" => 0x20,
+                "P" => 0x40,
+                "I" => 0x80,
+                _ => 0,
+            };
+        }
+        v
+    }
+
+    /// The ring-buffer records a recording's rows came from, and the kallsyms text that
+    /// names their functions.
+    pub fn raw_records(events: &[Event]) -> (Vec<RawEvent>, String) {
+        let mut funcs: HashMap<String, u64> = HashMap::new();
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let mut r = RawEvent::zeroed();
+            r.ts_ns = e.ts_ns;
+            r.seq = e.seq;
+            r.cpu = e.cpu;
+            r.pid = e.pid as u32;
+            r.kind = e.event as u16;
+            r.ctx = e.ctx as u8;
+            r.comm = name16(&e.comm);
+            r.ptr = e.napi.or(e.skb).or(e.csd).unwrap_or(0);
+            if let Some(f) = &e.func {
+                let n = funcs.len() as u64;
+                r.func = *funcs
+                    .entry(f.clone())
+                    .or_insert(0xffff_ffff_8100_0000 + n * 0x100);
+            }
+            let name = e.dev.as_deref().or(e.target_comm.as_deref()).unwrap_or("");
+            r.name = name16(name);
+            r.arg0 = e
+                .vec
+                .map(|v| v as i32)
+                .or(e.work)
+                .or(e.len.map(|v| v as i32))
+                .or(e.ret)
+                .or(e.target_cpu)
+                .unwrap_or(0);
+            r.arg1 = e.budget.or(e.target_pid).unwrap_or(0);
+            r.state = e.prev_state.as_deref().map_or(0, state_bits);
+            out.push(r);
+        }
+        let syms = funcs
+            .iter()
+            .map(|(n, a)| format!("{a:x} t {n}\n"))
+            .collect::<String>();
+        (out, syms)
+    }
+
+    #[test]
+    #[ignore = "benchmark: needs NAPISCOPE_REPLAY=<a recording>"]
+    fn replay_bench() {
+        let Ok(path) = std::env::var("NAPISCOPE_REPLAY") else {
+            eprintln!("set NAPISCOPE_REPLAY to a recording");
+            return;
+        };
+        let work = std::env::var("NAPISCOPE_REPLAY_WORK").map_or(true, |v| v != "0");
+        let t = analysis::read_trace(std::path::Path::new(&path)).unwrap();
+        let (raws, syms) = raw_records(&t.events);
+        drop(t);
+        let bytes: Vec<u8> = raws
+            .iter()
+            .flat_map(|r| {
+                // SAFETY: RawEvent is repr(C) plain data without implicit padding.
+                unsafe {
+                    std::slice::from_raw_parts(
+                        (r as *const RawEvent).cast::<u8>(),
+                        std::mem::size_of::<RawEvent>(),
+                    )
+                }
+                .to_vec()
+            })
+            .collect();
+        let out =
+            std::env::temp_dir().join(format!("napiscope-replay-{}.parquet", std::process::id()));
+        if !work {
+            eprintln!("setup only: {} records", raws.len());
+            return;
+        }
+        let decoder = Decoder::new(Symbols::parse(&syms), false);
+        let cpu0 = cpu_time();
+        let t0 = Instant::now();
+        let (rows, size) = pipeline(&bytes, decoder, &out);
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = cpu_time() - cpu0;
+        eprintln!(
+            "replayed {rows} events: {:.3} s wall, {:.3} s CPU (all threads) = {:.0} ns CPU/event, {:.2} bytes/event",
+            wall,
+            cpu,
+            cpu * 1e9 / rows as f64,
+            size as f64 / rows as f64
+        );
+        // (The file's content is tested by decode::tests; reading it here would add to the
+        // instruction count being measured.)
+        assert_eq!(rows, raws.len() as u64);
+        assert!(size > 0);
+        std::fs::remove_file(&out).unwrap();
+    }
+
+    /// User + system CPU seconds of this process (all threads).
+    fn cpu_time() -> f64 {
+        // SAFETY: getrusage fills the struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(u.ru_utime) + tv(u.ru_stime)
+    }
+
+    /// What `record` does with the ring's records, 96 bytes at a time.
+    fn pipeline(bytes: &[u8], mut decoder: Decoder, out: &std::path::Path) -> (u64, u64) {
+        let mut writer = TraceWriter::create_threaded(out).unwrap();
+        let mut tally = Tally::default();
+        for item in bytes.chunks(96) {
+            ingest(item, &mut decoder, &mut writer, &mut tally).unwrap();
+        }
+        assert_eq!(tally.bad, 0);
+        let rows = writer.rows();
+        let size = writer.finish(&TraceMeta::default()).unwrap();
+        (rows, size)
     }
 }

@@ -478,13 +478,16 @@ fn bench(packets: usize) -> Result<()> {
             let out = rec.wait_with_output()?;
             let v = String::from_utf8_lossy(&out.stdout).into_owned();
             rows.push(format!(
-                "| record, veth-rps UDP flood ({:.0} pkts sent in 3 s), ring {mb} MiB | {:.0} events, {:.0} lost | {:.1} s | **{:.0} events/s**, {:.1} bytes/event on disk |",
+                "| record, veth-rps UDP flood ({:.0} pkts sent in 3 s), ring {mb} MiB | {:.0} events, {:.0} lost | {:.1} s | **{:.0} events/s**, {:.1} bytes/event on disk, recorder CPU {:.0} ns/event ({:.0} user + {:.0} sys) |",
                 json_num(&sc, "sent"),
                 json_num(&v, "events"),
                 json_num(&v, "lost_total"),
                 json_num(&v, "seconds"),
                 json_num(&v, "events_per_second"),
                 json_num(&v, "bytes_per_event"),
+                per_event_ns(&v, &["recording_user_s", "recording_sys_s"]),
+                per_event_ns(&v, &["recording_user_s"]),
+                per_event_ns(&v, &["recording_sys_s"]),
             ));
         }
     }
@@ -501,7 +504,10 @@ fn bench(packets: usize) -> Result<()> {
          Release build. The checker figure is the best of 3 runs of `napiscope check` (Parquet \
          read, indexing and every rule) pinned to CPU 0 with taskset. Recording figures are \
          one run each: the flood saturates both cores, so lost events measure how far the \
-         single reader falls behind; they are counted per CPU and shown live, never silent.\n",
+         single reader falls behind; they are counted per CPU and shown live, never silent. \
+         Recorder CPU is what `record` itself spent (all its threads: ring-buffer drain and \
+         decoding, Parquet encoding on its writer thread) from the start of recording to the \
+         finished file, per event.\n",
         date.trim(),
         machine(),
         rows.join("\n")
@@ -528,6 +534,12 @@ const TRACEPOINTS: &[&str] = &[
     "csd:csd_queue_cpu",
     "csd:csd_function_entry",
 ];
+
+/// CPU nanoseconds per recorded event, from `record --json`'s CPU-seconds fields.
+fn per_event_ns(record_json: &str, keys: &[&str]) -> f64 {
+    let secs: f64 = keys.iter().map(|k| json_num(record_json, k)).sum();
+    secs * 1e9 / json_num(record_json, "events").max(1.0)
+}
 
 fn json_num(text: &str, key: &str) -> f64 {
     text.lines()

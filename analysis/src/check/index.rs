@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
+use super::cols::{Cols, FastMap, E};
 use crate::{
-    event::{Ctx, Event, EventKind},
+    event::{Ctx, EventKind},
     paths::MATCH_WINDOW_NS,
     trace::TraceMeta,
 };
@@ -63,8 +64,9 @@ pub struct Batch {
     pub first_on_cpu: bool,
 }
 
-pub struct Index<'a> {
-    pub ev: Vec<&'a Event>,
+pub struct Index {
+    /// The trace's rows in time order (ts, cpu, seq).
+    pub c: Cols,
     pub deliveries: Vec<Delivery>,
     pub polls: Vec<Poll>,
     pub batches: Vec<Batch>,
@@ -80,31 +82,131 @@ pub struct Index<'a> {
     pub polls_by_cpu: HashMap<u32, Vec<usize>>,
     /// Events the kernel skipped (eBPF recursion guard) by event name; "ctx" = trackers.
     pub missed: HashMap<String, u64>,
-    /// Per (cpu, kind): sorted event indices.
-    by_kind: HashMap<(u32, EventKind), Vec<usize>>,
+    /// CPU → dense slot.
+    slots: FastMap<u32, usize>,
+    /// Per (slot, kind code): event indices in time order.
+    by_kind: Vec<Vec<u32>>,
+    /// Per kind code: event indices in time order.
+    kind_all: Vec<Vec<u32>>,
+    /// CPUs with events, ascending.
+    cpus: Vec<u32>,
     pub t_end: u64,
 }
 
-pub fn poll_class(e: &Event) -> Class {
-    if e.ctx == Ctx::Softirq {
+const KINDS: usize = 16;
+
+pub fn poll_class(e: E) -> Class {
+    if e.ctx() == Ctx::Softirq {
         Class::Softirq
-    } else if e.comm.starts_with("backlog_napi/") {
+    } else if e.comm_is_backlog() {
         Class::Thread
     } else {
         Class::Other
     }
 }
 
-impl<'a> Index<'a> {
-    pub fn build(events: &'a [Event], meta: &TraceMeta) -> Index<'a> {
-        let mut ev: Vec<&Event> = events.iter().collect();
-        ev.sort_by_key(|e| (e.ts_ns, e.cpu, e.seq));
-        let t_end = ev.last().map_or(0, |e| e.ts_ns);
-        let mut by_kind: HashMap<(u32, EventKind), Vec<usize>> = HashMap::new();
-        for (i, e) in ev.iter().enumerate() {
-            by_kind.entry((e.cpu, e.event)).or_default().push(i);
+/// Dense slot of every row's CPU, and the CPUs by slot.
+fn cpu_slots(cpu: &[u32]) -> (Vec<u32>, FastMap<u32, usize>, Vec<u32>) {
+    let mut map: FastMap<u32, usize> = FastMap::default();
+    let mut cpus = Vec::new();
+    let mut last = (u32::MAX, usize::MAX);
+    let slot = cpu
+        .iter()
+        .map(|c| {
+            if *c != last.0 || last.1 == usize::MAX {
+                let s = *map.entry(*c).or_insert_with(|| {
+                    cpus.push(*c);
+                    cpus.len() - 1
+                });
+                last = (*c, s);
+            }
+            last.1 as u32
+        })
+        .collect();
+    (slot, map, cpus)
+}
+
+/// The permutation that sorts rows by (ts, cpu, seq, row), or None when they already are.
+/// A recording is in time order per CPU, so that case is a merge of the CPUs' runs.
+fn time_order(c: &Cols, slot: &[u32], nslots: usize) -> Option<Vec<u32>> {
+    let key = |i: usize| (c.ts[i], c.cpu[i], c.seq[i]);
+    let n = c.len();
+    if (1..n).all(|i| key(i - 1) <= key(i)) {
+        return None;
+    }
+    let mut runs: Vec<Vec<u32>> = vec![Vec::new(); nslots];
+    for (i, s) in slot.iter().enumerate() {
+        runs[*s as usize].push(i as u32);
+    }
+    let sorted_runs = runs.iter().all(|r| {
+        r.windows(2)
+            .all(|w| key(w[0] as usize) <= key(w[1] as usize))
+    });
+    if !sorted_runs {
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.sort_unstable_by_key(|i| (key(*i as usize), *i));
+        return Some(order);
+    }
+    // k-way merge; a run's rows all have the same cpu, so ties in (ts, cpu, seq) only occur
+    // inside a run, where row order decides.
+    use std::{cmp::Reverse, collections::BinaryHeap};
+    type Key = (u64, u32, u64);
+    let mut heads: BinaryHeap<Reverse<(Key, usize)>> = BinaryHeap::new();
+    let mut pos = vec![0usize; nslots];
+    for (s, r) in runs.iter().enumerate() {
+        if let Some(i) = r.first() {
+            heads.push(Reverse((key(*i as usize), s)));
         }
-        let lost = lost_windows(&ev, meta);
+    }
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse((_, s))) = heads.pop() {
+        let r = &runs[s];
+        // Take this run's rows while they stay below the next run's head.
+        let limit = heads.peek().map(|Reverse((k, _))| *k);
+        let mut p = pos[s];
+        loop {
+            order.push(r[p]);
+            p += 1;
+            if p == r.len() {
+                break;
+            }
+            let k = key(r[p] as usize);
+            if limit.is_some_and(|l| k > l) {
+                heads.push(Reverse((k, s)));
+                break;
+            }
+        }
+        pos[s] = p;
+    }
+    Some(order)
+}
+
+impl Index {
+    pub fn build(cols: Cols, meta: &TraceMeta) -> Index {
+        let (slot, slots, slot_cpu) = cpu_slots(&cols.cpu);
+        let nslots = slot_cpu.len();
+        let (c, slot) = match time_order(&cols, &slot, nslots) {
+            None => (cols, slot),
+            Some(order) => {
+                let slot = order.iter().map(|i| slot[*i as usize]).collect();
+                (cols.permute(&order), slot)
+            }
+        };
+        let n = c.len();
+        let t_end = c.ts.last().copied().unwrap_or(0);
+        let mut by_kind: Vec<Vec<u32>> = vec![Vec::new(); nslots * KINDS];
+        let mut kind_all: Vec<Vec<u32>> = vec![Vec::new(); KINDS];
+        let mut per_slot: Vec<Vec<u32>> = vec![Vec::new(); nslots];
+        for (i, s) in slot.iter().enumerate() {
+            let k = c.kind[i] as usize;
+            let s = *s as usize;
+            by_kind[s * KINDS + k].push(i as u32);
+            kind_all[k].push(i as u32);
+            per_slot[s].push(i as u32);
+        }
+        let lost = lost_windows(&c, &slot_cpu, per_slot, meta);
+        let mut cpus = slot_cpu.clone();
+        cpus.sort_unstable();
         let observed = meta
             .get("cpu_filter")
             .filter(|f| *f != "all")
@@ -112,44 +214,45 @@ impl<'a> Index<'a> {
 
         let mut deliveries = Vec::new();
         let mut polls: Vec<Poll> = Vec::new();
-        let mut last_rx: HashMap<u64, usize> = HashMap::new();
-        let mut pending: HashMap<u32, Vec<usize>> = HashMap::new();
-        for (i, e) in ev.iter().enumerate() {
-            match e.event {
+        let mut last_rx: FastMap<u64, usize> = FastMap::default();
+        let mut pending: Vec<Vec<usize>> = vec![Vec::new(); nslots];
+        for i in 0..n {
+            let e = c.row(i);
+            match c.kind[i] {
                 EventKind::NetifRx => {
-                    if let Some(skb) = e.skb {
+                    if let Some(skb) = e.skb() {
                         last_rx.insert(skb, i);
                     }
                 }
                 EventKind::NetifReceiveSkb => {
-                    let Some(skb) = e.skb else { continue };
+                    let Some(skb) = e.skb() else { continue };
                     let Some(j) = last_rx.remove(&skb) else {
                         continue;
                     };
-                    let en = ev[j];
-                    if e.ts_ns.saturating_sub(en.ts_ns) > MATCH_WINDOW_NS {
+                    let en = c.row(j);
+                    if e.ts_ns().saturating_sub(en.ts_ns()) > MATCH_WINDOW_NS {
                         continue;
                     }
-                    pending.entry(e.cpu).or_default().push(deliveries.len());
+                    pending[slot[i] as usize].push(deliveries.len());
                     deliveries.push(Delivery {
                         skb,
                         enq: j,
                         rcv: i,
-                        from: en.cpu,
-                        to: e.cpu,
-                        t_enq: en.ts_ns,
-                        t_rcv: e.ts_ns,
+                        from: en.cpu(),
+                        to: e.cpu(),
+                        t_enq: en.ts_ns(),
+                        t_rcv: e.ts_ns(),
                     });
                 }
                 EventKind::NapiPoll => {
-                    let mine = pending.remove(&e.cpu).unwrap_or_default();
+                    let mine = std::mem::take(&mut pending[slot[i] as usize]);
                     if e.is_backlog_poll() {
                         polls.push(Poll {
                             ev: i,
-                            cpu: e.cpu,
-                            ts: e.ts_ns,
-                            work: e.work.unwrap_or(0),
-                            budget: e.budget.unwrap_or(0),
+                            cpu: e.cpu(),
+                            ts: e.ts_ns(),
+                            work: e.work().unwrap_or(0),
+                            budget: e.budget().unwrap_or(0),
                             class: poll_class(e),
                             deliveries: mine,
                         });
@@ -160,14 +263,15 @@ impl<'a> Index<'a> {
         }
 
         let mut batches: Vec<Batch> = Vec::new();
-        let mut open: HashMap<u32, usize> = HashMap::new();
-        let mut seen_cpu: HashMap<u32, bool> = HashMap::new();
+        let mut open: Vec<Option<usize>> = vec![None; nslots];
+        let mut seen_cpu = vec![false; nslots];
         for (pi, p) in polls.iter().enumerate() {
-            let bi = match open.get(&p.cpu) {
-                Some(b) => *b,
+            let s = slot[p.ev] as usize;
+            let bi = match open[s] {
+                Some(b) => b,
                 None => {
-                    let first = !seen_cpu.contains_key(&p.cpu);
-                    seen_cpu.insert(p.cpu, true);
+                    let first = !seen_cpu[s];
+                    seen_cpu[s] = true;
                     batches.push(Batch {
                         cpu: p.cpu,
                         polls: Vec::new(),
@@ -176,7 +280,7 @@ impl<'a> Index<'a> {
                         init: None,
                         first_on_cpu: first,
                     });
-                    open.insert(p.cpu, batches.len() - 1);
+                    open[s] = Some(batches.len() - 1);
                     batches.len() - 1
                 }
             };
@@ -190,29 +294,27 @@ impl<'a> Index<'a> {
             }
             if p.work < p.budget {
                 b.complete = true;
-                open.remove(&p.cpu);
+                open[s] = None;
             }
         }
-        let thread_of = |s: &str| -> Option<u32> {
-            s.strip_prefix("backlog_napi/").and_then(|n| n.parse().ok())
-        };
         let mut thread_wakings: HashMap<u32, Vec<u64>> = HashMap::new();
         let mut thread_awake: HashMap<u32, Vec<(u64, bool)>> = HashMap::new();
-        for e in &ev {
-            match e.event {
+        for i in 0..n {
+            let e = c.row(i);
+            match c.kind[i] {
                 EventKind::SchedWaking => {
-                    if let Some(t) = e.target_comm.as_deref().and_then(thread_of) {
-                        thread_wakings.entry(t).or_default().push(e.ts_ns);
-                        thread_awake.entry(t).or_default().push((e.ts_ns, true));
+                    if let Some(t) = e.target_thread() {
+                        thread_wakings.entry(t).or_default().push(e.ts_ns());
+                        thread_awake.entry(t).or_default().push((e.ts_ns(), true));
                     }
                 }
                 EventKind::SchedSwitch => {
-                    if let Some(t) = thread_of(&e.comm) {
-                        let awake = e.prev_state.as_deref() != Some("S");
-                        thread_awake.entry(t).or_default().push((e.ts_ns, awake));
+                    if let Some(t) = e.comm_thread() {
+                        let awake = e.prev_state() != Some("S");
+                        thread_awake.entry(t).or_default().push((e.ts_ns(), awake));
                     }
-                    if let Some(t) = e.target_comm.as_deref().and_then(thread_of) {
-                        thread_awake.entry(t).or_default().push((e.ts_ns, true));
+                    if let Some(t) = e.target_thread() {
+                        thread_awake.entry(t).or_default().push((e.ts_ns(), true));
                     }
                 }
                 _ => {}
@@ -227,19 +329,42 @@ impl<'a> Index<'a> {
             .and_then(|m| serde_json::from_str(m).ok())
             .unwrap_or_default();
         Index {
+            c,
             thread_wakings,
             thread_awake,
             polls_by_cpu,
             missed,
-            ev,
             deliveries,
             polls,
             batches,
             lost,
             observed,
+            slots,
             by_kind,
+            kind_all,
+            cpus,
             t_end,
         }
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.c.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.c.is_empty()
+    }
+
+    /// Event `i` in time order.
+    #[inline]
+    pub fn ev(&self, i: usize) -> E<'_> {
+        self.c.row(i)
+    }
+
+    /// Every event in time order.
+    pub fn iter(&self) -> impl Iterator<Item = E<'_>> + '_ {
+        (0..self.c.len()).map(|i| self.c.row(i))
     }
 
     /// Events of `kind` on `cpu` with ts in [t0, t1].
@@ -249,28 +374,28 @@ impl<'a> Index<'a> {
         kind: EventKind,
         t0: u64,
         t1: u64,
-    ) -> impl Iterator<Item = &'a Event> + '_ {
+    ) -> impl Iterator<Item = E<'_>> + '_ {
         let v = self
-            .by_kind
-            .get(&(cpu, kind))
-            .map(Vec::as_slice)
+            .slots
+            .get(&cpu)
+            .map(|s| self.by_kind[s * KINDS + kind as usize].as_slice())
             .unwrap_or(&[]);
-        let start = v.partition_point(|i| self.ev[*i].ts_ns < t0);
+        let start = v.partition_point(|i| self.c.ts[*i as usize] < t0);
         v[start..]
             .iter()
-            .map(|i| self.ev[*i])
-            .take_while(move |e| e.ts_ns <= t1)
+            .map(|i| self.c.row(*i as usize))
+            .take_while(move |e| e.ts_ns() <= t1)
     }
 
-    pub fn all(&self, kind: EventKind) -> impl Iterator<Item = &'a Event> + '_ {
-        self.ev.iter().copied().filter(move |e| e.event == kind)
+    /// Events of `kind` on every CPU, in time order.
+    pub fn all(&self, kind: EventKind) -> impl Iterator<Item = E<'_>> + '_ {
+        self.kind_all[kind as usize]
+            .iter()
+            .map(|i| self.c.row(*i as usize))
     }
 
-    pub fn cpus(&self) -> Vec<u32> {
-        let mut c: Vec<u32> = self.by_kind.keys().map(|(c, _)| *c).collect();
-        c.sort();
-        c.dedup();
-        c
+    pub fn cpus(&self) -> &[u32] {
+        &self.cpus
     }
 
     /// Did `cpu` lose events, or go unobserved, in [t0, t1]?
@@ -338,30 +463,40 @@ impl<'a> Index<'a> {
     }
 }
 
-fn lost_windows(ev: &[&Event], meta: &TraceMeta) -> HashMap<u32, Vec<(u64, u64)>> {
-    let mut per_cpu: HashMap<u32, Vec<&Event>> = HashMap::new();
-    for e in ev {
-        per_cpu.entry(e.cpu).or_default().push(e);
-    }
+/// Per CPU: windows with lost events, from gaps in that CPU's sequence numbers and from the
+/// recorder's loss counters. `rows` are each slot's rows in time order.
+fn lost_windows(
+    c: &Cols,
+    slot_cpu: &[u32],
+    rows: Vec<Vec<u32>>,
+    meta: &TraceMeta,
+) -> HashMap<u32, Vec<(u64, u64)>> {
     let lost_meta = meta.lost_per_cpu();
     let mut out: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
-    for (cpu, mut v) in per_cpu {
-        v.sort_by_key(|e| e.seq);
+    for (s, mut v) in rows.into_iter().enumerate() {
+        let cpu = slot_cpu[s];
+        if !v
+            .windows(2)
+            .all(|w| c.seq[w[0] as usize] <= c.seq[w[1] as usize])
+        {
+            v.sort_by_key(|i| c.seq[*i as usize]); // stable: time order among equal seqs
+        }
+        let (seq, ts) = (|i: u32| c.seq[i as usize], |i: u32| c.ts[i as usize]);
         let mut gaps = 0u64;
         let w = out.entry(cpu).or_default();
-        if let Some(first) = v.first().filter(|e| e.seq > 0) {
-            gaps += first.seq;
-            w.push((0, first.ts_ns));
+        if let Some(first) = v.first().filter(|i| seq(**i) > 0) {
+            gaps += seq(*first);
+            w.push((0, ts(*first)));
         }
         for pair in v.windows(2) {
-            if pair[1].seq > pair[0].seq + 1 {
-                gaps += pair[1].seq - pair[0].seq - 1;
-                w.push((pair[0].ts_ns, pair[1].ts_ns));
+            if seq(pair[1]) > seq(pair[0]) + 1 {
+                gaps += seq(pair[1]) - seq(pair[0]) - 1;
+                w.push((ts(pair[0]), ts(pair[1])));
             }
         }
         // Losses after the last event this CPU delivered show in the counters, not in seq.
         if lost_meta.get(cpu as usize).copied().unwrap_or(0) > gaps {
-            w.push((v.last().map_or(0, |e| e.ts_ns), u64::MAX));
+            w.push((v.last().map_or(0, |i| ts(*i)), u64::MAX));
         }
     }
     out

@@ -3,6 +3,7 @@
 //! enqueue that found the backlog idle scheduled anything, and FIFO makes it the batch's first
 //! delivered skb. Windows that lost events give INCONCLUSIVE, never FAIL.
 
+pub mod cols;
 pub mod index;
 mod rules;
 
@@ -11,10 +12,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::{
-    event::{Event, RPS_IPI_FUNC},
+    event::RPS_IPI_FUNC,
     mode::Mode,
     trace::{Trace, TraceMeta},
 };
+use cols::{Cols, E, NO_SYM};
 use index::{Class, Index};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -134,13 +136,16 @@ pub fn trace_mode(ix: &Index) -> TraceModeEvidence {
         s.strip_prefix("backlog_napi/")
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     };
-    for e in &ix.ev {
-        if is_thread(&e.comm) || e.target_comm.as_deref().is_some_and(is_thread) {
-            t.backlog_thread_seen = true;
-        }
-        if e.func.as_deref() == Some(RPS_IPI_FUNC) {
-            t.rps_ipi_seen = true;
-        }
+    // Decided once per distinct string, then looked up per event.
+    let strs = &ix.c.strs;
+    let thread_sym: Vec<bool> = (0..strs.len() as u32)
+        .map(|s| is_thread(strs.get(s)))
+        .collect();
+    let thread = |s: u32| s != NO_SYM && thread_sym[s as usize];
+    t.backlog_thread_seen =
+        ix.c.comm.iter().any(|s| thread(*s)) || ix.c.target_comm.iter().any(|s| thread(*s));
+    if let Some(rps) = strs.lookup(RPS_IPI_FUNC) {
+        t.rps_ipi_seen = ix.c.func.contains(&rps);
     }
     for b in ix.batches.iter().filter(|b| b.complete) {
         let Some(d) = b.init.map(|i| &ix.deliveries[i]) else {
@@ -236,10 +241,22 @@ pub fn resolve_mode(
 }
 
 pub fn check(trace: &Trace, forced: Option<Mode>) -> CheckReport {
-    let ix = Index::build(&trace.events, &trace.meta);
+    check_cols(Cols::from_events(&trace.events), &trace.meta, forced)
+}
+
+/// Check a trace file, read straight into columns (`trace::read_columns`): the fast path
+/// of `napiscope check`. Errors are the reader's (not Parquet, not a trace ...).
+pub fn check_file(path: &std::path::Path, forced: Option<Mode>) -> anyhow::Result<CheckReport> {
+    let (cols, meta) = crate::trace::read_columns(path)?;
+    Ok(check_cols(cols, &meta, forced))
+}
+
+pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckReport {
+    let events = cols.len();
+    let ix = Index::build(cols, meta);
     let tm = trace_mode(&ix);
-    let (mode, mode_source) = resolve_mode(forced, &tm, &trace.meta);
-    let ctx = rules::Ctx::new(&ix, &trace.meta, mode);
+    let (mode, mode_source) = resolve_mode(forced, &tm, meta);
+    let ctx = rules::Ctx::new(&ix, meta, mode);
     let mut results = rules::common(&ctx);
     match mode {
         Some(Mode::A | Mode::B) => results.extend(rules::mode_ab(&ctx)),
@@ -268,8 +285,8 @@ pub fn check(trace: &Trace, forced: Option<Mode>) -> CheckReport {
     let mut paths = BTreeMap::new();
     // The index already paired every netif_rx with its netif_receive_skb.
     for d in &ix.deliveries {
-        let rcv = ix.ev[d.rcv];
-        let path = crate::paths::classify(d.from, d.to, rcv.ctx, &rcv.comm);
+        let rcv = ix.ev(d.rcv);
+        let path = crate::paths::classify(d.from, d.to, rcv.ctx(), rcv.comm());
         *paths.entry(path.name().to_string()).or_default() += 1;
     }
     let mut batch_paths = BTreeMap::new();
@@ -288,9 +305,9 @@ pub fn check(trace: &Trace, forced: Option<Mode>) -> CheckReport {
         mode_source,
         trace_mode: tm,
         verdict,
-        events: trace.events.len(),
+        events,
         batches: ix.batches.len(),
-        lost_events: trace.meta.lost_per_cpu().iter().sum(),
+        lost_events: meta.lost_per_cpu().iter().sum(),
         paths,
         batch_paths,
         rules: results,
@@ -298,28 +315,28 @@ pub fn check(trace: &Trace, forced: Option<Mode>) -> CheckReport {
 }
 
 /// One line describing an event, for divergence reports.
-pub fn describe(e: &Event) -> String {
+pub fn describe(e: E) -> String {
     let mut s = format!(
         "{:.6}s cpu{} {} [{} {}]",
-        e.ts_ns as f64 / 1e9,
-        e.cpu,
-        e.event.name(),
-        e.ctx.name(),
-        e.comm
+        e.ts_ns() as f64 / 1e9,
+        e.cpu(),
+        e.event().name(),
+        e.ctx().name(),
+        e.comm()
     );
     let mut add = |k: &str, v: Option<String>| {
         if let Some(v) = v {
             s.push_str(&format!(" {k}={v}"));
         }
     };
-    add("skb", e.skb.map(|v| format!("{v:x}")));
-    add("dev", e.dev.clone());
-    add("work", e.work.map(|v| v.to_string()));
-    add("budget", e.budget.map(|v| v.to_string()));
-    add("target_cpu", e.target_cpu.map(|v| v.to_string()));
-    add("func", e.func.clone());
-    add("target", e.target_comm.clone());
-    add("prev_state", e.prev_state.clone());
+    add("skb", e.skb().map(|v| format!("{v:x}")));
+    add("dev", e.dev().map(str::to_string));
+    add("work", e.work().map(|v| v.to_string()));
+    add("budget", e.budget().map(|v| v.to_string()));
+    add("target_cpu", e.target_cpu().map(|v| v.to_string()));
+    add("func", e.func().map(str::to_string));
+    add("target", e.target_comm().map(str::to_string));
+    add("prev_state", e.prev_state().map(str::to_string));
     s
 }
 

@@ -1,9 +1,8 @@
 //! The rules, by their model.md §11 IDs. Each counts instances as passed, failed, warned or
 //! inconclusive, and explains every failure with what the model expected instead.
 
-use std::collections::HashMap;
-
 use super::{
+    cols::{FastMap, E},
     describe,
     index::{Batch, Class, Index},
     Divergence, RuleResult,
@@ -15,8 +14,8 @@ use crate::{
     trace::TraceMeta,
 };
 
-pub struct Ctx<'a, 'b> {
-    pub ix: &'b Index<'a>,
+pub struct Ctx<'b> {
+    pub ix: &'b Index,
     pub meta: &'b TraceMeta,
     pub mode: Option<Mode>,
     pub features: Features,
@@ -30,8 +29,8 @@ pub struct Ctx<'a, 'b> {
     pub entry_misses_uncounted: bool,
 }
 
-impl<'a, 'b> Ctx<'a, 'b> {
-    pub fn new(ix: &'b Index<'a>, meta: &'b TraceMeta, mode: Option<Mode>) -> Ctx<'a, 'b> {
+impl<'b> Ctx<'b> {
+    pub fn new(ix: &'b Index, meta: &'b TraceMeta, mode: Option<Mode>) -> Ctx<'b> {
         let features = match meta.get("kernel_release") {
             Some(r) if r != "model" => Features::for_release(r),
             _ => meta
@@ -89,11 +88,11 @@ impl<'a, 'b> Ctx<'a, 'b> {
     fn batch_events(&self, b: &Batch) -> Vec<String> {
         let mut v = Vec::new();
         if let Some(d) = self.init(b) {
-            v.push(describe(self.ix.ev[d.enq]));
-            v.push(describe(self.ix.ev[d.rcv]));
+            v.push(describe(self.ix.ev(d.enq)));
+            v.push(describe(self.ix.ev(d.rcv)));
         }
         for p in b.polls.iter().take(3) {
-            v.push(describe(self.ix.ev[self.ix.polls[*p].ev]));
+            v.push(describe(self.ix.ev(self.ix.polls[*p].ev)));
         }
         v
     }
@@ -110,10 +109,6 @@ impl<'a, 'b> Ctx<'a, 'b> {
     fn is_rps(func: Option<&str>) -> bool {
         func == Some(RPS_IPI_FUNC)
     }
-}
-
-fn is_backlog_thread(s: &str) -> Option<u32> {
-    s.strip_prefix("backlog_napi/").and_then(|n| n.parse().ok())
 }
 
 pub fn common(c: &Ctx) -> Vec<RuleResult> {
@@ -142,10 +137,10 @@ pub fn mode_c(c: &Ctx) -> Vec<RuleResult> {
 
 fn g1(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("G1", "a backlog NAPI is polled only on its own CPU");
-    let mut owner: HashMap<u64, u32> = HashMap::new();
+    let mut owner: FastMap<u64, u32> = FastMap::default();
     for p in &c.ix.polls {
-        let e = c.ix.ev[p.ev];
-        let Some(napi) = e.napi else {
+        let e = c.ix.ev(p.ev);
+        let Some(napi) = e.napi() else {
             r.unsure();
             continue;
         };
@@ -182,7 +177,7 @@ fn g2(c: &Ctx) -> RuleResult {
                 ts_ns: p.ts,
                 message: format!("backlog poll did work {} with budget {}", p.work, p.budget),
                 expected: "process_backlog returns at most its quota".into(),
-                events: vec![describe(c.ix.ev[p.ev])],
+                events: vec![describe(c.ix.ev(p.ev))],
             });
         } else {
             r.pass();
@@ -230,18 +225,22 @@ fn g4(c: &Ctx) -> RuleResult {
         "a backlog-delivered skb is received on its RPS target CPU",
     );
     // Direct evidence: the kprobe on enqueue_to_backlog records the CPU RPS chose.
-    let mut chosen: HashMap<u64, Vec<(u64, i32)>> = HashMap::new();
-    for e in c.ix.all(EventKind::EnqueueToBacklog) {
-        if let (Some(skb), Some(cpu)) = (e.skb, e.target_cpu) {
-            chosen.entry(skb).or_default().push((e.ts_ns, cpu));
-        }
-    }
+    // (skb, ts, order, chosen CPU), sorted: per skb, its enqueues in time order.
+    let mut chosen: Vec<(u64, u64, u32, i32)> =
+        c.ix.all(EventKind::EnqueueToBacklog)
+            .filter_map(|e| Some((e.skb()?, e.ts_ns(), e.i as u32, e.target_cpu()?)))
+            .collect();
+    chosen.sort_unstable();
     if !chosen.is_empty() {
         for d in &c.ix.deliveries {
-            let target = chosen
-                .get(&d.skb)
-                .and_then(|v| v.iter().rev().find(|(t, _)| *t >= d.t_enq && *t <= d.t_rcv))
-                .map(|(_, cpu)| *cpu);
+            // The skb's latest enqueue_to_backlog in [t_enq, t_rcv].
+            let lo = chosen.partition_point(|x| x.0 < d.skb);
+            let hi = lo + chosen[lo..].partition_point(|x| x.0 == d.skb);
+            let v = &chosen[lo..hi];
+            let target = v[..v.partition_point(|x| x.1 <= d.t_rcv)]
+                .last()
+                .filter(|x| x.1 >= d.t_enq)
+                .map(|x| x.3);
             match target {
                 Some(t) if t == d.to as i32 => r.pass(),
                 Some(t) => r.fail(Divergence {
@@ -254,7 +253,7 @@ fn g4(c: &Ctx) -> RuleResult {
                         d.to
                     ),
                     expected: format!("delivery from CPU {t}'s backlog, on CPU {t}"),
-                    events: vec![describe(c.ix.ev[d.enq]), describe(c.ix.ev[d.rcv])],
+                    events: vec![describe(c.ix.ev(d.enq)), describe(c.ix.ev(d.rcv))],
                 }),
                 None => r.unsure(),
             }
@@ -272,8 +271,8 @@ fn g4(c: &Ctx) -> RuleResult {
             .finish();
     };
     for d in &c.ix.deliveries {
-        let e = c.ix.ev[d.rcv];
-        if e.dev.as_deref() != Some(dev) {
+        let e = c.ix.ev(d.rcv);
+        if e.dev() != Some(dev) {
             continue;
         }
         if d.to == cpu {
@@ -285,7 +284,7 @@ fn g4(c: &Ctx) -> RuleResult {
                 ts_ns: d.t_rcv,
                 message: format!("skb on {dev} received on CPU {} ", d.to),
                 expected: format!("rps_cpus of {dev} is CPU {cpu} only: receive on CPU {cpu}"),
-                events: vec![describe(c.ix.ev[d.enq]), describe(e)],
+                events: vec![describe(c.ix.ev(d.enq)), describe(e)],
             });
         }
     }
@@ -294,7 +293,7 @@ fn g4(c: &Ctx) -> RuleResult {
 
 fn g5(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("G5", "FIFO per (enqueue CPU, target CPU)");
-    let mut last: HashMap<(u32, u32), (u64, usize)> = HashMap::new();
+    let mut last: FastMap<(u32, u32), (u64, usize)> = FastMap::default();
     for (i, d) in c.ix.deliveries.iter().enumerate() {
         let key = (d.from, d.to);
         if let Some((t_enq, j)) = last.get(&key) {
@@ -313,10 +312,10 @@ fn g5(c: &Ctx) -> RuleResult {
                         ),
                         expected: "the backlog queue is FIFO".into(),
                         events: vec![
-                            describe(c.ix.ev[o.enq]),
-                            describe(c.ix.ev[d.enq]),
-                            describe(c.ix.ev[o.rcv]),
-                            describe(c.ix.ev[d.rcv]),
+                            describe(c.ix.ev(o.enq)),
+                            describe(c.ix.ev(d.enq)),
+                            describe(c.ix.ev(o.rcv)),
+                            describe(c.ix.ev(d.rcv)),
                         ],
                     });
                 }
@@ -332,30 +331,30 @@ fn g5(c: &Ctx) -> RuleResult {
 fn g6(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("G6", "a dropped skb is never received");
     // netif_rx_exit(ret=1) closes the latest netif_rx of the same task on that CPU.
-    let mut open: HashMap<(u32, i32), &crate::event::Event> = HashMap::new();
-    let mut dropped: HashMap<u64, &crate::event::Event> = HashMap::new();
-    for e in &c.ix.ev {
-        match e.event {
+    let mut open: FastMap<(u32, i32), E> = FastMap::default();
+    let mut dropped: FastMap<u64, E> = FastMap::default();
+    for e in c.ix.iter() {
+        match e.event() {
             EventKind::NetifRx => {
-                open.insert((e.cpu, e.pid), e);
+                open.insert((e.cpu(), e.pid()), e);
             }
             EventKind::NetifRxExit => {
-                if let Some(rx) = open.remove(&(e.cpu, e.pid)) {
-                    if e.ret == Some(1) {
-                        if let Some(skb) = rx.skb {
+                if let Some(rx) = open.remove(&(e.cpu(), e.pid())) {
+                    if e.ret() == Some(1) {
+                        if let Some(skb) = rx.skb() {
                             dropped.insert(skb, rx);
                         }
                     }
                 }
             }
             EventKind::NetifReceiveSkb => {
-                let Some(skb) = e.skb else { continue };
+                let Some(skb) = e.skb() else { continue };
                 if let Some(rx) = dropped.remove(&skb) {
-                    if e.ts_ns - rx.ts_ns <= crate::paths::MATCH_WINDOW_NS {
+                    if e.ts_ns() - rx.ts_ns() <= crate::paths::MATCH_WINDOW_NS {
                         r.fail(Divergence {
                             rule: "G6",
-                            cpu: e.cpu,
-                            ts_ns: e.ts_ns,
+                            cpu: e.cpu(),
+                            ts_ns: e.ts_ns(),
                             message: "an skb whose netif_rx returned NET_RX_DROP was received"
                                 .into(),
                             expected: "a dropped skb is freed, never delivered".into(),
@@ -388,7 +387,7 @@ fn g7(c: &Ctx) -> RuleResult {
                     t.saturating_sub(1_000_000_000),
                     t,
                 )
-                .any(|e| Ctx::is_rps(e.func.as_deref()))
+                .any(|e| Ctx::is_rps(e.func()))
             || c.ix.thread_woken(b.cpu, t.saturating_sub(1_000_000_000), t);
         if explained {
             r.pass();
@@ -407,18 +406,14 @@ fn g7(c: &Ctx) -> RuleResult {
 fn a1(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("A-1", "no backlog_napi/* task ever appears");
     let mut seen = 0u64;
-    for e in &c.ix.ev {
-        let thread = is_backlog_thread(&e.comm).is_some()
-            || e.target_comm
-                .as_deref()
-                .and_then(is_backlog_thread)
-                .is_some();
+    for e in c.ix.iter() {
+        let thread = e.comm_thread().is_some() || e.target_thread().is_some();
         if thread {
             seen += 1;
             r.fail(Divergence {
                 rule: "A-1",
-                cpu: e.cpu,
-                ts_ns: e.ts_ns,
+                cpu: e.cpu(),
+                ts_ns: e.ts_ns(),
                 message: format!("mode {}: a backlog_napi thread appears", c.mode_name()),
                 expected: "no backlog_napi/N threads without thread_backlog_napi or PREEMPT_RT"
                     .into(),
@@ -437,7 +432,7 @@ fn a1(c: &Ctx) -> RuleResult {
         });
     }
     if seen == 0 && r.failed == 0 {
-        r.passed = c.ix.ev.len() as u64;
+        r.passed = c.ix.len() as u64;
     }
     r.finish()
 }
@@ -450,7 +445,7 @@ fn a2(c: &Ctx) -> RuleResult {
         } else if c.ix.ctx_unsure() && p.class == Class::Other {
             r.unsure();
         } else {
-            let e = c.ix.ev[p.ev];
+            let e = c.ix.ev(p.ev);
             r.fail(Divergence {
                 rule: "A-2",
                 cpu: p.cpu,
@@ -459,8 +454,8 @@ fn a2(c: &Ctx) -> RuleResult {
                     "mode {}: backlog of CPU {} polled in {} context by {}",
                     c.mode_name(),
                     p.cpu,
-                    e.ctx.name(),
-                    e.comm
+                    e.ctx().name(),
+                    e.comm()
                 ),
                 expected: "the NET_RX softirq polls the backlog (irq exit, bh-enable or ksoftirqd)"
                     .into(),
@@ -487,13 +482,13 @@ fn a3(c: &Ctx) -> RuleResult {
     for (b, d) in c.initiated().filter(|(b, d)| d.from != b.cpu) {
         let t1 = c.ix.first_poll_ts(b);
         let queued = !c.csd_queue_traced
-            || c.ix.cpus().into_iter().any(|cpu| {
+            || c.ix.cpus().iter().copied().any(|cpu| {
                 c.ix.find(cpu, EventKind::CsdQueueCpu, d.t_enq, t1)
-                    .any(|e| Ctx::is_rps(e.func.as_deref()) && e.target_cpu == Some(b.cpu as i32))
+                    .any(|e| Ctx::is_rps(e.func()) && e.target_cpu() == Some(b.cpu as i32))
             });
         let entered =
             c.ix.find(b.cpu, EventKind::CsdFunctionEntry, d.t_enq, t1)
-                .any(|e| Ctx::is_rps(e.func.as_deref()));
+                .any(|e| Ctx::is_rps(e.func()));
         if queued && entered {
             r.pass();
         } else if c.ix.blind(d.from, d.t_enq, t1)
@@ -540,11 +535,11 @@ fn a4(c: &Ctx) -> RuleResult {
     if !c.csd_entry_traced {
         return r.note("csd tracepoints not recorded").finish();
     }
-    for cpu in c.ix.cpus() {
+    for &cpu in c.ix.cpus() {
         let ipis: Vec<u64> =
             c.ix.find(cpu, EventKind::CsdFunctionEntry, 0, u64::MAX)
-                .filter(|e| Ctx::is_rps(e.func.as_deref()))
-                .map(|e| e.ts_ns)
+                .filter(|e| Ctx::is_rps(e.func()))
+                .map(|e| e.ts_ns())
                 .collect();
         for w in ipis.windows(2) {
             // Tolerate the completion event landing just after the next IPI (§11 A-4).
@@ -586,21 +581,21 @@ fn a5(c: &Ctx) -> RuleResult {
         let t1 = c.ix.first_poll_ts(b);
         let ipi =
             c.ix.find(b.cpu, EventKind::CsdFunctionEntry, d.t_enq, t1)
-                .find(|e| Ctx::is_rps(e.func.as_deref()));
+                .find(|e| Ctx::is_rps(e.func()));
         match ipi {
             None => r.pass(),
             Some(_) if c.ix.blind(b.cpu, d.t_enq, t1) => r.unsure(),
             Some(e) => r.fail(Divergence {
                 rule: "A-5",
                 cpu: b.cpu,
-                ts_ns: e.ts_ns,
+                ts_ns: e.ts_ns(),
                 message: format!(
                     "local enqueue on CPU {} at {} was followed by an RPS IPI on the same CPU",
                     b.cpu,
                     Ctx::secs(d.t_enq)
                 ),
                 expected: "a local enqueue schedules the backlog with ____napi_schedule and raises NET_RX; no IPI".into(),
-                events: vec![describe(c.ix.ev[d.enq]), describe(e)],
+                events: vec![describe(c.ix.ev(d.enq)), describe(e)],
             }),
         }
     }
@@ -613,18 +608,20 @@ fn a6(c: &Ctx) -> RuleResult {
         "RPS IPIs are sent from NET_RX, a napi thread or hotplug",
     );
     for e in c.ix.all(EventKind::CsdQueueCpu) {
-        if !Ctx::is_rps(e.func.as_deref()) {
+        if !Ctx::is_rps(e.func()) {
             continue;
         }
-        if e.ctx == ExecCtx::Softirq || e.comm.starts_with("napi/") || e.comm.starts_with("cpuhp/")
+        if e.ctx() == ExecCtx::Softirq
+            || e.comm().starts_with("napi/")
+            || e.comm().starts_with("cpuhp/")
         {
             r.pass();
         } else {
             r.fail(Divergence {
                 rule: "A-6",
-                cpu: e.cpu,
-                ts_ns: e.ts_ns,
-                message: format!("RPS IPI queued in {} context by {}", e.ctx.name(), e.comm),
+                cpu: e.cpu(),
+                ts_ns: e.ts_ns(),
+                message: format!("RPS IPI queued in {} context by {}", e.ctx().name(), e.comm()),
                 expected: "net_rps_action_and_irq_enable runs at the end of net_rx_action or process_backlog (softirq)".into(),
                 events: vec![describe(e)],
             });
@@ -635,15 +632,20 @@ fn a6(c: &Ctx) -> RuleResult {
 
 /// The netif_rx_exit that closes an enqueue (same CPU and task).
 fn enqueue_call_end(c: &Ctx, enq: usize) -> u64 {
-    let e = c.ix.ev[enq];
-    c.ix.find(e.cpu, EventKind::NetifRxExit, e.ts_ns, e.ts_ns + 1_000_000)
-        .find(|x| x.pid == e.pid)
-        .map_or(e.ts_ns + 100_000, |x| x.ts_ns)
+    let e = c.ix.ev(enq);
+    c.ix.find(
+        e.cpu(),
+        EventKind::NetifRxExit,
+        e.ts_ns(),
+        e.ts_ns() + 1_000_000,
+    )
+    .find(|x| x.pid() == e.pid())
+    .map_or(e.ts_ns() + 100_000, |x| x.ts_ns())
 }
 
 fn raised_during_enqueue(c: &Ctx, cpu: u32, t0: u64, t1: u64) -> bool {
     c.ix.find(cpu, EventKind::SoftirqRaise, t0, t1)
-        .any(|e| e.vec == Some(NET_RX_SOFTIRQ))
+        .any(|e| e.vec() == Some(NET_RX_SOFTIRQ))
 }
 
 fn a7(c: &Ctx) -> RuleResult {
@@ -652,8 +654,8 @@ fn a7(c: &Ctx) -> RuleResult {
         "a remote-initiating enqueue raises NET_RX on the sender (soft)",
     );
     for (b, d) in c.initiated().filter(|(b, d)| d.from != b.cpu) {
-        let enq = c.ix.ev[d.enq];
-        if c.features.f2_rps_raise_suppression && enq.ctx == ExecCtx::Softirq {
+        let enq = c.ix.ev(d.enq);
+        if c.features.f2_rps_raise_suppression && enq.ctx() == ExecCtx::Softirq {
             continue; // F2: no raise from inside NET_RX
         }
         let end = enqueue_call_end(c, d.enq);
@@ -682,15 +684,11 @@ fn a8(c: &Ctx) -> RuleResult {
         "no backlog-thread wake-ups; received_rps grows with RPS traffic",
     );
     for e in c.ix.all(EventKind::SchedWaking) {
-        if e.target_comm
-            .as_deref()
-            .and_then(is_backlog_thread)
-            .is_some()
-        {
+        if e.target_thread().is_some() {
             r.fail(Divergence {
                 rule: "A-8",
-                cpu: e.cpu,
-                ts_ns: e.ts_ns,
+                cpu: e.cpu(),
+                ts_ns: e.ts_ns(),
                 message: "a backlog_napi thread was woken".into(),
                 expected: "mode A/B has no backlog threads to wake".into(),
                 events: vec![describe(e)],
@@ -756,15 +754,15 @@ fn c1(c: &Ctx) -> RuleResult {
         }
     }
     for e in c.ix.all(EventKind::SchedSwitch) {
-        let prev = is_backlog_thread(&e.comm);
-        let next = e.target_comm.as_deref().and_then(is_backlog_thread);
+        let prev = e.comm_thread();
+        let next = e.target_thread();
         for n in [prev, next].into_iter().flatten() {
-            if n < 100 && n != e.cpu {
+            if n < 100 && n != e.cpu() {
                 r.fail(Divergence {
                     rule: "C-1",
-                    cpu: e.cpu,
-                    ts_ns: e.ts_ns,
-                    message: format!("backlog_napi/{n} ran on CPU {}", e.cpu),
+                    cpu: e.cpu(),
+                    ts_ns: e.ts_ns(),
+                    message: format!("backlog_napi/{n} ran on CPU {}", e.cpu()),
                     expected: format!("backlog_napi/{n} is bound to CPU {n}"),
                     events: vec![describe(e)],
                 });
@@ -782,26 +780,25 @@ fn c2(c: &Ctx) -> RuleResult {
         return r.note("csd tracepoints not recorded").finish();
     }
     let mut n = 0u64;
-    for e in c.ix.ev.iter().filter(|e| {
+    for e in c.ix.iter().filter(|e| {
         matches!(
-            e.event,
+            e.event(),
             EventKind::CsdQueueCpu | EventKind::CsdFunctionEntry
         )
     }) {
         n += 1;
-        let bad = Ctx::is_rps(e.func.as_deref())
-            || (c.features.f6_defer_kick_backlog
-                && e.func.as_deref() == Some("trigger_rx_softirq"));
+        let bad = Ctx::is_rps(e.func())
+            || (c.features.f6_defer_kick_backlog && e.func() == Some("trigger_rx_softirq"));
         if bad {
             r.fail(Divergence {
                 rule: "C-2",
-                cpu: e.cpu,
-                ts_ns: e.ts_ns,
+                cpu: e.cpu(),
+                ts_ns: e.ts_ns(),
                 message: format!(
                     "mode C: {} with func {} on CPU {}",
-                    e.event.name(),
-                    e.func.as_deref().unwrap_or("?"),
-                    e.cpu
+                    e.event().name(),
+                    e.func().unwrap_or("?"),
+                    e.cpu()
                 ),
                 expected: "with threads on, remote work wakes backlog_napi/<cpu>; rps_ipi_list is never used".into(),
                 events: vec![describe(e)],
@@ -885,19 +882,19 @@ fn c4(c: &Ctx) -> RuleResult {
 fn c5(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("C-5", "backlog-thread wake-ups come from other CPUs");
     for e in c.ix.all(EventKind::SchedWaking) {
-        let Some(t) = e.target_comm.as_deref().and_then(is_backlog_thread) else {
+        let Some(t) = e.target_thread() else {
             continue;
         };
-        if e.cpu != t || e.comm.starts_with("cpuhp/") {
+        if e.cpu() != t || e.comm().starts_with("cpuhp/") {
             r.pass();
-        } else if e.ctx == ExecCtx::Task {
+        } else if e.ctx() == ExecCtx::Task {
             r.unsure(); // kick_defer_list_purge preemption race (§11 C-5)
         } else {
             r.fail(Divergence {
                 rule: "C-5",
-                cpu: e.cpu,
-                ts_ns: e.ts_ns,
-                message: format!("backlog_napi/{t} was woken from its own CPU in {} context", e.ctx.name()),
+                cpu: e.cpu(),
+                ts_ns: e.ts_ns(),
+                message: format!("backlog_napi/{t} was woken from its own CPU in {} context", e.ctx().name()),
                 expected: "a local enqueue takes use_local_napi (softirq); only remote CPUs wake the thread".into(),
                 events: vec![describe(e)],
             });
@@ -984,24 +981,26 @@ fn c7(c: &Ctx) -> RuleResult {
 
 fn c8(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("C-8", "a backlog-thread run polls its backlog");
-    for cpu in c.ix.cpus() {
+    for &cpu in c.ix.cpus() {
         let name = backlog_thread_comm(cpu as usize);
         let mut run_start: Option<u64> = None;
         let mut first = true;
         for e in c.ix.find(cpu, EventKind::SchedSwitch, 0, u64::MAX) {
-            if e.target_comm.as_deref() == Some(name.as_str()) {
-                run_start.get_or_insert(e.ts_ns);
-            } else if e.comm == name && e.prev_state.as_deref() == Some("S") {
+            if e.target_comm() == Some(name.as_str()) {
+                run_start.get_or_insert(e.ts_ns());
+            } else if e.comm() == name && e.prev_state() == Some("S") {
                 let Some(t0) = run_start.take() else {
                     first = false;
                     continue;
                 };
                 let polled =
-                    c.ix.polls_in(cpu, t0, e.ts_ns)
+                    c.ix.polls_in(cpu, t0, e.ts_ns())
                         .any(|p| p.class == Class::Thread);
                 if polled {
                     r.pass();
-                } else if first || c.ix.blind(cpu, t0, e.ts_ns) || c.ix.missed(EventKind::NapiPoll)
+                } else if first
+                    || c.ix.blind(cpu, t0, e.ts_ns())
+                    || c.ix.missed(EventKind::NapiPoll)
                 {
                     r.unsure();
                 } else {
@@ -1012,7 +1011,7 @@ fn c8(c: &Ctx) -> RuleResult {
                         message: format!(
                             "{name} ran from {} to {} without polling",
                             Ctx::secs(t0),
-                            Ctx::secs(e.ts_ns)
+                            Ctx::secs(e.ts_ns())
                         ),
                         expected: "the thread runs only while SCHED_THREADED is set, and polls"
                             .into(),
@@ -1028,27 +1027,27 @@ fn c8(c: &Ctx) -> RuleResult {
 
 fn c9(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("C-9", "a backlog thread polls only its own backlog");
-    let mut owner: HashMap<u64, u32> = HashMap::new();
+    let mut owner: FastMap<u64, u32> = FastMap::default();
     for p in &c.ix.polls {
-        if let Some(n) = c.ix.ev[p.ev].napi {
+        if let Some(n) = c.ix.ev(p.ev).napi() {
             owner.entry(n).or_insert(p.cpu);
         }
     }
     for e in c.ix.all(EventKind::NapiPoll) {
-        let Some(t) = is_backlog_thread(&e.comm) else {
+        let Some(t) = e.comm_thread() else {
             continue;
         };
-        if e.ctx == ExecCtx::Softirq {
+        if e.ctx() == ExecCtx::Softirq {
             continue; // softirq at the thread's bh-enable
         }
-        let own = e.is_backlog_poll() && e.napi.and_then(|n| owner.get(&n)) == Some(&t);
+        let own = e.is_backlog_poll() && e.napi().and_then(|n| owner.get(&n)) == Some(&t);
         if own {
             r.pass();
         } else {
             r.fail(Divergence {
                 rule: "C-9",
-                cpu: e.cpu,
-                ts_ns: e.ts_ns,
+                cpu: e.cpu(),
+                ts_ns: e.ts_ns(),
                 message: format!("backlog_napi/{t} polled another NAPI"),
                 expected: format!("run_backlog_napi polls only CPU {t}'s backlog"),
                 events: vec![describe(e)],

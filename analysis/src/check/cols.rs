@@ -1,0 +1,361 @@
+//! The checker's form of a trace: one vector per column the rules read, strings interned to
+//! small ids (`Sym`), event kind and context as enums. `Index` sorts it by time and the rules
+//! read rows through `E`, a copyable (columns, row) handle whose accessors mirror `Event`'s
+//! fields. Reading a Parquet trace straight into this form (`trace::read_columns`) skips the
+//! per-row `Event` with its owned strings.
+
+use std::collections::HashMap;
+
+use crate::event::{Ctx, Event, EventKind, BACKLOG_DEV};
+
+/// An interned string.
+pub type Sym = u32;
+/// A null string column.
+pub const NO_SYM: Sym = u32::MAX;
+
+/// Interned strings, with the facts the rules ask about each one computed once.
+#[derive(Debug, Default)]
+pub struct Strings {
+    strs: Vec<Box<str>>,
+    ids: HashMap<Box<str>, Sym>,
+    /// `backlog_napi/N` → N (as `str::parse` reads N).
+    thread: Vec<Option<u32>>,
+    /// Starts with `backlog_napi/`.
+    backlog_prefix: Vec<bool>,
+}
+
+impl Strings {
+    pub fn intern(&mut self, s: &str) -> Sym {
+        if let Some(id) = self.ids.get(s) {
+            return *id;
+        }
+        let id = self.strs.len() as Sym;
+        self.strs.push(s.into());
+        self.ids.insert(s.into(), id);
+        let rest = s.strip_prefix("backlog_napi/");
+        self.thread.push(rest.and_then(|n| n.parse().ok()));
+        self.backlog_prefix.push(rest.is_some());
+        id
+    }
+    pub fn get(&self, s: Sym) -> &str {
+        &self.strs[s as usize]
+    }
+    pub fn lookup(&self, s: &str) -> Option<Sym> {
+        self.ids.get(s).copied()
+    }
+    pub fn len(&self) -> usize {
+        self.strs.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.strs.is_empty()
+    }
+    fn opt(&mut self, s: Option<&str>) -> Sym {
+        s.map_or(NO_SYM, |s| self.intern(s))
+    }
+}
+
+// Validity bits of the nullable numeric columns.
+pub const V_VEC: u8 = 1;
+pub const V_NAPI: u8 = 2;
+pub const V_SKB: u8 = 4;
+pub const V_WORK: u8 = 8;
+pub const V_BUDGET: u8 = 16;
+pub const V_RET: u8 = 32;
+pub const V_TARGET_CPU: u8 = 64;
+
+/// The columns the rules read (`len`, `csd` and `target_pid` are not among them).
+#[derive(Debug, Default)]
+pub struct Cols {
+    pub ts: Vec<u64>,
+    pub cpu: Vec<u32>,
+    pub seq: Vec<u64>,
+    pub kind: Vec<EventKind>,
+    pub ctx: Vec<Ctx>,
+    pub comm: Vec<Sym>,
+    pub pid: Vec<i32>,
+    /// `V_*` bits: which nullable numeric columns hold a value in this row.
+    pub valid: Vec<u8>,
+    pub vec: Vec<u32>,
+    pub napi: Vec<u64>,
+    pub skb: Vec<u64>,
+    pub work: Vec<i32>,
+    pub budget: Vec<i32>,
+    pub ret: Vec<i32>,
+    pub target_cpu: Vec<i32>,
+    pub dev: Vec<Sym>,
+    pub target_comm: Vec<Sym>,
+    pub prev_state: Vec<Sym>,
+    pub func: Vec<Sym>,
+    pub strs: Strings,
+}
+
+/// One row, for building `Cols` a row at a time.
+#[derive(Clone, Copy, Debug)]
+pub struct Row {
+    pub ts: u64,
+    pub cpu: u32,
+    pub seq: u64,
+    pub kind: EventKind,
+    pub ctx: Ctx,
+    pub comm: Sym,
+    pub pid: i32,
+    pub valid: u8,
+    pub vec: u32,
+    pub napi: u64,
+    pub skb: u64,
+    pub work: i32,
+    pub budget: i32,
+    pub ret: i32,
+    pub target_cpu: i32,
+    pub dev: Sym,
+    pub target_comm: Sym,
+    pub prev_state: Sym,
+    pub func: Sym,
+}
+
+macro_rules! each_col {
+    ($m:ident, $($args:tt)*) => {
+        $m!($($args)*; ts cpu seq kind ctx comm pid valid vec napi skb work budget ret target_cpu
+            dev target_comm prev_state func)
+    };
+}
+
+impl Cols {
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    pub fn with_capacity(n: usize) -> Cols {
+        macro_rules! cap {
+            (; $($f:ident)*) => {
+                Cols { $($f: Vec::with_capacity(n),)* strs: Strings::default() }
+            };
+        }
+        each_col!(cap,)
+    }
+
+    pub fn push(&mut self, r: &Row) {
+        macro_rules! push {
+            ($s:ident $r:ident; $($f:ident)*) => { $($s.$f.push($r.$f);)* };
+        }
+        let c = self;
+        each_col!(push, c r);
+    }
+
+    pub fn from_events(events: &[Event]) -> Cols {
+        let mut c = Cols::with_capacity(events.len());
+        for e in events {
+            let mut valid = 0;
+            let mut v = |bit: u8, present: bool| {
+                if present {
+                    valid |= bit
+                }
+            };
+            v(V_VEC, e.vec.is_some());
+            v(V_NAPI, e.napi.is_some());
+            v(V_SKB, e.skb.is_some());
+            v(V_WORK, e.work.is_some());
+            v(V_BUDGET, e.budget.is_some());
+            v(V_RET, e.ret.is_some());
+            v(V_TARGET_CPU, e.target_cpu.is_some());
+            let row = Row {
+                ts: e.ts_ns,
+                cpu: e.cpu,
+                seq: e.seq,
+                kind: e.event,
+                ctx: e.ctx,
+                comm: c.strs.intern(&e.comm),
+                pid: e.pid,
+                valid,
+                vec: e.vec.unwrap_or(0),
+                napi: e.napi.unwrap_or(0),
+                skb: e.skb.unwrap_or(0),
+                work: e.work.unwrap_or(0),
+                budget: e.budget.unwrap_or(0),
+                ret: e.ret.unwrap_or(0),
+                target_cpu: e.target_cpu.unwrap_or(0),
+                dev: c.strs.opt(e.dev.as_deref()),
+                target_comm: c.strs.opt(e.target_comm.as_deref()),
+                prev_state: c.strs.opt(e.prev_state.as_deref()),
+                func: c.strs.opt(e.func.as_deref()),
+            };
+            c.push(&row);
+        }
+        c
+    }
+
+    /// The rows in `order` (a permutation of the rows), strings kept.
+    pub fn permute(self, order: &[u32]) -> Cols {
+        macro_rules! gather {
+            ($s:ident; $($f:ident)*) => {
+                Cols {
+                    $($f: order.iter().map(|i| $s.$f[*i as usize]).collect(),)*
+                    strs: $s.strs,
+                }
+            };
+        }
+        let c = self;
+        each_col!(gather, c)
+    }
+
+    pub fn row(&self, i: usize) -> E<'_> {
+        E { c: self, i }
+    }
+}
+
+/// Row `i` of the columns: the accessors mirror `Event`'s fields.
+#[derive(Clone, Copy)]
+pub struct E<'a> {
+    pub c: &'a Cols,
+    pub i: usize,
+}
+
+impl std::fmt::Debug for E<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&super::describe(*self))
+    }
+}
+
+impl<'a> E<'a> {
+    #[inline]
+    fn has(self, bit: u8) -> bool {
+        self.c.valid[self.i] & bit != 0
+    }
+    #[inline]
+    fn s(self, s: Sym) -> Option<&'a str> {
+        (s != NO_SYM).then(|| self.c.strs.get(s))
+    }
+    #[inline]
+    pub fn ts_ns(self) -> u64 {
+        self.c.ts[self.i]
+    }
+    #[inline]
+    pub fn cpu(self) -> u32 {
+        self.c.cpu[self.i]
+    }
+    #[inline]
+    pub fn seq(self) -> u64 {
+        self.c.seq[self.i]
+    }
+    #[inline]
+    pub fn event(self) -> EventKind {
+        self.c.kind[self.i]
+    }
+    #[inline]
+    pub fn ctx(self) -> Ctx {
+        self.c.ctx[self.i]
+    }
+    #[inline]
+    pub fn pid(self) -> i32 {
+        self.c.pid[self.i]
+    }
+    pub fn comm(self) -> &'a str {
+        self.c.strs.get(self.c.comm[self.i])
+    }
+    #[inline]
+    pub fn vec(self) -> Option<u32> {
+        self.has(V_VEC).then(|| self.c.vec[self.i])
+    }
+    #[inline]
+    pub fn napi(self) -> Option<u64> {
+        self.has(V_NAPI).then(|| self.c.napi[self.i])
+    }
+    #[inline]
+    pub fn skb(self) -> Option<u64> {
+        self.has(V_SKB).then(|| self.c.skb[self.i])
+    }
+    #[inline]
+    pub fn work(self) -> Option<i32> {
+        self.has(V_WORK).then(|| self.c.work[self.i])
+    }
+    #[inline]
+    pub fn budget(self) -> Option<i32> {
+        self.has(V_BUDGET).then(|| self.c.budget[self.i])
+    }
+    #[inline]
+    pub fn ret(self) -> Option<i32> {
+        self.has(V_RET).then(|| self.c.ret[self.i])
+    }
+    #[inline]
+    pub fn target_cpu(self) -> Option<i32> {
+        self.has(V_TARGET_CPU).then(|| self.c.target_cpu[self.i])
+    }
+    pub fn dev(self) -> Option<&'a str> {
+        self.s(self.c.dev[self.i])
+    }
+    pub fn target_comm(self) -> Option<&'a str> {
+        self.s(self.c.target_comm[self.i])
+    }
+    pub fn prev_state(self) -> Option<&'a str> {
+        self.s(self.c.prev_state[self.i])
+    }
+    pub fn func(self) -> Option<&'a str> {
+        self.s(self.c.func[self.i])
+    }
+    /// `backlog_napi/N` is the current task: N.
+    #[inline]
+    pub fn comm_thread(self) -> Option<u32> {
+        self.c.strs.thread[self.c.comm[self.i] as usize]
+    }
+    /// The current task's name starts with `backlog_napi/`.
+    #[inline]
+    pub fn comm_is_backlog(self) -> bool {
+        self.c.strs.backlog_prefix[self.c.comm[self.i] as usize]
+    }
+    /// `backlog_napi/N` is the other task (woken, switched to): N.
+    #[inline]
+    pub fn target_thread(self) -> Option<u32> {
+        let s = self.c.target_comm[self.i];
+        if s == NO_SYM {
+            None
+        } else {
+            self.c.strs.thread[s as usize]
+        }
+    }
+    /// A poll of a CPU's backlog NAPI (`Event::is_backlog_poll`).
+    pub fn is_backlog_poll(self) -> bool {
+        self.event() == EventKind::NapiPoll && self.dev() == Some(BACKLOG_DEV)
+    }
+}
+
+/// A quick hasher for the checker's integer keys (skb/napi hashes or raw addresses, CPUs,
+/// pids): a multiply folded over 128 bits, so aligned raw addresses spread too.
+#[derive(Clone, Copy, Default)]
+pub struct FastHasher(u64);
+
+const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl std::hash::Hasher for FastHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        let m = (self.0 as u128).wrapping_mul(K as u128);
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(23) ^ i).wrapping_mul(K);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64)
+    }
+    #[inline]
+    fn write_i32(&mut self, i: i32) {
+        self.write_u64(i as u32 as u64)
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64)
+    }
+}
+
+pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
