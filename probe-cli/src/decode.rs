@@ -78,8 +78,10 @@ pub fn prev_state(state: i64) -> String {
 /// `EventKind::from_code` by table.
 #[inline]
 fn kind_of(code: u16) -> Option<EventKind> {
-    const TABLE: [Option<EventKind>; 16] = {
-        let mut t = [None; 16];
+    // Codes run 1..=ALL.len().
+    const N: usize = EventKind::ALL.len() + 1;
+    const TABLE: [Option<EventKind>; N] = {
+        let mut t = [None; N];
         let mut i = 0;
         while i < EventKind::ALL.len() {
             t[EventKind::ALL[i] as usize] = Some(EventKind::ALL[i]);
@@ -185,6 +187,28 @@ impl Decoder {
                 e.skb = self.ptr(r.ptr);
                 e.target_cpu = Some(r.arg0);
             }
+            CpuhpEnter | CpuhpExit => {
+                e.target_cpu = Some(r.arg0);
+                e.work = Some(r.arg1);
+                if kind == CpuhpExit {
+                    e.ret = Some(r.ptr as i64 as i32);
+                }
+            }
+            NapiSchedule => {
+                e.napi = self.ptr(r.ptr);
+                e.func = Some(w.intern(if r.arg0 == 1 {
+                    "__napi_schedule_irqoff"
+                } else {
+                    "__napi_schedule"
+                }));
+            }
+            ProcessBacklog => {
+                e.napi = self.ptr(r.ptr);
+                e.budget = Some(r.arg1);
+            }
+            NapiThreadedPollLoop => e.napi = self.ptr(r.ptr),
+            RunBacklogNapi | RunKsoftirqd => e.target_cpu = Some(r.arg0),
+            NetRxAction => {}
         }
         Ok(e)
     }
