@@ -592,6 +592,39 @@ fn row(
     })
 }
 
+fn hotplug_markdown(rows: &[Value]) -> String {
+    let mut s = String::from(
+        "\nCPU hotplug in the same guests: `napiscope record` runs while \
+         `napiscope scenario loopback-rps --hotplug-cpu 1 -d 3s` takes CPU 1 (the RPS target) \
+         offline for the middle second, then `napiscope check` (hotplug windows are \
+         INCONCLUSIVE by model.md §8.2, never FAIL):\n\n\
+         | kernel | cmdline | CPU 1 offline → online (s) | packets received | events recorded | cpuhp events | check |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for r in rows.iter().filter(|r| r["hotplug"].is_object()) {
+        let h = &r["hotplug"];
+        let sc = &h["scenario"];
+        let when = match (sc["offline_at"].as_f64(), sc["online_at"].as_f64()) {
+            (Some(a), Some(b)) => format!("{a:.2} → {b:.2}"),
+            _ => format!("failed: {}", sc["error"].as_str().unwrap_or("no report")),
+        };
+        s.push_str(&format!(
+            "| {} | {} | {when} | {} | {} | {} | {} (exit {}) |\n",
+            r["kernel"].as_str().unwrap_or(""),
+            r["cmdline"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .unwrap_or("–"),
+            h["received"],
+            h["events"],
+            h["cpuhp_events"],
+            h["verdict"].as_str().unwrap_or("?"),
+            h["check_rc"],
+        ));
+    }
+    s
+}
+
 /// The patch's own claims, as its users would check them: untraced floods, medians of 5.
 fn flood_markdown(rows: &[Value]) -> String {
     let mut s = String::from(
@@ -741,6 +774,7 @@ fn markdown(rows: &[Value], date: &str, command: &str) -> String {
             },
         ));
     }
+    s.push_str(&hotplug_markdown(rows));
     s.push_str(&flood_markdown(rows));
     s.push_str("\nNot attached per kernel (reason):\n\n");
     for r in rows {
@@ -866,6 +900,17 @@ pub fn vm_test(selected: &[String], all: bool, host: bool, napiscope: &Path) -> 
             &res["flood"],
             &res["top"],
         );
+        // CPU 1 went offline and came back during traffic; the kernel lived, the recording
+        // is valid, and the checker did not call §8.2's unspecified window a divergence.
+        let hp = &res["hotplug"];
+        let hp_ok = hp["scenario"]["error"].is_null()
+            && hp["scenario"]["online_at"].is_number()
+            && hp["record_rc"] == 0
+            && hp["check_rc"] == 0;
+        r["hotplug"] = hp.clone();
+        if !hp_ok {
+            r["passed"] = json!(false);
+        }
         // A second panic fails the row: one retry only.
         if let Some(p) = res["panic"].as_str() {
             guest_panics.push(p.to_string());

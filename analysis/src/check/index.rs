@@ -74,6 +74,10 @@ pub struct Index {
     pub lost: HashMap<u32, Vec<(u64, u64)>>,
     /// CPUs whose events are in the trace (all, unless recorded with -C).
     pub observed: Option<Vec<u32>>,
+    /// CPU hotplug operations: (cpu, from, to). model.md §8.2 leaves much unspecified
+    /// there (re-injected skbs, parked threads, stale SCHED bits), so every CPU is treated
+    /// as blind inside them: INCONCLUSIVE, never FAIL.
+    pub hotplug: Vec<(u32, u64, u64)>,
     /// Per CPU T: times of sched_waking events whose target is backlog_napi/T.
     pub thread_wakings: HashMap<u32, Vec<u64>>,
     /// Per CPU T: backlog_napi/T awake (true) / asleep (false) transitions, in time order.
@@ -93,7 +97,42 @@ pub struct Index {
     pub t_end: u64,
 }
 
-const KINDS: usize = 16;
+/// Kind codes run 1..=ALL.len().
+const KINDS: usize = EventKind::ALL.len() + 1;
+
+/// After a hotplug callback sequence ends, the model keeps the window open this long: the
+/// unparked backlog thread's first batch and, on a first onlining, the cross-CPU poll of
+/// model.md §8.2 come right after.
+pub const HOTPLUG_TAIL_NS: u64 = 100_000_000;
+/// cpuhp events further apart than this belong to different hotplug operations.
+const HOTPLUG_GAP_NS: u64 = 500_000_000;
+
+/// Time windows around CPU hotplug operations, from cpuhp_enter/exit events: (cpu, from, to).
+fn hotplug_windows(c: &Cols, idx: &[u32]) -> Vec<(u32, u64, u64)> {
+    let mut by_cpu: HashMap<u32, Vec<u64>> = HashMap::new();
+    for &i in idx {
+        let e = c.row(i as usize);
+        if let Some(cpu) = e.target_cpu() {
+            by_cpu.entry(cpu as u32).or_default().push(e.ts_ns());
+        }
+    }
+    let mut out = Vec::new();
+    for (cpu, mut ts) in by_cpu {
+        ts.sort_unstable();
+        let mut start = ts[0];
+        let mut last = ts[0];
+        for &t in &ts[1..] {
+            if t - last > HOTPLUG_GAP_NS {
+                out.push((cpu, start, last + HOTPLUG_TAIL_NS));
+                start = t;
+            }
+            last = t;
+        }
+        out.push((cpu, start, last + HOTPLUG_TAIL_NS));
+    }
+    out.sort_unstable_by_key(|w| (w.1, w.0));
+    out
+}
 
 pub fn poll_class(e: E) -> Class {
     if e.ctx() == Ctx::Softirq {
@@ -205,6 +244,12 @@ impl Index {
             per_slot[s].push(i as u32);
         }
         let lost = lost_windows(&c, &slot_cpu, per_slot, meta);
+        let cpuhp: Vec<u32> = kind_all[EventKind::CpuhpEnter as usize]
+            .iter()
+            .chain(&kind_all[EventKind::CpuhpExit as usize])
+            .copied()
+            .collect();
+        let hotplug = hotplug_windows(&c, &cpuhp);
         let mut cpus = slot_cpu.clone();
         cpus.sort_unstable();
         let observed = meta
@@ -339,6 +384,7 @@ impl Index {
             batches,
             lost,
             observed,
+            hotplug,
             slots,
             by_kind,
             kind_all,
@@ -401,6 +447,9 @@ impl Index {
     /// Did `cpu` lose events, or go unobserved, in [t0, t1]?
     pub fn blind(&self, cpu: u32, t0: u64, t1: u64) -> bool {
         if self.observed.as_ref().is_some_and(|o| !o.contains(&cpu)) {
+            return true;
+        }
+        if self.hotplug.iter().any(|(_, a, b)| *a <= t1 && t0 <= *b) {
             return true;
         }
         self.lost

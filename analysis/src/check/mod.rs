@@ -177,6 +177,13 @@ pub fn trace_mode(ix: &Index) -> TraceModeEvidence {
 }
 
 #[derive(Clone, Debug, Serialize)]
+pub struct HotplugWindow {
+    pub cpu: u32,
+    pub from_ns: u64,
+    pub to_ns: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct CheckReport {
     /// The mode the trace was checked against.
     pub mode: Option<Mode>,
@@ -187,6 +194,8 @@ pub struct CheckReport {
     pub events: usize,
     pub batches: usize,
     pub lost_events: u64,
+    /// CPU hotplug operations seen (cpuhp events): rules are INCONCLUSIVE inside them.
+    pub hotplug_windows: Vec<HotplugWindow>,
     /// Received packets by where they were processed.
     pub paths: BTreeMap<String, u64>,
     /// Batches by initiator (local/remote) and class.
@@ -308,6 +317,15 @@ pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckRe
         events,
         batches: ix.batches.len(),
         lost_events: meta.lost_per_cpu().iter().sum(),
+        hotplug_windows: ix
+            .hotplug
+            .iter()
+            .map(|&(cpu, from_ns, to_ns)| HotplugWindow {
+                cpu,
+                from_ns,
+                to_ns,
+            })
+            .collect(),
         paths,
         batch_paths,
         rules: results,

@@ -356,3 +356,52 @@ fn check_phases() {
         n as f64 / total / 1e6
     );
 }
+
+/// cpuhp events for CPU 1 spanning the whole trace: a hotplug window (model.md §8.2).
+fn add_hotplug(t: &mut Trace) {
+    let (t0, t1) = (t.events[0].ts_ns, t.events.last().unwrap().ts_ns);
+    for (ts, kind) in [(t0, EventKind::CpuhpEnter), (t1, EventKind::CpuhpExit)] {
+        let mut e = Event::new(ts, 0, 0, kind);
+        e.target_cpu = Some(1);
+        e.work = Some(0);
+        t.events.push(e);
+    }
+    renumber(t);
+}
+
+#[test]
+fn a_hotplug_window_makes_a_divergence_inconclusive() {
+    // The same mutation A-3 catches above, inside a CPU hotplug window, is not a FAIL:
+    // the model leaves hotplug windows unspecified.
+    let mut t = sim(Mode::B, Workload::Rps, 14);
+    mutate(&mut t, |e| e.event != EventKind::CsdFunctionEntry);
+    add_hotplug(&mut t);
+    let r = check(&t, Some(Mode::B));
+    assert_eq!(r.hotplug_windows.len(), 1);
+    assert_eq!(r.hotplug_windows[0].cpu, 1);
+    assert_eq!(verdict(&r, "A-3"), Verdict::Inconclusive);
+    assert!(!failed(&r).contains(&"A-3"), "{:?}", failed(&r));
+}
+
+#[test]
+fn function_probe_events_pass_through_the_checker() {
+    // Kinds after the tracepoints' (hotplug, kprobes) must index cleanly, not spill into
+    // another CPU's buckets.
+    let mut t = sim(Mode::C, Workload::Rps, 16);
+    let ts: Vec<(u64, u32)> = t
+        .events
+        .iter()
+        .step_by(50)
+        .map(|e| (e.ts_ns, e.cpu))
+        .collect();
+    for (i, (ts, cpu)) in ts.into_iter().enumerate() {
+        let kind = EventKind::ALL[EventKind::ALL.len() - 1 - i % 6];
+        let mut e = Event::new(ts, cpu, 0, kind);
+        e.target_cpu = Some(cpu as i32);
+        t.events.push(e);
+    }
+    renumber(&mut t);
+    let r = check(&t, Some(Mode::C));
+    assert!(failed(&r).is_empty(), "{:?}", failed(&r));
+    assert_eq!(verdict(&r, "C-3"), Verdict::Pass);
+}
