@@ -457,6 +457,11 @@ impl Index {
             .is_some_and(|w| w.iter().any(|(a, b)| *a <= t1 && t0 <= *b))
     }
 
+    /// Is `t` inside a CPU hotplug window?
+    pub fn in_hotplug(&self, t: u64) -> bool {
+        self.hotplug.iter().any(|(_, a, b)| *a <= t && t <= *b)
+    }
+
     /// Was backlog_napi/cpu woken in [t0, t1]?
     pub fn thread_woken(&self, cpu: u32, t0: u64, t1: u64) -> bool {
         let v = self

@@ -164,6 +164,31 @@ fn g1(c: &Ctx) -> RuleResult {
             }
         }
     }
+    // Direct evidence where the kprobe exists: process_backlog itself ran on that CPU.
+    for e in c.ix.all(EventKind::ProcessBacklog) {
+        let Some(napi) = e.napi() else { continue };
+        match owner.get(&napi) {
+            Some(cpu) if *cpu != e.cpu() => {
+                if c.ix.in_hotplug(e.ts_ns()) {
+                    r.unsure(); // model.md §8.2: a first onlining may poll cross-CPU
+                    continue;
+                }
+                r.fail(Divergence {
+                    rule: "G1",
+                    cpu: e.cpu(),
+                    ts_ns: e.ts_ns(),
+                    message: format!(
+                        "process_backlog ran for CPU {cpu}'s backlog on CPU {}",
+                        e.cpu()
+                    ),
+                    expected: format!("CPU {cpu}'s backlog is processed on CPU {cpu}"),
+                    events: vec![describe(e)],
+                })
+            }
+            Some(_) => r.pass(),
+            None => {}
+        }
+    }
     r.finish()
 }
 
@@ -751,6 +776,21 @@ fn c1(c: &Ctx) -> RuleResult {
                     events: vec![],
                 });
             }
+        }
+    }
+    // Direct evidence where the kprobe exists: run_backlog_napi(cpu) runs on that cpu.
+    for e in c.ix.all(EventKind::RunBacklogNapi) {
+        match e.target_cpu() {
+            Some(n) if n as u32 != e.cpu() => r.fail(Divergence {
+                rule: "C-1",
+                cpu: e.cpu(),
+                ts_ns: e.ts_ns(),
+                message: format!("run_backlog_napi({n}) ran on CPU {}", e.cpu()),
+                expected: format!("backlog_napi/{n} is bound to CPU {n}"),
+                events: vec![describe(e)],
+            }),
+            Some(_) => r.pass(),
+            None => r.unsure(),
         }
     }
     for e in c.ix.all(EventKind::SchedSwitch) {

@@ -405,3 +405,38 @@ fn function_probe_events_pass_through_the_checker() {
     assert!(failed(&r).is_empty(), "{:?}", failed(&r));
     assert_eq!(verdict(&r, "C-3"), Verdict::Pass);
 }
+
+#[test]
+fn function_probes_are_direct_evidence_for_g1_and_c1() {
+    // process_backlog of CPU 1's backlog on CPU 0: G1 from the kprobe alone.
+    let mut t = sim(Mode::C, Workload::Rps, 17);
+    let poll = t
+        .events
+        .iter()
+        .find(|e| e.is_backlog_poll() && e.cpu == 1)
+        .cloned()
+        .unwrap();
+    let mut pb = Event::new(poll.ts_ns + 1, 0, 0, EventKind::ProcessBacklog);
+    pb.napi = poll.napi;
+    pb.budget = Some(64);
+    t.events.push(pb);
+    // run_backlog_napi(1) on CPU 0: the thread is not bound.
+    let mut rb = Event::new(poll.ts_ns + 2, 0, 0, EventKind::RunBacklogNapi);
+    rb.target_cpu = Some(1);
+    t.events.push(rb);
+    renumber(&mut t);
+    let r = check(&t, Some(Mode::C));
+    assert!(failed(&r).contains(&"G1"), "{:?}", failed(&r));
+    assert!(failed(&r).contains(&"C-1"), "{:?}", failed(&r));
+    // The same probes on the right CPUs pass.
+    let mut t = sim(Mode::C, Workload::Rps, 17);
+    let mut pb = Event::new(poll.ts_ns + 1, 1, 0, EventKind::ProcessBacklog);
+    pb.napi = poll.napi;
+    t.events.push(pb);
+    let mut rb = Event::new(poll.ts_ns + 2, 1, 0, EventKind::RunBacklogNapi);
+    rb.target_cpu = Some(1);
+    t.events.push(rb);
+    renumber(&mut t);
+    let r = check(&t, Some(Mode::C));
+    assert!(failed(&r).is_empty(), "{:?}", failed(&r));
+}
