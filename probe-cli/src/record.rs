@@ -177,7 +177,8 @@ impl SeqTracker {
 /// records it could not decode.
 #[derive(Default)]
 pub struct Tally {
-    per_kind: [u64; 16],
+    /// By kind code (1..=ALL.len()).
+    per_kind: [u64; analysis::EventKind::ALL.len() + 1],
     per_cpu: Vec<u64>,
     pub seqs: SeqTracker,
     pub bad: u64,
@@ -186,7 +187,7 @@ pub struct Tally {
 impl Tally {
     #[inline]
     fn see(&mut self, kind: analysis::EventKind, cpu: u32, seq: u64) {
-        self.per_kind[kind as usize & 15] += 1;
+        self.per_kind[kind as usize] += 1;
         let c = cpu as usize;
         if c >= self.per_cpu.len() {
             self.per_cpu.resize(c + 1, 0);
