@@ -1,4 +1,4 @@
--- napiscope report's core numbers in plain SQL (DuckDB; Spark SQL needs only the
+-- napiscope report's core numbers in plain SQL (DuckDB, and Spark SQL with only the
 -- read_parquet line changed). For a fleet: read_parquet('fleet/**/*.parquet',
 -- filename = true, hive_partitioning = true) and add host/kernel to the GROUP BYs.
 CREATE VIEW trace AS SELECT * FROM read_parquet('trace.parquet', filename = true);

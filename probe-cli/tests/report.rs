@@ -215,12 +215,14 @@ except ImportError:
     print("MISSING_DUCKDB")
     sys.exit(3)
 sql = open(sys.argv[1]).read().replace("'trace.parquet'", "'" + sys.argv[2] + "'")
+sql = "\n".join(l for l in sql.splitlines() if not l.strip().startswith("--"))
 con = duckdb.connect()
 out = []
-for stmt in [s for s in sql.split(";") if s.strip() and not all(
-        l.strip().startswith("--") or not l.strip() for l in s.splitlines())]:
+for stmt in (s.strip() for s in sql.split(";")):
+    if not stmt:
+        continue
     r = con.execute(stmt)
-    if stmt.strip().upper().splitlines()[-1].startswith("CREATE") or "CREATE VIEW" in stmt:
+    if stmt.upper().startswith("CREATE"):
         continue
     cols = [d[0] for d in r.description]
     out.append([dict(zip(cols, row)) for row in r.fetchall()])
