@@ -137,7 +137,7 @@ pub fn run(bin: &Path) -> Result<()> {
                 "--workload",
                 "mixed",
             ])
-            .args(["--packets", "110000", "-o"])
+            .args(["--packets", "83000", "-o"])
             .arg(&base)
             .status()?;
         if !st.success() {
@@ -184,7 +184,7 @@ pub fn run(bin: &Path) -> Result<()> {
         "{BEGIN}\n## `napiscope report`\n\n\
          | trace | events | file | time | rate | peak RSS |\n|---|---|---|---|---|---|\n{}\n\n\
          One run each of `napiscope report --json FILE` (release build, all cores), on a \
-         simulated mode B trace (4 CPUs, mixed RPS, ~110k packets per 1M events) copied end \
+         simulated mode B trace (4 CPUs, mixed RPS, ~83k packets per 1M events) copied end \
          to end by DuckDB. Peak RSS is the child's `ru_maxrss`. Produced by \
          `cargo xtask bench --report`.\n{END}\n",
         rows.join("\n")
