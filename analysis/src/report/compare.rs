@@ -50,7 +50,10 @@ impl Rule {
             (Rule::Points(p), Some(b), Some(n)) | (Rule::Abs(p), Some(b), Some(n)) => {
                 (n - b).abs() > p
             }
-            (Rule::Factor(f), Some(b), Some(n)) => b > 0.0 && n > 0.0 && (n / b >= f || b / n >= f),
+            // From or to zero is the largest factor there is.
+            (Rule::Factor(f), Some(b), Some(n)) => {
+                (b > 0.0) != (n > 0.0) || (b > 0.0 && (n / b >= f || b / n >= f))
+            }
             (Rule::AppearsOrGrows, b, Some(n)) => n > b.unwrap_or(0.0),
             (Rule::Abs(_) | Rule::Points(_), None, Some(n)) => n != 0.0,
             _ => false,

@@ -172,6 +172,11 @@ fn mode_b_rps_goes_by_ipi_and_the_comparison_flags_it() {
     assert!(matters.contains(&"remote_softirq share %"), "{matters:?}");
     assert!(matters.contains(&"RPS IPIs per packet"), "{matters:?}");
     assert!(!matters.contains(&"lost events"), "{matters:?}");
+    // Mode C runs no NET_RX softirq for RPS traffic: from some cost to none matters.
+    assert!(
+        matters.contains(&"NET_RX softirq ns per packet"),
+        "{matters:?}"
+    );
     let text = compare::text(&cmp, false);
     assert!(text.contains("backlog_thread share %") && text.contains('!'));
     assert!(!text.contains("\x1b["));
