@@ -5,6 +5,7 @@ pub mod event;
 pub mod mode;
 pub mod model;
 pub mod paths;
+pub mod report;
 pub mod trace;
 
 pub use event::{Ctx, Event, EventKind};

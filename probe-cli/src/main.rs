@@ -5,6 +5,7 @@ mod conformance;
 mod decode;
 mod probes;
 mod record;
+mod report;
 mod scenario;
 mod status;
 mod symbols;
@@ -82,14 +83,24 @@ enum Cmd {
     /// Record receive-path events to a Parquet file (one row per event; see docs/schema.md)
     #[command(
         after_help = "Examples:\n  napiscope record -o trace.parquet -d 10\n  \
-                            napiscope record -o rps.parquet -C 0,1 --ring-buffer-mb 256\n\n\
+                            napiscope record -o rps.parquet -C 0,1 --ring-buffer-mb 256\n  \
+                            napiscope record --hive fleet/ -d 60   (then: napiscope report fleet/)\n\n\
                             Ctrl-C or SIGTERM stops the recording and still writes a valid file.\n\
                             Query it with DuckDB: SELECT event, cpu, count(*) FROM 'trace.parquet' GROUP BY ALL;"
     )]
     Record {
         /// Output Parquet file
-        #[arg(short, long, value_name = "FILE.parquet")]
-        output: PathBuf,
+        #[arg(
+            short,
+            long,
+            value_name = "FILE.parquet",
+            required_unless_present = "hive"
+        )]
+        output: Option<PathBuf>,
+        /// Write into a hive-partitioned tree instead of -o:
+        /// DIR/host=<hostname>/kernel=<release>/<UTC start>.parquet (read it with `report DIR`)
+        #[arg(long, value_name = "DIR", conflicts_with = "output")]
+        hive: Option<PathBuf>,
         /// How long to record: 10, 10s, 500ms, 2m (default: until Ctrl-C)
         #[arg(short, long, value_parser = parse_duration, value_name = "DURATION")]
         duration: Option<Duration>,
@@ -111,6 +122,25 @@ enum Cmd {
         /// Print the final summary as JSON
         #[arg(long)]
         json: bool,
+    },
+    /// Where receive work ran, per CPU and per packet path: deliveries, latencies, NAPI
+    /// batches, softirq time, RPS IPIs and thread wake-ups per packet, losses
+    #[command(after_help = REPORT_HELP)]
+    Report {
+        /// Trace files, or directories searched for *.parquet (hive `key=value/` directories
+        /// become partitions, each reported on its own as well)
+        #[arg(required = true, value_name = "TRACE.parquet|DIR")]
+        inputs: Vec<PathBuf>,
+        /// Machine-readable output: the same numbers as the tables, as one JSON object
+        #[arg(long)]
+        json: bool,
+        /// Also write SVG charts into DIR: latency-<path>.svg, timeline-cpu<N>.svg
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
+        /// Compare with this older recording (file or directory): both side by side,
+        /// differences that matter marked `!`
+        #[arg(long, value_name = "OLD")]
+        baseline: Option<PathBuf>,
     },
     /// Drive test traffic through one receive path, inside network namespaces napiscope
     /// creates and removes (nothing leaves them). Run `record` alongside to see it.
@@ -177,6 +207,19 @@ enum Cmd {
         seconds: u64,
     },
 }
+
+const REPORT_HELP: &str = "Examples:
+  napiscope report trace.parquet                  tables: paths, latencies, per-CPU work
+  napiscope report trace.parquet --json | jq '.cpus[] | {cpu, deliveries}'
+  napiscope report trace.parquet --plot plots/    + latency histograms and per-CPU timelines (SVG)
+  napiscope report threads-on.parquet --baseline threads-off.parquet
+  napiscope report fleet/                         every *.parquet below fleet/, per host=/kernel=
+  napiscope record --hive fleet/ -d 30            (writes fleet/host=H/kernel=K/<start>.parquet)
+
+Paths: local_softirq (enqueued and processed on one CPU), remote_softirq (RPS: IPI, then the
+target's NET_RX softirq), ksoftirqd, backlog_thread (mode C: backlog_napi/N). Latency is
+netif_rx to netif_receive_skb of the same skb. Exit 2: missing file, not Parquet, not a
+napiscope trace, or no events.";
 
 #[derive(clap::Args)]
 struct ScenarioArgs {
@@ -364,8 +407,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
+        Cmd::Report {
+            inputs,
+            json,
+            plot,
+            baseline,
+        } => report::run(report::ReportOpts {
+            inputs,
+            json,
+            plot,
+            baseline,
+        }),
         Cmd::Record {
             output,
+            hive,
             duration,
             cpus,
             ring_buffer_mb,
@@ -375,6 +430,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             json,
         } => {
             let cpus = cpus.as_deref().map(parse_cpus).transpose()?;
+            let output = match (output, hive) {
+                (Some(o), _) => o,
+                (None, Some(dir)) => report::hive_output(&dir)?,
+                (None, None) => return Err(CliError::usage("give -o FILE or --hive DIR").into()),
+            };
             let summary = record::run(record::RecordOpts {
                 output,
                 duration,
@@ -453,6 +513,15 @@ mod tests {
                 "--expect-mode",
                 "C",
             ],
+            vec!["napiscope", "report", "a.parquet", "dir/", "--json"],
+            vec![
+                "napiscope",
+                "report",
+                "a.parquet",
+                "--baseline",
+                "b.parquet",
+            ],
+            vec!["napiscope", "record", "--hive", "fleet", "-d", "1"],
             vec!["napiscope", "verify", "--expect-mode", "B"],
             vec!["napiscope", "scenario", "veth-rps"],
             vec![
@@ -472,6 +541,9 @@ mod tests {
             }
         }
         assert!(Cli::try_parse_from(["napiscope", "check", "t", "--mode", "D"]).is_err());
+        assert!(Cli::try_parse_from(["napiscope", "report"]).is_err());
+        assert!(Cli::try_parse_from(["napiscope", "record", "-d", "1"]).is_err());
+        assert!(Cli::try_parse_from(["napiscope", "record", "-o", "x", "--hive", "d"]).is_err());
     }
 
     #[test]

@@ -68,10 +68,16 @@ fn tmp_dir(name: &str) -> PathBuf {
 
 /// Start `napiscope record` and wait until its probes are attached.
 fn start_record(out: &Path, extra: &[&str]) -> Child {
+    let mut args = vec!["-o".to_string(), out.display().to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    start_record_args(&args)
+}
+
+/// Start `napiscope record ARGS` and wait until its probes are attached.
+fn start_record_args(args: &[String]) -> Child {
     let mut child = Command::new(BIN)
-        .args(["record", "-o"])
-        .arg(out)
-        .args(extra)
+        .arg("record")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -695,4 +701,84 @@ fn top_rejects_bad_input_with_exit_2() {
     let out = napiscope(&["top", "--json", "--filter", "pid=1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("dev=NAME or comm=NAME"));
+}
+
+/// `record --hive` on the veth+RPS scenario, then `report DIR --json`: the receive work of
+/// CPU 1 came by RPS IPI from CPU 0 (modes A/B), or by its backlog_napi thread (mode C).
+#[test]
+fn report_on_a_hive_recording_shows_where_rps_work_ran() {
+    let _g = kernel_lock();
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let dir = tmp_dir("hive");
+    let rec = start_record_args(&["--hive".to_string(), dir.display().to_string()]);
+    scenario(&[
+        "veth-rps",
+        "--sender-cpu",
+        "0",
+        "--rx-cpu",
+        "1",
+        "-d",
+        "2s",
+        "--rate",
+        "2000",
+    ]);
+    let o = stop(rec, libc::SIGINT);
+    assert!(o.status.success(), "record --hive: {o:?}");
+    no_namespaces_left();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let host = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let name = host.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("host="), "{name}");
+    let kdir = host.join(format!("kernel={}", release.trim()));
+    let files: Vec<_> = std::fs::read_dir(&kdir)
+        .unwrap_or_else(|e| panic!("{}: {e}", kdir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+
+    let out = napiscope(&["report", "--json", dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r0 = &v["recordings"][0];
+    assert_eq!(r0["source"], "record");
+    assert_eq!(r0["kernel_release"], release.trim());
+    assert_eq!(r0["partition"]["kernel"], release.trim());
+    let cpu = |n: u64| {
+        v["cpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cpu"] == n)
+            .unwrap_or_else(|| panic!("no CPU {n} in {v:#}"))
+            .clone()
+    };
+    let (c0, c1) = (cpu(0), cpu(1));
+    let n = |c: &serde_json::Value, k: &str| c[k].as_u64().unwrap();
+    if r0["mode"] == "C" {
+        assert!(n(&c1["deliveries"], "backlog_thread") >= 1000, "{c1:#}");
+        assert_eq!(n(&c1, "rps_ipis_received"), 0, "{c1:#}");
+    } else {
+        let remote = n(&c1["deliveries"], "remote_softirq");
+        assert!(remote >= 1000, "CPU 1 remote softirq deliveries: {c1:#}");
+        assert!(n(&c1, "rps_ipis_received") > 0, "{c1:#}");
+        assert!(n(&c0, "rps_ipis_sent") > 0, "{c0:#}");
+        assert!(n(&c0, "enqueued") >= 1000, "{c0:#}");
+        let ipp = c1["ipis_per_packet"].as_f64().unwrap();
+        assert!(ipp > 0.0 && ipp <= 1.0, "IPIs per packet on CPU 1: {ipp}");
+        let rp = v["paths"][1]["latency_ns"]["p50"].as_u64().unwrap();
+        assert!(rp > 0 && rp < 1_000_000_000, "remote p50 {rp} ns");
+    }
+    let text = napiscope(&["report", dir.to_str().unwrap()]);
+    assert_eq!(text.status.code(), Some(0));
+    let t = String::from_utf8_lossy(&text.stdout);
+    assert!(t.contains("remote_softirq") && t.contains("cpu1"), "{t}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

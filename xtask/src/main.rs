@@ -12,6 +12,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod bench_report;
 mod vm;
 
 /// Pinned: bpf-linker 0.13 is built against LLVM 22, which matches rustc 1.95's LLVM.
@@ -67,6 +68,9 @@ enum Cmd {
         /// Packets in the simulated trace for the checker benchmark
         #[arg(long, default_value_t = 200_000)]
         packets: usize,
+        /// Only `napiscope report` on 1M/10M/50M events (BENCH_REPORT_MAX=10M stops early)
+        #[arg(long)]
+        report: bool,
     },
     /// Set up, then run formatting and lint checks and the whole test suite (unit, property
     /// and real-kernel integration tests; the latter need root)
@@ -95,8 +99,11 @@ fn main() -> Result<()> {
             let bin = build_napiscope()?;
             vm::vm_test(&kernels, all, all, &bin)
         }
-        Cmd::Bench { packets } => {
+        Cmd::Bench { packets, report } => {
             setup()?;
+            if report {
+                return bench_report::run(&build_napiscope()?);
+            }
             bench(packets)
         }
         Cmd::Test { no_lint, no_vm } => {
@@ -239,6 +246,7 @@ fn setup() -> Result<()> {
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("LLVM_PREFIX", LLVM_PREFIX))?;
     }
+    bench_report::ensure_duckdb()?;
     // build.rs looks for bpf-linker on PATH.
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();

@@ -1,0 +1,240 @@
+//! Terminal tables, rendered from the same structs `--json` prints.
+
+use std::fmt::Write as _;
+
+use super::{
+    summary::{CpuRow, Summary},
+    Report,
+};
+
+/// A plain text table: the first column left-aligned, the others right-aligned.
+pub struct Table {
+    head: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(head: &[&str]) -> Table {
+        Table {
+            head: head.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+    pub fn render(&self) -> String {
+        let n = self.head.len();
+        let mut w = vec![0; n];
+        for r in std::iter::once(&self.head).chain(&self.rows) {
+            for (i, c) in r.iter().enumerate().take(n) {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for r in std::iter::once(&self.head).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, c) in r.iter().enumerate().take(n) {
+                let pad = w[i] - c.chars().count();
+                if i == 0 {
+                    line.push_str(c);
+                    line.push_str(&" ".repeat(pad));
+                } else {
+                    line.push_str("  ");
+                    line.push_str(&" ".repeat(pad));
+                    line.push_str(c);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// 1234 ns → "1.2µs"; None → "-".
+pub fn dur(ns: Option<f64>) -> String {
+    let Some(ns) = ns else { return "-".into() };
+    if ns < 1e3 {
+        format!("{ns:.0}ns")
+    } else if ns < 1e6 {
+        format!("{:.1}µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.1}ms", ns / 1e6)
+    } else {
+        format!("{:.2}s", ns / 1e9)
+    }
+}
+
+pub fn num(v: Option<f64>, prec: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.prec$}"))
+}
+
+pub fn header(r: &Report) -> String {
+    let t = &r.summary.totals;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "napiscope report: {} recording(s), {} events over {:.2} s",
+        r.recordings.len(),
+        t.events,
+        t.span_s
+    );
+    let _ = writeln!(
+        s,
+        "kernel {}  mode {}  source {}  host {}  cpus {}  recorded {} s",
+        r.meta(|x| x.kernel_release.clone()),
+        r.meta(|x| x.mode.clone()),
+        r.meta(|x| x.source.clone()),
+        r.meta(|x| x.hostname.clone()),
+        r.meta(|x| x.cpus.map(|c| c.to_string())),
+        r.meta(|x| x.duration_s.map(|d| format!("{d:.1}"))),
+    );
+    let _ = writeln!(
+        s,
+        "lost events: {} (ring buffer, per metadata), {} (gaps in seq){}",
+        t.lost_recorded,
+        t.seq_gaps,
+        if t.lost_recorded + t.seq_gaps > 0 {
+            "  ! counts near losses are lower bounds"
+        } else {
+            ""
+        }
+    );
+    s
+}
+
+pub fn paths_table(s: &Summary) -> String {
+    let mut t = Table::new(&[
+        "path", "packets", "share", "p50", "p90", "p99", "max", "mean",
+    ]);
+    for p in &s.paths {
+        let l = p.latency_ns.as_ref();
+        t.row(vec![
+            p.path.to_string(),
+            p.deliveries.to_string(),
+            format!("{:.1}%", p.share_pct),
+            dur(l.map(|l| l.p50 as f64)),
+            dur(l.map(|l| l.p90 as f64)),
+            dur(l.map(|l| l.p99 as f64)),
+            dur(l.map(|l| l.max as f64)),
+            dur(l.map(|l| l.mean)),
+        ]);
+    }
+    t.render()
+}
+
+fn cpu_label(c: &CpuRow) -> String {
+    format!("cpu{}", c.cpu)
+}
+
+pub fn where_table(s: &Summary) -> String {
+    let mut t = Table::new(&[
+        "cpu",
+        "enqueued",
+        "local_softirq",
+        "remote_softirq",
+        "ksoftirqd",
+        "backlog_thread",
+        "ipis_sent",
+        "ipis_recv",
+        "ksoftirqd_wake",
+        "backlog_wake",
+        "ipi/pkt",
+        "wake/pkt",
+    ]);
+    for c in &s.cpus {
+        t.row(vec![
+            cpu_label(c),
+            c.enqueued.to_string(),
+            c.deliveries.local_softirq.to_string(),
+            c.deliveries.remote_softirq.to_string(),
+            c.deliveries.ksoftirqd.to_string(),
+            c.deliveries.backlog_thread.to_string(),
+            c.rps_ipis_sent.to_string(),
+            c.rps_ipis_received.to_string(),
+            c.ksoftirqd_wakeups.to_string(),
+            c.backlog_thread_wakeups.to_string(),
+            num(c.ipis_per_packet, 3),
+            num(c.wakeups_per_packet, 3),
+        ]);
+    }
+    t.render()
+}
+
+pub fn cost_table(s: &Summary) -> String {
+    let mut t = Table::new(&[
+        "cpu",
+        "net_rx_raise",
+        "net_rx_entry",
+        "softirq_time",
+        "polls",
+        "pkts_polled",
+        "batch",
+        "budget_hit",
+        "backlog_polls",
+        "events",
+        "lost",
+        "seq_gaps",
+    ]);
+    for c in &s.cpus {
+        t.row(vec![
+            cpu_label(c),
+            c.net_rx_raises.to_string(),
+            c.net_rx_entries.to_string(),
+            dur(Some(c.softirq_time_ns as f64)),
+            c.napi_polls.to_string(),
+            c.napi_packets.to_string(),
+            num(c.mean_batch, 2),
+            c.budget_exhausted.to_string(),
+            c.backlog_polls.to_string(),
+            c.events.to_string(),
+            c.lost_recorded.to_string(),
+            c.seq_gaps.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+pub fn totals_line(s: &Summary) -> String {
+    let t = &s.totals;
+    format!(
+        "packets: {} enqueued (netif_rx), {} delivered; RPS IPIs per packet {}; thread \
+         wake-ups per packet {}; mean napi_poll batch {}; budget exhausted in {}% of polls; \
+         NET_RX softirq {} per packet\n",
+        t.enqueued,
+        t.delivered,
+        num(t.ipis_per_packet, 3),
+        num(t.wakeups_per_packet, 3),
+        num(t.mean_batch, 2),
+        num(t.budget_exhausted_pct, 1),
+        dur(t.softirq_ns_per_packet),
+    )
+}
+
+pub fn summary_text(s: &Summary) -> String {
+    format!(
+        "{}\nWhere packets were processed (enqueue → processing latency):\n{}\n\
+         Per CPU: where receive work ran, IPIs and wake-ups:\n{}\n\
+         Per CPU: NET_RX softirq and NAPI polls:\n{}",
+        totals_line(s),
+        paths_table(s),
+        where_table(s),
+        cost_table(s)
+    )
+}
+
+pub fn text(r: &Report) -> String {
+    let mut out = header(r);
+    out.push('\n');
+    out.push_str(&summary_text(&r.summary));
+    for p in &r.partitions {
+        let _ = write!(
+            out,
+            "\n== partition {} ({} recording(s))\n",
+            p.partition, p.recordings
+        );
+        out.push_str(&summary_text(&p.summary));
+    }
+    out
+}

@@ -1,0 +1,204 @@
+//! `cargo xtask bench --report`: time and peak memory of `napiscope report --json` on
+//! recordings of 1M, 10M and 50M events; a section of BENCHMARKS.md.
+//!
+//! The traces: one simulated recording of about 1M events (mode B, 4 CPUs, mixed RPS), then
+//! DuckDB writes copies of it end to end into one file (timestamps shifted past the packet
+//! pairing window, per-CPU seq continued), so the big files have the simulator's mix of
+//! events without holding 50M events in the simulator's memory.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{bail, Context as _, Result};
+
+const SIZES: &[(&str, u64)] = &[("1M", 1), ("10M", 10), ("50M", 50)];
+const BEGIN: &str = "<!-- bench-report: begin -->";
+const END: &str = "<!-- bench-report: end -->";
+
+/// Install the DuckDB Python package if it is missing (the DuckDB test and this benchmark
+/// need it). Debian's Python is "externally managed": fall back to
+/// --break-system-packages there, as CI machines are throw-away.
+pub fn ensure_duckdb() -> Result<()> {
+    let has = |py: &str| {
+        Command::new(py)
+            .args(["-c", "import duckdb"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has("python3") {
+        return Ok(());
+    }
+    let pip_ok = Command::new("python3")
+        .args(["-m", "pip", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !pip_ok {
+        println!("==> installing python3-pip (for the DuckDB package)");
+        let st = Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "python3-pip",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("apt-get install python3-pip")?;
+        if !st.success() {
+            bail!("could not install python3-pip; install it, then `pip install duckdb`");
+        }
+    }
+    println!("==> pip install duckdb (the DuckDB test runs the README's SQL)");
+    let pip = |extra: &[&str]| {
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "duckdb"])
+            .args(extra)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !pip(&[]) && !pip(&["--break-system-packages"]) {
+        bail!("pip install duckdb failed; install the DuckDB Python package by hand");
+    }
+    if !has("python3") {
+        bail!("duckdb installed but `python3 -c 'import duckdb'` still fails");
+    }
+    Ok(())
+}
+
+fn python(script: &str, args: &[&str]) -> Result<String> {
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .context("python3")?;
+    if !o.status.success() {
+        bail!("python3 failed: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+const REPLICATE: &str = r#"
+import duckdb, sys
+base, out, copies = sys.argv[1], sys.argv[2], int(sys.argv[3])
+con = duckdb.connect()
+span = con.execute(f"SELECT max(ts_ns) - min(ts_ns) FROM read_parquet('{base}')").fetchone()[0]
+shift = span + 2_000_000_000
+con.execute(f"""
+COPY (
+  SELECT t.* REPLACE (CAST(t.ts_ns + r.k * {shift} AS UBIGINT) AS ts_ns,
+                      CAST(t.seq + r.k * c.n AS UBIGINT) AS seq)
+  FROM read_parquet('{base}') t
+  JOIN (SELECT cpu, max(seq) - min(seq) + 1 AS n FROM read_parquet('{base}') GROUP BY cpu) c
+    USING (cpu), range({copies}) r(k)
+) TO '{out}' (FORMAT parquet, COMPRESSION snappy,
+              KV_METADATA {{'napiscope.source': 'bench', 'napiscope.schema_version': '1'}})
+""")
+print(con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0])
+"#;
+
+/// Run `cmd` and return (seconds, peak RSS in MiB of the child) from wait4's rusage.
+fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
+    let t = Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("spawn")?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let secs = t.elapsed().as_secs_f64();
+    if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("{cmd:?} failed (status {status})");
+    }
+    Ok((secs, ru.ru_maxrss as f64 / 1024.0))
+}
+
+pub fn run(bin: &Path) -> Result<()> {
+    let max = std::env::var("BENCH_REPORT_MAX").ok();
+    ensure_duckdb()?;
+    let dir = PathBuf::from("target/bench-report");
+    std::fs::create_dir_all(&dir)?;
+    let base = dir.join("base-1M.parquet");
+    if !base.exists() {
+        println!("==> simulating the 1M-event base trace");
+        let st = Command::new(bin)
+            .args([
+                "simulate",
+                "--mode",
+                "B",
+                "--cpus",
+                "4",
+                "--workload",
+                "mixed",
+            ])
+            .args(["--packets", "83000", "-o"])
+            .arg(&base)
+            .status()?;
+        if !st.success() {
+            bail!("napiscope simulate failed");
+        }
+    }
+    let mut rows = Vec::new();
+    for (name, copies) in SIZES {
+        let f = dir.join(format!("trace-{name}.parquet"));
+        if !f.exists() {
+            println!(
+                "==> writing {} ({copies} copies of the base, DuckDB)",
+                f.display()
+            );
+            python(
+                REPLICATE,
+                &[
+                    base.to_str().unwrap(),
+                    f.to_str().unwrap(),
+                    &copies.to_string(),
+                ],
+            )?;
+        }
+        let events = python(
+            "import duckdb,sys; print(duckdb.sql(f\"SELECT count(*) FROM '{sys.argv[1]}'\").fetchone()[0])",
+            &[f.to_str().unwrap()],
+        )?;
+        let size = std::fs::metadata(&f)?.len() as f64 / 1e6;
+        println!(
+            "==> napiscope report --json {} ({events} events)",
+            f.display()
+        );
+        let (secs, rss) = timed(Command::new(bin).args(["report", "--json"]).arg(&f))?;
+        println!("    {secs:.1} s, peak RSS {rss:.0} MiB");
+        rows.push(format!(
+            "| {name} | {events} | {size:.0} MB | {secs:.1} s | {:.2} M events/s | {rss:.0} MiB |",
+            events.parse::<f64>().unwrap_or(0.0) / secs / 1e6
+        ));
+        if max.as_deref() == Some(*name) {
+            break;
+        }
+    }
+    let section = format!(
+        "{BEGIN}\n## `napiscope report`\n\n\
+         | trace | events | file | time | rate | peak RSS |\n|---|---|---|---|---|---|\n{}\n\n\
+         One run each of `napiscope report --json FILE` (release build, all cores), on a \
+         simulated mode B trace (4 CPUs, mixed RPS, ~83k packets per 1M events) copied end \
+         to end by DuckDB. Peak RSS is the child's `ru_maxrss`. Produced by \
+         `cargo xtask bench --report`.\n{END}\n",
+        rows.join("\n")
+    );
+    let md = std::fs::read_to_string("BENCHMARKS.md").unwrap_or_default();
+    let md = match (md.find(BEGIN), md.find(END)) {
+        (Some(a), Some(b)) if b > a => format!(
+            "{}{section}{}",
+            &md[..a],
+            &md[b + END.len()..].trim_start_matches('\n')
+        ),
+        _ => format!("{}\n{section}", md.trim_end()),
+    };
+    std::fs::write("BENCHMARKS.md", md)?;
+    print!("{section}");
+    Ok(())
+}
