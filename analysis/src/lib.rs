@@ -5,6 +5,7 @@ pub mod event;
 pub mod mode;
 pub mod model;
 pub mod paths;
+#[cfg(feature = "report")]
 pub mod report;
 pub mod trace;
 

@@ -1,16 +1,15 @@
 //! `napiscope report`: the analysis library's report on the terminal, as JSON or as SVGs;
 //! and where `record --hive DIR` puts its file.
 
-use std::{
-    io::IsTerminal,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
+#[cfg(feature = "report")]
 use analysis::report::{self, compare, plot, render, InputError};
 use anyhow::Result;
 
 use crate::CliError;
 
+#[cfg_attr(not(feature = "report"), allow(dead_code))]
 pub struct ReportOpts {
     pub inputs: Vec<PathBuf>,
     pub json: bool,
@@ -19,6 +18,7 @@ pub struct ReportOpts {
 }
 
 /// Unusable input (missing, not Parquet, not a trace, empty) → exit 2 with its message.
+#[cfg(feature = "report")]
 fn build(inputs: &[PathBuf]) -> Result<report::Report> {
     report::build(inputs).map_err(|e| match e.downcast_ref::<InputError>() {
         Some(i) => CliError::usage(i.0.clone()).into(),
@@ -26,7 +26,18 @@ fn build(inputs: &[PathBuf]) -> Result<report::Report> {
     })
 }
 
+#[cfg(not(feature = "report"))]
+pub fn run(_: ReportOpts) -> Result<u8> {
+    Err(CliError::usage(
+        "this napiscope was built without `report` (cargo build --no-default-features); \
+         build it with default features: cargo build --release -p probe-cli",
+    )
+    .into())
+}
+
+#[cfg(feature = "report")]
 pub fn run(o: ReportOpts) -> Result<u8> {
+    use std::io::IsTerminal;
     let new = build(&o.inputs)?;
     let baseline = o
         .baseline

@@ -706,6 +706,7 @@ fn top_rejects_bad_input_with_exit_2() {
 /// `record --hive` on the veth+RPS scenario, then `report DIR --json`: the receive work of
 /// CPU 1 came by RPS IPI from CPU 0 (modes A/B), or by its backlog_napi thread (mode C).
 #[test]
+#[cfg(feature = "report")]
 fn report_on_a_hive_recording_shows_where_rps_work_ran() {
     let _g = kernel_lock();
     if !kernel_tests_enabled() {

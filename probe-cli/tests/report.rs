@@ -2,6 +2,8 @@
 //! JSON agree, plots are written, bad input exits 2, and DuckDB running the README's SQL
 //! (docs/report.sql) on the same file gets the same numbers as `report --json`.
 
+#![cfg(feature = "report")]
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},

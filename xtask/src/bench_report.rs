@@ -202,3 +202,9 @@ pub fn run(bin: &Path) -> Result<()> {
     print!("{section}");
     Ok(())
 }
+
+/// The report section of an existing BENCHMARKS.md, markers included.
+pub fn section_of(md: &str) -> Option<String> {
+    let (a, b) = (md.find(BEGIN)?, md.find(END)?);
+    (b > a).then(|| format!("{}\n", &md[a..b + END.len()]))
+}
