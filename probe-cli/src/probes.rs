@@ -192,16 +192,30 @@ pub const SPECS: &[ProbeSpec] = &[
 ];
 
 /// Function probes the model uses as direct evidence (model.md §10.2), beyond the
-/// rps_trigger_softirq and enqueue_to_backlog ones: (kernel function, kprobe program). Each is
-/// optional — attached when the kernel has kprobes and the symbol exists (not inlined).
-pub const FUNCTION_KPROBES: &[(&str, &str)] = &[
-    ("__napi_schedule", "napi_schedule_kprobe"),
-    ("__napi_schedule_irqoff", "napi_schedule_irqoff_kprobe"),
-    ("process_backlog", "process_backlog_kprobe"),
-    ("net_rx_action", "net_rx_action_kprobe"),
-    ("run_backlog_napi", "run_backlog_napi_kprobe"),
-    ("napi_threaded_poll_loop", "napi_threaded_poll_loop_kprobe"),
-    ("run_ksoftirqd", "run_ksoftirqd_kprobe"),
+/// rps_trigger_softirq one: (kernel function, kprobe program, what covers the path without
+/// it). Each is optional — attached when the kernel has kprobes and the symbol exists (not
+/// inlined). enqueue_to_backlog gives the RPS target CPU of every packet.
+pub const FUNCTION_KPROBES: &[(&str, &str, &str)] = &[
+    (
+        "enqueue_to_backlog",
+        "enqueue_to_backlog_kprobe",
+        "netif_rx/netif_receive_skb",
+    ),
+    ("__napi_schedule", "napi_schedule_kprobe", "tracepoints"),
+    (
+        "__napi_schedule_irqoff",
+        "napi_schedule_irqoff_kprobe",
+        "tracepoints",
+    ),
+    ("process_backlog", "process_backlog_kprobe", "tracepoints"),
+    ("net_rx_action", "net_rx_action_kprobe", "tracepoints"),
+    ("run_backlog_napi", "run_backlog_napi_kprobe", "tracepoints"),
+    (
+        "napi_threaded_poll_loop",
+        "napi_threaded_poll_loop_kprobe",
+        "tracepoints",
+    ),
+    ("run_ksoftirqd", "run_ksoftirqd_kprobe", "tracepoints"),
 ];
 
 #[derive(Clone, Debug, Serialize)]
@@ -468,14 +482,14 @@ pub fn load(
         }
         results.push(result);
     }
-    results.push(rps_kprobe(&mut ebpf, tracefs, &results, rps_func));
-    results.push(enqueue_kprobe(&mut ebpf, tracefs));
-    for (function, program) in FUNCTION_KPROBES {
+    let kprobes = tracefs.join("kprobe_events").exists();
+    results.push(rps_kprobe(&mut ebpf, kprobes, &results, rps_func));
+    for (function, program, covered_by) in FUNCTION_KPROBES {
         let mut r = ProbeResult::new(*function, "kprobe", Role::Event);
-        if !tracefs.join("kprobe_events").exists() {
-            r.reason = Some(
-                "kernel has no kprobes (CONFIG_KPROBES off); tracepoints cover this path".into(),
-            );
+        if !kprobes {
+            r.reason = Some(format!(
+                "kernel has no kprobes (CONFIG_KPROBES off); {covered_by} cover this path"
+            ));
         } else if symbols.addr_of(function).is_none() {
             r.reason = Some(format!(
                 "{function} is not in /proc/kallsyms (inlined or absent)"
@@ -486,23 +500,6 @@ pub fn load(
         results.push(r);
     }
     Ok(Loaded { ebpf, results })
-}
-
-/// kprobe on enqueue_to_backlog: the RPS target CPU of each packet, when the kernel has
-/// kprobes and the function is not inlined (it is static with several callers).
-fn enqueue_kprobe(ebpf: &mut Ebpf, tracefs: &Path) -> ProbeResult {
-    let mut r = ProbeResult::new("enqueue_to_backlog", "kprobe", Role::Event);
-    if !tracefs.join("kprobe_events").exists() {
-        r.reason = Some("kernel has no kprobes (CONFIG_KPROBES off); netif_rx/netif_receive_skb cover this path".into());
-        return r;
-    }
-    attach_kprobe(
-        ebpf,
-        &mut r,
-        "enqueue_to_backlog_kprobe",
-        "enqueue_to_backlog",
-    );
-    r
 }
 
 /// Load `program` and attach it to the kernel function `function`; record the outcome.
@@ -528,7 +525,7 @@ fn attach_kprobe(ebpf: &mut Ebpf, r: &mut ProbeResult, program: &'static str, fu
 
 /// Where csd:csd_function_entry is missing (F5: before ~6.4), see the RPS IPI arrive through a
 /// kprobe on rps_trigger_softirq — when the kernel has kprobes.
-fn rps_kprobe(ebpf: &mut Ebpf, tracefs: &Path, results: &[ProbeResult], addr: u64) -> ProbeResult {
+fn rps_kprobe(ebpf: &mut Ebpf, kprobes: bool, results: &[ProbeResult], addr: u64) -> ProbeResult {
     let mut r = ProbeResult::new("rps_trigger_softirq", "kprobe", Role::Event);
     if results
         .iter()
@@ -537,7 +534,7 @@ fn rps_kprobe(ebpf: &mut Ebpf, tracefs: &Path, results: &[ProbeResult], addr: u6
         r.reason = Some("not needed: csd:csd_function_entry records the RPS IPI".into());
         return r;
     }
-    if !tracefs.join("kprobe_events").exists() {
+    if !kprobes {
         r.reason = Some("kernel has no kprobes (CONFIG_KPROBES off)".into());
         return r;
     }
