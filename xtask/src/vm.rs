@@ -366,10 +366,7 @@ fn boot(k: &KernelSpec, vmlinuz: &Path, initrd: &Path, dir: &Path) -> Result<(Va
         .context("running qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
     let secs = t.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-    let uname = text
-        .lines()
-        .find_map(|l| l.split("@@UNAME ").nth(1))
-        .map(|s| s.trim().to_string());
+    let uname = tagged(&text, "@@UNAME ").map(str::to_string);
     // A guest oops (seen once in ~12 boots: int3 in handle_softirqs while tracepoints were
     // being patched in or out under multi-threaded TCG) is an emulation/guest failure, not a
     // verdict: the caller boots once more and reports it.
@@ -379,10 +376,7 @@ fn boot(k: &KernelSpec, vmlinuz: &Path, initrd: &Path, dir: &Path) -> Result<(Va
         .map(|l| l.trim().to_string());
     let status_json = between(&text, "@@STATUS-BEGIN", "@@STATUS-END").and_then(json_in);
     let verify_json = between(&text, "@@VERIFY-BEGIN", "@@VERIFY-RC").and_then(json_in);
-    let rc = text
-        .lines()
-        .find_map(|l| l.split("@@VERIFY-RC ").nth(1))
-        .and_then(|s| s.trim().parse::<i32>().ok());
+    let rc = tagged(&text, "@@VERIFY-RC ").and_then(|s| s.parse::<i32>().ok());
     // Untraced UDP floods: the patch's own claims (loopback throughput with threads on, and
     // RPS over loopback by IPI vs by thread) compared across boots of the same kernel.
     let runs = between(&text, "@@FLOOD-BEGIN", "@@FLOOD-END")
@@ -408,15 +402,18 @@ fn boot(k: &KernelSpec, vmlinuz: &Path, initrd: &Path, dir: &Path) -> Result<(Va
     ))
 }
 
+/// What follows `tag` on the first serial-log line that has it (`@@VERIFY-RC 0` → "0").
+fn tagged<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.split(tag).nth(1))
+        .map(str::trim)
+}
+
 /// CPU 1 taken offline during loopback-rps while `record` runs, then `check`: the kernel
 /// survives, the recording stays valid and continues, and the checker treats the hotplug
 /// window as model.md §8.2 says.
 fn hotplug_summary(text: &str) -> Value {
-    let code = |tag: &str| {
-        text.lines()
-            .find_map(|l| l.split(tag).nth(1))
-            .and_then(|s| s.trim().parse::<i64>().ok())
-    };
+    let code = |tag: &str| tagged(text, tag).and_then(|s| s.parse::<i64>().ok());
     let objs = between(text, "@@HOTPLUG-BEGIN", "@@HOTPLUG-REC-RC")
         .map(json_objects)
         .unwrap_or_default();
@@ -485,10 +482,7 @@ fn flood_summary(runs: &[Value]) -> Vec<Value> {
 /// `napiscope top --json -n 5` in the guest while loopback-rps runs: in-kernel counters under
 /// this kernel's verifier, and what they saw on the RPS target CPU 1 (sums over the intervals).
 fn top_summary(text: &str) -> Value {
-    let rc = text
-        .lines()
-        .find_map(|l| l.split("@@TOP-RC ").nth(1))
-        .and_then(|s| s.trim().parse::<i64>().ok());
+    let rc = tagged(text, "@@TOP-RC ").and_then(|s| s.parse::<i64>().ok());
     let lines = between(text, "@@TOP-BEGIN", "@@TOP-RC")
         .map(json_objects)
         .unwrap_or_default();

@@ -449,7 +449,7 @@ impl Index {
         if self.observed.as_ref().is_some_and(|o| !o.contains(&cpu)) {
             return true;
         }
-        if self.hotplug.iter().any(|(_, a, b)| *a <= t1 && t0 <= *b) {
+        if self.in_hotplug_window(t0, t1) {
             return true;
         }
         self.lost
@@ -459,7 +459,12 @@ impl Index {
 
     /// Is `t` inside a CPU hotplug window?
     pub fn in_hotplug(&self, t: u64) -> bool {
-        self.hotplug.iter().any(|(_, a, b)| *a <= t && t <= *b)
+        self.in_hotplug_window(t, t)
+    }
+
+    /// Does [t0, t1] overlap a CPU hotplug window?
+    fn in_hotplug_window(&self, t0: u64, t1: u64) -> bool {
+        self.hotplug.iter().any(|(_, a, b)| *a <= t1 && t0 <= *b)
     }
 
     /// Was backlog_napi/cpu woken in [t0, t1]?

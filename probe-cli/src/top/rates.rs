@@ -184,17 +184,10 @@ impl Sample {
 
     /// Latency per path over all CPUs.
     pub fn path_latency(&self) -> [Latency; PATHS] {
-        let mut out = [Latency::default(); PATHS];
-        for (p, slot) in out.iter_mut().enumerate() {
-            let mut h = [0u64; LAT_BUCKETS];
-            for c in &self.cpus {
-                for (b, n) in c.hist[p].iter().enumerate() {
-                    h[b] += n;
-                }
-            }
-            *slot = latency(&h);
-        }
-        out
+        std::array::from_fn(|p| {
+            let h = merged(self.cpus.iter().map(|c| &c.hist[p]));
+            latency(&h.unwrap_or([0; LAT_BUCKETS]))
+        })
     }
 
     pub fn path_rates(&self) -> [f64; PATHS] {
