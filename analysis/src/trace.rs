@@ -54,10 +54,11 @@ const ROW_GROUP_ROWS: usize = 4 * BATCH_ROWS;
 /// Rows buffered before they go to the Parquet writer; small enough that the progress
 /// line's size estimate moves.
 const WRITE_ROWS: usize = 8_192;
-/// With a writer thread: rows per batch sent to it, and batches the queue holds before the
-/// producer would wait (the producer's memory: about 32 bytes/row × rows × queue).
+/// With a writer thread: rows per batch sent to it.
 const THREAD_BATCH_ROWS: usize = 16_384;
-const QUEUED_BATCHES: usize = 64;
+/// Memory a queued row takes until the writer thread encodes it (its `Columns` entry: 108
+/// bytes of values, 14 validity flags), for sizing the queue from a byte budget.
+pub const QUEUED_ROW_BYTES: usize = 122;
 
 pub fn schema() -> SchemaRef {
     use DataType::*;
@@ -388,14 +389,41 @@ fn writer_properties() -> WriterProperties {
     b.build()
 }
 
+/// How `TraceWriter::create_threaded` runs its writer thread.
+pub struct WriterThread {
+    /// Rows the queue to the thread holds before `push_row` waits for it.
+    pub queue_rows: usize,
+    /// Runs first on the writer thread: the caller's chance to set its scheduling policy.
+    pub on_start: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Default for WriterThread {
+    fn default() -> Self {
+        WriterThread {
+            queue_rows: 64 * THREAD_BATCH_ROWS,
+            on_start: None,
+        }
+    }
+}
+
+/// One batch of rows for the writer thread, with the strings interned since the last one.
+struct Job {
+    cols: Columns,
+    new_strs: Vec<Box<str>>,
+}
+
 /// Where the Parquet encoding runs: in the caller, or on a thread of its own.
 enum Sink {
     Inline(Box<ArrowWriter<File>>),
     Thread {
-        tx: std::sync::mpsc::SyncSender<RecordBatch>,
+        tx: std::sync::mpsc::SyncSender<Job>,
         handle: std::thread::JoinHandle<Result<ArrowWriter<File>>>,
         /// Bytes the thread's writer has produced (written + buffered), for progress.
         bytes: Arc<AtomicUsize>,
+        /// Rows sent to the thread and not yet encoded.
+        queued: Arc<AtomicUsize>,
+        /// Strings of `StrTable` the thread has been sent (it keeps its own copy).
+        strs_sent: usize,
     },
     /// The writer thread stopped on this error.
     Failed(String),
@@ -406,9 +434,10 @@ enum Sink {
 /// and must run on every exit path — `record` calls it on Ctrl-C and SIGTERM too.
 ///
 /// Rows arrive as `Event`s (`push`) or, without a per-row allocation, as `Row`s whose
-/// strings were interned by the writer (`push_row`). With `create_threaded`, the Parquet
-/// encoding runs on a thread of its own, fed a batch at a time through a bounded queue, so
-/// the producer (record's ring-buffer drain) never waits for an encoder.
+/// strings were interned by the writer (`push_row`). With `create_threaded`, building the
+/// Arrow batch and the Parquet encoding run on a thread of its own, fed rows a batch at a
+/// time through a queue of `WriterThread::queue_rows`: the producer (record's ring-buffer
+/// drain) only appends to vectors, and waits only when the queue is full.
 pub struct TraceWriter {
     sink: Sink,
     strs: StrTable,
@@ -429,17 +458,29 @@ impl TraceWriter {
         })
     }
 
-    /// Like `create`, with the Parquet encoding on a writer thread.
-    pub fn create_threaded(path: &Path) -> Result<TraceWriter> {
+    /// Like `create`, with the Parquet encoding on a writer thread (see `WriterThread`).
+    pub fn create_threaded(path: &Path, opts: WriterThread) -> Result<TraceWriter> {
         let mut writer = Self::arrow_writer(path)?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(QUEUED_BATCHES);
+        let batches = opts.queue_rows.div_ceil(THREAD_BATCH_ROWS).max(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(batches);
         let bytes = Arc::new(AtomicUsize::new(0));
-        let b = bytes.clone();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (b, q) = (bytes.clone(), queued.clone());
+        let on_start = opts.on_start;
         let handle = std::thread::Builder::new()
-            .name("napiscope-writer".into())
+            .name("napiscope-write".into())
             .spawn(move || {
-                for batch in rx {
+                if let Some(f) = on_start {
+                    f();
+                }
+                // The thread's copy of the string table, extended by each job.
+                let mut strs: Vec<Box<str>> = Vec::new();
+                for mut job in rx {
+                    strs.append(&mut job.new_strs);
+                    let rows = job.cols.rows;
+                    let batch = job.cols.finish(&strs)?;
                     writer.write(&batch)?;
+                    q.fetch_sub(rows, AtomicOrdering::Relaxed);
                     b.store(
                         writer.bytes_written() + writer.in_progress_size(),
                         AtomicOrdering::Relaxed,
@@ -448,7 +489,13 @@ impl TraceWriter {
                 Ok(writer)
             })?;
         Ok(TraceWriter {
-            sink: Sink::Thread { tx, handle, bytes },
+            sink: Sink::Thread {
+                tx,
+                handle,
+                bytes,
+                queued,
+                strs_sent: 0,
+            },
             strs: StrTable::default(),
             cols: Columns::default(),
             batch_rows: THREAD_BATCH_ROWS,
@@ -519,11 +566,24 @@ impl TraceWriter {
         if self.cols.rows == 0 {
             return Ok(());
         }
-        let batch = self.cols.finish(&self.strs.strs)?;
         match &mut self.sink {
-            Sink::Inline(w) => w.write(&batch)?,
-            Sink::Thread { tx, .. } => {
-                if tx.send(batch).is_err() {
+            Sink::Inline(w) => w.write(&self.cols.finish(&self.strs.strs)?)?,
+            Sink::Thread {
+                tx,
+                queued,
+                strs_sent,
+                ..
+            } => {
+                // The rows go as they are (string ids, no Arrow arrays): building the batch is
+                // the thread's work too, so the producer only appends to vectors.
+                let rows = self.cols.rows;
+                let job = Job {
+                    cols: std::mem::take(&mut self.cols),
+                    new_strs: self.strs.strs[*strs_sent..].to_vec(),
+                };
+                *strs_sent = self.strs.strs.len();
+                queued.fetch_add(rows, AtomicOrdering::Relaxed);
+                if tx.send(job).is_err() {
                     // The thread stopped on an error: collect and report it.
                     let sink = std::mem::replace(&mut self.sink, Sink::Failed(String::new()));
                     let msg = match sink {
@@ -540,6 +600,14 @@ impl TraceWriter {
             Sink::Failed(msg) => bail!(msg.clone()),
         }
         Ok(())
+    }
+
+    /// Rows handed to the writer thread that it has not encoded yet (0 without a thread).
+    pub fn queued_rows(&self) -> usize {
+        match &self.sink {
+            Sink::Thread { queued, .. } => queued.load(AtomicOrdering::Relaxed),
+            _ => 0,
+        }
     }
 
     pub fn rows(&self) -> u64 {

@@ -342,6 +342,7 @@ pub fn run_verify(
             duration: None,
             cpus: None,
             ring_buffer_mb: 64,
+            encode_buffer_mb: crate::background::default_buffer_mb(),
             raw_pointers: false,
             all_softirqs: false,
             quiet: true,

@@ -1,6 +1,7 @@
 //! `napiscope`: how this Linux kernel schedules receive-path work (NAPI, NET_RX softirq,
 //! ksoftirqd, RPS IPIs, backlog_napi threads), live and on record.
 
+mod background;
 mod conformance;
 mod decode;
 mod probes;
@@ -110,6 +111,12 @@ enum Cmd {
         /// Ring buffer size in MiB (a power of two); raise it if events are lost
         #[arg(long, default_value_t = 64, value_parser = parse_ring_mb)]
         ring_buffer_mb: u32,
+        /// Memory in MiB for events waiting to be encoded (default: 1024, at most a quarter
+        /// of available memory). While it has room, Parquet encoding runs only on CPU time
+        /// the traced workload leaves idle, so a busy machine is disturbed less and the file
+        /// is finished after the recording stops; 0 encodes at normal priority as events come
+        #[arg(long, value_name = "MiB")]
+        encode_buffer_mb: Option<u64>,
         /// Write kernel addresses (skb, napi, csd) as they are, not as a per-recording hash
         #[arg(long)]
         raw_pointers: bool,
@@ -424,6 +431,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             duration,
             cpus,
             ring_buffer_mb,
+            encode_buffer_mb,
             raw_pointers,
             all_softirqs,
             quiet,
@@ -440,6 +448,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 duration,
                 cpus,
                 ring_buffer_mb,
+                encode_buffer_mb: encode_buffer_mb.unwrap_or_else(background::default_buffer_mb),
                 raw_pointers,
                 all_softirqs,
                 quiet,

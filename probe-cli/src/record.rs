@@ -13,7 +13,7 @@ use analysis::{TraceMeta, TraceWriter};
 use anyhow::{Context as _, Result};
 use probe_common::{CpuState, Settings};
 
-use crate::{decode::Decoder, probes, status, symbols::Symbols, CliError};
+use crate::{background::Background, decode::Decoder, probes, status, symbols::Symbols, CliError};
 
 pub struct RecordOpts {
     pub output: PathBuf,
@@ -23,6 +23,9 @@ pub struct RecordOpts {
     pub raw_pointers: bool,
     pub all_softirqs: bool,
     pub quiet: bool,
+    /// Memory (MiB) for decoded events waiting for the Parquet encoder; while it has room the
+    /// encoder runs only on idle CPU time (`background`). 0: encode at normal priority.
+    pub encode_buffer_mb: u64,
     /// Embedding (verify): stop when this turns true, signal readiness once probes are
     /// attached, and add this metadata at the end.
     pub control: Option<Control>,
@@ -90,6 +93,12 @@ pub struct RecordSummary {
     /// to the finished file — not loading, not the read-back: the cost per event of tracing.
     pub recording_user_s: f64,
     pub recording_sys_s: f64,
+    /// Most events waiting for the encoder at once, and how long finishing the file took
+    /// after the recording stopped (the encoder catching up with a saturated machine).
+    pub max_queued_events: u64,
+    pub encode_after_stop_s: f64,
+    /// False when the kernel refused to run the encoder as SCHED_IDLE.
+    pub encoder_idle: bool,
 }
 
 /// User and system CPU seconds of this process so far (all threads).
@@ -261,7 +270,8 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     let mut settings = build_settings(opts.cpus.as_deref(), opts.all_softirqs);
     settings.wakeup_bytes = ring_bytes / 8;
     // Create the output before loading anything, so a bad path fails fast and clearly.
-    let mut writer = TraceWriter::create_threaded(&opts.output)
+    let (writer_opts, mut background) = Background::new(opts.encode_buffer_mb);
+    let mut writer = TraceWriter::create_threaded(&opts.output, writer_opts)
         .map_err(|e| CliError::usage(format!("{e:#}")))?;
     let symbols = Symbols::load();
     if symbols.is_empty() {
@@ -341,12 +351,17 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         // SAFETY: one valid pollfd; EINTR (a signal) just ends the wait.
         unsafe { libc::poll(&mut pfd, 1, 20) };
         drain(&mut ring, &mut decoder, &mut writer, &mut tally)?;
+        let queued = writer.queued_rows();
+        summary.max_queued_events = summary.max_queued_events.max(queued as u64);
+        if let Some(bg) = &mut background {
+            bg.regulate(queued);
+        }
         if last_tick.elapsed() >= Duration::from_secs(1) && !opts.quiet {
             let lost = lost_per_cpu(&state, ncpu);
             let rate = (writer.rows() - last_rows) as f64 / last_tick.elapsed().as_secs_f64();
             last_rows = writer.rows();
             last_tick = Instant::now();
-            let line = format!(
+            let mut line = format!(
                 "recording {:>5.1}s  {:>9.0} ev/s  {:>10} events  {:>8.1} MB  lost: {}",
                 start.elapsed().as_secs_f64(),
                 rate,
@@ -354,6 +369,9 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
                 writer.bytes_written() as f64 / 1e6,
                 crate::fmt_counts(lost.iter().enumerate(), "cpu")
             );
+            if queued > 0 {
+                line += &format!("  to encode: {queued}");
+            }
             if tty {
                 eprint!("\r\x1b[K{line}");
             } else {
@@ -409,7 +427,17 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
             meta.set(&k, v);
         }
     }
+    let queued = writer.queued_rows();
+    if let Some(bg) = &mut background {
+        bg.stop();
+        summary.encoder_idle = !bg.refused();
+    }
+    if queued > 100_000 && !opts.quiet {
+        eprintln!("napiscope: encoding the last {queued} events…");
+    }
+    let finishing = Instant::now();
     let bytes = writer.finish(&meta).context("finishing the Parquet file")?;
+    summary.encode_after_stop_s = finishing.elapsed().as_secs_f64();
     let cpu1 = process_cpu();
     summary.recording_user_s = cpu1.0 - cpu0.0;
     summary.recording_sys_s = cpu1.1 - cpu0.1;
@@ -680,7 +708,7 @@ mod replay {
 
     /// What `record` does with the ring's records, 96 bytes at a time.
     fn pipeline(bytes: &[u8], mut decoder: Decoder, out: &std::path::Path) -> (u64, u64) {
-        let mut writer = TraceWriter::create_threaded(out).unwrap();
+        let mut writer = TraceWriter::create_threaded(out, Default::default()).unwrap();
         let mut tally = Tally::default();
         for item in bytes.chunks(96) {
             ingest(item, &mut decoder, &mut writer, &mut tally).unwrap();

@@ -264,6 +264,67 @@ fn loopback_takes_the_local_path_and_sigterm_leaves_a_valid_file() {
     let _ = std::fs::remove_file(&out);
 }
 
+/// Under a flood the Parquet encoder idles (SCHED_IDLE) and events queue for it; Ctrl-C in the
+/// middle of the flood must still give a file with every drained event, and every missing
+/// sequence number must be a counted loss.
+#[test]
+fn ctrl_c_during_a_flood_keeps_every_queued_event() {
+    let _g = kernel_lock();
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let out = tmp("flood.parquet");
+    let rec = start_record(&out, &["--json"]);
+    let flood = Command::new(BIN)
+        .args(["scenario", "loopback-rps", "--rate", "0", "-d", "4s"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let o = stop(rec, libc::SIGINT);
+    let flood = flood.wait_with_output().unwrap();
+    assert!(flood.status.success(), "flood: {flood:?}");
+    assert!(o.status.success(), "record after SIGINT: {o:?}");
+    no_namespaces_left();
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).expect("record --json");
+    assert_eq!(s["stop_reason"], "SIGINT");
+    assert_eq!(
+        s["encoder_idle"], true,
+        "the encoder should run as SCHED_IDLE"
+    );
+    assert!(
+        s["max_queued_events"].as_u64().unwrap() > 0,
+        "a flood queues events for the idle encoder: {s}"
+    );
+    let events = s["events"].as_u64().unwrap();
+    assert!(events > 100_000, "a flood gives many events: {events}");
+
+    let (cols, meta) = analysis::trace::read_columns(&out).expect("readable after Ctrl-C");
+    assert_eq!(
+        cols.ts.len() as u64,
+        events,
+        "every drained event is in the file"
+    );
+    assert_eq!(meta.get("stop_reason"), Some("SIGINT"));
+    // Per CPU, sequence numbers run without holes except for the losses the kernel counted.
+    let lost: Vec<u64> = serde_json::from_value(s["lost_per_cpu"].clone()).unwrap();
+    let mut per_cpu: std::collections::BTreeMap<u32, Vec<u64>> = Default::default();
+    for (cpu, seq) in cols.cpu.iter().zip(&cols.seq) {
+        per_cpu.entry(*cpu).or_default().push(*seq);
+    }
+    for (cpu, mut seqs) in per_cpu {
+        seqs.sort_unstable();
+        seqs.dedup();
+        let holes: u64 = seqs.windows(2).map(|w| w[1] - w[0] - 1).sum();
+        assert!(
+            holes <= lost[cpu as usize],
+            "CPU {cpu}: {holes} missing sequence numbers, {} counted lost",
+            lost[cpu as usize]
+        );
+    }
+    let _ = std::fs::remove_file(&out);
+}
+
 #[test]
 fn status_json_reports_mode_and_probes() {
     let _g = kernel_lock();
