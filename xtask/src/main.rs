@@ -501,7 +501,7 @@ fn bench(packets: usize) -> Result<()> {
             let out = rec.wait_with_output()?;
             let v = String::from_utf8_lossy(&out.stdout).into_owned();
             rows.push(format!(
-                "| record, veth-rps UDP flood ({:.0} pkts sent in 3 s), ring {mb} MiB | {:.0} events, {:.0} lost | {:.1} s | **{:.0} events/s**, {:.1} bytes/event on disk, recorder CPU {:.0} ns/event ({:.0} user + {:.0} sys) |",
+                "| record, veth-rps UDP flood ({:.0} pkts sent in 3 s), ring {mb} MiB | {:.0} events, {:.0} lost | {:.1} s | **{:.0} events/s**, {:.1} bytes/event on disk, recorder CPU {:.0} ns/event ({:.0} user + {:.0} sys), up to {:.0} events queued for the idle encoder, file done {:.2} s after the end |",
                 json_num(&sc, "sent"),
                 json_num(&v, "events"),
                 json_num(&v, "lost_total"),
@@ -511,6 +511,8 @@ fn bench(packets: usize) -> Result<()> {
                 per_event_ns(&v, &["recording_user_s", "recording_sys_s"]),
                 per_event_ns(&v, &["recording_user_s"]),
                 per_event_ns(&v, &["recording_sys_s"]),
+                json_num(&v, "max_queued_events"),
+                json_num(&v, "encode_after_stop_s"),
             ));
         }
     }
@@ -530,7 +532,10 @@ fn bench(packets: usize) -> Result<()> {
          single reader falls behind; they are counted per CPU and shown live, never silent. \
          Recorder CPU is what `record` itself spent (all its threads: ring-buffer drain and \
          decoding, Parquet encoding on its writer thread) from the start of recording to the \
-         finished file, per event.\n",
+         finished file, per event. Its *sys* part is mostly not the recorder's work: without \
+         IRQ time accounting (this kernel) the NET_RX softirqs that interrupt the recorder are \
+         charged to it; a `perf record -e cpu-clock` profile puts the recorder's own kernel \
+         time (poll, page faults, futex) at a few percent of it.\n",
         date.trim(),
         machine(),
         rows.join("\n")
@@ -588,6 +593,16 @@ fn signal(child: &std::process::Child, sig: &str) {
         .status();
 }
 
+/// One overhead run: packets/s, events recorded, file bytes, lost events, seconds from
+/// SIGINT to the tracer's exit.
+struct Run {
+    pps: f64,
+    events: f64,
+    bytes: f64,
+    lost: f64,
+    finish: f64,
+}
+
 /// Traced-system overhead: packets/s of a UDP flood with no tracer, napiscope record,
 /// bpftrace printing the same tracepoints, and perf record on them — median of 3 runs each,
 /// interleaved so drift hits every tracer alike.
@@ -612,10 +627,15 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
             probes.join(",\n")
         ),
     )?;
-    let tracers = ["none", "napiscope", "napiscope-top", "bpftrace", "perf"];
-    // Per (scenario, tracer): (packets/s, events, bytes, lost) of each round.
-    type Runs = Vec<(f64, f64, f64, f64)>;
-    let mut results: std::collections::BTreeMap<(&str, &str), Runs> = Default::default();
+    let tracers = [
+        "none",
+        "napiscope",
+        "napiscope-inline",
+        "napiscope-top",
+        "bpftrace",
+        "perf",
+    ];
+    let mut results: std::collections::BTreeMap<(&str, &str), Vec<Run>> = Default::default();
     for round in 0..3 {
         for scenario in ["loopback-rps", "veth-rps"] {
             for tracer in tracers {
@@ -627,10 +647,15 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
                 let _ = std::fs::remove_file(&out);
                 let child = match tracer {
                     "none" => None,
-                    "napiscope" => Some(
+                    "napiscope" | "napiscope-inline" => Some(
                         Command::new(bin)
                             .args(["record", "-q", "--json", "-o"])
                             .arg(&out)
+                            .args(if tracer == "napiscope-inline" {
+                                &["--encode-buffer-mb", "0"][..]
+                            } else {
+                                &[][..]
+                            })
                             .stdout(Stdio::piped())
                             .spawn()?,
                     ),
@@ -667,13 +692,15 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
                         .args(["scenario", scenario, "--rate", "0", "-d", "3s", "--json"]),
                 )?;
                 let pps = json_num(&sc, "received") / json_num(&sc, "seconds").max(0.001);
-                let (mut events, mut bytes, mut lost) = (0.0, 0.0, 0.0);
+                let (mut events, mut bytes, mut lost, mut finish) = (0.0, 0.0, 0.0, 0.0);
                 if let Some(c) = child {
+                    let stopped = Instant::now();
                     signal(&c, "-INT");
                     let o = c.wait_with_output()?;
+                    finish = stopped.elapsed().as_secs_f64();
                     bytes = std::fs::metadata(&out).map_or(0.0, |m| m.len() as f64);
                     match tracer {
-                        "napiscope" => {
+                        "napiscope" | "napiscope-inline" => {
                             let j = String::from_utf8_lossy(&o.stdout);
                             events = json_num(&j, "events");
                             lost = json_num(&j, "lost_total");
@@ -717,40 +744,47 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
                         }
                     }
                 }
-                results
-                    .entry((scenario, tracer))
-                    .or_default()
-                    .push((pps, events, bytes, lost));
+                results.entry((scenario, tracer)).or_default().push(Run {
+                    pps,
+                    events,
+                    bytes,
+                    lost,
+                    finish,
+                });
             }
         }
     }
     let mut s = String::from(
         "\n## Traced-system overhead, side by side\n\n\
-         UDP flood (`napiscope scenario S --rate 0 -d 3s`, packets received per second) with each \
-         tracer attached to the same 14 tracepoints: `napiscope record`; `napiscope top --json` \
-         (counts in the kernel, nothing per event leaves it); bpftrace printing \
-         nsecs/cpu/probe/pid for each event to a file; `perf record -a -e …`. Median of 3 rounds, \
-         tracers interleaved within each round.\n\n\
-         | scenario | tracer | packets/s | vs untraced | events recorded | lost | bytes/event on disk |\n\
-         |---|---|---|---|---|---|---|\n",
+         UDP flood (`napiscope scenario S --rate 0 -d 3s`, packets received per second) under \
+         each tracer: `napiscope record` (its full probe set: the 14 tracepoints below, cpuhp, \
+         and 12 IRQ entry/exit raw tracepoints that track context), with its Parquet encoder \
+         idling behind a memory queue (the default) and encoding as events come \
+         (`napiscope-inline`, `--encode-buffer-mb 0`); `napiscope top --json` (counts in the \
+         kernel, nothing per event leaves it); bpftrace printing nsecs/cpu/probe/pid for each \
+         event of the 14 tracepoints to a file; `perf record -a -e` on the 14 tracepoints. \
+         Median of 3 rounds, tracers interleaved within each round. *Done after stop* is the \
+         time from SIGINT to the tracer's exit with its file complete.\n\n\
+         | scenario | tracer | packets/s | vs untraced | events recorded | lost | bytes/event on disk | done after stop |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     for scenario in ["loopback-rps", "veth-rps"] {
-        let base = median(results[&(scenario, "none")].iter().map(|r| r.0).collect());
+        let base = median(results[&(scenario, "none")].iter().map(|r| r.pps).collect());
         for tracer in tracers {
             let v = &results[&(scenario, tracer)];
-            let pps = median(v.iter().map(|r| r.0).collect());
-            let ev = median(v.iter().map(|r| r.1).collect());
-            let by = median(v.iter().map(|r| r.2).collect());
-            let lost = median(v.iter().map(|r| r.3).collect());
+            let m = |f: fn(&Run) -> f64| median(v.iter().map(f).collect());
+            let (pps, ev, by, lost) =
+                (m(|r| r.pps), m(|r| r.events), m(|r| r.bytes), m(|r| r.lost));
+            let none = tracer == "none";
             s.push_str(&format!(
-                "| {scenario} | {tracer} | {pps:.0} | {:.1}% | {} | {} | {} |\n",
+                "| {scenario} | {tracer} | {pps:.0} | {:.1}% | {} | {} | {} | {} |\n",
                 100.0 * pps / base.max(1.0),
-                if tracer == "none" {
+                if none {
                     "–".into()
                 } else {
                     format!("{ev:.0}")
                 },
-                if tracer == "none" || tracer == "bpftrace" || tracer == "napiscope-top" {
+                if none || tracer == "bpftrace" || tracer == "napiscope-top" {
                     "–".into()
                 } else {
                     format!("{lost:.0}")
@@ -759,6 +793,11 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
                     format!("{:.1}", by / ev)
                 } else {
                     "–".into()
+                },
+                if none {
+                    "–".into()
+                } else {
+                    format!("{:.1} s", m(|r| r.finish))
                 },
             ));
         }
