@@ -92,8 +92,12 @@ fn start_record_args(args: &[String]) -> Child {
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("napiscope record did not report attached probes within 60 s");
+    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        // Do not leave a recorder tracing the machine behind a failed test.
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("napiscope record did not report attached probes within 60 s");
+    }
     child
 }
 
