@@ -1,9 +1,6 @@
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        bpf_probe_read_kernel_str_bytes,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, generated},
     macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
@@ -159,18 +156,25 @@ fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
         atomic_inc(&mut st.lost);
         return;
     };
-    let mut ev = RawEvent::zeroed();
+    // Filled in place. Ring memory is not zeroed, so every word is cleared first — with word
+    // stores: a zeroed struct or `[0u8; 16]` compiles to calls to the BPF backend's
+    // byte-at-a-time `memset` (it has no inline memset), which cost more than all the rest.
+    let ev = entry.as_mut_ptr();
+    let words = ev as *mut u64;
+    let mut i = 0;
+    while i < core::mem::size_of::<RawEvent>() / 8 {
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+        i += 1;
+    }
+    let ev = unsafe { &mut *ev };
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
     ev.seq = seq;
     ev.cpu = cpu;
     ev.pid = bpf_get_current_pid_tgid() as u32;
     ev.kind = kind as u16;
     ev.ctx = current_ctx(st);
-    if let Ok(comm) = bpf_get_current_comm() {
-        ev.comm = comm;
-    }
-    fill(&mut ev);
-    entry.write(ev);
+    write_current_comm(&mut ev.comm);
+    fill(ev);
     let wake = unsafe { core::ptr::read_volatile(&raw const SETTINGS.wakeup_bytes) } as u64;
     let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wake {
         BPF_RB_FORCE_WAKEUP
@@ -223,7 +227,7 @@ fn counting(dev: Option<&[u8; COMM_LEN]>) -> Option<&'static mut CpuCounters> {
     }
     if let Some(f) = FILTER.get(0) {
         if f.kind == FILTER_COMM {
-            let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+            let comm = current_comm();
             if !prefix_match(f, &comm) {
                 return None;
             }
@@ -287,18 +291,57 @@ where
     unsafe { ctx.read_at::<T>(off) }.unwrap_or_default()
 }
 
-/// Read a `__data_loc char[]` field into `dst`.
+/// Read a `__data_loc char[]` field into `dst`, which must be zeroed: the helper copies up
+/// to the NUL and leaves the rest as it was (all of it zeroed if the read faults).
 #[inline(always)]
 fn read_data_loc(ctx: &TracePointContext, off: usize, dst: &mut [u8; COMM_LEN]) {
     let loc: u32 = read(ctx, off);
     let data = (loc & 0xffff) as usize;
     let src = unsafe { (ctx.as_ptr() as *const u8).add(data) };
-    let _ = unsafe { bpf_probe_read_kernel_str_bytes(src, dst) };
+    unsafe {
+        generated::bpf_probe_read_kernel_str(dst.as_mut_ptr().cast(), COMM_LEN as u32, src.cast())
+    };
 }
 
+/// A fixed `char[16]` field (comm). The helper writes all 16 bytes, zeros if it faults, so
+/// the buffer needs no zeroing first (`read::<[u8; 16]>` would memset it for the error path).
 #[inline(always)]
 fn read_comm(ctx: &TracePointContext, off: usize) -> [u8; COMM_LEN] {
-    read::<[u8; COMM_LEN]>(ctx, off)
+    let mut comm = core::mem::MaybeUninit::<[u8; COMM_LEN]>::uninit();
+    unsafe {
+        let src = (ctx.as_ptr() as *const u8).add(off);
+        generated::bpf_probe_read_kernel(comm.as_mut_ptr().cast(), COMM_LEN as u32, src.cast());
+        comm.assume_init()
+    }
+}
+
+/// A name buffer on the stack, 8-byte aligned so it can be cleared with two word stores
+/// (see `emit`).
+#[repr(C, align(8))]
+struct Name([u8; COMM_LEN]);
+
+/// `top`'s counters are on. Net tracepoints then read the device name for them first;
+/// `record` reads it straight into the event (`emit` zeroed it).
+#[inline(always)]
+fn counters_on() -> bool {
+    unsafe { core::ptr::read_volatile(&raw const SETTINGS.counters) != 0 }
+}
+
+/// The device name of a net tracepoint, into `buf` on the caller's stack.
+#[inline(always)]
+fn dev_name<'a>(
+    ctx: &TracePointContext,
+    off: usize,
+    buf: &'a mut core::mem::MaybeUninit<Name>,
+) -> &'a [u8; COMM_LEN] {
+    let w = buf.as_mut_ptr() as *mut u64;
+    unsafe {
+        core::ptr::write_volatile(w, 0);
+        core::ptr::write_volatile(w.add(1), 0);
+        let dev = &mut (*buf.as_mut_ptr()).0;
+        read_data_loc(ctx, off, dev);
+        dev
+    }
 }
 
 const NOT_INTERESTING: u8 = 0;
@@ -350,9 +393,19 @@ fn is_backlog_dev(dev: &[u8; COMM_LEN]) -> bool {
     true
 }
 
+/// The current task's comm. The helper writes all 16 bytes (NUL-padded), so no zeroing.
 #[inline(always)]
 fn current_comm() -> [u8; COMM_LEN] {
-    bpf_get_current_comm().unwrap_or([0; COMM_LEN])
+    let mut comm = core::mem::MaybeUninit::<[u8; COMM_LEN]>::uninit();
+    unsafe {
+        generated::bpf_get_current_comm(comm.as_mut_ptr().cast(), COMM_LEN as u32);
+        comm.assume_init()
+    }
+}
+
+#[inline(always)]
+fn write_current_comm(dst: &mut [u8; COMM_LEN]) {
+    unsafe { generated::bpf_get_current_comm(dst.as_mut_ptr().cast(), COMM_LEN as u32) };
 }
 
 // ---- context trackers -------------------------------------------------------------------
@@ -487,16 +540,18 @@ pub fn napi_poll(ctx: TracePointContext) -> u32 {
     let napi: u64 = read(&ctx, off!(napi_napi));
     let work: i32 = read(&ctx, off!(napi_work));
     let budget: i32 = read(&ctx, off!(napi_budget));
-    let mut dev = [0u8; COMM_LEN];
-    read_data_loc(&ctx, off!(napi_dev_name), &mut dev);
-    if let Some(c) = counting(Some(&dev)) {
-        count_poll(c, work, budget, &dev);
+    if counters_on() {
+        let mut buf = core::mem::MaybeUninit::uninit();
+        let dev = dev_name(&ctx, off!(napi_dev_name), &mut buf);
+        if let Some(c) = counting(Some(dev)) {
+            count_poll(c, work, budget, dev);
+        }
     }
     emit(EventKind::NapiPoll, |ev| {
         ev.ptr = napi;
         ev.arg0 = work;
         ev.arg1 = budget;
-        ev.name = dev;
+        read_data_loc(&ctx, off!(napi_dev_name), &mut ev.name);
     });
     0
 }
@@ -530,21 +585,23 @@ fn count_poll(c: &mut CpuCounters, work: i32, budget: i32, dev: &[u8; COMM_LEN])
 pub fn netif_rx(ctx: TracePointContext) -> u32 {
     let skb: u64 = read(&ctx, off!(rx_skb));
     let len: u32 = read(&ctx, off!(rx_len));
-    let mut dev = [0u8; COMM_LEN];
-    read_data_loc(&ctx, off!(rx_name), &mut dev);
-    if let Some(c) = counting(Some(&dev)) {
-        atomic_inc(&mut c.enqueues);
-        let entry = Inflight {
-            ts_ns: unsafe { bpf_ktime_get_ns() },
-            cpu: unsafe { bpf_get_smp_processor_id() },
-            _pad: 0,
-        };
-        let _ = INFLIGHT.insert(&skb, &entry, 0);
+    if counters_on() {
+        let mut buf = core::mem::MaybeUninit::uninit();
+        let dev = dev_name(&ctx, off!(rx_name), &mut buf);
+        if let Some(c) = counting(Some(dev)) {
+            atomic_inc(&mut c.enqueues);
+            let entry = Inflight {
+                ts_ns: unsafe { bpf_ktime_get_ns() },
+                cpu: unsafe { bpf_get_smp_processor_id() },
+                _pad: 0,
+            };
+            let _ = INFLIGHT.insert(&skb, &entry, 0);
+        }
     }
     emit(EventKind::NetifRx, |ev| {
         ev.ptr = skb;
         ev.arg0 = len as i32;
-        ev.name = dev;
+        read_data_loc(&ctx, off!(rx_name), &mut ev.name);
     });
     0
 }
@@ -571,15 +628,17 @@ fn netif_rx_exit_event(ret: i32) -> u32 {
 pub fn netif_receive_skb(ctx: TracePointContext) -> u32 {
     let skb: u64 = read(&ctx, off!(rcv_skb));
     let len: u32 = read(&ctx, off!(rcv_len));
-    let mut dev = [0u8; COMM_LEN];
-    read_data_loc(&ctx, off!(rcv_name), &mut dev);
-    if let Some(c) = counting(Some(&dev)) {
-        count_delivery(c, skb);
+    if counters_on() {
+        let mut buf = core::mem::MaybeUninit::uninit();
+        let dev = dev_name(&ctx, off!(rcv_name), &mut buf);
+        if let Some(c) = counting(Some(dev)) {
+            count_delivery(c, skb);
+        }
     }
     emit(EventKind::NetifReceiveSkb, |ev| {
         ev.ptr = skb;
         ev.arg0 = len as i32;
-        ev.name = dev;
+        read_data_loc(&ctx, off!(rcv_name), &mut ev.name);
     });
     0
 }
