@@ -9,7 +9,7 @@ use aya::{
     programs::{FEntry, KProbe, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-use probe_common::{CpuState, Settings, TpOffsets};
+use probe_common::{CpuState, Settings, TpOffsets, RINGS};
 use serde::Serialize;
 
 use crate::tracefs;
@@ -393,12 +393,18 @@ impl Loaded {
             .count()
     }
 
-    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>> {
-        let map = self
-            .ebpf
-            .take_map("EVENTS")
-            .context("EVENTS map missing from the eBPF object")?;
-        Ok(RingBuf::try_from(map)?)
+    /// The event rings some CPU writes to (see `ring_sizes`).
+    pub fn take_rings(&mut self) -> Result<Vec<RingBuf<MapData>>> {
+        (0..used_rings(crate::system::possible_cpus()))
+            .map(|i| {
+                let name = format!("EVENTS{i}");
+                let map = self
+                    .ebpf
+                    .take_map(&name)
+                    .with_context(|| format!("{name} map missing from the eBPF object"))?;
+                Ok(RingBuf::try_from(map)?)
+            })
+            .collect()
     }
 
     pub fn take_state(&mut self) -> Result<PerCpuArray<MapData, CpuState>> {
@@ -410,6 +416,21 @@ impl Loaded {
     }
 }
 
+/// Rings some CPU writes to: CPU c uses ring `c % RINGS`.
+pub fn used_rings(possible_cpus: u32) -> usize {
+    (possible_cpus as usize).clamp(1, RINGS)
+}
+
+/// Bytes of each event ring: `total` split evenly among the used rings (a power of two each,
+/// as the kernel requires, at least a page), one page for the rest.
+pub fn ring_sizes(total: u32, possible_cpus: u32) -> [u32; RINGS] {
+    let used = used_rings(possible_cpus) as u32;
+    let each = 1u32 << (total / used).max(PAGE).ilog2();
+    std::array::from_fn(|i| if (i as u32) < used { each } else { PAGE })
+}
+
+const PAGE: u32 = 4096;
+
 /// Load the programs with this kernel's offsets and attach every probe that can attach.
 pub fn load(
     tracefs: &Path,
@@ -419,11 +440,17 @@ pub fn load(
 ) -> Result<Loaded> {
     let (offsets, bad) = offsets(tracefs);
     let rps_func = symbols.addr_of("rps_trigger_softirq").unwrap_or(0);
-    let mut ebpf = EbpfLoader::new()
+    let sizes = ring_sizes(ring_bytes, crate::system::possible_cpus());
+    let names: Vec<String> = (0..RINGS).map(|i| format!("EVENTS{i}")).collect();
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global("OFFSETS", &offsets, true)
         .override_global("SETTINGS", settings, true)
-        .override_global("RPS_FUNC", &rps_func, true)
-        .map_max_entries("EVENTS", ring_bytes)
+        .override_global("RPS_FUNC", &rps_func, true);
+    for (name, size) in names.iter().zip(sizes) {
+        loader.map_max_entries(name, size);
+    }
+    let mut ebpf = loader
         // Only `top` (counters) pairs skbs in the kernel.
         .map_max_entries("INFLIGHT", if settings.counters != 0 { 65536 } else { 1 })
         .load(PROBES)

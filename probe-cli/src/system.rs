@@ -113,7 +113,7 @@ pub fn online_cpus() -> Vec<u32> {
         .unwrap_or_else(|| vec![0])
 }
 
-fn possible_cpus() -> u32 {
+pub fn possible_cpus() -> u32 {
     fs::read_to_string("/sys/devices/system/cpu/possible")
         .ok()
         .and_then(|s| parse_cpu_list(&s))

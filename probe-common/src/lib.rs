@@ -446,6 +446,10 @@ const _: () = assert!(core::mem::size_of::<Settings>() == 144);
 
 pub const NET_RX_SOFTIRQ: u32 = 3;
 pub const MAX_CPUS: usize = 1024;
+/// Event ring buffers (`EVENTS0`..): CPU c writes to ring `c % RINGS`. CPUs sharing one ring
+/// take its lock and bounce its cache lines on every event; with one ring per CPU (up to
+/// this many) they do not.
+pub const RINGS: usize = 4;
 
 #[cfg(feature = "user")]
 mod user {

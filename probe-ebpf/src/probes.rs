@@ -70,9 +70,28 @@ static SETTINGS: Settings = Settings {
     counters: 0,
 };
 
-/// Size is set by userspace (`--ring-buffer-mb`).
+/// One ring per CPU group (`RINGS`); sizes are set by userspace (`--ring-buffer-mb` split
+/// among the rings some CPU uses, one page for the others).
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+static EVENTS0: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map]
+static EVENTS1: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map]
+static EVENTS2: RingBuf = RingBuf::with_byte_size(4096, 0);
+#[map]
+static EVENTS3: RingBuf = RingBuf::with_byte_size(4096, 0);
+const _: () = assert!(probe_common::RINGS == 4);
+
+/// This CPU's ring. A match on constants: each arm hands the helper a map the verifier knows.
+#[inline(always)]
+fn ring(cpu: u32) -> &'static RingBuf {
+    match cpu % 4 {
+        0 => &EVENTS0,
+        1 => &EVENTS1,
+        2 => &EVENTS2,
+        _ => &EVENTS3,
+    }
+}
 
 #[map]
 static STATE: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
@@ -148,11 +167,12 @@ fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
     }
     let Some(st) = state() else { return };
     // Raw-tracepoint programs in hard irqs can nest inside a program already running on this
-    // CPU, so counters are bumped atomically (XADD). A nested event may share the outer one's
-    // `seq` value, but every event is counted once: gaps still equal losses exactly.
-    let seq = st.seq;
-    atomic_inc(&mut st.seq);
-    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+    // CPU: one atomic fetch-and-add gives each event its own `seq`, so a gap is exactly a loss
+    // (a plain read then XADD let a nested event share the outer one's value and skip one).
+    // A nested event may reach the ring before the outer one; readers sort by `seq`.
+    let seq = fetch_inc(&mut st.seq);
+    let ring = ring(cpu);
+    let Some(mut entry) = ring.reserve::<RawEvent>(0) else {
         atomic_inc(&mut st.lost);
         return;
     };
@@ -176,13 +196,28 @@ fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
     write_current_comm(&mut ev.comm);
     fill(ev);
     let wake = unsafe { core::ptr::read_volatile(&raw const SETTINGS.wakeup_bytes) } as u64;
-    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wake {
+    let flags = if ring.query(BPF_RB_AVAIL_DATA as u64) >= wake {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
     };
     entry.submit(flags as u64);
     atomic_inc(&mut st.emitted);
+}
+
+/// `*v += 1`, atomically; returns the old value (BPF_ATOMIC | BPF_FETCH, kernel ≥ 5.12).
+#[inline(always)]
+fn fetch_inc(v: &mut u64) -> u64 {
+    let mut n: u64 = 1;
+    // SAFETY: v points into a map value that lives as long as the program.
+    unsafe {
+        core::arch::asm!(
+            "{0} = atomic_fetch_add((u64 *)({1} + 0), {0})",
+            inout(reg) n,
+            in(reg) v as *mut u64,
+        );
+    }
+    n
 }
 
 #[inline(always)]
