@@ -7,6 +7,7 @@ mod decode;
 mod probes;
 mod record;
 mod report;
+mod ring;
 mod scenario;
 mod status;
 mod symbols;

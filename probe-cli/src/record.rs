@@ -3,7 +3,6 @@
 use std::{
     collections::BTreeMap,
     io::{IsTerminal, Write},
-    os::fd::AsRawFd,
     path::PathBuf,
     sync::atomic::{AtomicI32, Ordering},
     time::{Duration, Instant},
@@ -13,7 +12,10 @@ use analysis::{TraceMeta, TraceWriter};
 use anyhow::{Context as _, Result};
 use probe_common::{CpuState, Settings};
 
-use crate::{background::Background, decode::Decoder, probes, status, symbols::Symbols, CliError};
+use crate::{
+    background::Background, decode::Decoder, probes, ring::RingReader, status, symbols::Symbols,
+    CliError,
+};
 
 pub struct RecordOpts {
     pub output: PathBuf,
@@ -311,7 +313,12 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         anyhow::bail!("no event probe could attach; see `napiscope status`");
     }
     let probe_results = loaded.results.clone();
-    let mut rings = loaded.take_rings()?;
+    let mut rings = loaded
+        .take_rings()?
+        .into_iter()
+        .zip(ring_sizes)
+        .map(|(r, size)| RingReader::new(r, size as usize))
+        .collect::<Result<Vec<_>>>()?;
     let state = loaded.take_state()?;
     let ncpu = env.kernel.cpus_possible as usize;
 
@@ -477,19 +484,14 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
 
 /// Decode and write what waits in the ring; returns how many records it took.
 fn drain(
-    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    ring: &mut RingReader,
     decoder: &mut Decoder,
     writer: &mut TraceWriter,
     tally: &mut Tally,
 ) -> Result<usize> {
-    // Bounded, so the progress line and signals are served even under a flood.
-    for n in 0..32_768 {
-        let Some(item) = ring.next() else {
-            return Ok(n);
-        };
-        ingest(&item, decoder, writer, tally)?;
-    }
-    Ok(32_768)
+    // Bounded, so the progress line and signals are served even under a flood; the kernel
+    // sees the ring space freed when the batch ends.
+    ring.drain(32_768, |item| ingest(item, decoder, writer, tally))
 }
 
 fn lost_per_cpu(
