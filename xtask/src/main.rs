@@ -593,6 +593,9 @@ fn signal(child: &std::process::Child, sig: &str) {
         .status();
 }
 
+/// Overhead rounds: medians of this many, every tracer in every round.
+const ROUNDS: usize = 5;
+
 /// One overhead run: packets/s, events recorded, file bytes, lost events, seconds from
 /// SIGINT to the tracer's exit.
 struct Run {
@@ -636,7 +639,7 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
         "perf",
     ];
     let mut results: std::collections::BTreeMap<(&str, &str), Vec<Run>> = Default::default();
-    for round in 0..3 {
+    for round in 0..ROUNDS {
         for scenario in ["loopback-rps", "veth-rps"] {
             for tracer in tracers {
                 step(&format!(
@@ -754,7 +757,7 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
             }
         }
     }
-    let mut s = String::from(
+    let mut s = format!(
         "\n## Traced-system overhead, side by side\n\n\
          UDP flood (`napiscope scenario S --rate 0 -d 3s`, packets received per second) under \
          each tracer: `napiscope record` (its full probe set: the 14 tracepoints below, cpuhp, \
@@ -763,7 +766,8 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
          (`napiscope-inline`, `--encode-buffer-mb 0`); `napiscope top --json` (counts in the \
          kernel, nothing per event leaves it); bpftrace printing nsecs/cpu/probe/pid for each \
          event of the 14 tracepoints to a file; `perf record -a -e` on the 14 tracepoints. \
-         Median of 3 rounds, tracers interleaved within each round. *Done after stop* is the \
+         Median of {ROUNDS} rounds, tracers interleaved within each round (the flood's rate \
+         moves ±30% from run to run on this shared 2-vCPU machine, untraced too). *Done after stop* is the \
          time from SIGINT to the tracer's exit with its file complete.\n\n\
          | scenario | tracer | packets/s | vs untraced | events recorded | lost | bytes/event on disk | done after stop |\n\
          |---|---|---|---|---|---|---|---|\n",
