@@ -708,6 +708,10 @@ fn top_json_lines_count_rps_ipis_in_the_kernel() {
         Some(0),
         "top --json diverged or failed: {stderr}"
     );
+    assert!(
+        !stderr.contains("verifier"),
+        "the verifier refused a counting program: {stderr}"
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))

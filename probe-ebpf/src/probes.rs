@@ -358,7 +358,10 @@ fn read_comm(ctx: &TracePointContext, off: usize) -> [u8; COMM_LEN] {
 struct Name([u8; COMM_LEN]);
 
 /// `top`'s counters are on. Net tracepoints then read the device name for them first;
-/// `record` reads it straight into the event (`emit` zeroed it).
+/// `record` reads it straight into the event (`emit` zeroed it). `top` records no events and
+/// `record` counts nothing, so the net programs return after counting: the verifier then
+/// never walks the event path behind every counting path (6.1's gave up on
+/// netif_receive_skb with E2BIG when it had to).
 #[inline(always)]
 fn counters_on() -> bool {
     unsafe { core::ptr::read_volatile(&raw const SETTINGS.counters) != 0 }
@@ -583,6 +586,7 @@ pub fn napi_poll(ctx: TracePointContext) -> u32 {
         if let Some(c) = counting(Some(dev)) {
             count_poll(c, work, budget, dev);
         }
+        return 0;
     }
     emit(EventKind::NapiPoll, |ev| {
         ev.ptr = napi;
@@ -634,6 +638,7 @@ pub fn netif_rx(ctx: TracePointContext) -> u32 {
             };
             let _ = INFLIGHT.insert(&skb, &entry, 0);
         }
+        return 0;
     }
     emit(EventKind::NetifRx, |ev| {
         ev.ptr = skb;
@@ -671,6 +676,7 @@ pub fn netif_receive_skb(ctx: TracePointContext) -> u32 {
         if let Some(c) = counting(Some(dev)) {
             count_delivery(c, skb);
         }
+        return 0;
     }
     emit(EventKind::NetifReceiveSkb, |ev| {
         ev.ptr = skb;

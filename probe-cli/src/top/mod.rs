@@ -113,6 +113,15 @@ pub fn run(a: TopArgs) -> Result<u8> {
     if src.loaded.attached_events() == 0 {
         anyhow::bail!("no event probe could attach; see `napiscope status`");
     }
+    // The counting programs are verified with more code live than `status` loads: a probe
+    // the verifier refuses here must not go missing silently.
+    for r in src.loaded.results.iter().filter(|r| !r.attached) {
+        eprintln!(
+            "napiscope:   not attached: {} ({})",
+            r.name,
+            r.reason.as_deref().unwrap_or("?")
+        );
+    }
     src.set_filter(text_filter.as_ref())?;
 
     let header = header(&env, &src, a.expect_mode, a.interval);
