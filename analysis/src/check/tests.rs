@@ -440,3 +440,29 @@ fn function_probes_are_direct_evidence_for_g1_and_c1() {
     let r = check(&t, Some(Mode::C));
     assert!(failed(&r).is_empty(), "{:?}", failed(&r));
 }
+
+#[test]
+fn finder_finds_what_find_finds_in_any_query_order() {
+    let t = sim(Mode::B, Workload::Mixed, 5);
+    let ix = Index::build(Cols::from_events(&t.events), &t.meta);
+    for kind in [EventKind::CsdFunctionEntry, EventKind::SoftirqRaise] {
+        let mut f = ix.finder(kind);
+        let mut x = 12345u64;
+        for k in 0..3000u64 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let cpu = (x >> 33) as u32 % 3; // CPU 2 has no events
+                                            // Growing times (as the rules ask), and random jumps back and forth.
+            let t0 = if k % 3 == 0 {
+                (x >> 20) % (ix.t_end + 10)
+            } else {
+                k * ix.t_end / 3000
+            };
+            let t1 = t0 + (x >> 40) % 2_000_000;
+            let want: Vec<usize> = ix.find(cpu, kind, t0, t1).map(|e| e.i).collect();
+            let got: Vec<usize> = f.find(cpu, t0, t1).map(|e| e.i).collect();
+            assert_eq!(got, want, "cpu {cpu} [{t0}, {t1}]");
+        }
+    }
+}
