@@ -266,8 +266,10 @@ impl Index {
             .filter(|f| *f != "all")
             .and_then(|f| serde_json::from_str::<Vec<u32>>(f).ok());
 
-        let mut deliveries = Vec::new();
-        let mut polls: Vec<Poll> = Vec::new();
+        // Sized from the kind counts: no regrowth (each one a copy and fresh pages).
+        let kind_count = |k: EventKind| kind_all[k as usize].len();
+        let mut deliveries = Vec::with_capacity(kind_count(EventKind::NetifReceiveSkb));
+        let mut polls: Vec<Poll> = Vec::with_capacity(kind_count(EventKind::NapiPoll));
         let mut last_rx: FastMap<u64, usize> = FastMap::default();
         // Per slot: the first delivery since the slot's last NAPI poll.
         let mut pending: Vec<Option<usize>> = vec![None; nslots];
@@ -317,7 +319,7 @@ impl Index {
             }
         }
 
-        let mut batches: Vec<Batch> = Vec::new();
+        let mut batches: Vec<Batch> = Vec::with_capacity(polls.len());
         let mut open: Vec<Option<usize>> = vec![None; nslots];
         let mut seen_cpu = vec![false; nslots];
         for (pi, p) in polls.iter().enumerate() {

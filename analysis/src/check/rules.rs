@@ -257,7 +257,8 @@ fn g4(c: &Ctx) -> RuleResult {
             .filter_map(|e| Some((e.skb()?, e.ts_ns(), e.target_cpu()?)))
             .collect();
     if !chosen.is_empty() {
-        let mut latest: FastMap<u64, (u64, i32)> = FastMap::default();
+        let mut latest: FastMap<u64, (u64, i32)> =
+            FastMap::with_capacity_and_hasher(chosen.len(), Default::default());
         let mut next = chosen.iter().peekable();
         for d in &c.ix.deliveries {
             while let Some((skb, ts, cpu)) = next.next_if(|x| x.1 <= d.t_rcv) {
@@ -503,12 +504,19 @@ fn a3(c: &Ctx) -> RuleResult {
     let mut entries = c.ix.finder(EventKind::CsdFunctionEntry);
     for (b, d) in c.initiated().filter(|(b, d)| d.from != b.cpu) {
         let t1 = c.ix.first_poll_ts(b);
+        // The sender queues the IPI: its CPU first, the others only when it did not.
+        let mut queued_on = |cpu: u32| {
+            queues
+                .find(cpu, d.t_enq, t1)
+                .any(|e| Ctx::is_rps(e.func()) && e.target_cpu() == Some(b.cpu as i32))
+        };
         let queued = !c.csd_queue_traced
-            || c.ix.cpus().iter().copied().any(|cpu| {
-                queues
-                    .find(cpu, d.t_enq, t1)
-                    .any(|e| Ctx::is_rps(e.func()) && e.target_cpu() == Some(b.cpu as i32))
-            });
+            || queued_on(d.from)
+            || c.ix
+                .cpus()
+                .iter()
+                .copied()
+                .any(|cpu| cpu != d.from && queued_on(cpu));
         let entered = entries
             .find(b.cpu, d.t_enq, t1)
             .any(|e| Ctx::is_rps(e.func()));
@@ -564,17 +572,24 @@ fn a4(c: &Ctx) -> RuleResult {
                 .filter(|e| Ctx::is_rps(e.func()))
                 .map(|e| e.ts_ns())
                 .collect();
+        // The IPIs come in time order, so two cursors into the CPU's polls (first poll
+        // after w[0], first after w[1]) only move forward.
+        let polls: Vec<&super::index::Poll> = c.ix.polls_in(cpu, 0, u64::MAX).collect();
+        let (mut after0, mut after1) = (0, 0);
         for w in ipis.windows(2) {
+            while polls.get(after0).is_some_and(|p| p.ts < w[0] + 1) {
+                after0 += 1;
+            }
+            while polls.get(after1).is_some_and(|p| p.ts < w[1] + 1) {
+                after1 += 1;
+            }
             // Tolerate the completion event landing just after the next IPI (§11 A-4).
-            let next_poll =
-                c.ix.polls_in(cpu, w[1] + 1, u64::MAX)
-                    .next()
-                    .map_or(w[1], |p| p.ts);
-            let completions =
-                c.ix.polls_in(cpu, w[0] + 1, next_poll)
-                    .filter(|p| p.work < p.budget)
-                    .count();
-            if completions > 0 {
+            let next_poll = polls.get(after1).map_or(w[1], |p| p.ts);
+            let completed = polls[after0..]
+                .iter()
+                .take_while(|p| p.ts <= next_poll)
+                .any(|p| p.work < p.budget);
+            if completed {
                 r.pass();
             } else if c.ix.blind(cpu, w[0], next_poll) || c.ix.missed(EventKind::NapiPoll) {
                 r.unsure();

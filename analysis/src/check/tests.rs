@@ -466,3 +466,32 @@ fn finder_finds_what_find_finds_in_any_query_order() {
         }
     }
 }
+
+#[test]
+fn a4_fails_when_no_batch_completes_between_two_ipis() {
+    // CPU 1's polls between its first two RPS IPIs: gone; the first poll after the second
+    // uses its whole budget. Nothing completes from one IPI to the poll after the next.
+    let mut t = sim(Mode::B, Workload::Rps, 24);
+    let ipi_ts: Vec<u64> = t
+        .events
+        .iter()
+        .filter(|e| {
+            e.cpu == 1
+                && e.event == EventKind::CsdFunctionEntry
+                && e.func.as_deref() == Some(crate::event::RPS_IPI_FUNC)
+        })
+        .map(|e| e.ts_ns)
+        .take(2)
+        .collect();
+    mutate(&mut t, |e| {
+        !(e.cpu == 1 && e.is_backlog_poll() && e.ts_ns > ipi_ts[0] && e.ts_ns <= ipi_ts[1])
+    });
+    let next = t
+        .events
+        .iter_mut()
+        .find(|e| e.cpu == 1 && e.is_backlog_poll() && e.ts_ns > ipi_ts[1])
+        .unwrap();
+    next.work = next.budget;
+    let r = check(&t, Some(Mode::B));
+    assert!(failed(&r).contains(&"A-4"), "{:?}", failed(&r));
+}

@@ -62,10 +62,11 @@ fn bits(buf: &[u8], bit: usize, width: u32) -> u64 {
     let word = if byte + 16 <= buf.len() {
         u128::from_le_bytes(buf[byte..byte + 16].try_into().unwrap())
     } else {
-        let mut w = [0u8; 16];
         let tail = buf.get(byte..).unwrap_or(&[]);
-        w[..tail.len().min(16)].copy_from_slice(&tail[..tail.len().min(16)]);
-        u128::from_le_bytes(w)
+        tail.iter()
+            .take(16)
+            .enumerate()
+            .fold(0u128, |w, (k, b)| w | (*b as u128) << (8 * k))
     };
     let mask = if width == 64 {
         u64::MAX
@@ -95,14 +96,19 @@ fn unpack32(buf: &[u8], width: u32, n: usize, out: &mut Vec<u32>) {
     // one 64-bit load, unpacked without a check per value.
     if width <= 8 {
         let mask = (1u64 << width) - 1;
-        for group in buf.chunks_exact(w).take(n / 8) {
-            let mut word = [0u8; 8];
-            word[..w].copy_from_slice(group);
-            let v = u64::from_le_bytes(word);
+        let groups = (buf.len() / w).min(n / 8);
+        // 8-byte loads straight from the buffer while they stay inside it.
+        let whole = if buf.len() >= 8 {
+            ((buf.len() - 8) / w + 1).min(groups)
+        } else {
+            0
+        };
+        for g in 0..whole {
+            let v = u64::from_le_bytes(buf[g * w..g * w + 8].try_into().unwrap());
             let vals: [u32; 8] = std::array::from_fn(|k| ((v >> (k * w)) & mask) as u32);
             out.extend_from_slice(&vals);
         }
-        i = (buf.len() / w).min(n / 8) * 8;
+        i = whole * 8;
     } else if buf.len() >= 8 {
         let mask = ((1u64 << width) - 1) as u32;
         let fast = ((buf.len() - 8) * 8 / w + 1).min(n);
@@ -145,15 +151,20 @@ pub fn hybrid(b: &mut Bytes, width: u32, n: usize, out: &mut Vec<u32>) -> Result
         if header & 1 == 0 {
             let run = ((header >> 1) as usize).min(left);
             ensure!(run > 0, "empty RLE run");
-            let mut v = [0u8; 4];
-            v[..value_bytes].copy_from_slice(b.take(value_bytes)?);
-            out.resize(out.len() + run, u32::from_le_bytes(v));
+            let v = b
+                .take(value_bytes)?
+                .iter()
+                .enumerate()
+                .fold(0u32, |v, (k, byte)| v | (*byte as u32) << (8 * k));
+            out.resize(out.len() + run, v);
         } else {
             let values = (header >> 1) as usize * 8;
             ensure!(values > 0, "empty bit-packed run");
             let bytes = (values * width as usize / 8).min(b.buf.len() - b.pos);
-            let packed = b.take(bytes)?;
-            unpack32(packed, width, values.min(left), out);
+            // The rest of the page, not just this run: whole-word loads may read past the
+            // run's end (the bits beyond are masked off), so short runs stay fast too.
+            unpack32(b.rest(), width, values.min(left), out);
+            b.take(bytes)?;
         }
     }
     Ok(())
@@ -188,7 +199,7 @@ pub fn delta(b: &mut Bytes, out: &mut Vec<i64>) -> Result<()> {
             let w = w as u32;
             ensure!(w <= 64, "delta bit width {w}");
             let bytes = per_mini * w as usize / 8;
-            let packed = &b.buf[b.pos..(b.pos + bytes).min(b.buf.len())];
+            let packed = b.rest(); // whole-word loads may look past the miniblock
             b.pos = (b.pos + bytes).min(b.buf.len());
             let n = per_mini.min(left);
             for i in 0..n {

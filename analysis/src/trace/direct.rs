@@ -149,22 +149,28 @@ fn split_page<'a>(page: &'a Page, nullable: bool, levels: &mut Vec<u32>) -> Resu
 fn spread<T: Copy>(
     page: &DataPage,
     levels: &[u32],
-    vals: impl Iterator<Item = T>,
+    vals: &mut Vec<T>,
     null: T,
     out: &mut Vec<T>,
     valid: Option<(&mut [u8], u8)>,
 ) {
     if !page.has_levels || page.present == page.rows {
-        out.extend(vals.take(page.rows));
+        out.extend_from_slice(&vals[..page.rows.min(vals.len())]);
         if let Some((v, bit)) = valid {
             v.iter_mut().for_each(|v| *v |= bit);
         }
         return;
     }
-    let mut vals = vals;
+    // Branch-free: every row reads the next value (a trailing `null` keeps the read in
+    // bounds) and keeps it only if present; sparse columns would mispredict a branch.
+    vals.truncate(page.present);
+    vals.resize(page.present + 1, null);
+    let mut k = 0;
     out.extend(levels.iter().map(|l| {
+        let v = vals[k.min(page.present)];
+        k += (*l != 0) as usize;
         if *l != 0 {
-            vals.next().unwrap_or(null)
+            v
         } else {
             null
         }
@@ -191,6 +197,7 @@ fn int_column<T: Target>(
         p => bail!("physical type {p}"),
     };
     let mut dict: Vec<T> = Vec::new();
+    let mut vals: Vec<T> = Vec::new();
     let mut row = 0;
     for page in pages {
         let page = page?;
@@ -225,8 +232,9 @@ fn int_column<T: Target>(
         match p.encoding {
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
                 dict_indices(&mut p, dict.len(), &mut s.idx)?;
-                let vals = s.idx.iter().map(|i| dict[*i as usize]);
-                spread(&p, &s.levels, vals, T::default(), out, v);
+                vals.clear();
+                vals.extend(s.idx.iter().map(|i| dict[*i as usize]));
+                spread(&p, &s.levels, &mut vals, T::default(), out, v);
             }
             Encoding::PLAIN | Encoding::DELTA_BINARY_PACKED => {
                 s.ints.clear();
@@ -236,8 +244,9 @@ fn int_column<T: Target>(
                     codec::delta(&mut p.values, &mut s.ints)?;
                 }
                 ensure!(s.ints.len() == p.present, "page holds the wrong count");
-                let vals = s.ints.iter().map(|v| T::from_int(*v));
-                spread(&p, &s.levels, vals, T::default(), out, v);
+                vals.clear();
+                vals.extend(s.ints.iter().map(|v| T::from_int(*v)));
+                spread(&p, &s.levels, &mut vals, T::default(), out, v);
             }
             e => bail!("encoding {e}"),
         }
@@ -312,8 +321,9 @@ fn str_column<T: StrTarget>(
         match p.encoding {
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
                 dict_indices(&mut p, dict.len(), &mut s.idx)?;
-                let vals = s.idx.iter().map(|i| dict[*i as usize]);
-                spread(&p, &s.levels, vals, null, out, None);
+                plain.clear();
+                plain.extend(s.idx.iter().map(|i| dict[*i as usize]));
+                spread(&p, &s.levels, &mut plain, null, out, None);
             }
             Encoding::PLAIN => {
                 plain.clear();
@@ -321,7 +331,7 @@ fn str_column<T: StrTarget>(
                     plain.push(T::from_str(v, strs)?);
                     Ok(())
                 })?;
-                spread(&p, &s.levels, plain.iter().copied(), null, out, None);
+                spread(&p, &s.levels, &mut plain, null, out, None);
             }
             e => bail!("encoding {e}"),
         }
