@@ -673,8 +673,7 @@ pub fn read_columns(path: &Path) -> Result<(Cols, TraceMeta)> {
     let (file, md, meta) = open_trace(path)?;
     // The pages decoded straight into columns, when they use the encodings napiscope
     // writes; anything else (or a damaged page) goes through the Arrow reader.
-    let whole = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if let Ok(cols) = direct::read(whole.into()) {
+    if let Ok(cols) = direct::read(file.try_clone()?) {
         return Ok((cols, meta));
     }
     Ok((read_columns_arrow(path, file, md)?, meta))
@@ -1117,7 +1116,7 @@ mod tests {
             let (file, md, _) = open_trace(p).unwrap();
             read_columns_arrow(p, file, md).unwrap()
         };
-        let direct = |p: &Path| direct::read(std::fs::read(p).unwrap().into());
+        let direct = |p: &Path| direct::read(File::open(p).unwrap());
         let want = arrow(&path);
         assert_same_cols(&direct(&path).unwrap(), &want);
         assert_same_cols(&read_columns(&path).unwrap().0, &want);

@@ -340,8 +340,10 @@ fn str_column<T: StrTarget>(
 }
 
 /// Read every row group of the file into `Cols`.
-pub fn read(bytes: bytes::Bytes) -> Result<Cols> {
-    let file = SerializedFileReader::new(bytes)?;
+pub fn read(file: std::fs::File) -> Result<Cols> {
+    // Page by page from the file: each page is read into a buffer the allocator reuses,
+    // not the whole file into fresh memory.
+    let file = SerializedFileReader::new(file)?;
     let md = file.metadata();
     let schema = md.file_metadata().schema_descr();
     let leaf = |name: &str| -> Result<(usize, Phys, bool)> {
