@@ -90,12 +90,42 @@ pub struct Index {
     /// CPU → dense slot.
     slots: FastMap<u32, usize>,
     /// Per (slot, kind code): event indices in time order.
-    by_kind: Vec<Vec<u32>>,
+    by_kind: Groups,
     /// Per kind code: event indices in time order.
-    kind_all: Vec<Vec<u32>>,
+    kind_all: Groups,
     /// CPUs with events, ascending.
     cpus: Vec<u32>,
     pub t_end: u64,
+}
+
+/// Row indices grouped by a key, each group in row (time) order, all in one vector: no
+/// vector per group to grow, and a row's placement is one store.
+struct Groups {
+    rows: Vec<u32>,
+    /// Group g is `rows[start[g]..start[g + 1]]`.
+    start: Vec<usize>,
+}
+
+impl Groups {
+    /// Rows grouped by `key` (each row's group), given each group's size.
+    fn of_rows(counts: &[usize], key: impl Iterator<Item = usize>) -> Groups {
+        let mut start = Vec::with_capacity(counts.len() + 1);
+        start.push(0);
+        for n in counts {
+            start.push(start[start.len() - 1] + n);
+        }
+        let mut next = start[..counts.len()].to_vec();
+        let mut rows = vec![0u32; start[counts.len()]];
+        for (i, g) in key.enumerate() {
+            rows[next[g]] = i as u32;
+            next[g] += 1;
+        }
+        Groups { rows, start }
+    }
+
+    fn get(&self, g: usize) -> &[u32] {
+        &self.rows[self.start[g]..self.start[g + 1]]
+    }
 }
 
 /// Kind codes run 1..=ALL.len().
@@ -243,19 +273,22 @@ impl Index {
         for (k, s) in c.kind.iter().zip(&slot) {
             counts[*s as usize * KINDS + *k as usize] += 1;
         }
-        let mut by_kind: Vec<Vec<u32>> = counts.iter().map(|n| Vec::with_capacity(*n)).collect();
-        let mut kind_all: Vec<Vec<u32>> = (0..KINDS)
-            .map(|k| Vec::with_capacity((0..nslots).map(|s| counts[s * KINDS + k]).sum()))
+        let by_kind = Groups::of_rows(
+            &counts,
+            c.kind
+                .iter()
+                .zip(&slot)
+                .map(|(k, s)| *s as usize * KINDS + *k as usize),
+        );
+        let kind_counts: Vec<usize> = (0..KINDS)
+            .map(|k| (0..nslots).map(|s| counts[s * KINDS + k]).sum())
             .collect();
-        for (i, (k, s)) in c.kind.iter().zip(&slot).enumerate() {
-            let k = *k as usize;
-            by_kind[*s as usize * KINDS + k].push(i as u32);
-            kind_all[k].push(i as u32);
-        }
+        let kind_all = Groups::of_rows(&kind_counts, c.kind.iter().map(|k| *k as usize));
         let lost = lost_windows(&c, &slot, &slot_cpu, meta);
-        let cpuhp: Vec<u32> = kind_all[EventKind::CpuhpEnter as usize]
+        let cpuhp: Vec<u32> = kind_all
+            .get(EventKind::CpuhpEnter as usize)
             .iter()
-            .chain(&kind_all[EventKind::CpuhpExit as usize])
+            .chain(kind_all.get(EventKind::CpuhpExit as usize))
             .copied()
             .collect();
         let hotplug = hotplug_windows(&c, &cpuhp);
@@ -267,7 +300,7 @@ impl Index {
             .and_then(|f| serde_json::from_str::<Vec<u32>>(f).ok());
 
         // Sized from the kind counts: no regrowth (each one a copy and fresh pages).
-        let kind_count = |k: EventKind| kind_all[k as usize].len();
+        let kind_count = |k: EventKind| kind_all.get(k as usize).len();
         let mut deliveries = Vec::with_capacity(kind_count(EventKind::NetifReceiveSkb));
         let mut polls: Vec<Poll> = Vec::with_capacity(kind_count(EventKind::NapiPoll));
         let mut last_rx: FastMap<u64, usize> = FastMap::default();
@@ -436,7 +469,7 @@ impl Index {
         let v = self
             .slots
             .get(&cpu)
-            .map(|s| self.by_kind[s * KINDS + kind as usize].as_slice())
+            .map(|s| self.by_kind.get(s * KINDS + kind as usize))
             .unwrap_or(&[]);
         let start = v.partition_point(|i| self.c.ts[*i as usize] < t0);
         v[start..]
@@ -457,7 +490,8 @@ impl Index {
 
     /// Events of `kind` on every CPU, in time order.
     pub fn all(&self, kind: EventKind) -> impl Iterator<Item = E<'_>> + '_ {
-        self.kind_all[kind as usize]
+        self.kind_all
+            .get(kind as usize)
             .iter()
             .map(|i| self.c.row(*i as usize))
     }
@@ -559,7 +593,7 @@ impl<'a> Finder<'a> {
         let ix = self.ix;
         let (v, start) = match ix.slots.get(&cpu) {
             Some(s) => {
-                let v = ix.by_kind[s * KINDS + self.kind as usize].as_slice();
+                let v = ix.by_kind.get(s * KINDS + self.kind as usize);
                 let start = gallop(v, &ix.c.ts, t0, self.pos[*s]);
                 self.pos[*s] = start;
                 (v, start)

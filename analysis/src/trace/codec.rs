@@ -202,7 +202,21 @@ pub fn delta(b: &mut Bytes, out: &mut Vec<i64>) -> Result<()> {
             let packed = b.rest(); // whole-word loads may look past the miniblock
             b.pos = (b.pos + bytes).min(b.buf.len());
             let n = per_mini.min(left);
-            for i in 0..n {
+            // Up to 56 bits a value fits one 64-bit load at any bit offset.
+            let fast = if w <= 56 && packed.len() >= 8 {
+                ((packed.len() - 8) * 8 / w.max(1) as usize + 1).min(n)
+            } else {
+                0
+            };
+            let mask = (1u64 << w.min(63)) - 1;
+            for i in 0..fast {
+                let bit = i * w as usize;
+                let word = u64::from_le_bytes(packed[bit / 8..bit / 8 + 8].try_into().unwrap());
+                let d = (word >> (bit % 8)) & mask;
+                last = last.wrapping_add(min_delta).wrapping_add(d as i64);
+                out.push(last);
+            }
+            for i in fast..n {
                 let d = bits(packed, i * w as usize, w);
                 last = last.wrapping_add(min_delta).wrapping_add(d as i64);
                 out.push(last);
