@@ -1147,4 +1147,28 @@ mod tests {
         assert_same_cols(&read_columns(&other).unwrap().0, &want);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn damaged_pages_give_errors_not_panics() {
+        // Bytes overwritten inside the column data (the footer intact): the direct reader
+        // gives up (read_columns then leaves the file to the Arrow reader, which panics on
+        // some of these in parquet 55's delta decoder, as it did before the direct reader).
+        let dir = std::env::temp_dir().join(format!("napiscope-dmg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (events, meta) = sim_events(300);
+        let good = dir.join("good.parquet");
+        write_trace(&good, &events, &meta).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        let bad = dir.join("bad.parquet");
+        for k in 1..40 {
+            let mut b = bytes.clone();
+            let at = 4 + (b.len() / 2) * k / 40;
+            for x in &mut b[at..at + 6] {
+                *x ^= 0xa5;
+            }
+            std::fs::write(&bad, &b).unwrap();
+            let _ = direct::read(File::open(&bad).unwrap());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -172,10 +172,16 @@ pub fn hybrid(b: &mut Bytes, width: u32, n: usize, out: &mut Vec<u32>) -> Result
 
 /// Decode a DELTA_BINARY_PACKED stream of integers (as i64; an INT32 column's values wrap
 /// the same way in the low 32 bits). Returns the bytes it used.
-pub fn delta(b: &mut Bytes, out: &mut Vec<i64>) -> Result<()> {
+/// `expect` is how many values the page says it holds.
+pub fn delta(b: &mut Bytes, expect: usize, out: &mut Vec<i64>) -> Result<()> {
     let block = b.uleb()? as usize;
     let minis = b.uleb()? as usize;
     let total = b.uleb()? as usize;
+    ensure!(
+        total == expect,
+        "delta stream of {total} values, page of {expect}"
+    );
+    ensure!(block <= 1 << 16, "delta block of {block}");
     let mut last = b.zigzag()?;
     ensure!(
         minis > 0 && block.is_multiple_of(minis) && (block / minis).is_multiple_of(32),
@@ -229,7 +235,10 @@ pub fn delta(b: &mut Bytes, out: &mut Vec<i64>) -> Result<()> {
 
 /// PLAIN little-endian integers of `size` (4 or 8) bytes, sign-extended from 4.
 pub fn plain_ints(b: &mut Bytes, size: usize, n: usize, out: &mut Vec<i64>) -> Result<()> {
-    let raw = b.take(n * size)?;
+    let raw = b.take(
+        n.checked_mul(size)
+            .ok_or_else(|| anyhow::anyhow!("page too long"))?,
+    )?;
     if size == 4 {
         out.extend(
             raw.chunks_exact(4)

@@ -86,8 +86,19 @@ struct DataPage<'a> {
     values: Bytes<'a>,
 }
 
-fn split_page<'a>(page: &'a Page, nullable: bool, levels: &mut Vec<u32>) -> Result<DataPage<'a>> {
+/// Split a data page; `max_rows` is what its row group has left (a bound on what a damaged
+/// header could make it allocate).
+fn split_page<'a>(
+    page: &'a Page,
+    nullable: bool,
+    levels: &mut Vec<u32>,
+    max_rows: usize,
+) -> Result<DataPage<'a>> {
     levels.clear();
+    ensure!(
+        page.num_values() as usize <= max_rows,
+        "page longer than its row group"
+    );
     match page {
         Page::DataPage {
             buf,
@@ -185,6 +196,7 @@ fn spread<T: Copy>(
 /// An integer column chunk into `out` (nulls as 0), marking `bit` in `valid`.
 fn int_column<T: Target>(
     pages: impl Iterator<Item = parquet::errors::Result<Page>>,
+    group_rows: usize,
     phys: Phys,
     nullable: bool,
     s: &mut Scratch,
@@ -222,7 +234,7 @@ fn int_column<T: Target>(
             dict = s.ints.iter().map(|v| T::from_int(*v)).collect();
             continue;
         }
-        let mut p = split_page(&page, nullable, &mut s.levels)?;
+        let mut p = split_page(&page, nullable, &mut s.levels, group_rows - row)?;
         if let Some((v, _)) = &valid {
             ensure!(row + p.rows <= v.len(), "more rows than the row group");
         }
@@ -241,7 +253,7 @@ fn int_column<T: Target>(
                 if p.encoding == Encoding::PLAIN {
                     codec::plain_ints(&mut p.values, size, p.present, &mut s.ints)?;
                 } else {
-                    codec::delta(&mut p.values, &mut s.ints)?;
+                    codec::delta(&mut p.values, p.present, &mut s.ints)?;
                 }
                 ensure!(s.ints.len() == p.present, "page holds the wrong count");
                 vals.clear();
@@ -281,6 +293,7 @@ enum Null<T> {
 /// A string column chunk into `out`: each distinct value mapped once per dictionary page.
 fn str_column<T: StrTarget>(
     pages: impl Iterator<Item = parquet::errors::Result<Page>>,
+    group_rows: usize,
     nullable: bool,
     null: Null<T>,
     s: &mut Scratch,
@@ -289,6 +302,7 @@ fn str_column<T: StrTarget>(
 ) -> Result<()> {
     let mut dict: Vec<T> = Vec::new();
     let mut plain: Vec<T> = Vec::new();
+    let mut row = 0;
     for page in pages {
         let page = page?;
         if let Page::DictionaryPage {
@@ -309,7 +323,8 @@ fn str_column<T: StrTarget>(
             })?;
             continue;
         }
-        let mut p = split_page(&page, nullable, &mut s.levels)?;
+        let mut p = split_page(&page, nullable, &mut s.levels, group_rows - row)?;
+        row += p.rows;
         // A null where the checker has none (event, ctx): the Arrow reader says why.
         let null = match null {
             Null::As(v) => v,
@@ -362,7 +377,7 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
         .iter()
         .map(|g| g.num_rows().max(0) as usize)
         .sum();
-    let mut c = Cols::with_capacity(rows);
+    let mut c = Cols::with_capacity(rows.min(1 << 28));
     c.valid.resize(rows, 0);
     let mut s = Scratch::default();
     let empty = c.strs.intern("");
@@ -379,7 +394,7 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
             ($name:literal, $dst:ident, $bit:expr) => {{
                 let (p, phys, nullable) = pages($name)?;
                 let v = $bit.map(|bit: u8| (&mut valid[..], bit));
-                int_column(p, phys, nullable, &mut s, &mut c.$dst, v)?;
+                int_column(p, n, phys, nullable, &mut s, &mut c.$dst, v)?;
             }};
         }
         ints!("ts_ns", ts, None);
@@ -397,7 +412,7 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
             ($name:literal, $dst:ident, $null:expr) => {{
                 let (p, phys, nullable) = pages($name)?;
                 ensure!(phys == Phys::BYTE_ARRAY, "column {} is {phys}", $name);
-                str_column(p, nullable, $null, &mut s, &mut c.strs, &mut c.$dst)?;
+                str_column(p, n, nullable, $null, &mut s, &mut c.strs, &mut c.$dst)?;
             }};
         }
         strs!("event", kind, Null::Refused(EventKind::ALL[0]));
