@@ -142,6 +142,8 @@ fn split_page<'a>(
             let defs = b.take(*def_levels_byte_len as usize)?;
             if nullable {
                 codec::hybrid(&mut Bytes::new(defs), 1, rows, levels)?;
+            } else {
+                ensure!(*num_nulls == 0, "nulls in a required column");
             }
             Ok(DataPage {
                 rows,
@@ -155,30 +157,33 @@ fn split_page<'a>(
     }
 }
 
-/// Append the page's rows to `out` from its `present` values (dense, in `vals`), with
+/// Append the page's rows to `out`: the k-th present value is `get(k)` (k < `present`),
 /// `null` where a row has none; set `bit` in `valid` for the rows that have one.
 fn spread<T: Copy>(
     page: &DataPage,
     levels: &[u32],
-    vals: &mut Vec<T>,
+    get: impl Fn(usize) -> T,
     null: T,
     out: &mut Vec<T>,
     valid: Option<(&mut [u8], u8)>,
 ) {
     if !page.has_levels || page.present == page.rows {
-        out.extend_from_slice(&vals[..page.rows.min(vals.len())]);
+        out.extend((0..page.rows).map(get));
         if let Some((v, bit)) = valid {
             v.iter_mut().for_each(|v| *v |= bit);
         }
         return;
     }
-    // Branch-free: every row reads the next value (a trailing `null` keeps the read in
-    // bounds) and keeps it only if present; sparse columns would mispredict a branch.
-    vals.truncate(page.present);
-    vals.resize(page.present + 1, null);
+    if page.present == 0 {
+        out.resize(out.len() + page.rows, null);
+        return;
+    }
+    // Branch-free: every row reads a value (the last one past the end) and keeps it only
+    // if present; sparse columns would mispredict a branch.
+    let last = page.present - 1;
     let mut k = 0;
     out.extend(levels.iter().map(|l| {
-        let v = vals[k.min(page.present)];
+        let v = get(k.min(last));
         k += (*l != 0) as usize;
         if *l != 0 {
             v
@@ -209,7 +214,6 @@ fn int_column<T: Target>(
         p => bail!("physical type {p}"),
     };
     let mut dict: Vec<T> = Vec::new();
-    let mut vals: Vec<T> = Vec::new();
     let mut row = 0;
     for page in pages {
         let page = page?;
@@ -244,9 +248,8 @@ fn int_column<T: Target>(
         match p.encoding {
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
                 dict_indices(&mut p, dict.len(), &mut s.idx)?;
-                vals.clear();
-                vals.extend(s.idx.iter().map(|i| dict[*i as usize]));
-                spread(&p, &s.levels, &mut vals, T::default(), out, v);
+                let get = |k: usize| dict[s.idx[k] as usize];
+                spread(&p, &s.levels, get, T::default(), out, v);
             }
             Encoding::PLAIN | Encoding::DELTA_BINARY_PACKED => {
                 s.ints.clear();
@@ -256,9 +259,8 @@ fn int_column<T: Target>(
                     codec::delta(&mut p.values, p.present, &mut s.ints)?;
                 }
                 ensure!(s.ints.len() == p.present, "page holds the wrong count");
-                vals.clear();
-                vals.extend(s.ints.iter().map(|v| T::from_int(*v)));
-                spread(&p, &s.levels, &mut vals, T::default(), out, v);
+                let get = |k: usize| T::from_int(s.ints[k]);
+                spread(&p, &s.levels, get, T::default(), out, v);
             }
             e => bail!("encoding {e}"),
         }
@@ -336,9 +338,8 @@ fn str_column<T: StrTarget>(
         match p.encoding {
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
                 dict_indices(&mut p, dict.len(), &mut s.idx)?;
-                plain.clear();
-                plain.extend(s.idx.iter().map(|i| dict[*i as usize]));
-                spread(&p, &s.levels, &mut plain, null, out, None);
+                let get = |k: usize| dict[s.idx[k] as usize];
+                spread(&p, &s.levels, get, null, out, None);
             }
             Encoding::PLAIN => {
                 plain.clear();
@@ -346,7 +347,8 @@ fn str_column<T: StrTarget>(
                     plain.push(T::from_str(v, strs)?);
                     Ok(())
                 })?;
-                spread(&p, &s.levels, &mut plain, null, out, None);
+                ensure!(plain.len() == p.present, "page holds the wrong count");
+                spread(&p, &s.levels, |k| plain[k], null, out, None);
             }
             e => bail!("encoding {e}"),
         }
