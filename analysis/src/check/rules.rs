@@ -1053,6 +1053,9 @@ fn c8(c: &Ctx) -> RuleResult {
         let name = backlog_thread_comm(cpu as usize);
         let mut run_start: Option<u64> = None;
         let mut first = true;
+        // Runs come in time order: a cursor to the first poll at or after the run's start.
+        let polls: Vec<&super::index::Poll> = c.ix.polls_in(cpu, 0, u64::MAX).collect();
+        let mut from = 0;
         for e in c.ix.find(cpu, EventKind::SchedSwitch, 0, u64::MAX) {
             if e.target_comm() == Some(name.as_str()) {
                 run_start.get_or_insert(e.ts_ns());
@@ -1061,9 +1064,13 @@ fn c8(c: &Ctx) -> RuleResult {
                     first = false;
                     continue;
                 };
-                let polled =
-                    c.ix.polls_in(cpu, t0, e.ts_ns())
-                        .any(|p| p.class == Class::Thread);
+                while polls.get(from).is_some_and(|p| p.ts < t0) {
+                    from += 1;
+                }
+                let polled = polls[from..]
+                    .iter()
+                    .take_while(|p| p.ts <= e.ts_ns())
+                    .any(|p| p.class == Class::Thread);
                 if polled {
                     r.pass();
                 } else if first

@@ -495,3 +495,33 @@ fn a4_fails_when_no_batch_completes_between_two_ipis() {
     let r = check(&t, Some(Mode::B));
     assert!(failed(&r).contains(&"A-4"), "{:?}", failed(&r));
 }
+
+#[test]
+fn c8_fails_when_a_thread_run_polls_nothing() {
+    // Every backlog poll in backlog_napi/1's third run: gone.
+    let mut t = sim(Mode::C, Workload::Rps, 25);
+    let switch = |e: &Event| e.cpu == 1 && e.event == EventKind::SchedSwitch;
+    let t0 = t
+        .events
+        .iter()
+        .filter(|e| switch(e) && e.target_comm.as_deref() == Some("backlog_napi/1"))
+        .nth(2)
+        .map(|e| e.ts_ns)
+        .unwrap();
+    let t1 = t
+        .events
+        .iter()
+        .find(|e| {
+            switch(e)
+                && e.ts_ns > t0
+                && e.comm == "backlog_napi/1"
+                && e.prev_state.as_deref() == Some("S")
+        })
+        .map(|e| e.ts_ns)
+        .unwrap();
+    mutate(&mut t, |e| {
+        !(e.cpu == 1 && e.is_backlog_poll() && e.ts_ns >= t0 && e.ts_ns <= t1)
+    });
+    let r = check(&t, Some(Mode::C));
+    assert!(failed(&r).contains(&"C-8"), "{:?}", failed(&r));
+}
