@@ -44,6 +44,9 @@ use probe_common::COMM_LEN;
 
 pub use crate::check::cols::Sym;
 
+mod codec;
+mod direct;
+
 pub const SCHEMA_VERSION: &str = "1";
 /// Metadata keys are prefixed so they do not clash with other writers' keys.
 pub const META_PREFIX: &str = "napiscope.";
@@ -736,6 +739,16 @@ const CHECK_COLUMNS: [&str; 18] = [
 /// errors as `read_trace`.
 pub fn read_columns(path: &Path) -> Result<(Cols, TraceMeta)> {
     let (file, md, meta) = open_trace(path)?;
+    // The pages decoded straight into columns, when they use the encodings napiscope
+    // writes; anything else (or a damaged page) goes through the Arrow reader.
+    if let Ok(cols) = direct::read(file.try_clone()?) {
+        return Ok((cols, meta));
+    }
+    Ok((read_columns_arrow(path, file, md)?, meta))
+}
+
+/// `read_columns` through Arrow arrays: any valid Parquet encoding.
+fn read_columns_arrow(path: &Path, file: File, md: ArrowReaderMetadata) -> Result<Cols> {
     // Ask for the string columns as dictionaries: the reader then keeps the pages'
     // dictionary encoding instead of building a string per row.
     let hint: Vec<Field> = md
@@ -780,7 +793,7 @@ pub fn read_columns(path: &Path) -> Result<(Cols, TraceMeta)> {
         columns_of_batch(&batch, &mut cols)
             .with_context(|| format!("decoding {}", path.display()))?;
     }
-    Ok((cols, meta))
+    Ok(cols)
 }
 
 type Dict = DictionaryArray<Int32Type>;
@@ -1090,6 +1103,140 @@ mod tests {
         w.close().unwrap();
         let e = read_trace(&other).unwrap_err().to_string();
         assert!(e.contains("column `ts_ns` is missing"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Every column of two `Cols`, strings compared as text (ids may differ).
+    fn assert_same_cols(a: &Cols, b: &Cols) {
+        assert_eq!(a.len(), b.len());
+        macro_rules! same {
+            ($($f:ident)*) => { $(assert_eq!(a.$f, b.$f, "column {}", stringify!($f));)* };
+        }
+        same!(ts cpu seq kind ctx pid valid);
+        // Nullable numbers: only where they hold a value (Arrow leaves anything in nulls).
+        macro_rules! same_valid {
+            ($($f:ident $bit:expr),*) => { $(
+                let vals = |c: &Cols| -> Vec<_> {
+                    (0..c.len()).map(|i| (c.valid[i] & $bit != 0).then(|| c.$f[i])).collect()
+                };
+                assert_eq!(vals(a), vals(b), "column {}", stringify!($f));
+            )* };
+        }
+        same_valid!(vec V_VEC, napi V_NAPI, skb V_SKB, work V_WORK, budget V_BUDGET, ret V_RET,
+            target_cpu V_TARGET_CPU);
+        let text = |c: &Cols, v: &[Sym]| -> Vec<Option<String>> {
+            v.iter()
+                .map(|s| (*s != NO_SYM).then(|| c.strs.get(*s).to_string()))
+                .collect()
+        };
+        assert_eq!(text(a, &a.comm), text(b, &b.comm));
+        assert_eq!(text(a, &a.dev), text(b, &b.dev));
+        assert_eq!(text(a, &a.target_comm), text(b, &b.target_comm));
+        assert_eq!(text(a, &a.prev_state), text(b, &b.prev_state));
+        assert_eq!(text(a, &a.func), text(b, &b.func));
+    }
+
+    fn sim_events(packets: usize) -> (Vec<Event>, TraceMeta) {
+        use crate::model::sim::{simulate, SimOpts, Workload};
+        let mut o = SimOpts::new(crate::mode::Mode::C, 3, Workload::Mixed);
+        o.packets = packets;
+        let s = simulate(&o);
+        (s.events, s.meta)
+    }
+
+    /// The file rewritten with other writer settings, as another Parquet writer might.
+    fn rewrite(from: &Path, to: &Path, props: WriterProperties) {
+        let r = ParquetRecordBatchReaderBuilder::try_new(File::open(from).unwrap())
+            .unwrap()
+            .with_batch_size(1000)
+            .build()
+            .unwrap();
+        let mut w = ArrowWriter::try_new(File::create(to).unwrap(), schema(), Some(props)).unwrap();
+        for b in r {
+            w.write(&b.unwrap()).unwrap();
+        }
+        w.close().unwrap();
+    }
+
+    #[test]
+    fn direct_pages_read_what_the_arrow_reader_reads() {
+        let dir = std::env::temp_dir().join(format!("napiscope-direct-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (mut events, meta) = sim_events(3000);
+        // Rows the simulator does not make: nulls in unusual places, a string that is
+        // no thread name, every nullable column filled.
+        let mut e = Event::new(
+            events.last().unwrap().ts_ns + 1,
+            2,
+            999_999,
+            EventKind::NapiPoll,
+        );
+        e.comm = "backlog_napi/x".into();
+        (e.vec, e.napi, e.skb, e.csd, e.len) = (Some(3), Some(u64::MAX), Some(1), Some(2), Some(7));
+        (e.work, e.budget, e.ret, e.target_cpu) = (Some(-1), Some(64), Some(i32::MIN), Some(5));
+        e.dev = Some("".into());
+        (e.target_comm, e.prev_state, e.func) =
+            (Some("a".into()), Some("S".into()), Some("f".into()));
+        events.push(e);
+        let path = dir.join("t.parquet");
+        write_trace(&path, &events, &meta).unwrap();
+        let arrow = |p: &Path| {
+            let (file, md, _) = open_trace(p).unwrap();
+            read_columns_arrow(p, file, md).unwrap()
+        };
+        let direct = |p: &Path| direct::read(File::open(p).unwrap());
+        let want = arrow(&path);
+        assert_same_cols(&direct(&path).unwrap(), &want);
+        assert_same_cols(&read_columns(&path).unwrap().0, &want);
+
+        // Other writers' choices the direct reader knows: no dictionaries (PLAIN pages),
+        // data pages v2, tiny pages and row groups, no compression, delta-coded integers.
+        let other = dir.join("other.parquet");
+        let mut props = WriterProperties::builder()
+            .set_dictionary_enabled(false)
+            .set_encoding(Encoding::PLAIN)
+            .set_writer_version(parquet::file::properties::WriterVersion::PARQUET_2_0)
+            .set_data_page_row_count_limit(100)
+            .set_write_batch_size(50)
+            .set_max_row_group_size(1234);
+        for c in ["pid", "work", "target_cpu", "skb"] {
+            props = props.set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
+        }
+        rewrite(&path, &other, props.build());
+        assert_same_cols(&direct(&other).unwrap(), &want);
+
+        // One it does not (strings delta-coded): read_columns falls back to Arrow.
+        let props = WriterProperties::builder()
+            .set_dictionary_enabled(false)
+            .set_column_encoding(ColumnPath::from("comm"), Encoding::DELTA_BYTE_ARRAY)
+            .build();
+        rewrite(&path, &other, props);
+        assert!(direct(&other).is_err());
+        assert_same_cols(&read_columns(&other).unwrap().0, &want);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn damaged_pages_give_errors_not_panics() {
+        // Bytes overwritten inside the column data (the footer intact): the direct reader
+        // gives up (read_columns then leaves the file to the Arrow reader, which panics on
+        // some of these in parquet 55's delta decoder, as it did before the direct reader).
+        let dir = std::env::temp_dir().join(format!("napiscope-dmg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (events, meta) = sim_events(300);
+        let good = dir.join("good.parquet");
+        write_trace(&good, &events, &meta).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        let bad = dir.join("bad.parquet");
+        for k in 1..40 {
+            let mut b = bytes.clone();
+            let at = 4 + (b.len() / 2) * k / 40;
+            for x in &mut b[at..at + 6] {
+                *x ^= 0xa5;
+            }
+            std::fs::write(&bad, &b).unwrap();
+            let _ = direct::read(File::open(&bad).unwrap());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

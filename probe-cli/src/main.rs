@@ -4,6 +4,7 @@
 mod background;
 mod conformance;
 mod decode;
+mod huge_alloc;
 mod probes;
 mod record;
 mod report;
@@ -18,6 +19,9 @@ mod tracefs;
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOC: huge_alloc::HugeAlloc = huge_alloc::HugeAlloc;
 
 /// Exit codes: 0 success, 1 failure / divergence, 2 unusable input or missing rights.
 #[derive(Debug)]

@@ -49,7 +49,8 @@ pub struct Poll {
     pub work: i32,
     pub budget: i32,
     pub class: Class,
-    pub deliveries: Vec<usize>,
+    /// The first delivery on this CPU since its previous NAPI poll.
+    pub first_delivery: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -89,12 +90,42 @@ pub struct Index {
     /// CPU → dense slot.
     slots: FastMap<u32, usize>,
     /// Per (slot, kind code): event indices in time order.
-    by_kind: Vec<Vec<u32>>,
+    by_kind: Groups,
     /// Per kind code: event indices in time order.
-    kind_all: Vec<Vec<u32>>,
+    kind_all: Groups,
     /// CPUs with events, ascending.
     cpus: Vec<u32>,
     pub t_end: u64,
+}
+
+/// Row indices grouped by a key, each group in row (time) order, all in one vector: no
+/// vector per group to grow, and a row's placement is one store.
+struct Groups {
+    rows: Vec<u32>,
+    /// Group g is `rows[start[g]..start[g + 1]]`.
+    start: Vec<usize>,
+}
+
+impl Groups {
+    /// Rows grouped by `key` (each row's group), given each group's size.
+    fn of_rows(counts: &[usize], key: impl Iterator<Item = usize>) -> Groups {
+        let mut start = Vec::with_capacity(counts.len() + 1);
+        start.push(0);
+        for n in counts {
+            start.push(start[start.len() - 1] + n);
+        }
+        let mut next = start[..counts.len()].to_vec();
+        let mut rows = vec![0u32; start[counts.len()]];
+        for (i, g) in key.enumerate() {
+            rows[next[g]] = i as u32;
+            next[g] += 1;
+        }
+        Groups { rows, start }
+    }
+
+    fn get(&self, g: usize) -> &[u32] {
+        &self.rows[self.start[g]..self.start[g + 1]]
+    }
 }
 
 /// Kind codes run 1..=ALL.len().
@@ -148,18 +179,22 @@ pub fn poll_class(e: E) -> Class {
 fn cpu_slots(cpu: &[u32]) -> (Vec<u32>, FastMap<u32, usize>, Vec<u32>) {
     let mut map: FastMap<u32, usize> = FastMap::default();
     let mut cpus = Vec::new();
-    let mut last = (u32::MAX, usize::MAX);
+    // CPU numbers are small: a table lookup per row; the map decides each CPU's slot once.
+    let mut table = vec![u32::MAX; 4096];
     let slot = cpu
         .iter()
-        .map(|c| {
-            if *c != last.0 || last.1 == usize::MAX {
-                let s = *map.entry(*c).or_insert_with(|| {
-                    cpus.push(*c);
-                    cpus.len() - 1
-                });
-                last = (*c, s);
+        .map(|&c| {
+            if let Some(s) = table.get(c as usize).filter(|s| **s != u32::MAX) {
+                return *s;
             }
-            last.1 as u32
+            let s = *map.entry(c).or_insert_with(|| {
+                cpus.push(c);
+                cpus.len() - 1
+            }) as u32;
+            if let Some(t) = table.get_mut(c as usize) {
+                *t = s;
+            }
+            s
         })
         .collect();
     (slot, map, cpus)
@@ -233,20 +268,27 @@ impl Index {
         };
         let n = c.len();
         let t_end = c.ts.last().copied().unwrap_or(0);
-        let mut by_kind: Vec<Vec<u32>> = vec![Vec::new(); nslots * KINDS];
-        let mut kind_all: Vec<Vec<u32>> = vec![Vec::new(); KINDS];
-        let mut per_slot: Vec<Vec<u32>> = vec![Vec::new(); nslots];
-        for (i, s) in slot.iter().enumerate() {
-            let k = c.kind[i] as usize;
-            let s = *s as usize;
-            by_kind[s * KINDS + k].push(i as u32);
-            kind_all[k].push(i as u32);
-            per_slot[s].push(i as u32);
+        // Counted first, so each list is allocated once at its size.
+        let mut counts = vec![0usize; nslots * KINDS];
+        for (k, s) in c.kind.iter().zip(&slot) {
+            counts[*s as usize * KINDS + *k as usize] += 1;
         }
-        let lost = lost_windows(&c, &slot_cpu, per_slot, meta);
-        let cpuhp: Vec<u32> = kind_all[EventKind::CpuhpEnter as usize]
+        let by_kind = Groups::of_rows(
+            &counts,
+            c.kind
+                .iter()
+                .zip(&slot)
+                .map(|(k, s)| *s as usize * KINDS + *k as usize),
+        );
+        let kind_counts: Vec<usize> = (0..KINDS)
+            .map(|k| (0..nslots).map(|s| counts[s * KINDS + k]).sum())
+            .collect();
+        let kind_all = Groups::of_rows(&kind_counts, c.kind.iter().map(|k| *k as usize));
+        let lost = lost_windows(&c, &slot, &slot_cpu, meta);
+        let cpuhp: Vec<u32> = kind_all
+            .get(EventKind::CpuhpEnter as usize)
             .iter()
-            .chain(&kind_all[EventKind::CpuhpExit as usize])
+            .chain(kind_all.get(EventKind::CpuhpExit as usize))
             .copied()
             .collect();
         let hotplug = hotplug_windows(&c, &cpuhp);
@@ -257,10 +299,13 @@ impl Index {
             .filter(|f| *f != "all")
             .and_then(|f| serde_json::from_str::<Vec<u32>>(f).ok());
 
-        let mut deliveries = Vec::new();
-        let mut polls: Vec<Poll> = Vec::new();
+        // Sized from the kind counts: no regrowth (each one a copy and fresh pages).
+        let kind_count = |k: EventKind| kind_all.get(k as usize).len();
+        let mut deliveries = Vec::with_capacity(kind_count(EventKind::NetifReceiveSkb));
+        let mut polls: Vec<Poll> = Vec::with_capacity(kind_count(EventKind::NapiPoll));
         let mut last_rx: FastMap<u64, usize> = FastMap::default();
-        let mut pending: Vec<Vec<usize>> = vec![Vec::new(); nslots];
+        // Per slot: the first delivery since the slot's last NAPI poll.
+        let mut pending: Vec<Option<usize>> = vec![None; nslots];
         for i in 0..n {
             let e = c.row(i);
             match c.kind[i] {
@@ -278,7 +323,7 @@ impl Index {
                     if e.ts_ns().saturating_sub(en.ts_ns()) > MATCH_WINDOW_NS {
                         continue;
                     }
-                    pending[slot[i] as usize].push(deliveries.len());
+                    pending[slot[i] as usize].get_or_insert(deliveries.len());
                     deliveries.push(Delivery {
                         skb,
                         enq: j,
@@ -290,7 +335,7 @@ impl Index {
                     });
                 }
                 EventKind::NapiPoll => {
-                    let mine = std::mem::take(&mut pending[slot[i] as usize]);
+                    let first_delivery = pending[slot[i] as usize].take();
                     if e.is_backlog_poll() {
                         polls.push(Poll {
                             ev: i,
@@ -299,7 +344,7 @@ impl Index {
                             work: e.work().unwrap_or(0),
                             budget: e.budget().unwrap_or(0),
                             class: poll_class(e),
-                            deliveries: mine,
+                            first_delivery,
                         });
                     }
                 }
@@ -307,7 +352,7 @@ impl Index {
             }
         }
 
-        let mut batches: Vec<Batch> = Vec::new();
+        let mut batches: Vec<Batch> = Vec::with_capacity(polls.len());
         let mut open: Vec<Option<usize>> = vec![None; nslots];
         let mut seen_cpu = vec![false; nslots];
         for (pi, p) in polls.iter().enumerate() {
@@ -335,7 +380,7 @@ impl Index {
                 b.class = Class::Mixed;
             }
             if b.init.is_none() {
-                b.init = p.deliveries.first().copied();
+                b.init = p.first_delivery;
             }
             if p.work < p.budget {
                 b.complete = true;
@@ -424,7 +469,7 @@ impl Index {
         let v = self
             .slots
             .get(&cpu)
-            .map(|s| self.by_kind[s * KINDS + kind as usize].as_slice())
+            .map(|s| self.by_kind.get(s * KINDS + kind as usize))
             .unwrap_or(&[]);
         let start = v.partition_point(|i| self.c.ts[*i as usize] < t0);
         v[start..]
@@ -433,9 +478,20 @@ impl Index {
             .take_while(move |e| e.ts_ns() <= t1)
     }
 
+    /// `find` for queries of one kind whose times mostly grow, as a rule's walk over
+    /// batches makes them.
+    pub fn finder(&self, kind: EventKind) -> Finder<'_> {
+        Finder {
+            ix: self,
+            kind,
+            pos: vec![0; self.cpus.len()],
+        }
+    }
+
     /// Events of `kind` on every CPU, in time order.
     pub fn all(&self, kind: EventKind) -> impl Iterator<Item = E<'_>> + '_ {
-        self.kind_all[kind as usize]
+        self.kind_all
+            .get(kind as usize)
             .iter()
             .map(|i| self.c.row(*i as usize))
     }
@@ -522,41 +578,166 @@ impl Index {
     }
 }
 
+/// `Index::find` with a memory: per CPU, where the last query's events started. The next
+/// query gallops from there (a few steps when times grow) instead of a binary search over
+/// the whole list, which touches a cache line per step.
+pub struct Finder<'a> {
+    ix: &'a Index,
+    kind: EventKind,
+    pos: Vec<usize>,
+}
+
+impl<'a> Finder<'a> {
+    /// Events of the kind on `cpu` with ts in [t0, t1]: the same as `Index::find`.
+    pub fn find(&mut self, cpu: u32, t0: u64, t1: u64) -> impl Iterator<Item = E<'a>> + 'a {
+        let ix = self.ix;
+        let (v, start) = match ix.slots.get(&cpu) {
+            Some(s) => {
+                let v = ix.by_kind.get(s * KINDS + self.kind as usize);
+                let start = gallop(v, &ix.c.ts, t0, self.pos[*s]);
+                self.pos[*s] = start;
+                (v, start)
+            }
+            None => (&[][..], 0),
+        };
+        v[start..]
+            .iter()
+            .map(|i| ix.c.row(*i as usize))
+            .take_while(move |e| e.ts_ns() <= t1)
+    }
+}
+
+/// The first position in `v` (row indices in time order) whose ts is at least `t0`,
+/// searched outwards from `hint` in doubling steps, then by bisection.
+fn gallop(v: &[u32], ts: &[u64], t0: u64, hint: usize) -> usize {
+    let below = |j: usize| ts[v[j] as usize] < t0;
+    let n = v.len();
+    let h = hint.min(n);
+    let (lo, hi) = if h < n && below(h) {
+        // Forward: everything before `lo` is below t0.
+        let (mut lo, mut step) = (h + 1, 1);
+        while lo + step <= n && below(lo + step - 1) {
+            lo += step;
+            step *= 2;
+        }
+        (lo, (lo + step - 1).min(n))
+    } else {
+        // Backward: nothing from `hi` on is below t0.
+        let (mut hi, mut step) = (h, 1);
+        while hi >= step && !below(hi - step) {
+            hi -= step;
+            step *= 2;
+        }
+        (if hi >= step { hi - step + 1 } else { 0 }, hi)
+    };
+    lo + v[lo..hi].partition_point(|i| ts[*i as usize] < t0)
+}
+
 /// Per CPU: windows with lost events, from gaps in that CPU's sequence numbers and from the
-/// recorder's loss counters. `rows` are each slot's rows in time order.
+/// recorder's loss counters. One pass over the rows in time order; a CPU whose sequence
+/// numbers go backwards somewhere is redone over its rows sorted by seq.
 fn lost_windows(
     c: &Cols,
+    slot: &[u32],
     slot_cpu: &[u32],
-    rows: Vec<Vec<u32>>,
     meta: &TraceMeta,
 ) -> HashMap<u32, Vec<(u64, u64)>> {
+    let nslots = slot_cpu.len();
+    let mut windows: Vec<Vec<(u64, u64)>> = vec![Vec::new(); nslots];
+    let mut gaps = vec![0u64; nslots];
+    // Per slot: the previous row's (seq, ts), and whether seq never went down.
+    let mut prev: Vec<Option<(u64, u64)>> = vec![None; nslots];
+    let mut ordered = vec![true; nslots];
+    for (i, s) in slot.iter().enumerate() {
+        let s = *s as usize;
+        let (seq, ts) = (c.seq[i], c.ts[i]);
+        match prev[s] {
+            None if seq > 0 => {
+                gaps[s] += seq;
+                windows[s].push((0, ts));
+            }
+            None => {}
+            Some((p, _)) if seq < p => ordered[s] = false,
+            Some((p, pts)) if seq > p + 1 => {
+                gaps[s] += seq - p - 1;
+                windows[s].push((pts, ts));
+            }
+            Some(_) => {}
+        }
+        prev[s] = Some((seq, ts));
+    }
     let lost_meta = meta.lost_per_cpu();
     let mut out: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
-    for (s, mut v) in rows.into_iter().enumerate() {
-        let cpu = slot_cpu[s];
-        if !v
-            .windows(2)
-            .all(|w| c.seq[w[0] as usize] <= c.seq[w[1] as usize])
-        {
-            v.sort_by_key(|i| c.seq[*i as usize]); // stable: time order among equal seqs
-        }
-        let (seq, ts) = (|i: u32| c.seq[i as usize], |i: u32| c.ts[i as usize]);
-        let mut gaps = 0u64;
-        let w = out.entry(cpu).or_default();
-        if let Some(first) = v.first().filter(|i| seq(**i) > 0) {
-            gaps += seq(*first);
-            w.push((0, ts(*first)));
-        }
-        for pair in v.windows(2) {
-            if seq(pair[1]) > seq(pair[0]) + 1 {
-                gaps += seq(pair[1]) - seq(pair[0]) - 1;
-                w.push((ts(pair[0]), ts(pair[1])));
-            }
+    for (s, &cpu) in slot_cpu.iter().enumerate() {
+        let (mut w, mut g, mut last_ts) = (
+            std::mem::take(&mut windows[s]),
+            gaps[s],
+            prev[s].map_or(0, |p| p.1),
+        );
+        if !ordered[s] {
+            let rows: Vec<u32> = (0..slot.len() as u32)
+                .filter(|i| slot[*i as usize] as usize == s)
+                .collect();
+            (w, g, last_ts) = seq_gaps(c, rows);
         }
         // Losses after the last event this CPU delivered show in the counters, not in seq.
-        if lost_meta.get(cpu as usize).copied().unwrap_or(0) > gaps {
-            w.push((v.last().map_or(0, |i| ts(*i)), u64::MAX));
+        if lost_meta.get(cpu as usize).copied().unwrap_or(0) > g {
+            w.push((last_ts, u64::MAX));
         }
+        out.insert(cpu, w);
     }
     out
+}
+
+/// Loss windows of one CPU's rows (in time order) whose seqs are not in time order:
+/// (windows, lost count, ts of the last row by seq).
+fn seq_gaps(c: &Cols, mut v: Vec<u32>) -> (Vec<(u64, u64)>, u64, u64) {
+    v.sort_by_key(|i| c.seq[*i as usize]); // stable: time order among equal seqs
+    let (seq, ts) = (|i: u32| c.seq[i as usize], |i: u32| c.ts[i as usize]);
+    let mut gaps = 0u64;
+    let mut w = Vec::new();
+    if let Some(first) = v.first().filter(|i| seq(**i) > 0) {
+        gaps += seq(*first);
+        w.push((0, ts(*first)));
+    }
+    for pair in v.windows(2) {
+        if seq(pair[1]) > seq(pair[0]) + 1 {
+            gaps += seq(pair[1]) - seq(pair[0]) - 1;
+            w.push((ts(pair[0]), ts(pair[1])));
+        }
+    }
+    (w, gaps, v.last().map_or(0, |i| ts(*i)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    #[test]
+    fn loss_windows_from_seq_gaps_in_and_out_of_time_order() {
+        // (ts, cpu, seq): CPU 0 in order with a gap of 2; CPU 1 starts at seq 3, then its
+        // seq goes back to 2 (the single pass hands it to the sort by seq).
+        let rows = [
+            (10, 0, 0),
+            (15, 1, 3),
+            (20, 0, 1),
+            (25, 1, 2),
+            (30, 0, 4),
+            (40, 0, 5),
+        ];
+        let events: Vec<Event> = rows
+            .iter()
+            .map(|&(ts, cpu, seq)| Event::new(ts, cpu, seq, EventKind::NetifRx))
+            .collect();
+        let c = Cols::from_events(&events);
+        let (slot, _, slot_cpu) = cpu_slots(&c.cpu);
+        let mut meta = TraceMeta::default();
+        meta.set("lost_per_cpu", "[0,5]");
+        let w = lost_windows(&c, &slot, &slot_cpu, &meta);
+        assert_eq!(w[&0], vec![(20, 30)]);
+        // Sorted by seq: 2 (ts 25), 3 (ts 15): 2 lost before; the counters say 5, so the
+        // rest were lost after the last event by seq.
+        assert_eq!(w[&1], vec![(0, 25), (15, u64::MAX)]);
+    }
 }

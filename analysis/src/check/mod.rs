@@ -291,24 +291,28 @@ pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckRe
         .filter(|v| *v != Verdict::Inconclusive)
         .max()
         .unwrap_or(Verdict::Inconclusive);
-    let mut paths = BTreeMap::new();
+    // Counted under static names, made strings once per key.
+    let mut paths: BTreeMap<&str, u64> = BTreeMap::new();
     // The index already paired every netif_rx with its netif_receive_skb.
     for d in &ix.deliveries {
         let rcv = ix.ev(d.rcv);
         let path = crate::paths::classify(d.from, d.to, rcv.ctx(), rcv.comm());
-        *paths.entry(path.name().to_string()).or_default() += 1;
+        *paths.entry(path.name()).or_default() += 1;
     }
-    let mut batch_paths = BTreeMap::new();
+    let mut batch_paths: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for b in ix.batches.iter().filter(|b| b.complete) {
         let origin = match b.init.map(|i| &ix.deliveries[i]) {
             Some(d) if d.from != b.cpu => "remote",
             Some(_) => "local",
             None => "no traced enqueue",
         };
-        *batch_paths
-            .entry(format!("{origin} → {}", b.class.name()))
-            .or_default() += 1;
+        *batch_paths.entry((origin, b.class.name())).or_default() += 1;
     }
+    let paths = paths.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+    let batch_paths = batch_paths
+        .into_iter()
+        .map(|((origin, class), n)| (format!("{origin} → {class}"), n))
+        .collect();
     CheckReport {
         mode,
         mode_source,

@@ -4,7 +4,7 @@
 use super::{
     cols::{FastMap, E},
     describe,
-    index::{Batch, Class, Index},
+    index::{Batch, Class, Finder, Index},
     Divergence, RuleResult,
 };
 use crate::{
@@ -250,22 +250,22 @@ fn g4(c: &Ctx) -> RuleResult {
         "a backlog-delivered skb is received on its RPS target CPU",
     );
     // Direct evidence: the kprobe on enqueue_to_backlog records the CPU RPS chose.
-    // (skb, ts, order, chosen CPU), sorted: per skb, its enqueues in time order.
-    let mut chosen: Vec<(u64, u64, u32, i32)> =
+    // (skb, ts, chosen CPU) in time order; deliveries come in receive order, so one walk
+    // keeps each skb's latest enqueue up to the delivery's receive time.
+    let chosen: Vec<(u64, u64, i32)> =
         c.ix.all(EventKind::EnqueueToBacklog)
-            .filter_map(|e| Some((e.skb()?, e.ts_ns(), e.i as u32, e.target_cpu()?)))
+            .filter_map(|e| Some((e.skb()?, e.ts_ns(), e.target_cpu()?)))
             .collect();
-    chosen.sort_unstable();
     if !chosen.is_empty() {
+        let mut latest: FastMap<u64, (u64, i32)> =
+            FastMap::with_capacity_and_hasher(chosen.len(), Default::default());
+        let mut next = chosen.iter().peekable();
         for d in &c.ix.deliveries {
+            while let Some((skb, ts, cpu)) = next.next_if(|x| x.1 <= d.t_rcv) {
+                latest.insert(*skb, (*ts, *cpu));
+            }
             // The skb's latest enqueue_to_backlog in [t_enq, t_rcv].
-            let lo = chosen.partition_point(|x| x.0 < d.skb);
-            let hi = lo + chosen[lo..].partition_point(|x| x.0 == d.skb);
-            let v = &chosen[lo..hi];
-            let target = v[..v.partition_point(|x| x.1 <= d.t_rcv)]
-                .last()
-                .filter(|x| x.1 >= d.t_enq)
-                .map(|x| x.3);
+            let target = latest.get(&d.skb).filter(|x| x.0 >= d.t_enq).map(|x| x.1);
             match target {
                 Some(t) if t == d.to as i32 => r.pass(),
                 Some(t) => r.fail(Divergence {
@@ -402,16 +402,12 @@ fn g6(c: &Ctx) -> RuleResult {
 
 fn g7(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("G7", "every backlog batch has a cause");
+    let mut ipis = c.ix.finder(EventKind::CsdFunctionEntry);
     for b in c.ix.batches.iter().filter(|b| b.complete) {
         let t = c.ix.first_poll_ts(b);
         let explained = c.init(b).is_some()
-            || c.ix
-                .find(
-                    b.cpu,
-                    EventKind::CsdFunctionEntry,
-                    t.saturating_sub(1_000_000_000),
-                    t,
-                )
+            || ipis
+                .find(b.cpu, t.saturating_sub(1_000_000_000), t)
                 .any(|e| Ctx::is_rps(e.func()))
             || c.ix.thread_woken(b.cpu, t.saturating_sub(1_000_000_000), t);
         if explained {
@@ -504,16 +500,26 @@ fn a3(c: &Ctx) -> RuleResult {
                 .into(),
         );
     }
+    let mut queues = c.ix.finder(EventKind::CsdQueueCpu);
+    let mut entries = c.ix.finder(EventKind::CsdFunctionEntry);
     for (b, d) in c.initiated().filter(|(b, d)| d.from != b.cpu) {
         let t1 = c.ix.first_poll_ts(b);
+        // The sender queues the IPI: its CPU first, the others only when it did not.
+        let mut queued_on = |cpu: u32| {
+            queues
+                .find(cpu, d.t_enq, t1)
+                .any(|e| Ctx::is_rps(e.func()) && e.target_cpu() == Some(b.cpu as i32))
+        };
         let queued = !c.csd_queue_traced
-            || c.ix.cpus().iter().copied().any(|cpu| {
-                c.ix.find(cpu, EventKind::CsdQueueCpu, d.t_enq, t1)
-                    .any(|e| Ctx::is_rps(e.func()) && e.target_cpu() == Some(b.cpu as i32))
-            });
-        let entered =
-            c.ix.find(b.cpu, EventKind::CsdFunctionEntry, d.t_enq, t1)
-                .any(|e| Ctx::is_rps(e.func()));
+            || queued_on(d.from)
+            || c.ix
+                .cpus()
+                .iter()
+                .copied()
+                .any(|cpu| cpu != d.from && queued_on(cpu));
+        let entered = entries
+            .find(b.cpu, d.t_enq, t1)
+            .any(|e| Ctx::is_rps(e.func()));
         if queued && entered {
             r.pass();
         } else if c.ix.blind(d.from, d.t_enq, t1)
@@ -566,17 +572,24 @@ fn a4(c: &Ctx) -> RuleResult {
                 .filter(|e| Ctx::is_rps(e.func()))
                 .map(|e| e.ts_ns())
                 .collect();
+        // The IPIs come in time order, so two cursors into the CPU's polls (first poll
+        // after w[0], first after w[1]) only move forward.
+        let polls: Vec<&super::index::Poll> = c.ix.polls_in(cpu, 0, u64::MAX).collect();
+        let (mut after0, mut after1) = (0, 0);
         for w in ipis.windows(2) {
+            while polls.get(after0).is_some_and(|p| p.ts < w[0] + 1) {
+                after0 += 1;
+            }
+            while polls.get(after1).is_some_and(|p| p.ts < w[1] + 1) {
+                after1 += 1;
+            }
             // Tolerate the completion event landing just after the next IPI (§11 A-4).
-            let next_poll =
-                c.ix.polls_in(cpu, w[1] + 1, u64::MAX)
-                    .next()
-                    .map_or(w[1], |p| p.ts);
-            let completions =
-                c.ix.polls_in(cpu, w[0] + 1, next_poll)
-                    .filter(|p| p.work < p.budget)
-                    .count();
-            if completions > 0 {
+            let next_poll = polls.get(after1).map_or(w[1], |p| p.ts);
+            let completed = polls[after0..]
+                .iter()
+                .take_while(|p| p.ts <= next_poll)
+                .any(|p| p.work < p.budget);
+            if completed {
                 r.pass();
             } else if c.ix.blind(cpu, w[0], next_poll) || c.ix.missed(EventKind::NapiPoll) {
                 r.unsure();
@@ -602,11 +615,12 @@ fn a4(c: &Ctx) -> RuleResult {
 
 fn a5(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("A-5", "a local batch has no RPS IPI");
+    let mut entries = c.ix.finder(EventKind::CsdFunctionEntry);
     for (b, d) in c.initiated().filter(|(b, d)| d.from == b.cpu) {
         let t1 = c.ix.first_poll_ts(b);
-        let ipi =
-            c.ix.find(b.cpu, EventKind::CsdFunctionEntry, d.t_enq, t1)
-                .find(|e| Ctx::is_rps(e.func()));
+        let ipi = entries
+            .find(b.cpu, d.t_enq, t1)
+            .find(|e| Ctx::is_rps(e.func()));
         match ipi {
             None => r.pass(),
             Some(_) if c.ix.blind(b.cpu, d.t_enq, t1) => r.unsure(),
@@ -655,22 +669,34 @@ fn a6(c: &Ctx) -> RuleResult {
     r.finish()
 }
 
-/// The netif_rx_exit that closes an enqueue (same CPU and task).
-fn enqueue_call_end(c: &Ctx, enq: usize) -> u64 {
-    let e = c.ix.ev(enq);
-    c.ix.find(
-        e.cpu(),
-        EventKind::NetifRxExit,
-        e.ts_ns(),
-        e.ts_ns() + 1_000_000,
-    )
-    .find(|x| x.pid() == e.pid())
-    .map_or(e.ts_ns() + 100_000, |x| x.ts_ns())
+/// What A-7 and C-7 look up around an enqueue: netif_rx_exit and softirq_raise events.
+struct EnqueueCalls<'a> {
+    exits: Finder<'a>,
+    raises: Finder<'a>,
 }
 
-fn raised_during_enqueue(c: &Ctx, cpu: u32, t0: u64, t1: u64) -> bool {
-    c.ix.find(cpu, EventKind::SoftirqRaise, t0, t1)
-        .any(|e| e.vec() == Some(NET_RX_SOFTIRQ))
+impl<'a> EnqueueCalls<'a> {
+    fn new(c: &Ctx<'a>) -> EnqueueCalls<'a> {
+        EnqueueCalls {
+            exits: c.ix.finder(EventKind::NetifRxExit),
+            raises: c.ix.finder(EventKind::SoftirqRaise),
+        }
+    }
+
+    /// The netif_rx_exit that closes an enqueue (same CPU and task).
+    fn end(&mut self, c: &Ctx, enq: usize) -> u64 {
+        let e = c.ix.ev(enq);
+        self.exits
+            .find(e.cpu(), e.ts_ns(), e.ts_ns() + 1_000_000)
+            .find(|x| x.pid() == e.pid())
+            .map_or(e.ts_ns() + 100_000, |x| x.ts_ns())
+    }
+
+    fn raised(&mut self, cpu: u32, t0: u64, t1: u64) -> bool {
+        self.raises
+            .find(cpu, t0, t1)
+            .any(|e| e.vec() == Some(NET_RX_SOFTIRQ))
+    }
 }
 
 fn a7(c: &Ctx) -> RuleResult {
@@ -678,13 +704,14 @@ fn a7(c: &Ctx) -> RuleResult {
         "A-7",
         "a remote-initiating enqueue raises NET_RX on the sender (soft)",
     );
+    let mut calls = EnqueueCalls::new(c);
     for (b, d) in c.initiated().filter(|(b, d)| d.from != b.cpu) {
         let enq = c.ix.ev(d.enq);
         if c.features.f2_rps_raise_suppression && enq.ctx() == ExecCtx::Softirq {
             continue; // F2: no raise from inside NET_RX
         }
-        let end = enqueue_call_end(c, d.enq);
-        if raised_during_enqueue(c, d.from, d.t_enq, end) {
+        let end = calls.end(c, d.enq);
+        if calls.raised(d.from, d.t_enq, end) {
             r.pass();
         } else if c.ix.blind(d.from, d.t_enq, end) || c.ix.missed(EventKind::SoftirqRaise) {
             r.unsure();
@@ -988,10 +1015,11 @@ fn c7(c: &Ctx) -> RuleResult {
     let mut raised = 0u64;
     let mut total = 0u64;
     let mut example = None;
+    let mut calls = EnqueueCalls::new(c);
     for (b, d) in c.initiated().filter(|(b, d)| d.from != b.cpu) {
         total += 1;
-        let end = enqueue_call_end(c, d.enq);
-        if raised_during_enqueue(c, d.from, d.t_enq, end) {
+        let end = calls.end(c, d.enq);
+        if calls.raised(d.from, d.t_enq, end) {
             raised += 1;
             example.get_or_insert_with(|| (b.clone(), d.clone()));
         }
@@ -1025,6 +1053,9 @@ fn c8(c: &Ctx) -> RuleResult {
         let name = backlog_thread_comm(cpu as usize);
         let mut run_start: Option<u64> = None;
         let mut first = true;
+        // Runs come in time order: a cursor to the first poll at or after the run's start.
+        let polls: Vec<&super::index::Poll> = c.ix.polls_in(cpu, 0, u64::MAX).collect();
+        let mut from = 0;
         for e in c.ix.find(cpu, EventKind::SchedSwitch, 0, u64::MAX) {
             if e.target_comm() == Some(name.as_str()) {
                 run_start.get_or_insert(e.ts_ns());
@@ -1033,9 +1064,13 @@ fn c8(c: &Ctx) -> RuleResult {
                     first = false;
                     continue;
                 };
-                let polled =
-                    c.ix.polls_in(cpu, t0, e.ts_ns())
-                        .any(|p| p.class == Class::Thread);
+                while polls.get(from).is_some_and(|p| p.ts < t0) {
+                    from += 1;
+                }
+                let polled = polls[from..]
+                    .iter()
+                    .take_while(|p| p.ts <= e.ts_ns())
+                    .any(|p| p.class == Class::Thread);
                 if polled {
                     r.pass();
                 } else if first

@@ -440,3 +440,88 @@ fn function_probes_are_direct_evidence_for_g1_and_c1() {
     let r = check(&t, Some(Mode::C));
     assert!(failed(&r).is_empty(), "{:?}", failed(&r));
 }
+
+#[test]
+fn finder_finds_what_find_finds_in_any_query_order() {
+    let t = sim(Mode::B, Workload::Mixed, 5);
+    let ix = Index::build(Cols::from_events(&t.events), &t.meta);
+    for kind in [EventKind::CsdFunctionEntry, EventKind::SoftirqRaise] {
+        let mut f = ix.finder(kind);
+        let mut x = 12345u64;
+        for k in 0..3000u64 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let cpu = (x >> 33) as u32 % 3; // CPU 2 has no events
+                                            // Growing times (as the rules ask), and random jumps back and forth.
+            let t0 = if k % 3 == 0 {
+                (x >> 20) % (ix.t_end + 10)
+            } else {
+                k * ix.t_end / 3000
+            };
+            let t1 = t0 + (x >> 40) % 2_000_000;
+            let want: Vec<usize> = ix.find(cpu, kind, t0, t1).map(|e| e.i).collect();
+            let got: Vec<usize> = f.find(cpu, t0, t1).map(|e| e.i).collect();
+            assert_eq!(got, want, "cpu {cpu} [{t0}, {t1}]");
+        }
+    }
+}
+
+#[test]
+fn a4_fails_when_no_batch_completes_between_two_ipis() {
+    // CPU 1's polls between its first two RPS IPIs: gone; the first poll after the second
+    // uses its whole budget. Nothing completes from one IPI to the poll after the next.
+    let mut t = sim(Mode::B, Workload::Rps, 24);
+    let ipi_ts: Vec<u64> = t
+        .events
+        .iter()
+        .filter(|e| {
+            e.cpu == 1
+                && e.event == EventKind::CsdFunctionEntry
+                && e.func.as_deref() == Some(crate::event::RPS_IPI_FUNC)
+        })
+        .map(|e| e.ts_ns)
+        .take(2)
+        .collect();
+    mutate(&mut t, |e| {
+        !(e.cpu == 1 && e.is_backlog_poll() && e.ts_ns > ipi_ts[0] && e.ts_ns <= ipi_ts[1])
+    });
+    let next = t
+        .events
+        .iter_mut()
+        .find(|e| e.cpu == 1 && e.is_backlog_poll() && e.ts_ns > ipi_ts[1])
+        .unwrap();
+    next.work = next.budget;
+    let r = check(&t, Some(Mode::B));
+    assert!(failed(&r).contains(&"A-4"), "{:?}", failed(&r));
+}
+
+#[test]
+fn c8_fails_when_a_thread_run_polls_nothing() {
+    // Every backlog poll in backlog_napi/1's third run: gone.
+    let mut t = sim(Mode::C, Workload::Rps, 25);
+    let switch = |e: &Event| e.cpu == 1 && e.event == EventKind::SchedSwitch;
+    let t0 = t
+        .events
+        .iter()
+        .filter(|e| switch(e) && e.target_comm.as_deref() == Some("backlog_napi/1"))
+        .nth(2)
+        .map(|e| e.ts_ns)
+        .unwrap();
+    let t1 = t
+        .events
+        .iter()
+        .find(|e| {
+            switch(e)
+                && e.ts_ns > t0
+                && e.comm == "backlog_napi/1"
+                && e.prev_state.as_deref() == Some("S")
+        })
+        .map(|e| e.ts_ns)
+        .unwrap();
+    mutate(&mut t, |e| {
+        !(e.cpu == 1 && e.is_backlog_poll() && e.ts_ns >= t0 && e.ts_ns <= t1)
+    });
+    let r = check(&t, Some(Mode::C));
+    assert!(failed(&r).contains(&"C-8"), "{:?}", failed(&r));
+}

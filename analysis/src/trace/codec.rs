@@ -1,0 +1,303 @@
+//! The Parquet value encodings a napiscope trace uses, decoded from a page's bytes: the
+//! RLE/bit-packed hybrid (definition levels, dictionary indices), DELTA_BINARY_PACKED (ts_ns,
+//! seq) and PLAIN (dictionaries, pages whose dictionary overflowed). Decoding them here,
+//! instead of through Arrow arrays, lets `direct` write values straight into `Cols`.
+
+use anyhow::{bail, ensure, Result};
+
+/// A cursor over a page's bytes.
+pub struct Bytes<'a> {
+    pub buf: &'a [u8],
+    pub pos: usize,
+}
+
+impl<'a> Bytes<'a> {
+    pub fn new(buf: &'a [u8]) -> Bytes<'a> {
+        Bytes { buf, pos: 0 }
+    }
+
+    pub fn rest(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
+    }
+
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        ensure!(self.pos + n <= self.buf.len(), "page ends early");
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    pub fn u32_le(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into()?))
+    }
+
+    pub fn uleb(&mut self) -> Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or_else(|| anyhow::anyhow!("page ends early"))?;
+            self.pos += 1;
+            v |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        bail!("varint too long")
+    }
+
+    pub fn zigzag(&mut self) -> Result<i64> {
+        let v = self.uleb()?;
+        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+}
+
+/// `width` bits (≤ 64) at bit `bit` of `buf`, least significant bit first; bytes past the
+/// end read as zero (a page's last bit-packed group may be cut short).
+#[inline]
+fn bits(buf: &[u8], bit: usize, width: u32) -> u64 {
+    let byte = bit / 8;
+    let shift = (bit % 8) as u32;
+    let word = if byte + 16 <= buf.len() {
+        u128::from_le_bytes(buf[byte..byte + 16].try_into().unwrap())
+    } else {
+        let tail = buf.get(byte..).unwrap_or(&[]);
+        tail.iter()
+            .take(16)
+            .enumerate()
+            .fold(0u128, |w, (k, b)| w | (*b as u128) << (8 * k))
+    };
+    let mask = if width == 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    };
+    (word >> shift) as u64 & mask
+}
+
+/// Append `n` bit-packed values of `width` bits (≤ 32) from `buf`.
+fn unpack32(buf: &[u8], width: u32, n: usize, out: &mut Vec<u32>) {
+    if width == 0 {
+        out.resize(out.len() + n, 0);
+        return;
+    }
+    out.reserve(n);
+    let w = width as usize;
+    let mut i = 0;
+    // One bit wide (definition levels): a byte is 8 values, looked up whole.
+    if width == 1 {
+        for b in buf.iter().take(n / 8) {
+            out.extend_from_slice(&BITS[*b as usize]);
+        }
+        i = buf.len().min(n / 8) * 8;
+    } else
+    // Up to 8 bits wide (levels, small dictionaries): a group of 8 values is `width` bytes,
+    // one 64-bit load, unpacked without a check per value.
+    if width <= 8 {
+        let mask = (1u64 << width) - 1;
+        let groups = (buf.len() / w).min(n / 8);
+        // 8-byte loads straight from the buffer while they stay inside it.
+        let whole = if buf.len() >= 8 {
+            ((buf.len() - 8) / w + 1).min(groups)
+        } else {
+            0
+        };
+        for g in 0..whole {
+            let v = u64::from_le_bytes(buf[g * w..g * w + 8].try_into().unwrap());
+            let vals: [u32; 8] = std::array::from_fn(|k| ((v >> (k * w)) & mask) as u32);
+            out.extend_from_slice(&vals);
+        }
+        i = whole * 8;
+    } else if buf.len() >= 8 {
+        let mask = ((1u64 << width) - 1) as u32;
+        let fast = ((buf.len() - 8) * 8 / w + 1).min(n);
+        for k in 0..fast {
+            let bit = k * w;
+            let byte = bit / 8;
+            let word = u64::from_le_bytes(buf[byte..byte + 8].try_into().unwrap());
+            out.push((word >> (bit % 8)) as u32 & mask);
+        }
+        i = fast;
+    }
+    for k in i..n {
+        out.push(bits(buf, k * w, width) as u32);
+    }
+}
+
+/// Each byte's 8 bits as values, least significant first.
+static BITS: [[u32; 8]; 256] = {
+    let mut t = [[0u32; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut k = 0;
+        while k < 8 {
+            t[b][k] = ((b >> k) & 1) as u32;
+            k += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// Decode `n` values of the RLE/bit-packed hybrid encoding with `width` bits each.
+pub fn hybrid(b: &mut Bytes, width: u32, n: usize, out: &mut Vec<u32>) -> Result<()> {
+    ensure!(width <= 32, "bit width {width}");
+    let end = out.len() + n;
+    let value_bytes = width.div_ceil(8) as usize;
+    while out.len() < end {
+        let header = b.uleb()?;
+        let left = end - out.len();
+        if header & 1 == 0 {
+            let run = ((header >> 1) as usize).min(left);
+            ensure!(run > 0, "empty RLE run");
+            let v = b
+                .take(value_bytes)?
+                .iter()
+                .enumerate()
+                .fold(0u32, |v, (k, byte)| v | (*byte as u32) << (8 * k));
+            out.resize(out.len() + run, v);
+        } else {
+            let values = (header >> 1) as usize * 8;
+            ensure!(values > 0, "empty bit-packed run");
+            let bytes = (values * width as usize / 8).min(b.buf.len() - b.pos);
+            // The rest of the page, not just this run: whole-word loads may read past the
+            // run's end (the bits beyond are masked off), so short runs stay fast too.
+            unpack32(b.rest(), width, values.min(left), out);
+            b.take(bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// Decode a DELTA_BINARY_PACKED stream of integers (as i64; an INT32 column's values wrap
+/// the same way in the low 32 bits). Returns the bytes it used.
+/// `expect` is how many values the page says it holds.
+pub fn delta(b: &mut Bytes, expect: usize, out: &mut Vec<i64>) -> Result<()> {
+    let block = b.uleb()? as usize;
+    let minis = b.uleb()? as usize;
+    let total = b.uleb()? as usize;
+    ensure!(
+        total == expect,
+        "delta stream of {total} values, page of {expect}"
+    );
+    ensure!(block <= 1 << 16, "delta block of {block}");
+    let mut last = b.zigzag()?;
+    ensure!(
+        minis > 0 && block.is_multiple_of(minis) && (block / minis).is_multiple_of(32),
+        "bad delta header"
+    );
+    let per_mini = block / minis;
+    out.reserve(total);
+    if total == 0 {
+        return Ok(());
+    }
+    out.push(last);
+    let mut left = total - 1;
+    let mut widths = vec![0u8; minis];
+    while left > 0 {
+        let min_delta = b.zigzag()?;
+        widths.copy_from_slice(b.take(minis)?);
+        for &w in &widths {
+            if left == 0 {
+                break;
+            }
+            let w = w as u32;
+            ensure!(w <= 64, "delta bit width {w}");
+            let bytes = per_mini * w as usize / 8;
+            let packed = b.rest(); // whole-word loads may look past the miniblock
+            b.pos = (b.pos + bytes).min(b.buf.len());
+            let n = per_mini.min(left);
+            // Up to 56 bits a value fits one 64-bit load at any bit offset.
+            let fast = if w <= 56 && packed.len() >= 8 {
+                ((packed.len() - 8) * 8 / w.max(1) as usize + 1).min(n)
+            } else {
+                0
+            };
+            let mask = (1u64 << w.min(63)) - 1;
+            for i in 0..fast {
+                let bit = i * w as usize;
+                let word = u64::from_le_bytes(packed[bit / 8..bit / 8 + 8].try_into().unwrap());
+                let d = (word >> (bit % 8)) & mask;
+                last = last.wrapping_add(min_delta).wrapping_add(d as i64);
+                out.push(last);
+            }
+            for i in fast..n {
+                let d = bits(packed, i * w as usize, w);
+                last = last.wrapping_add(min_delta).wrapping_add(d as i64);
+                out.push(last);
+            }
+            left -= n;
+        }
+    }
+    Ok(())
+}
+
+/// PLAIN little-endian integers of `size` (4 or 8) bytes, sign-extended from 4.
+pub fn plain_ints(b: &mut Bytes, size: usize, n: usize, out: &mut Vec<i64>) -> Result<()> {
+    let raw = b.take(
+        n.checked_mul(size)
+            .ok_or_else(|| anyhow::anyhow!("page too long"))?,
+    )?;
+    if size == 4 {
+        out.extend(
+            raw.chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64),
+        );
+    } else {
+        out.extend(
+            raw.chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap())),
+        );
+    }
+    Ok(())
+}
+
+/// PLAIN byte arrays (4-byte length, bytes), each given to `f`.
+pub fn plain_bytes<'a>(
+    b: &mut Bytes<'a>,
+    n: usize,
+    mut f: impl FnMut(&'a [u8]) -> Result<()>,
+) -> Result<()> {
+    for _ in 0..n {
+        let len = b.u32_le()? as usize;
+        f(b.take(len)?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hybrid_reads_runs_and_packed_groups() {
+        // RLE run of 5 × 3 (width 2), then one bit-packed group of 8 values 0..=3,0..=3.
+        let buf = [5 << 1, 3, 0b11, 0b1110_0100, 0b1110_0100];
+        let mut out = vec![];
+        hybrid(&mut Bytes::new(&buf), 2, 13, &mut out).unwrap();
+        assert_eq!(out, [3, 3, 3, 3, 3, 0, 1, 2, 3, 0, 1, 2, 3]);
+        // A short page: fewer values wanted than the group holds.
+        let mut out = vec![];
+        hybrid(&mut Bytes::new(&buf), 2, 7, &mut out).unwrap();
+        assert_eq!(out, [3, 3, 3, 3, 3, 0, 1]);
+    }
+
+    #[test]
+    fn unpack_matches_bit_by_bit_reading() {
+        let buf: Vec<u8> = (0..64u32).map(|i| (i * 37 + 11) as u8).collect();
+        for width in 1..=32u32 {
+            let n = buf.len() * 8 / width as usize;
+            let mut out = vec![];
+            unpack32(&buf, width, n, &mut out);
+            for (i, v) in out.iter().enumerate() {
+                let mut want = 0u32;
+                for k in 0..width as usize {
+                    let bit = i * width as usize + k;
+                    want |= (((buf[bit / 8] >> (bit % 8)) & 1) as u32) << k;
+                }
+                assert_eq!(*v, want, "width {width} value {i}");
+            }
+        }
+    }
+}
