@@ -97,6 +97,16 @@ impl<'b> Ctx<'b> {
         v
     }
 
+    /// The kernel skipped (recursion guard) some receive or poll events, which carry no
+    /// time or CPU: a batch's first delivery may be missing, and a later skb then stands as
+    /// its initiator. What such an initiator seems to lack (its IPI, raise or wake-up came
+    /// before its own enqueue) is then INCONCLUSIVE, not a divergence.
+    fn initiator_unsure(&self) -> bool {
+        self.ix.missed(EventKind::NetifReceiveSkb)
+            || self.ix.missed(EventKind::NapiPoll)
+            || self.ix.missed(EventKind::NetifRx)
+    }
+
     /// Complete batches with a traced initiator, split by origin.
     fn initiated(&self) -> impl Iterator<Item = (&Batch, &super::index::Delivery)> {
         self.ix
@@ -526,6 +536,7 @@ fn a3(c: &Ctx) -> RuleResult {
             || c.ix.blind(b.cpu, d.t_enq, t1)
             || (!queued && c.ix.missed(EventKind::CsdQueueCpu))
             || (!entered && (c.ix.missed(EventKind::CsdFunctionEntry) || c.entry_misses_uncounted))
+            || c.initiator_unsure()
         {
             r.unsure();
         } else {
@@ -623,7 +634,7 @@ fn a5(c: &Ctx) -> RuleResult {
             .find(|e| Ctx::is_rps(e.func()));
         match ipi {
             None => r.pass(),
-            Some(_) if c.ix.blind(b.cpu, d.t_enq, t1) => r.unsure(),
+            Some(_) if c.ix.blind(b.cpu, d.t_enq, t1) || c.initiator_unsure() => r.unsure(),
             Some(e) => r.fail(Divergence {
                 rule: "A-5",
                 cpu: b.cpu,
@@ -713,7 +724,10 @@ fn a7(c: &Ctx) -> RuleResult {
         let end = calls.end(c, d.enq);
         if calls.raised(d.from, d.t_enq, end) {
             r.pass();
-        } else if c.ix.blind(d.from, d.t_enq, end) || c.ix.missed(EventKind::SoftirqRaise) {
+        } else if c.ix.blind(d.from, d.t_enq, end)
+            || c.ix.missed(EventKind::SoftirqRaise)
+            || c.initiator_unsure()
+        {
             r.unsure();
         } else {
             r.warn(Divergence {
@@ -898,7 +912,11 @@ fn class_rule(c: &Ctx, id: &'static str, remote: bool) -> RuleResult {
         };
         if ok {
             r.pass();
-        } else if b.first_on_cpu || b.class == Class::Mixed || c.ix.ctx_unsure() {
+        } else if b.first_on_cpu
+            || b.class == Class::Mixed
+            || c.ix.ctx_unsure()
+            || c.initiator_unsure()
+        {
             r.unsure();
         } else {
             r.fail(Divergence {
@@ -988,7 +1006,8 @@ fn c6(c: &Ctx) -> RuleResult {
             Some(false)
                 if c.ix.blind(b.cpu, d.t_enq, t1)
                     || c.ix.blind(d.from, d.t_enq, t1)
-                    || c.ix.missed(EventKind::SchedWaking) =>
+                    || c.ix.missed(EventKind::SchedWaking)
+                    || c.initiator_unsure() =>
             {
                 r.unsure()
             }
