@@ -321,6 +321,14 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         .collect::<Result<Vec<_>>>()?;
     let state = loaded.take_state()?;
     let ncpu = env.kernel.cpus_possible as usize;
+    let mut pfds: Vec<libc::pollfd> = rings
+        .iter()
+        .map(|r| libc::pollfd {
+            fd: r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
 
     if opts.control.is_none() {
         install_signal_handlers();
@@ -357,14 +365,6 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         {
             break "stopped";
         }
-        let mut pfds: Vec<libc::pollfd> = rings
-            .iter()
-            .map(|r| libc::pollfd {
-                fd: r.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
         // SAFETY: valid pollfds; EINTR (a signal) just ends the wait.
         unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 20) };
         for ring in &mut rings {
