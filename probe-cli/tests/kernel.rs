@@ -123,6 +123,21 @@ fn scenario(args: &[&str]) {
     );
 }
 
+/// The RPS hop the recording tests look for: veth from CPU 0, RPS to CPU 1, 2 s at 2000 pkt/s.
+fn veth_rps_2000pps_2s() {
+    scenario(&[
+        "veth-rps",
+        "--sender-cpu",
+        "0",
+        "--rx-cpu",
+        "1",
+        "-d",
+        "2s",
+        "--rate",
+        "2000",
+    ]);
+}
+
 fn no_namespaces_left() {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let mine = "napiscope-";
@@ -143,17 +158,7 @@ fn veth_rps_hop_is_recorded_and_ctrl_c_leaves_a_valid_file() {
     let out = tmp("veth.parquet");
     let rec = start_record(&out, &[]);
     let t0 = Instant::now();
-    scenario(&[
-        "veth-rps",
-        "--sender-cpu",
-        "0",
-        "--rx-cpu",
-        "1",
-        "-d",
-        "2s",
-        "--rate",
-        "2000",
-    ]);
+    veth_rps_2000pps_2s();
     let o = stop(rec, libc::SIGINT);
     assert!(o.status.success(), "record after SIGINT: {o:?}");
     assert!(t0.elapsed() < Duration::from_secs(60));
@@ -783,17 +788,7 @@ fn report_on_a_hive_recording_shows_where_rps_work_ran() {
     }
     let dir = tmp_dir("hive");
     let rec = start_record_args(&["--hive".to_string(), dir.display().to_string()]);
-    scenario(&[
-        "veth-rps",
-        "--sender-cpu",
-        "0",
-        "--rx-cpu",
-        "1",
-        "-d",
-        "2s",
-        "--rate",
-        "2000",
-    ]);
+    veth_rps_2000pps_2s();
     let o = stop(rec, libc::SIGINT);
     assert!(o.status.success(), "record --hive: {o:?}");
     no_namespaces_left();
