@@ -345,6 +345,7 @@ pub fn run_verify(
             encode_buffer_mb: crate::background::default_buffer_mb(),
             raw_pointers: false,
             all_softirqs: false,
+            classic_tracepoints: false,
             quiet: true,
             control: Some(control),
         };

@@ -2,6 +2,7 @@
 //! ksoftirqd, RPS IPIs, backlog_napi threads), live and on record.
 
 mod background;
+mod btf;
 mod conformance;
 mod decode;
 mod huge_alloc;
@@ -128,6 +129,10 @@ enum Cmd {
         /// Record softirq raise/entry/exit of every vector, not only NET_RX
         #[arg(long)]
         all_softirqs: bool,
+        /// Attach classic tracepoints everywhere, also where a raw tracepoint reads the same
+        /// values for less (to compare the two; `status` lists which kind each probe uses)
+        #[arg(long)]
+        classic_tracepoints: bool,
         /// No progress line
         #[arg(short, long)]
         quiet: bool,
@@ -439,6 +444,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             encode_buffer_mb,
             raw_pointers,
             all_softirqs,
+            classic_tracepoints,
             quiet,
             json,
         } => {
@@ -456,6 +462,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 encode_buffer_mb: encode_buffer_mb.unwrap_or_else(background::default_buffer_mb),
                 raw_pointers,
                 all_softirqs,
+                classic_tracepoints,
                 quiet,
                 control: None,
             })?;

@@ -31,9 +31,18 @@ pub struct ProbeSpec {
     pub category: &'static str,
     pub event: &'static str,
     pub role: Role,
-    /// Raw-tracepoint program preferred over `program`, with the record fields (in order)
-    /// that must match its TP_PROTO arguments on this kernel.
-    pub raw: Option<(&'static str, &'static [&'static str])>,
+    /// Raw-tracepoint program preferred over `program`, and what it needs of this kernel.
+    pub raw: Option<(&'static str, RawNeeds)>,
+}
+
+/// What a raw-tracepoint program needs to read the same values as the classic tracepoint.
+#[derive(Clone, Copy)]
+pub enum RawNeeds {
+    /// Plain-value arguments: the record's fields (in order) must be its TP_PROTO arguments.
+    Fields(&'static [&'static str]),
+    /// Pointer arguments it follows at struct offsets from the kernel's BTF
+    /// (`btf::kernel_offsets`, which also checks the arguments).
+    Btf,
 }
 
 const fn tp(program: &'static str, category: &'static str, event: &'static str) -> ProbeSpec {
@@ -61,7 +70,12 @@ const fn raw(
     program: &'static str,
     fields: &'static [&'static str],
 ) -> ProbeSpec {
-    spec.raw = Some((program, fields));
+    spec.raw = Some((program, RawNeeds::Fields(fields)));
+    spec
+}
+
+const fn raw_btf(mut spec: ProbeSpec, program: &'static str) -> ProbeSpec {
+    spec.raw = Some((program, RawNeeds::Btf));
     spec
 }
 
@@ -81,14 +95,17 @@ pub const SPECS: &[ProbeSpec] = &[
         "softirq_exit_raw",
         &["vec"],
     ),
-    tp("napi_poll", "napi", "napi_poll"),
-    tp("netif_rx", "net", "netif_rx"),
+    raw_btf(tp("napi_poll", "napi", "napi_poll"), "napi_poll_raw"),
+    raw_btf(tp("netif_rx", "net", "netif_rx"), "netif_rx_raw"),
     raw(
         tp("netif_rx_exit", "net", "netif_rx_exit"),
         "netif_rx_exit_raw",
         &["ret"],
     ),
-    tp("netif_receive_skb", "net", "netif_receive_skb"),
+    raw_btf(
+        tp("netif_receive_skb", "net", "netif_receive_skb"),
+        "netif_receive_skb_raw",
+    ),
     tp("sched_switch", "sched", "sched_switch"),
     tp("sched_waking", "sched", "sched_waking"),
     tp("sched_wakeup", "sched", "sched_wakeup"),
@@ -432,21 +449,27 @@ pub fn ring_sizes(total: u32, possible_cpus: u32) -> [u32; RINGS] {
 const PAGE: u32 = 4096;
 
 /// Load the programs with this kernel's offsets and attach every probe that can attach.
+/// `prefer_raw`: attach raw tracepoints where they read the same values (false: classic
+/// tracepoints everywhere, to compare cost or output).
 pub fn load(
     tracefs: &Path,
     settings: &Settings,
     ring_bytes: u32,
     symbols: &crate::symbols::Symbols,
+    prefer_raw: bool,
 ) -> Result<Loaded> {
     let (offsets, bad) = offsets(tracefs);
+    let kernel = crate::btf::Btf::from_sys_fs().and_then(|b| crate::btf::kernel_offsets(&b));
     let rps_func = symbols.addr_of("rps_trigger_softirq").unwrap_or(0);
     let sizes = ring_sizes(ring_bytes, crate::system::possible_cpus());
     let names: Vec<String> = (0..RINGS).map(|i| format!("EVENTS{i}")).collect();
+    let koffsets = kernel.clone().unwrap_or_default();
     let mut loader = EbpfLoader::new();
     loader
         .override_global("OFFSETS", &offsets, true)
         .override_global("SETTINGS", settings, true)
-        .override_global("RPS_FUNC", &rps_func, true);
+        .override_global("RPS_FUNC", &rps_func, true)
+        .override_global("KOFFSETS", &koffsets, true);
     for (name, size) in names.iter().zip(sizes) {
         loader.map_max_entries(name, size);
     }
@@ -470,8 +493,16 @@ pub fn load(
             results.push(result);
             continue;
         }
-        if let Some((raw_prog, fields)) = spec.raw {
-            match attach_raw(&mut ebpf, &mut loaded, tracefs, spec, raw_prog, fields) {
+        if let Some((raw_prog, needs)) = spec.raw.filter(|_| prefer_raw) {
+            match attach_raw(
+                &mut ebpf,
+                &mut loaded,
+                tracefs,
+                spec,
+                raw_prog,
+                needs,
+                &kernel,
+            ) {
                 Ok(()) => {
                     result.kind = "raw_tracepoint";
                     result.program = Some(raw_prog);
@@ -578,16 +609,25 @@ fn rps_kprobe(ebpf: &mut Ebpf, kprobes: bool, results: &[ProbeResult], addr: u64
     r
 }
 
-/// Attach the raw-tracepoint variant, after checking that the record's fields (which mirror
-/// TP_PROTO) are the arguments the program reads, in order.
+/// Attach the raw-tracepoint variant, after checking that it will read what the classic
+/// tracepoint records: the record's fields (which mirror TP_PROTO) are the arguments the
+/// program reads, in order; or the kernel's BTF gave every offset it follows.
 fn attach_raw(
     ebpf: &mut Ebpf,
     loaded: &mut Vec<&'static str>,
     tracefs: &Path,
     spec: &ProbeSpec,
     program: &'static str,
-    fields: &[&str],
+    needs: RawNeeds,
+    kernel: &Result<probe_common::KernelOffsets, String>,
 ) -> Result<()> {
+    let fields = match needs {
+        RawNeeds::Fields(fields) => fields,
+        RawNeeds::Btf => match kernel {
+            Ok(_) => &[],
+            Err(e) => anyhow::bail!("kernel BTF: {e}"),
+        },
+    };
     if !fields.is_empty() {
         let f = tracefs::event_fields(tracefs, spec.category, spec.event)?;
         let mut order: Vec<(&u32, &str)> = f

@@ -24,6 +24,8 @@ pub struct RecordOpts {
     pub ring_buffer_mb: u32,
     pub raw_pointers: bool,
     pub all_softirqs: bool,
+    /// Classic tracepoints only, no raw ones (`--classic-tracepoints`).
+    pub classic_tracepoints: bool,
     pub quiet: bool,
     /// Memory (MiB) for decoded events waiting for the Parquet encoder; while it has room the
     /// encoder runs only on idle CPU time (`background`). 0: encode at normal priority.
@@ -272,7 +274,10 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         return Err(CliError::usage(format!("tracefs unavailable: {}", env.tracefs.state)).into());
     };
     if !env.kernel.btf {
-        eprintln!("napiscope: note: no BTF at /sys/kernel/btf/vmlinux; tracepoints do not need it");
+        eprintln!(
+            "napiscope: note: no BTF at /sys/kernel/btf/vmlinux; netif_rx, netif_receive_skb \
+             and napi_poll use classic tracepoints (they cost more per event)"
+        );
     }
     let ring_bytes = opts.ring_buffer_mb * 1024 * 1024;
     let mut settings = build_settings(opts.cpus.as_deref(), opts.all_softirqs);
@@ -288,7 +293,13 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
             "napiscope: note: /proc/kallsyms gives no addresses; `func` will hold raw addresses"
         );
     }
-    let mut loaded = probes::load(&tracefs, &settings, ring_bytes, &symbols)?;
+    let mut loaded = probes::load(
+        &tracefs,
+        &settings,
+        ring_bytes,
+        &symbols,
+        !opts.classic_tracepoints,
+    )?;
     let mut decoder = Decoder::new(symbols, opts.raw_pointers);
     let failed: Vec<_> = loaded.results.iter().filter(|r| !r.attached).collect();
     if !opts.quiet {

@@ -98,6 +98,7 @@ pub fn gather() -> Status {
             &build_settings(None, false),
             4096 * 16,
             &crate::symbols::Symbols::load(),
+            true,
         ) {
             Ok(mut loaded) => {
                 fentry = match loaded.fentry_available() {

@@ -364,6 +364,7 @@ pub const FILTER_DEV: u32 = 1;
 /// Count only events that fire while a task whose name starts with `pattern` is current.
 pub const FILTER_COMM: u32 = 2;
 const _: () = assert!(core::mem::size_of::<Filter>() == 24);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 16);
 
 /// Byte offsets of the tracepoint fields the programs read. They are taken from the running
 /// kernel's tracefs `format` files at load time (never assumed), and written into the
@@ -412,6 +413,18 @@ pub struct TpOffsets {
     pub cpuhp_exit_ret: u32,
 }
 
+/// Byte offsets of the kernel struct members the raw receive-path programs read
+/// (`skb->len`, `skb->dev->name`, `napi->dev->name`), from the running kernel's BTF at load
+/// time. Those programs are attached only when every offset was found.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub skb_len: u32,
+    pub skb_dev: u32,
+    pub netdev_name: u32,
+    pub napi_dev: u32,
+}
+
 /// Run-time settings written into the programs' read-only data before loading.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -457,6 +470,7 @@ mod user {
     unsafe impl aya::Pod for super::RawEvent {}
     unsafe impl aya::Pod for super::CpuState {}
     unsafe impl aya::Pod for super::TpOffsets {}
+    unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::CpuCounters {}
     unsafe impl aya::Pod for super::Inflight {}

@@ -1,15 +1,18 @@
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, generated},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, generated,
+    },
     macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
     EbpfContext,
 };
 use probe_common::{
-    where_, CpuCounters, CpuState, Ctx, EventKind, Filter, Inflight, RawEvent, Settings, TpOffsets,
-    COMM_LEN, FILTER_COMM, FILTER_DEV, LAT_BUCKETS, MAX_CPUS, NET_RX_SOFTIRQ, PATHS, WOKEN_BACKLOG,
-    WOKEN_KSOFTIRQD,
+    where_, CpuCounters, CpuState, Ctx, EventKind, Filter, Inflight, KernelOffsets, RawEvent,
+    Settings, TpOffsets, COMM_LEN, FILTER_COMM, FILTER_DEV, LAT_BUCKETS, MAX_CPUS, NET_RX_SOFTIRQ,
+    PATHS, WOKEN_BACKLOG, WOKEN_KSOFTIRQD,
 };
 
 /// Written by userspace before loading (from the kernel's tracefs format files).
@@ -54,6 +57,16 @@ static OFFSETS: TpOffsets = TpOffsets {
     cpuhp_exit_state: 0,
     cpuhp_exit_idx: 0,
     cpuhp_exit_ret: 0,
+};
+
+/// Written by userspace before loading (from the kernel's BTF). The raw receive-path
+/// programs that read them are attached only when every one was found.
+#[unsafe(no_mangle)]
+static KOFFSETS: KernelOffsets = KernelOffsets {
+    skb_len: 0,
+    skb_dev: 0,
+    netdev_name: 0,
+    napi_dev: 0,
 };
 
 /// Address of rps_trigger_softirq (from /proc/kallsyms), for the kprobe that stands in for
@@ -119,6 +132,12 @@ macro_rules! off {
         // Volatile: the value is patched into .rodata at load time; the compiler must not
         // constant-fold the zero it sees here.
         unsafe { core::ptr::read_volatile(&raw const OFFSETS.$field) as usize }
+    };
+}
+
+macro_rules! koff {
+    ($field:ident) => {
+        unsafe { core::ptr::read_volatile(&raw const KOFFSETS.$field) as u64 }
     };
 }
 
@@ -367,21 +386,45 @@ fn counters_on() -> bool {
     unsafe { core::ptr::read_volatile(&raw const SETTINGS.counters) != 0 }
 }
 
-/// The device name of a net tracepoint, into `buf` on the caller's stack.
+/// A zeroed name buffer on the caller's stack, for `top`'s device filter and counters.
 #[inline(always)]
-fn dev_name<'a>(
-    ctx: &TracePointContext,
-    off: usize,
-    buf: &'a mut core::mem::MaybeUninit<Name>,
-) -> &'a [u8; COMM_LEN] {
+fn zeroed_name(buf: &mut core::mem::MaybeUninit<Name>) -> &mut [u8; COMM_LEN] {
     let w = buf.as_mut_ptr() as *mut u64;
     unsafe {
         core::ptr::write_volatile(w, 0);
         core::ptr::write_volatile(w.add(1), 0);
-        let dev = &mut (*buf.as_mut_ptr()).0;
-        read_data_loc(ctx, off, dev);
-        dev
+        &mut (*buf.as_mut_ptr()).0
     }
+}
+
+/// `dev->name` into `dst`, which must be zeroed; for a NULL `dev` the name the napi_poll
+/// tracepoint gives the per-CPU backlog NAPI, `(no_device)`.
+#[inline(always)]
+fn netdev_name(dev: u64, dst: &mut [u8; COMM_LEN]) {
+    if dev == 0 {
+        // "(no_devi" "ce)" as two little-endian words (dst is 8-byte aligned).
+        let w = dst.as_mut_ptr() as *mut u64;
+        unsafe {
+            core::ptr::write_volatile(w, u64::from_le_bytes(*b"(no_devi"));
+            core::ptr::write_volatile(w.add(1), u64::from_le_bytes(*b"ce)\0\0\0\0\0"));
+        }
+        return;
+    }
+    let src = (dev + koff!(netdev_name)) as *const u8;
+    unsafe {
+        generated::bpf_probe_read_kernel_str(dst.as_mut_ptr().cast(), COMM_LEN as u32, src.cast())
+    };
+}
+
+/// A kernel pointer's target, read with bpf_probe_read_kernel; 0 if the read faults.
+#[inline(always)]
+fn kread_u64(addr: u64) -> u64 {
+    unsafe { bpf_probe_read_kernel(addr as *const u64) }.unwrap_or(0)
+}
+
+#[inline(always)]
+fn kread_u32(addr: u64) -> u32 {
+    unsafe { bpf_probe_read_kernel(addr as *const u32) }.unwrap_or(0)
 }
 
 const NOT_INTERESTING: u8 = 0;
@@ -580,9 +623,35 @@ pub fn napi_poll(ctx: TracePointContext) -> u32 {
     let napi: u64 = read(&ctx, off!(napi_napi));
     let work: i32 = read(&ctx, off!(napi_work));
     let budget: i32 = read(&ctx, off!(napi_budget));
+    napi_poll_event(napi, work, budget, |name| {
+        read_data_loc(&ctx, off!(napi_dev_name), name)
+    })
+}
+
+/// TP_PROTO(struct napi_struct *napi, int work, int budget). Reads napi->dev->name itself
+/// (offsets from BTF) instead of having the classic tracepoint copy a record first.
+#[raw_tracepoint]
+pub fn napi_poll_raw(ctx: RawTracePointContext) -> u32 {
+    let napi = ctx.arg::<u64>(0);
+    let work = ctx.arg::<u64>(1) as i32;
+    let budget = ctx.arg::<u64>(2) as i32;
+    napi_poll_event(napi, work, budget, |name| {
+        netdev_name(kread_u64(napi + koff!(napi_dev)), name)
+    })
+}
+
+/// `dev_name` writes the device's name into a zeroed buffer.
+#[inline(always)]
+fn napi_poll_event(
+    napi: u64,
+    work: i32,
+    budget: i32,
+    dev_name: impl FnOnce(&mut [u8; COMM_LEN]),
+) -> u32 {
     if counters_on() {
         let mut buf = core::mem::MaybeUninit::uninit();
-        let dev = dev_name(&ctx, off!(napi_dev_name), &mut buf);
+        let dev = zeroed_name(&mut buf);
+        dev_name(dev);
         if let Some(c) = counting(Some(dev)) {
             count_poll(c, work, budget, dev);
         }
@@ -592,7 +661,7 @@ pub fn napi_poll(ctx: TracePointContext) -> u32 {
         ev.ptr = napi;
         ev.arg0 = work;
         ev.arg1 = budget;
-        read_data_loc(&ctx, off!(napi_dev_name), &mut ev.name);
+        dev_name(&mut ev.name);
     });
     0
 }
@@ -626,9 +695,24 @@ fn count_poll(c: &mut CpuCounters, work: i32, budget: i32, dev: &[u8; COMM_LEN])
 pub fn netif_rx(ctx: TracePointContext) -> u32 {
     let skb: u64 = read(&ctx, off!(rx_skb));
     let len: u32 = read(&ctx, off!(rx_len));
+    netif_rx_event(skb, len, |name| read_data_loc(&ctx, off!(rx_name), name))
+}
+
+/// TP_PROTO(struct sk_buff *skb); skb->len and skb->dev->name read at BTF offsets.
+#[raw_tracepoint]
+pub fn netif_rx_raw(ctx: RawTracePointContext) -> u32 {
+    let skb = ctx.arg::<u64>(0);
+    netif_rx_event(skb, kread_u32(skb + koff!(skb_len)), |name| {
+        netdev_name(kread_u64(skb + koff!(skb_dev)), name)
+    })
+}
+
+#[inline(always)]
+fn netif_rx_event(skb: u64, len: u32, dev_name: impl FnOnce(&mut [u8; COMM_LEN])) -> u32 {
     if counters_on() {
         let mut buf = core::mem::MaybeUninit::uninit();
-        let dev = dev_name(&ctx, off!(rx_name), &mut buf);
+        let dev = zeroed_name(&mut buf);
+        dev_name(dev);
         if let Some(c) = counting(Some(dev)) {
             atomic_inc(&mut c.enqueues);
             let entry = Inflight {
@@ -643,7 +727,7 @@ pub fn netif_rx(ctx: TracePointContext) -> u32 {
     emit(EventKind::NetifRx, |ev| {
         ev.ptr = skb;
         ev.arg0 = len as i32;
-        read_data_loc(&ctx, off!(rx_name), &mut ev.name);
+        dev_name(&mut ev.name);
     });
     0
 }
@@ -670,9 +754,24 @@ fn netif_rx_exit_event(ret: i32) -> u32 {
 pub fn netif_receive_skb(ctx: TracePointContext) -> u32 {
     let skb: u64 = read(&ctx, off!(rcv_skb));
     let len: u32 = read(&ctx, off!(rcv_len));
+    netif_receive_skb_event(skb, len, |name| read_data_loc(&ctx, off!(rcv_name), name))
+}
+
+/// TP_PROTO(struct sk_buff *skb), as netif_rx_raw.
+#[raw_tracepoint]
+pub fn netif_receive_skb_raw(ctx: RawTracePointContext) -> u32 {
+    let skb = ctx.arg::<u64>(0);
+    netif_receive_skb_event(skb, kread_u32(skb + koff!(skb_len)), |name| {
+        netdev_name(kread_u64(skb + koff!(skb_dev)), name)
+    })
+}
+
+#[inline(always)]
+fn netif_receive_skb_event(skb: u64, len: u32, dev_name: impl FnOnce(&mut [u8; COMM_LEN])) -> u32 {
     if counters_on() {
         let mut buf = core::mem::MaybeUninit::uninit();
-        let dev = dev_name(&ctx, off!(rcv_name), &mut buf);
+        let dev = zeroed_name(&mut buf);
+        dev_name(dev);
         if let Some(c) = counting(Some(dev)) {
             count_delivery(c, skb);
         }
@@ -681,7 +780,7 @@ pub fn netif_receive_skb(ctx: TracePointContext) -> u32 {
     emit(EventKind::NetifReceiveSkb, |ev| {
         ev.ptr = skb;
         ev.arg0 = len as i32;
-        read_data_loc(&ctx, off!(rcv_name), &mut ev.name);
+        dev_name(&mut ev.name);
     });
     0
 }

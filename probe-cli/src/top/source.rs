@@ -31,7 +31,7 @@ impl KernelSource {
         };
         let symbols = Symbols::load();
         // The ring buffer stays empty with events off; the smallest legal size.
-        let mut loaded = probes::load(tracefs, &settings, 4096, &symbols)?;
+        let mut loaded = probes::load(tracefs, &settings, 4096, &symbols, true)?;
         let counters = loaded.take_map("COUNTERS")?;
         let woken = loaded.take_map("WOKEN")?;
         let filter = loaded.take_map("FILTER")?;

@@ -1,0 +1,470 @@
+//! Just enough of a BTF reader (the kernel's `/sys/kernel/btf/vmlinux`) to find where struct
+//! members live and what a raw tracepoint's arguments are on the running kernel.
+//!
+//! The raw-tracepoint programs for netif_rx, netif_receive_skb and napi_poll read `skb->len`,
+//! `skb->dev->name` and `napi->dev->name` themselves instead of letting the classic
+//! tracepoint fill a record first. Rust BPF programs have no CO-RE relocations, so the
+//! offsets come from here and are written into the programs before loading; where any of
+//! them is missing the classic tracepoints stay in use (and `status` says why).
+//! Format: Documentation/bpf/btf.rst.
+
+use std::path::Path;
+
+use probe_common::KernelOffsets;
+
+const MAGIC: u16 = 0xeb9f;
+
+const INT: u32 = 1;
+const PTR: u32 = 2;
+const ARRAY: u32 = 3;
+const STRUCT: u32 = 4;
+const UNION: u32 = 5;
+const ENUM: u32 = 6;
+const TYPEDEF: u32 = 8;
+const VOLATILE: u32 = 9;
+const CONST: u32 = 10;
+const RESTRICT: u32 = 11;
+const FUNC_PROTO: u32 = 13;
+const VAR: u32 = 14;
+const DATASEC: u32 = 15;
+const DECL_TAG: u32 = 17;
+const TYPE_TAG: u32 = 18;
+const ENUM64: u32 = 19;
+
+/// One type: its header words and where its kind-specific data starts.
+#[derive(Clone, Copy)]
+struct Type {
+    name_off: u32,
+    kind: u32,
+    vlen: usize,
+    kind_flag: bool,
+    /// `size` for INT/STRUCT/UNION/ENUM, the referenced type id for PTR/TYPEDEF/CONST/....
+    size_or_type: u32,
+    data: usize,
+}
+
+pub struct Btf {
+    bytes: Vec<u8>,
+    /// Index = type id; id 0 is `void`.
+    types: Vec<Type>,
+    strings: std::ops::Range<usize>,
+}
+
+/// A struct member found by name: byte offset from the start of the outer struct, its type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub offset: u32,
+    pub type_id: u32,
+}
+
+impl std::fmt::Debug for Btf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Btf({} types)", self.types.len() - 1)
+    }
+}
+
+impl Btf {
+    pub fn from_sys_fs() -> Result<Btf, String> {
+        Btf::read(Path::new("/sys/kernel/btf/vmlinux"))
+    }
+
+    pub fn read(path: &Path) -> Result<Btf, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Btf::parse(bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(bytes: Vec<u8>) -> Result<Btf, String> {
+        let u32_at = |b: &[u8], at: usize| -> Result<u32, String> {
+            b.get(at..at + 4)
+                .map(|s| u32::from_ne_bytes(s.try_into().unwrap()))
+                .ok_or_else(|| format!("truncated at byte {at}"))
+        };
+        if bytes.len() < 24 || u16::from_ne_bytes([bytes[0], bytes[1]]) != MAGIC {
+            return Err("not BTF (bad magic)".into());
+        }
+        let hdr_len = u32_at(&bytes, 4)? as usize;
+        let (type_off, type_len) = (u32_at(&bytes, 8)? as usize, u32_at(&bytes, 12)? as usize);
+        let (str_off, str_len) = (u32_at(&bytes, 16)? as usize, u32_at(&bytes, 20)? as usize);
+        let types_at = hdr_len + type_off;
+        let types_end = types_at + type_len;
+        let strings = hdr_len + str_off..hdr_len + str_off + str_len;
+        if types_end > bytes.len() || strings.end > bytes.len() {
+            return Err("sections run past the end of the file".into());
+        }
+        let mut types = vec![Type {
+            name_off: 0,
+            kind: 0,
+            vlen: 0,
+            kind_flag: false,
+            size_or_type: 0,
+            data: 0,
+        }];
+        let mut at = types_at;
+        while at < types_end {
+            let info = u32_at(&bytes, at + 4)?;
+            let t = Type {
+                name_off: u32_at(&bytes, at)?,
+                kind: (info >> 24) & 0x1f,
+                vlen: (info & 0xffff) as usize,
+                kind_flag: info >> 31 == 1,
+                size_or_type: u32_at(&bytes, at + 8)?,
+                data: at + 12,
+            };
+            let extra = match t.kind {
+                INT | VAR | DECL_TAG => 4,
+                ARRAY => 12,
+                STRUCT | UNION | DATASEC | ENUM64 => 12 * t.vlen,
+                ENUM | FUNC_PROTO => 8 * t.vlen,
+                0 | 20.. => return Err(format!("unknown type kind {} at byte {at}", t.kind)),
+                _ => 0,
+            };
+            types.push(t);
+            at = t.data + extra;
+        }
+        if at != types_end {
+            return Err("type section ends inside a type".into());
+        }
+        Ok(Btf {
+            bytes,
+            types,
+            strings,
+        })
+    }
+
+    fn u32_at(&self, at: usize) -> u32 {
+        // In range: `parse` checked every type's data against the type section.
+        u32::from_ne_bytes(self.bytes[at..at + 4].try_into().unwrap())
+    }
+
+    fn name(&self, name_off: u32) -> &str {
+        let start = self.strings.start + name_off as usize;
+        let Some(s) = self.bytes.get(start..self.strings.end) else {
+            return "";
+        };
+        let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+        std::str::from_utf8(&s[..end]).unwrap_or("")
+    }
+
+    fn ty(&self, id: u32) -> Result<Type, String> {
+        self.types
+            .get(id as usize)
+            .copied()
+            .ok_or_else(|| format!("type id {id} out of range"))
+    }
+
+    /// Through typedefs and qualifiers to the type they name.
+    fn resolve(&self, mut id: u32) -> Result<u32, String> {
+        for _ in 0..32 {
+            let t = self.ty(id)?;
+            match t.kind {
+                TYPEDEF | VOLATILE | CONST | RESTRICT | TYPE_TAG => id = t.size_or_type,
+                _ => return Ok(id),
+            }
+        }
+        Err(format!("type id {id}: qualifier chain too long"))
+    }
+
+    /// The id of the struct (or union, `union = true`) named `name` that has members — not a
+    /// forward declaration.
+    fn find(&self, name: &str, kind: u32) -> Result<u32, String> {
+        self.types
+            .iter()
+            .position(|t| t.kind == kind && t.vlen > 0 && self.name(t.name_off) == name)
+            .map(|i| i as u32)
+            .ok_or_else(|| format!("no struct {name} in the kernel's BTF"))
+    }
+
+    /// `member` of struct `strct`, looking inside anonymous structs and unions too (as C
+    /// does: `skb->dev` sits in an anonymous union inside an anonymous struct).
+    pub fn member(&self, strct: &str, member: &str) -> Result<Member, String> {
+        let id = self.find(strct, STRUCT)?;
+        self.member_in(id, member, 0)?
+            .ok_or_else(|| format!("struct {strct} has no member {member}"))
+    }
+
+    fn member_in(&self, id: u32, member: &str, base: u32) -> Result<Option<Member>, String> {
+        let t = self.ty(id)?;
+        for i in 0..t.vlen {
+            let at = t.data + 12 * i;
+            let (name_off, type_id, raw) =
+                (self.u32_at(at), self.u32_at(at + 4), self.u32_at(at + 8));
+            // With kind_flag, the low 24 bits are the bit offset and the top 8 a bitfield size.
+            let bits = if t.kind_flag { raw & 0xff_ffff } else { raw };
+            let offset = base + bits / 8;
+            if name_off == 0 {
+                let inner = self.resolve(type_id)?;
+                if matches!(self.ty(inner)?.kind, STRUCT | UNION) {
+                    if let Some(m) = self.member_in(inner, member, offset)? {
+                        return Ok(Some(m));
+                    }
+                }
+                continue;
+            }
+            if self.name(name_off) == member {
+                if bits % 8 != 0 || (t.kind_flag && raw >> 24 != 0) {
+                    return Err(format!("{member} is a bitfield"));
+                }
+                return Ok(Some(Member { offset, type_id }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A short C-like spelling of a type, enough to compare argument lists:
+    /// `int`, `unsigned int`, `struct sk_buff *`, `char[16]`, `void *`.
+    pub fn describe(&self, id: u32) -> Result<String, String> {
+        let id = self.resolve(id)?;
+        if id == 0 {
+            return Ok("void".into());
+        }
+        let t = self.ty(id)?;
+        Ok(match t.kind {
+            INT | ENUM | ENUM64 => self.name(t.name_off).to_string(),
+            PTR => format!("{} *", self.describe(t.size_or_type)?),
+            STRUCT => format!("struct {}", self.name(t.name_off)),
+            UNION => format!("union {}", self.name(t.name_off)),
+            ARRAY => {
+                let elem = self.u32_at(t.data);
+                let n = self.u32_at(t.data + 8);
+                format!("{}[{n}]", self.describe(elem)?)
+            }
+            k => format!("kind {k}"),
+        })
+    }
+
+    /// The arguments a raw tracepoint program gets for tracepoint `event`, from the kernel's
+    /// `btf_trace_<event>` typedef (a pointer to a function whose first argument is the
+    /// tracepoint's private data, not passed to the program).
+    pub fn tracepoint_args(&self, event: &str) -> Result<Vec<String>, String> {
+        let want = format!("btf_trace_{event}");
+        let td = self
+            .types
+            .iter()
+            .find(|t| t.kind == TYPEDEF && self.name(t.name_off) == want)
+            .copied()
+            .ok_or_else(|| format!("no {want} in the kernel's BTF"))?;
+        let ptr = self.ty(self.resolve(td.size_or_type)?)?;
+        let proto = self.ty(self.resolve(ptr.size_or_type)?)?;
+        if ptr.kind != PTR || proto.kind != FUNC_PROTO {
+            return Err(format!("{want} is not a function pointer"));
+        }
+        (1..proto.vlen)
+            .map(|i| self.describe(self.u32_at(proto.data + 8 * i + 4)))
+            .collect()
+    }
+}
+
+/// Where the raw receive-path programs find what the classic tracepoints would have copied,
+/// after checking each tracepoint's arguments and each member's type. An error names the
+/// first thing that is not as expected; the classic tracepoints are used then.
+pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, String> {
+    let expect = |event: &str, args: &[&str]| -> Result<(), String> {
+        let got = btf.tracepoint_args(event)?;
+        if got != args {
+            return Err(format!(
+                "{event}'s arguments are {got:?} here, napiscope reads {args:?}"
+            ));
+        }
+        Ok(())
+    };
+    expect("netif_rx", &["struct sk_buff *"])?;
+    expect("netif_receive_skb", &["struct sk_buff *"])?;
+    expect("napi_poll", &["struct napi_struct *", "int", "int"])?;
+    let typed = |strct: &str, member: &str, ty: &str| -> Result<u32, String> {
+        let m = btf.member(strct, member)?;
+        let got = btf.describe(m.type_id)?;
+        if got != ty {
+            return Err(format!(
+                "{strct}.{member} is {got} here, napiscope reads {ty}"
+            ));
+        }
+        Ok(m.offset)
+    };
+    Ok(KernelOffsets {
+        skb_len: typed("sk_buff", "len", "unsigned int")?,
+        skb_dev: typed("sk_buff", "dev", "struct net_device *")?,
+        netdev_name: typed("net_device", "name", "char[16]")?,
+        napi_dev: typed("napi_struct", "dev", "struct net_device *")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a BTF blob type by type, as the kernel lays it out.
+    #[derive(Default)]
+    struct Builder {
+        types: Vec<u8>,
+        strings: Vec<u8>,
+        next_id: u32,
+    }
+
+    impl Builder {
+        fn new() -> Builder {
+            Builder {
+                strings: vec![0],
+                next_id: 1,
+                ..Default::default()
+            }
+        }
+        fn s(&mut self, name: &str) -> u32 {
+            if name.is_empty() {
+                return 0;
+            }
+            let off = self.strings.len() as u32;
+            self.strings.extend_from_slice(name.as_bytes());
+            self.strings.push(0);
+            off
+        }
+        fn ty(
+            &mut self,
+            name: &str,
+            kind: u32,
+            vlen: u32,
+            flag: bool,
+            st: u32,
+            extra: &[u32],
+        ) -> u32 {
+            let name = self.s(name);
+            let info = (kind << 24) | vlen | if flag { 1 << 31 } else { 0 };
+            for w in [name, info, st].iter().chain(extra) {
+                self.types.extend_from_slice(&w.to_ne_bytes());
+            }
+            self.next_id += 1;
+            self.next_id - 1
+        }
+        fn int(&mut self, name: &str, size: u32) -> u32 {
+            self.ty(name, INT, 0, false, size, &[size * 8])
+        }
+        fn record(
+            &mut self,
+            kind: u32,
+            name: &str,
+            size: u32,
+            members: &[(&str, u32, u32)],
+        ) -> u32 {
+            let mut extra = Vec::new();
+            for (m, t, bits) in members {
+                extra.extend([self.s(m), *t, *bits]);
+            }
+            self.ty(name, kind, members.len() as u32, false, size, &extra)
+        }
+        fn bytes(self) -> Vec<u8> {
+            let mut b = Vec::new();
+            b.extend_from_slice(&MAGIC.to_ne_bytes());
+            b.extend_from_slice(&[1, 0]);
+            let tl = self.types.len() as u32;
+            for w in [24u32, 0, tl, tl, self.strings.len() as u32] {
+                b.extend_from_slice(&w.to_ne_bytes());
+            }
+            b.extend(self.types);
+            b.extend(self.strings);
+            b
+        }
+    }
+
+    /// sk_buff with `dev` two anonymous levels down, as in Linux 6.x.
+    fn kernel_like() -> Vec<u8> {
+        let mut b = Builder::new();
+        let uint = b.int("unsigned int", 4);
+        let int = b.int("int", 4);
+        let ulong = b.int("long unsigned int", 8);
+        let ch = b.int("char", 1);
+        let idx = b.int("", 4);
+        let name_arr = b.ty("", ARRAY, 0, false, 0, &[ch, idx, 16]);
+        let netdev = b.record(
+            STRUCT,
+            "net_device",
+            64,
+            &[("flags", uint, 0), ("name", name_arr, 64)],
+        );
+        let netdev_ptr = b.ty("", PTR, 0, false, netdev, &[]);
+        let dev_union = b.record(
+            UNION,
+            "",
+            8,
+            &[("dev", netdev_ptr, 0), ("dev_scratch", ulong, 0)],
+        );
+        let skb_fwd = b.ty("sk_buff", 7, 0, false, 0, &[]);
+        let fwd_ptr = b.ty("", PTR, 0, false, skb_fwd, &[]);
+        let anon = b.record(
+            STRUCT,
+            "",
+            24,
+            &[("next", fwd_ptr, 0), ("", dev_union, 128)],
+        );
+        let skb = b.record(STRUCT, "sk_buff", 128, &[("", anon, 0), ("len", uint, 896)]);
+        let napi = b.record(
+            STRUCT,
+            "napi_struct",
+            64,
+            &[("weight", int, 0), ("dev", netdev_ptr, 192)],
+        );
+        let napi_ptr = b.ty("", PTR, 0, false, napi, &[]);
+        let void_ptr = b.ty("", PTR, 0, false, 0, &[]);
+        let skb_ptr2 = b.ty("", PTR, 0, false, skb, &[]);
+        for (ev, args) in [
+            ("netif_rx", vec![skb_ptr2]),
+            ("netif_receive_skb", vec![skb_ptr2]),
+            ("napi_poll", vec![napi_ptr, int, int]),
+        ] {
+            let mut extra = vec![0, void_ptr];
+            for a in &args {
+                extra.extend([0, *a]);
+            }
+            let proto = b.ty("", FUNC_PROTO, 1 + args.len() as u32, false, 0, &extra);
+            let fp = b.ty("", PTR, 0, false, proto, &[]);
+            b.ty(&format!("btf_trace_{ev}"), TYPEDEF, 0, false, fp, &[]);
+        }
+        b.bytes()
+    }
+
+    #[test]
+    fn finds_members_inside_anonymous_structs_and_unions() {
+        let btf = Btf::parse(kernel_like()).unwrap();
+        let o = kernel_offsets(&btf).unwrap();
+        assert_eq!(o.skb_len, 112);
+        assert_eq!(o.skb_dev, 16);
+        assert_eq!(o.netdev_name, 8);
+        assert_eq!(o.napi_dev, 24);
+        assert_eq!(
+            btf.tracepoint_args("napi_poll").unwrap(),
+            ["struct napi_struct *", "int", "int"]
+        );
+    }
+
+    #[test]
+    fn a_missing_member_or_changed_argument_names_what_differs() {
+        let btf = Btf::parse(kernel_like()).unwrap();
+        let e = btf.member("sk_buff", "no_such").unwrap_err();
+        assert!(e.contains("no member no_such"), "{e}");
+        assert!(btf
+            .tracepoint_args("kfree_skb")
+            .unwrap_err()
+            .contains("btf_trace_kfree_skb"));
+        let e = btf.member("task_struct", "pid").unwrap_err();
+        assert!(e.contains("no struct task_struct"), "{e}");
+    }
+
+    #[test]
+    fn damaged_btf_is_an_error_not_a_panic() {
+        let good = kernel_like();
+        assert!(Btf::parse(good[..good.len() / 2].to_vec()).is_err());
+        assert!(Btf::parse(vec![0; 64]).unwrap_err().contains("magic"));
+        let mut bad_kind = good.clone();
+        bad_kind[24 + 7] = 0x1f; // the first type's kind byte
+        assert!(Btf::parse(bad_kind).unwrap_err().contains("kind"));
+        for cut in [0, 10, 23, 30, 100] {
+            let _ = Btf::parse(good[..cut.min(good.len())].to_vec());
+        }
+    }
+
+    #[test]
+    fn reads_this_kernels_btf_when_there_is_one() {
+        let Ok(btf) = Btf::from_sys_fs() else { return };
+        let o = kernel_offsets(&btf).unwrap();
+        // skb->len is well past the list pointers; the name is a char[16] inside net_device.
+        assert!(o.skb_len >= 16 && o.skb_dev >= 16, "{o:?}");
+    }
+}
