@@ -23,36 +23,52 @@ use serde::Serialize;
 
 use crate::{record, scenario, status, system, CliError};
 
-pub fn run_simulate(
-    mode: Mode,
-    cpus: usize,
-    workload: Workload,
-    packets: usize,
-    seed: u64,
-    kernel: Option<&str>,
-    output: Option<&Path>,
-) -> Result<u8> {
+pub struct SimArgs {
+    pub mode: Mode,
+    pub cpus: usize,
+    pub workload: Workload,
+    pub packets: usize,
+    pub seed: u64,
+    pub kernel: Option<String>,
+    /// Copies of the run written back to back (`--copies`).
+    pub copies: u32,
+}
+
+pub fn run_simulate(a: SimArgs, output: Option<&Path>) -> Result<u8> {
+    let SimArgs {
+        mode,
+        cpus,
+        workload,
+        ..
+    } = a;
     if cpus == 0 || cpus > 1024 {
         return Err(CliError::usage(format!("--cpus must be 1..=1024, got {cpus}")).into());
     }
+    if a.copies == 0 {
+        return Err(CliError::usage("--copies must be at least 1").into());
+    }
     let mut o = SimOpts::new(mode, cpus, workload);
-    o.packets = packets;
-    o.seed = seed;
-    if let Some(k) = kernel {
+    o.packets = a.packets;
+    o.seed = a.seed;
+    if let Some(k) = &a.kernel {
         o.features = Features::for_release(k);
     }
     let s = simulate(&o);
-    let trace = Trace {
+    let mut trace = Trace {
         events: s.events,
         meta: s.meta,
     };
     let report = check::check(&trace, Some(mode));
     if let Some(out) = output {
-        let bytes = analysis::write_trace(out, &trace.events, &trace.meta)
+        let bytes = write_copies(out, &mut trace, a.copies)
             .map_err(|e| CliError::usage(format!("{e:#}")))?;
+        let copies = match a.copies {
+            1 => String::new(),
+            n => format!(" in {n} copies"),
+        };
         println!(
-            "wrote {} simulated events (mode {}, {} CPUs, workload {}) to {} ({:.1} KB)",
-            trace.events.len(),
+            "wrote {} simulated events{copies} (mode {}, {} CPUs, workload {}) to {} ({:.1} KB)",
+            trace.events.len() as u64 * a.copies as u64,
             mode.as_str(),
             cpus,
             workload.name(),
@@ -70,6 +86,40 @@ pub fn run_simulate(
     }
     print_paths(&report);
     Ok(0)
+}
+
+/// Write `copies` copies of the trace back to back: each copy's timestamps start one second
+/// after the previous copy's last event (past every pairing window the checker uses), and
+/// each CPU's seq continues where it stopped, so the file reads as one long recording.
+/// The events are shifted in place between copies; nothing else is held in memory.
+fn write_copies(out: &Path, trace: &mut Trace, copies: u32) -> Result<u64> {
+    let mut w = analysis::TraceWriter::create(out)?;
+    let (first, last) = trace
+        .events
+        .iter()
+        .fold((u64::MAX, 0), |(a, b), e| (a.min(e.ts_ns), b.max(e.ts_ns)));
+    let shift = last.saturating_sub(first) + 1_000_000_000;
+    let mut seq_span: std::collections::HashMap<u32, (u64, u64)> = Default::default();
+    for e in &trace.events {
+        let s = seq_span.entry(e.cpu).or_insert((e.seq, e.seq));
+        *s = (s.0.min(e.seq), s.1.max(e.seq));
+    }
+    for copy in 0..copies {
+        if copy > 0 {
+            for e in &mut trace.events {
+                let (lo, hi) = seq_span[&e.cpu];
+                e.ts_ns += shift;
+                e.seq += hi - lo + 1;
+            }
+        }
+        for e in &trace.events {
+            w.push(e)?;
+        }
+    }
+    if copies > 1 {
+        trace.meta.set("sim_copies", copies.to_string());
+    }
+    w.finish(&trace.meta)
 }
 
 fn print_paths(r: &CheckReport) {

@@ -190,6 +190,11 @@ enum Cmd {
         kernel: Option<String>,
         #[arg(short, long, value_name = "FILE.parquet")]
         output: Option<PathBuf>,
+        /// Write N copies of the run back to back (each one second after the last, per-CPU
+        /// seq continued): traces of any size with the model's mix of events, to measure
+        /// `check` and `report` without holding them in memory here
+        #[arg(long, default_value_t = 1, value_name = "N", requires = "output")]
+        copies: u32,
     },
     /// Check a trace against the reference model; exit 0 conformant, 1 divergent, 2 unusable
     #[command(
@@ -394,13 +399,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             seed,
             kernel,
             output,
+            copies,
         } => conformance::run_simulate(
-            mode,
-            cpus,
-            workload,
-            packets,
-            seed,
-            kernel.as_deref(),
+            conformance::SimArgs {
+                mode,
+                cpus,
+                workload,
+                packets,
+                seed,
+                kernel,
+                copies,
+            },
             output.as_deref(),
         ),
         Cmd::Check {

@@ -225,6 +225,65 @@ fn veth_rps_hop_is_recorded_and_ctrl_c_leaves_a_valid_file() {
     let _ = std::fs::remove_file(&out);
 }
 
+/// The raw receive-path programs follow skb/napi pointers at BTF offsets; what they record
+/// must be what the classic tracepoints record: same devices, same lengths, same events.
+#[test]
+fn raw_and_classic_receive_tracepoints_record_the_same_values() {
+    let _g = kernel_lock();
+    if !kernel_tests_enabled() || !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return;
+    }
+    type Seen = std::collections::BTreeSet<(String, String, Option<u32>, u32)>;
+    let mut seen: Vec<Seen> = Vec::new();
+    for extra in [&[][..], &["--classic-tracepoints"][..]] {
+        let out = tmp("raw-vs-classic.parquet");
+        let rec = start_record(&out, extra);
+        veth_rps_2000pps_2s();
+        let o = stop(rec, libc::SIGINT);
+        assert!(o.status.success(), "record {extra:?}: {o:?}");
+        let t = analysis::read_trace(&out).unwrap();
+        let kinds = [
+            EventKind::NetifRx,
+            EventKind::NetifReceiveSkb,
+            EventKind::NapiPoll,
+        ];
+        // (event, device, len, budget): the values the programs take from kernel memory.
+        let s: Seen = t
+            .events
+            .iter()
+            .filter(|e| kinds.contains(&e.event))
+            .map(|e| {
+                let dev = e.dev.clone().unwrap_or_default();
+                (
+                    e.event.name().to_string(),
+                    dev,
+                    e.len,
+                    e.budget.unwrap_or(0) as u32,
+                )
+            })
+            .collect();
+        let rx = t
+            .events
+            .iter()
+            .filter(|e| e.event == EventKind::NetifRx && e.dev.as_deref() == Some("nsc1"))
+            .count();
+        assert!(rx >= 1000, "{extra:?}: {rx} netif_rx on nsc1");
+        seen.push(s);
+        let _ = std::fs::remove_file(&out);
+    }
+    assert!(
+        seen[0]
+            .iter()
+            .any(|(ev, dev, ..)| ev == "napi_poll" && dev == "(no_device)"),
+        "the backlog NAPI is named (no_device): {:?}",
+        seen[0]
+    );
+    assert_eq!(
+        seen[0], seen[1],
+        "raw (left) and classic (right) tracepoints differ"
+    );
+}
+
 #[test]
 fn loopback_takes_the_local_path_and_sigterm_leaves_a_valid_file() {
     let _g = kernel_lock();
@@ -354,6 +413,13 @@ fn status_json_reports_mode_and_probes() {
         .find(|p| p["name"] == "napi:napi_poll")
         .expect("napi_poll listed");
     assert_eq!(napi["attached"], true, "{napi}");
+    // With kernel BTF the receive-path probes read skb/napi fields themselves.
+    if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        for name in ["napi:napi_poll", "net:netif_rx", "net:netif_receive_skb"] {
+            let p = probes.iter().find(|p| p["name"] == name).unwrap();
+            assert_eq!(p["kind"], "raw_tracepoint", "{p}");
+        }
+    }
     for p in probes {
         assert!(p["name"].is_string() && p["attached"].is_boolean());
         // A program the verifier refuses is napiscope's bug, never the kernel's choice: a
@@ -531,6 +597,72 @@ fn simulate_then_check_round_trips_through_the_cli() {
         // A and B look the same in a trace; the metadata says which it was.
         assert!(v["mode"] == mode || v["mode"] == expect, "{}", v["mode"]);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `simulate --copies N` writes one long recording: N times the events, each CPU's seq
+/// continuing (no gaps read as losses), and it checks as the single run does.
+#[test]
+fn simulate_copies_writes_one_long_conformant_trace() {
+    let dir = tmp_dir("copies");
+    let mut counts = Vec::new();
+    for copies in ["1", "3"] {
+        let f = dir.join(format!("c{copies}.parquet"));
+        let out = napiscope(&[
+            "simulate",
+            "--mode",
+            "B",
+            "--cpus",
+            "2",
+            "--workload",
+            "mixed",
+            "--packets",
+            "300",
+            "--copies",
+            copies,
+            "-o",
+            f.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = napiscope(&["check", f.to_str().unwrap(), "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&c.stdout).unwrap();
+        assert_eq!(v["verdict"], "PASS", "{copies} copies: {v}");
+        let t = analysis::read_trace(&f).unwrap();
+        for cpu in 0..2 {
+            let mut seqs: Vec<u64> = t
+                .events
+                .iter()
+                .filter(|e| e.cpu == cpu)
+                .map(|e| e.seq)
+                .collect();
+            seqs.sort_unstable();
+            let gaps = seqs.windows(2).filter(|w| w[1] != w[0] + 1).count();
+            assert_eq!(gaps, 0, "{copies} copies: seq gaps on CPU {cpu}");
+        }
+        counts.push((t.events.len(), v["paths"].clone()));
+    }
+    assert_eq!(counts[1].0, 3 * counts[0].0);
+    for (path, n) in counts[0].1.as_object().unwrap() {
+        assert_eq!(
+            counts[1].1[path].as_u64(),
+            Some(3 * n.as_u64().unwrap()),
+            "{path}"
+        );
+    }
+    let bad = napiscope(&[
+        "simulate",
+        "--mode",
+        "B",
+        "--copies",
+        "0",
+        "-o",
+        "/tmp/x.parquet",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -102,7 +102,7 @@ print(con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0])
 "#;
 
 /// Run `cmd` and return (seconds, peak RSS in MiB of the child) from wait4's rusage.
-fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
+pub fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
     let t = Instant::now();
     let child = cmd
         .stdout(std::process::Stdio::null())

@@ -65,9 +65,9 @@ enum Cmd {
     },
     /// Measure napiscope's throughput and cost on this machine; writes BENCHMARKS.md
     Bench {
-        /// Packets in the simulated trace for the checker benchmark
-        #[arg(long, default_value_t = 200_000)]
-        packets: usize,
+        /// Largest trace for the checker benchmark: 1M, 10M or 50M events
+        #[arg(long, default_value = "50M", value_parser = ["1M", "10M", "50M"])]
+        check_max: String,
         /// Only `napiscope report` on 1M/10M/50M events (BENCH_REPORT_MAX=10M stops early)
         #[arg(long)]
         report: bool,
@@ -99,12 +99,12 @@ fn main() -> Result<()> {
             let bin = build_napiscope()?;
             vm::vm_test(&kernels, all, all, &bin)
         }
-        Cmd::Bench { packets, report } => {
+        Cmd::Bench { check_max, report } => {
             setup()?;
             if report {
                 return bench_report::run(&build_napiscope_full()?);
             }
-            bench(packets)
+            bench(&check_max)
         }
         Cmd::Test { no_lint, no_vm } => {
             setup()?;
@@ -427,53 +427,14 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, {mem} GiB, kernel {}", kernel.trim())
 }
 
-fn bench(packets: usize) -> Result<()> {
+fn bench(check_max: &str) -> Result<()> {
     let bin = build_napiscope()?;
     let dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&dir)?;
     let mut rows: Vec<String> = Vec::new();
 
-    // 1. Checker throughput on one core, reading a simulated trace.
-    for mode in ["B", "C"] {
-        let f = dir.join(format!("sim-{mode}.parquet"));
-        run(Command::new(&bin)
-            .args([
-                "simulate",
-                "--mode",
-                mode,
-                "--cpus",
-                "4",
-                "--workload",
-                "mixed",
-                "--packets",
-                &packets.to_string(),
-                "-o",
-            ])
-            .arg(&f)
-            .stdout(Stdio::null()))?;
-        let check = || {
-            capture(
-                Command::new("taskset")
-                    .args(["-c", "0"])
-                    .arg(&bin)
-                    .args(["check", "--json", "--mode", mode])
-                    .arg(&f),
-            )
-        };
-        let events = json_num(&check()?, "events");
-        let mut best = f64::MAX;
-        for _ in 0..3 {
-            let t = Instant::now();
-            check()?;
-            best = best.min(t.elapsed().as_secs_f64());
-        }
-        rows.push(format!(
-            "| checker, mode {mode} trace (read Parquet + all rules), 1 core | {:.0} events | {:.2} s | **{:.0} events/s** |",
-            events,
-            best,
-            events / best
-        ));
-    }
+    // 1. Checker throughput and memory on one core.
+    rows.extend(bench_check(&bin, &dir, check_max)?);
 
     // 2. Recording under a UDP flood (needs root): events/s, losses, bytes per event.
     if is_root() {
@@ -526,8 +487,10 @@ fn bench(packets: usize) -> Result<()> {
     let md = format!(
         "# napiscope benchmarks\n\nProduced by `cargo xtask bench` on {} — {}.\n\n\
          | what | work | time | result |\n|---|---|---|---|\n{}\n\n\
-         Release build. The checker figure is the best of 3 runs of `napiscope check` (Parquet \
-         read, indexing and every rule) pinned to CPU 0 with taskset. Recording figures are \
+         Release build. The checker figures are the best of 3 runs of `napiscope check` (Parquet \
+         read, indexing and every rule) pinned to CPU 0 with taskset, on traces `napiscope \
+         simulate --copies` wrote (4 CPUs, mixed RPS, the 10M and 50M ones are 10 and 50 copies \
+         of the 1M run back to back); peak RSS is the child's `ru_maxrss`. Recording figures are \
          one run each: the flood saturates both cores, so lost events measure how far the \
          single reader falls behind; they are counted per CPU and shown live, never silent. \
          Recorder CPU is what `record` itself spent (all its threads: ring-buffer drain and \
@@ -549,6 +512,67 @@ fn bench(packets: usize) -> Result<()> {
     std::fs::write("BENCHMARKS.md", &md)?;
     print!("{md}");
     Ok(())
+}
+
+/// `napiscope check` on simulated traces of 1M, 10M and 50M events (mode B, 4 CPUs, mixed
+/// RPS; `simulate --copies` writes them with napiscope's own writer, as `record` would), and
+/// a 1M-event mode C one: best of 3 runs pinned to CPU 0, peak RSS of the child.
+fn bench_check(bin: &Path, dir: &Path, max: &str) -> Result<Vec<String>> {
+    // Packets per ~1M events: the model emits ~12 events per packet in mode B, ~8 in C.
+    let cases = [
+        ("B", "1M", 83_000, 1),
+        ("B", "10M", 83_000, 10),
+        ("B", "50M", 83_000, 50),
+        ("C", "1M", 125_000, 1),
+    ];
+    let order = ["1M", "10M", "50M"];
+    let limit = order.iter().position(|n| *n == max).unwrap_or(2);
+    let mut rows = Vec::new();
+    for (mode, name, packets, copies) in cases {
+        if order.iter().position(|n| *n == name).unwrap_or(0) > limit {
+            continue;
+        }
+        let f = dir.join(format!("check-{mode}-{name}.parquet"));
+        if !f.exists() {
+            step(&format!("simulating {}", f.display()));
+            run(Command::new(bin)
+                .args([
+                    "simulate",
+                    "--mode",
+                    mode,
+                    "--cpus",
+                    "4",
+                    "--workload",
+                    "mixed",
+                ])
+                .args(["--packets", &packets.to_string()])
+                .args(["--copies", &copies.to_string(), "-o"])
+                .arg(&f)
+                .stdout(Stdio::null()))?;
+        }
+        let check = || {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"])
+                .arg(bin)
+                .args(["check", "--json", "--mode", mode])
+                .arg(&f);
+            c
+        };
+        let events = json_num(&capture(&mut check())?, "events");
+        let (mut best, mut rss) = (f64::MAX, 0f64);
+        for _ in 0..3 {
+            let (secs, peak) = bench_report::timed(&mut check())?;
+            best = best.min(secs);
+            rss = rss.max(peak);
+        }
+        let mb = std::fs::metadata(&f)?.len() as f64 / 1e6;
+        println!("    check, mode {mode}, {name}: {best:.2} s, peak RSS {rss:.0} MiB");
+        rows.push(format!(
+            "| checker, mode {mode}, {name} events ({mb:.0} MB file), 1 core | {events:.0} events | {best:.2} s | **{:.0} events/s**, peak RSS {rss:.0} MiB |",
+            events / best
+        ));
+    }
+    Ok(rows)
 }
 
 /// The tracepoints napiscope records, for bpftrace and perf to trace the same.
@@ -634,6 +658,7 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
         "none",
         "napiscope",
         "napiscope-inline",
+        "napiscope-classic",
         "napiscope-top",
         "bpftrace",
         "perf",
@@ -650,14 +675,14 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
                 let _ = std::fs::remove_file(&out);
                 let child = match tracer {
                     "none" => None,
-                    "napiscope" | "napiscope-inline" => Some(
+                    "napiscope" | "napiscope-inline" | "napiscope-classic" => Some(
                         Command::new(bin)
                             .args(["record", "-q", "--json", "-o"])
                             .arg(&out)
-                            .args(if tracer == "napiscope-inline" {
-                                &["--encode-buffer-mb", "0"][..]
-                            } else {
-                                &[][..]
+                            .args(match tracer {
+                                "napiscope-inline" => &["--encode-buffer-mb", "0"][..],
+                                "napiscope-classic" => &["--classic-tracepoints"][..],
+                                _ => &[][..],
                             })
                             .stdout(Stdio::piped())
                             .spawn()?,
@@ -703,7 +728,7 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
                     finish = stopped.elapsed().as_secs_f64();
                     bytes = std::fs::metadata(&out).map_or(0.0, |m| m.len() as f64);
                     match tracer {
-                        "napiscope" | "napiscope-inline" => {
+                        "napiscope" | "napiscope-inline" | "napiscope-classic" => {
                             let j = String::from_utf8_lossy(&o.stdout);
                             events = json_num(&j, "events");
                             lost = json_num(&j, "lost_total");
@@ -761,9 +786,11 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
         "\n## Traced-system overhead, side by side\n\n\
          UDP flood (`napiscope scenario S --rate 0 -d 3s`, packets received per second) under \
          each tracer: `napiscope record` (its full probe set: the 14 tracepoints below, cpuhp, \
-         and 12 IRQ entry/exit raw tracepoints that track context), with its Parquet encoder \
-         idling behind a memory queue (the default) and encoding as events come \
-         (`napiscope-inline`, `--encode-buffer-mb 0`); `napiscope top --json` (counts in the \
+         and 12 IRQ entry/exit raw tracepoints that track context; raw tracepoints wherever \
+         they read the same values, the receive-path ones at struct offsets from the kernel's \
+         BTF), with its Parquet encoder idling behind a memory queue (the default), encoding \
+         as events come (`napiscope-inline`, `--encode-buffer-mb 0`), and on classic \
+         tracepoints only (`napiscope-classic`, `--classic-tracepoints`); `napiscope top --json` (counts in the \
          kernel, nothing per event leaves it); bpftrace printing nsecs/cpu/probe/pid for each \
          event of the 14 tracepoints to a file; `perf record -a -e` on the 14 tracepoints. \
          Median of {ROUNDS} rounds, tracers interleaved within each round (the flood's rate \
