@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{FEntry, KProbe, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, FEntry, KProbe, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use probe_common::{CpuState, Settings, TpOffsets, RINGS};
@@ -41,8 +41,10 @@ pub enum RawNeeds {
     /// Plain-value arguments: the record's fields (in order) must be its TP_PROTO arguments.
     Fields(&'static [&'static str]),
     /// Pointer arguments it follows at struct offsets from the kernel's BTF
-    /// (`btf::kernel_offsets`, which also checks the arguments).
-    Btf,
+    /// (`btf::kernel_offsets`, which also checks the arguments). `typed` is the same program
+    /// as a BTF-typed tracepoint (tp_btf), preferred: its field loads are verified at load
+    /// time and run as plain loads, where the raw one calls bpf_probe_read_kernel.
+    Btf { typed: &'static str },
 }
 
 const fn tp(program: &'static str, category: &'static str, event: &'static str) -> ProbeSpec {
@@ -74,8 +76,8 @@ const fn raw(
     spec
 }
 
-const fn raw_btf(mut spec: ProbeSpec, program: &'static str) -> ProbeSpec {
-    spec.raw = Some((program, RawNeeds::Btf));
+const fn raw_btf(mut spec: ProbeSpec, program: &'static str, typed: &'static str) -> ProbeSpec {
+    spec.raw = Some((program, RawNeeds::Btf { typed }));
     spec
 }
 
@@ -95,8 +97,16 @@ pub const SPECS: &[ProbeSpec] = &[
         "softirq_exit_raw",
         &["vec"],
     ),
-    raw_btf(tp("napi_poll", "napi", "napi_poll"), "napi_poll_raw"),
-    raw_btf(tp("netif_rx", "net", "netif_rx"), "netif_rx_raw"),
+    raw_btf(
+        tp("napi_poll", "napi", "napi_poll"),
+        "napi_poll_raw",
+        "napi_poll_btf",
+    ),
+    raw_btf(
+        tp("netif_rx", "net", "netif_rx"),
+        "netif_rx_raw",
+        "netif_rx_btf",
+    ),
     raw(
         tp("netif_rx_exit", "net", "netif_rx_exit"),
         "netif_rx_exit_raw",
@@ -105,6 +115,7 @@ pub const SPECS: &[ProbeSpec] = &[
     raw_btf(
         tp("netif_receive_skb", "net", "netif_receive_skb"),
         "netif_receive_skb_raw",
+        "netif_receive_skb_btf",
     ),
     tp("sched_switch", "sched", "sched_switch"),
     tp("sched_waking", "sched", "sched_waking"),
@@ -239,7 +250,7 @@ pub const FUNCTION_KPROBES: &[(&str, &str, &str)] = &[
 pub struct ProbeResult {
     /// "category:event" for tracepoints, the function name for function probes.
     pub name: String,
-    /// "raw_tracepoint" | "tracepoint" | "kprobe"
+    /// "tp_btf" | "raw_tracepoint" | "tracepoint" | "kprobe"
     pub kind: &'static str,
     pub role: Role,
     /// The eBPF program attached.
@@ -247,7 +258,7 @@ pub struct ProbeResult {
     pub attached: bool,
     /// Why it did not attach.
     pub reason: Option<String>,
-    /// Why the preferred raw tracepoint was not used, when the classic one was.
+    /// Why the preferred kinds (tp_btf, raw_tracepoint) were not used, each named.
     pub fallback: Option<String>,
 }
 
@@ -480,6 +491,8 @@ pub fn load(
         .context("loading napiscope's eBPF programs into the kernel")?;
     let mut results = Vec::new();
     let mut loaded: Vec<&str> = Vec::new();
+    // The kernel's BTF as aya reads it, for tp_btf programs; parsed on first use.
+    let mut vmlinux: Option<Result<aya::Btf, String>> = None;
     for spec in SPECS {
         let name = format!("{}:{}", spec.category, spec.event);
         let mut result = ProbeResult::new(name, "tracepoint", spec.role);
@@ -492,6 +505,18 @@ pub fn load(
             result.reason = Some("tracepoint not in this kernel".into());
             results.push(result);
             continue;
+        }
+        if let (Some((_, RawNeeds::Btf { typed })), true, Ok(_)) = (spec.raw, prefer_raw, &kernel) {
+            match attach_typed(&mut ebpf, &mut vmlinux, spec, typed) {
+                Ok(()) => {
+                    result.kind = "tp_btf";
+                    result.program = Some(typed);
+                    result.attached = true;
+                    results.push(result);
+                    continue;
+                }
+                Err(e) => result.fallback = Some(format!("tp_btf: {e:#}")),
+            }
         }
         if let Some((raw_prog, needs)) = spec.raw.filter(|_| prefer_raw) {
             match attach_raw(
@@ -510,7 +535,13 @@ pub fn load(
                     results.push(result);
                     continue;
                 }
-                Err(e) => result.fallback = Some(format!("{e:#}")),
+                Err(e) => {
+                    let e = format!("raw_tracepoint: {e:#}");
+                    result.fallback = Some(match result.fallback.take() {
+                        Some(first) => format!("{first}; {e}"),
+                        None => e,
+                    })
+                }
             }
         }
         if let Some((_, why)) = bad.iter().find(|(p, _)| *p == spec.program) {
@@ -623,7 +654,7 @@ fn attach_raw(
 ) -> Result<()> {
     let fields = match needs {
         RawNeeds::Fields(fields) => fields,
-        RawNeeds::Btf => match kernel {
+        RawNeeds::Btf { .. } => match kernel {
             Ok(_) => &[],
             Err(e) => anyhow::bail!("kernel BTF: {e}"),
         },
@@ -653,6 +684,27 @@ fn attach_raw(
         loaded.push(program);
     }
     prog.attach(spec.event)?;
+    Ok(())
+}
+
+/// Load and attach the tp_btf variant of a probe (`RawNeeds::Btf`).
+fn attach_typed(
+    ebpf: &mut Ebpf,
+    vmlinux: &mut Option<Result<aya::Btf, String>>,
+    spec: &ProbeSpec,
+    program: &'static str,
+) -> Result<()> {
+    let btf = vmlinux
+        .get_or_insert_with(|| aya::Btf::from_sys_fs().map_err(|e| format!("{e}")))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("kernel BTF: {e}"))?;
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program} missing"))?
+        .try_into()?;
+    prog.load(spec.event, btf)
+        .with_context(|| format!("verifier rejected {program}"))?;
+    prog.attach()?;
     Ok(())
 }
 

@@ -192,7 +192,7 @@ pub fn print(s: &Status) {
             _ => println!("  {mark}{:<42} {}{role}", p.name, p.kind),
         }
         if let (true, Some(f)) = (p.attached, &p.fallback) {
-            println!("       fell back from raw_tracepoint: {f}");
+            println!("       {} because {f}", p.kind);
         }
     }
 }

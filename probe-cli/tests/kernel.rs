@@ -413,11 +413,12 @@ fn status_json_reports_mode_and_probes() {
         .find(|p| p["name"] == "napi:napi_poll")
         .expect("napi_poll listed");
     assert_eq!(napi["attached"], true, "{napi}");
-    // With kernel BTF the receive-path probes read skb/napi fields themselves.
+    // With kernel BTF the receive-path probes read skb/napi fields themselves, as tp_btf
+    // programs whose loads the verifier checked.
     if Path::new("/sys/kernel/btf/vmlinux").exists() {
         for name in ["napi:napi_poll", "net:netif_rx", "net:netif_receive_skb"] {
             let p = probes.iter().find(|p| p["name"] == name).unwrap();
-            assert_eq!(p["kind"], "raw_tracepoint", "{p}");
+            assert_eq!(p["kind"], "tp_btf", "{p}");
         }
     }
     for p in probes {

@@ -4,9 +4,11 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_kernel, generated,
     },
-    macros::{fentry, kprobe, map, raw_tracepoint, tracepoint},
+    macros::{btf_tracepoint, fentry, kprobe, map, raw_tracepoint, tracepoint},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
-    programs::{FEntryContext, ProbeContext, RawTracePointContext, TracePointContext},
+    programs::{
+        BtfTracePointContext, FEntryContext, ProbeContext, RawTracePointContext, TracePointContext,
+    },
     EbpfContext,
 };
 use probe_common::{
@@ -416,6 +418,29 @@ fn netdev_name(dev: u64, dst: &mut [u8; COMM_LEN]) {
     };
 }
 
+/// `*(T *)(base + off)` where `base` is a BTF-typed kernel pointer (a tp_btf argument or a
+/// pointer loaded through one) and `off` a constant from KOFFSETS (read-only data the
+/// verifier sees as known values): checked at load time, a plain load at run time.
+#[inline(always)]
+unsafe fn btf_load<T: Copy>(base: u64, off: u64) -> T {
+    unsafe { core::ptr::read_volatile((base + off) as *const T) }
+}
+
+/// `dev->name` (char[16]) into `dst` with two word loads, for a BTF-typed `dev`;
+/// `(no_device)` for NULL, as netdev_name.
+#[inline(always)]
+fn btf_netdev_name(dev: u64, dst: &mut [u8; COMM_LEN]) {
+    if dev == 0 {
+        return netdev_name(0, dst);
+    }
+    let w = dst.as_mut_ptr() as *mut u64;
+    let off = koff!(netdev_name);
+    unsafe {
+        core::ptr::write_volatile(w, btf_load::<u64>(dev, off));
+        core::ptr::write_volatile(w.add(1), btf_load::<u64>(dev, off + 8));
+    }
+}
+
 /// A kernel pointer's target, read with bpf_probe_read_kernel; 0 if the read faults.
 #[inline(always)]
 fn kread_u64(addr: u64) -> u64 {
@@ -640,6 +665,19 @@ pub fn napi_poll_raw(ctx: RawTracePointContext) -> u32 {
     })
 }
 
+/// As napi_poll_raw, with the arguments typed by the kernel's BTF (tp_btf): the verifier
+/// checks each field load against the struct layout, so they are plain loads, not helper
+/// calls.
+#[btf_tracepoint(function = "napi_poll")]
+pub fn napi_poll_btf(ctx: BtfTracePointContext) -> u32 {
+    let napi: u64 = ctx.arg(0);
+    let work: i32 = ctx.arg(1);
+    let budget: i32 = ctx.arg(2);
+    napi_poll_event(napi, work, budget, |name| {
+        btf_netdev_name(unsafe { btf_load::<u64>(napi, koff!(napi_dev)) }, name)
+    })
+}
+
 /// `dev_name` writes the device's name into a zeroed buffer.
 #[inline(always)]
 fn napi_poll_event(
@@ -707,6 +745,15 @@ pub fn netif_rx_raw(ctx: RawTracePointContext) -> u32 {
     })
 }
 
+#[btf_tracepoint(function = "netif_rx")]
+pub fn netif_rx_btf(ctx: BtfTracePointContext) -> u32 {
+    let skb: u64 = ctx.arg(0);
+    let len = unsafe { btf_load::<u32>(skb, koff!(skb_len)) };
+    netif_rx_event(skb, len, |name| {
+        btf_netdev_name(unsafe { btf_load::<u64>(skb, koff!(skb_dev)) }, name)
+    })
+}
+
 #[inline(always)]
 fn netif_rx_event(skb: u64, len: u32, dev_name: impl FnOnce(&mut [u8; COMM_LEN])) -> u32 {
     if counters_on() {
@@ -763,6 +810,15 @@ pub fn netif_receive_skb_raw(ctx: RawTracePointContext) -> u32 {
     let skb = ctx.arg::<u64>(0);
     netif_receive_skb_event(skb, kread_u32(skb + koff!(skb_len)), |name| {
         netdev_name(kread_u64(skb + koff!(skb_dev)), name)
+    })
+}
+
+#[btf_tracepoint(function = "netif_receive_skb")]
+pub fn netif_receive_skb_btf(ctx: BtfTracePointContext) -> u32 {
+    let skb: u64 = ctx.arg(0);
+    let len = unsafe { btf_load::<u32>(skb, koff!(skb_len)) };
+    netif_receive_skb_event(skb, len, |name| {
+        btf_netdev_name(unsafe { btf_load::<u64>(skb, koff!(skb_dev)) }, name)
     })
 }
 

@@ -12,6 +12,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
+mod bench_md;
 mod bench_report;
 mod vm;
 
@@ -68,6 +69,9 @@ enum Cmd {
         /// Largest trace for the checker benchmark: 1M, 10M or 50M events
         #[arg(long, default_value = "50M", value_parser = ["1M", "10M", "50M"])]
         check_max: String,
+        /// Run one part and keep the other sections of BENCHMARKS.md
+        #[arg(long, value_parser = ["check", "record", "overhead"])]
+        only: Option<String>,
         /// Only `napiscope report` on 1M/10M/50M events (BENCH_REPORT_MAX=10M stops early)
         #[arg(long)]
         report: bool,
@@ -99,12 +103,16 @@ fn main() -> Result<()> {
             let bin = build_napiscope()?;
             vm::vm_test(&kernels, all, all, &bin)
         }
-        Cmd::Bench { check_max, report } => {
+        Cmd::Bench {
+            check_max,
+            only,
+            report,
+        } => {
             setup()?;
             if report {
                 return bench_report::run(&build_napiscope_full()?);
             }
-            bench(&check_max)
+            bench(&check_max, only.as_deref())
         }
         Cmd::Test { no_lint, no_vm } => {
             setup()?;
@@ -427,41 +435,79 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, {mem} GiB, kernel {}", kernel.trim())
 }
 
-fn bench(check_max: &str) -> Result<()> {
+/// Parts of `cargo xtask bench`, each a section of BENCHMARKS.md that a run replaces; the
+/// sections of parts not run are kept (`--only`), as is `--report`'s.
+const PARTS: &[&str] = &["check", "record", "overhead"];
+
+fn bench(check_max: &str, only: Option<&str>) -> Result<()> {
     let bin = build_napiscope()?;
     let dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&dir)?;
-    let mut rows: Vec<String> = Vec::new();
+    let date = capture(Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC"))?;
+    let stamp = format!("Measured on {} — {}.", date.trim(), machine());
+    let mut md = std::fs::read_to_string("BENCHMARKS.md").unwrap_or_default();
+    if !md.contains(&bench_md::marker("check", true)) {
+        md = String::new(); // an older layout: start over (the report section is kept below)
+    }
+    for part in PARTS.iter().filter(|p| only.is_none_or(|o| o == **p)) {
+        let text = match *part {
+            "check" => bench_check(&bin, &dir, check_max)?,
+            "record" if is_root() => bench_record(&bin, &dir)?,
+            "overhead" if is_root() => bench_overhead(&bin, &dir)?,
+            _ => format!("## {part}\n\n(skipped: needs root)\n"),
+        };
+        md = bench_md::put(&md, part, &format!("{}\n\n{stamp}\n", text.trim_end()));
+    }
+    let old = std::fs::read_to_string("BENCHMARKS.md").unwrap_or_default();
+    let report = bench_report::section_of(&old).unwrap_or_default();
+    let mut out = String::from(
+        "# napiscope benchmarks\n\nProduced by `cargo xtask bench` (all parts, or one with \
+         `--only check|record|overhead`) and `cargo xtask bench --report`; each section says \
+         when and where it was measured. Release build.\n",
+    );
+    for part in PARTS {
+        out.push('\n');
+        out.push_str(
+            &bench_md::get(&md, part).unwrap_or_else(|| {
+                format!("(not measured yet: `cargo xtask bench --only {part}`)\n")
+            }),
+        );
+    }
+    if !report.is_empty() {
+        out.push('\n');
+        out.push_str(&report);
+    }
+    std::fs::write("BENCHMARKS.md", &out)?;
+    print!("{out}");
+    Ok(())
+}
 
-    // 1. Checker throughput and memory on one core.
-    rows.extend(bench_check(&bin, &dir, check_max)?);
-
-    // 2. Recording under a UDP flood (needs root): events/s, losses, bytes per event.
-    if is_root() {
-        for mb in [16, 128] {
-            let f = dir.join(format!("flood-{mb}.parquet"));
-            let rec = Command::new(&bin)
-                .args([
-                    "record",
-                    "-q",
-                    "--json",
-                    "-d",
-                    "6s",
-                    "--ring-buffer-mb",
-                    &mb.to_string(),
-                    "-o",
-                ])
-                .arg(&f)
-                .stdout(Stdio::piped())
-                .spawn()?;
-            std::thread::sleep(Duration::from_secs(2));
-            let sc = capture(
-                Command::new(&bin)
-                    .args(["scenario", "veth-rps", "--rate", "0", "-d", "3s", "--json"]),
-            )?;
-            let out = rec.wait_with_output()?;
-            let v = String::from_utf8_lossy(&out.stdout).into_owned();
-            rows.push(format!(
+/// Recording under a UDP flood (needs root): events/s, losses, bytes per event.
+fn bench_record(bin: &Path, dir: &Path) -> Result<String> {
+    let mut rows = Vec::new();
+    for mb in [16, 128] {
+        let f = dir.join(format!("flood-{mb}.parquet"));
+        let rec = Command::new(bin)
+            .args([
+                "record",
+                "-q",
+                "--json",
+                "-d",
+                "6s",
+                "--ring-buffer-mb",
+                &mb.to_string(),
+                "-o",
+            ])
+            .arg(&f)
+            .stdout(Stdio::piped())
+            .spawn()?;
+        std::thread::sleep(Duration::from_secs(2));
+        let sc = capture(
+            Command::new(bin).args(["scenario", "veth-rps", "--rate", "0", "-d", "3s", "--json"]),
+        )?;
+        let out = rec.wait_with_output()?;
+        let v = String::from_utf8_lossy(&out.stdout).into_owned();
+        rows.push(format!(
                 "| record, veth-rps UDP flood ({:.0} pkts sent in 3 s), ring {mb} MiB | {:.0} events, {:.0} lost | {:.1} s | **{:.0} events/s**, {:.1} bytes/event on disk, recorder CPU {:.0} ns/event ({:.0} user + {:.0} sys), up to {:.0} events queued for the idle encoder, file done {:.2} s after the end |",
                 json_num(&sc, "sent"),
                 json_num(&v, "events"),
@@ -475,49 +521,25 @@ fn bench(check_max: &str) -> Result<()> {
                 json_num(&v, "max_queued_events"),
                 json_num(&v, "encode_after_stop_s"),
             ));
-        }
     }
-
-    let overhead = if is_root() {
-        bench_overhead(&bin, &dir)?
-    } else {
-        "(overhead comparison skipped: needs root)".to_string()
-    };
-    let date = capture(Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC"))?;
-    let md = format!(
-        "# napiscope benchmarks\n\nProduced by `cargo xtask bench` on {} — {}.\n\n\
-         | what | work | time | result |\n|---|---|---|---|\n{}\n\n\
-         Release build. The checker figures are the best of 3 runs of `napiscope check` (Parquet \
-         read, indexing and every rule) pinned to CPU 0 with taskset, on traces `napiscope \
-         simulate --copies` wrote (4 CPUs, mixed RPS, the 10M and 50M ones are 10 and 50 copies \
-         of the 1M run back to back); peak RSS is the child's `ru_maxrss`. Recording figures are \
-         one run each: the flood saturates both cores, so lost events measure how far the \
+    Ok(format!(
+        "## Recording under a flood\n\n| what | work | time | result |\n|---|---|---|---|\n{}\n\n\
+         One run each: the flood saturates both cores, so lost events measure how far the \
          single reader falls behind; they are counted per CPU and shown live, never silent. \
          Recorder CPU is what `record` itself spent (all its threads: ring-buffer drain and \
          decoding, Parquet encoding on its writer thread) from the start of recording to the \
          finished file, per event. Its *sys* part is mostly not the recorder's work: without \
          IRQ time accounting (this kernel) the NET_RX softirqs that interrupt the recorder are \
          charged to it; a `perf record -e cpu-clock` profile puts the recorder's own kernel \
-         time (poll, page faults, futex) at a few percent of it.\n",
-        date.trim(),
-        machine(),
+         time (poll, page faults, futex) at a few percent of it.",
         rows.join("\n")
-    ) + &overhead;
-    // Keep the report section (`bench --report`, a separate, slower run).
-    let old = std::fs::read_to_string("BENCHMARKS.md").unwrap_or_default();
-    let md = match bench_report::section_of(&old) {
-        Some(section) => format!("{}\n{section}", md.trim_end()),
-        None => md,
-    };
-    std::fs::write("BENCHMARKS.md", &md)?;
-    print!("{md}");
-    Ok(())
+    ))
 }
 
 /// `napiscope check` on simulated traces of 1M, 10M and 50M events (mode B, 4 CPUs, mixed
 /// RPS; `simulate --copies` writes them with napiscope's own writer, as `record` would), and
 /// a 1M-event mode C one: best of 3 runs pinned to CPU 0, peak RSS of the child.
-fn bench_check(bin: &Path, dir: &Path, max: &str) -> Result<Vec<String>> {
+fn bench_check(bin: &Path, dir: &Path, max: &str) -> Result<String> {
     // Packets per ~1M events: the model emits ~12 events per packet in mode B, ~8 in C.
     let cases = [
         ("B", "1M", 83_000, 1),
@@ -572,7 +594,14 @@ fn bench_check(bin: &Path, dir: &Path, max: &str) -> Result<Vec<String>> {
             events / best
         ));
     }
-    Ok(rows)
+    Ok(format!(
+        "## Checker\n\n| what | work | time | result |\n|---|---|---|---|\n{}\n\n\
+         Best of 3 runs of `napiscope check --json` (Parquet read, indexing and every rule) \
+         pinned to CPU 0 with taskset, on traces `napiscope simulate --copies` wrote (4 CPUs, \
+         mixed RPS; the 10M and 50M ones are 10 and 50 copies of the 1M run back to back). \
+         Peak RSS is the child's `ru_maxrss`.",
+        rows.join("\n")
+    ))
 }
 
 /// The tracepoints napiscope records, for bpftrace and perf to trace the same.
