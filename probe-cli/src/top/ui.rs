@@ -95,7 +95,10 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     }
     let mut l2 = format!("probes {}/{} attached", h.probes_attached, h.probes_total);
     if !h.fallbacks.is_empty() {
-        l2.push_str(&format!(", {} fell back to classic", h.fallbacks.len()));
+        l2.push_str(&format!(
+            ", {} on a fallback kind (`napiscope status` says why)",
+            h.fallbacks.len()
+        ));
     }
     if !h.not_attached.is_empty() {
         l2.push_str(&format!(", missing: {}", h.not_attached.join(" ")));
