@@ -276,11 +276,18 @@ fn setup() -> Result<()> {
     Ok(())
 }
 
+/// Where cargo puts release binaries: `$CARGO_TARGET_DIR/release`, by default target/release.
+fn release_bin() -> PathBuf {
+    let dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    dir.join("release").join("napiscope")
+}
+
 /// napiscope with `report` (polars), for the report benchmark.
 fn build_napiscope_full() -> Result<PathBuf> {
     step("building napiscope with report (release; polars takes a while the first time)");
     run(Command::new("cargo").args(["build", "--release", "-p", "probe-cli"]))?;
-    Ok(PathBuf::from("target/release/napiscope"))
+    Ok(release_bin())
 }
 
 fn build_napiscope() -> Result<PathBuf> {
@@ -294,7 +301,7 @@ fn build_napiscope() -> Result<PathBuf> {
         "probe-cli",
         "--no-default-features",
     ]))?;
-    Ok(PathBuf::from("target/release/napiscope"))
+    Ok(release_bin())
 }
 
 fn run_demo(output: &Path, duration: u64) -> Result<()> {
