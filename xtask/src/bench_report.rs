@@ -1,10 +1,11 @@
 //! `cargo xtask bench --report`: time and peak memory of `napiscope report --json` on
 //! recordings of 1M, 10M and 50M events; a section of BENCHMARKS.md.
 //!
-//! The traces: one simulated recording of about 1M events (mode B, 4 CPUs, mixed RPS), then
-//! DuckDB writes copies of it end to end into one file (timestamps shifted past the packet
-//! pairing window, per-CPU seq continued), so the big files have the simulator's mix of
-//! events without holding 50M events in the simulator's memory.
+//! The traces: one simulated recording of about 1M events (mode B, 4 CPUs, mixed RPS),
+//! written 1, 10 and 50 times back to back by `napiscope simulate --copies` (timestamps
+//! shifted past the packet pairing window, per-CPU seq continued), so the big files have the
+//! simulator's mix of events without holding 50M events in the simulator's memory. The
+//! checker benchmark reads the same files.
 
 use std::{
     path::{Path, PathBuf},
@@ -69,37 +70,32 @@ pub fn ensure_duckdb() -> Result<()> {
     Ok(())
 }
 
-fn python(script: &str, args: &[&str]) -> Result<String> {
-    let o = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .context("python3")?;
-    if !o.status.success() {
-        bail!("python3 failed: {}", String::from_utf8_lossy(&o.stderr));
+/// The mode B trace of `copies` million events the checker and report benchmarks share
+/// (`napiscope simulate --copies`, napiscope's own Parquet writer), made once.
+pub fn trace(bin: &Path, dir: &Path, name: &str, copies: u64) -> Result<PathBuf> {
+    let f = dir.join(format!("check-B-{name}.parquet"));
+    if !f.exists() {
+        println!("==> simulating {}", f.display());
+        let st = Command::new(bin)
+            .args([
+                "simulate",
+                "--mode",
+                "B",
+                "--cpus",
+                "4",
+                "--workload",
+                "mixed",
+            ])
+            .args(["--packets", "83000", "--copies", &copies.to_string(), "-o"])
+            .arg(&f)
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if !st.success() {
+            bail!("napiscope simulate failed");
+        }
     }
-    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    Ok(f)
 }
-
-const REPLICATE: &str = r#"
-import duckdb, sys
-base, out, copies = sys.argv[1], sys.argv[2], int(sys.argv[3])
-con = duckdb.connect()
-span = con.execute(f"SELECT max(ts_ns) - min(ts_ns) FROM read_parquet('{base}')").fetchone()[0]
-shift = span + 2_000_000_000
-con.execute(f"""
-COPY (
-  SELECT t.* REPLACE (CAST(t.ts_ns + r.k * {shift} AS UBIGINT) AS ts_ns,
-                      CAST(t.seq + r.k * c.n AS UBIGINT) AS seq)
-  FROM read_parquet('{base}') t
-  JOIN (SELECT cpu, max(seq) - min(seq) + 1 AS n FROM read_parquet('{base}') GROUP BY cpu) c
-    USING (cpu), range({copies}) r(k)
-) TO '{out}' (FORMAT parquet, COMPRESSION snappy,
-              KV_METADATA {{'napiscope.source': 'bench', 'napiscope.schema_version': '1'}})
-""")
-print(con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0])
-"#;
 
 /// Run `cmd` and return (seconds, peak RSS in MiB of the child) from wait4's rusage.
 pub fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
@@ -121,60 +117,26 @@ pub fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
 
 pub fn run(bin: &Path) -> Result<()> {
     let max = std::env::var("BENCH_REPORT_MAX").ok();
-    ensure_duckdb()?;
-    let dir = PathBuf::from("target/bench-report");
+    let dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&dir)?;
-    let base = dir.join("base-1M.parquet");
-    if !base.exists() {
-        println!("==> simulating the 1M-event base trace");
-        let st = Command::new(bin)
-            .args([
-                "simulate",
-                "--mode",
-                "B",
-                "--cpus",
-                "4",
-                "--workload",
-                "mixed",
-            ])
-            .args(["--packets", "83000", "-o"])
-            .arg(&base)
-            .status()?;
-        if !st.success() {
-            bail!("napiscope simulate failed");
-        }
-    }
     let mut rows = Vec::new();
     for (name, copies) in SIZES {
-        let f = dir.join(format!("trace-{name}.parquet"));
-        if !f.exists() {
-            println!(
-                "==> writing {} ({copies} copies of the base, DuckDB)",
-                f.display()
-            );
-            python(
-                REPLICATE,
-                &[
-                    base.to_str().unwrap(),
-                    f.to_str().unwrap(),
-                    &copies.to_string(),
-                ],
-            )?;
-        }
-        let events = python(
-            "import duckdb,sys; print(duckdb.sql(f\"SELECT count(*) FROM '{sys.argv[1]}'\").fetchone()[0])",
-            &[f.to_str().unwrap()],
-        )?;
+        let f = trace(bin, &dir, name, *copies)?;
         let size = std::fs::metadata(&f)?.len() as f64 / 1e6;
-        println!(
-            "==> napiscope report --json {} ({events} events)",
-            f.display()
-        );
+        println!("==> napiscope report --json {}", f.display());
         let (secs, rss) = timed(Command::new(bin).args(["report", "--json"]).arg(&f))?;
-        println!("    {secs:.1} s, peak RSS {rss:.0} MiB");
+        let out = Command::new(bin)
+            .args(["report", "--json"])
+            .arg(&f)
+            .output()?;
+        let events = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["events"].as_f64())
+            .unwrap_or(0.0);
+        println!("    {events} events, {secs:.1} s, peak RSS {rss:.0} MiB");
         rows.push(format!(
-            "| {name} | {events} | {size:.0} MB | {secs:.1} s | {:.2} M events/s | {rss:.0} MiB |",
-            events.parse::<f64>().unwrap_or(0.0) / secs / 1e6
+            "| {name} | {events:.0} | {size:.0} MB | {secs:.1} s | {:.2} M events/s | {rss:.0} MiB |",
+            events / secs / 1e6
         ));
         if max.as_deref() == Some(*name) {
             break;
@@ -183,11 +145,12 @@ pub fn run(bin: &Path) -> Result<()> {
     let section = format!(
         "{BEGIN}\n## `napiscope report`\n\n\
          | trace | events | file | time | rate | peak RSS |\n|---|---|---|---|---|---|\n{}\n\n\
-         One run each of `napiscope report --json FILE` (release build, all cores), on a \
-         simulated mode B trace (4 CPUs, mixed RPS, ~83k packets per 1M events) copied end \
-         to end by DuckDB. Peak RSS is the child's `ru_maxrss`. Produced by \
-         `cargo xtask bench --report`.\n{END}\n",
-        rows.join("\n")
+         One run each of `napiscope report --json FILE` (release build, all cores), on the \
+         checker's traces: a simulated mode B run (4 CPUs, mixed RPS, 83k packets, 1M events) \
+         written 1, 10 and 50 times back to back by `napiscope simulate --copies`. Peak RSS is \
+         the child's `ru_maxrss`. Produced by `cargo xtask bench --report` on {}.\n{END}\n",
+        rows.join("\n"),
+        crate::capture(Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC"))?.trim()
     );
     let md = std::fs::read_to_string("BENCHMARKS.md").unwrap_or_default();
     let md = match (md.find(BEGIN), md.find(END)) {

@@ -561,24 +561,29 @@ fn bench_check(bin: &Path, dir: &Path, max: &str) -> Result<String> {
         if order.iter().position(|n| *n == name).unwrap_or(0) > limit {
             continue;
         }
-        let f = dir.join(format!("check-{mode}-{name}.parquet"));
-        if !f.exists() {
-            step(&format!("simulating {}", f.display()));
-            run(Command::new(bin)
-                .args([
-                    "simulate",
-                    "--mode",
-                    mode,
-                    "--cpus",
-                    "4",
-                    "--workload",
-                    "mixed",
-                ])
-                .args(["--packets", &packets.to_string()])
-                .args(["--copies", &copies.to_string(), "-o"])
-                .arg(&f)
-                .stdout(Stdio::null()))?;
-        }
+        let f = if mode == "B" {
+            bench_report::trace(bin, dir, name, copies)?
+        } else {
+            let f = dir.join(format!("check-{mode}-{name}.parquet"));
+            if !f.exists() {
+                step(&format!("simulating {}", f.display()));
+                run(Command::new(bin)
+                    .args([
+                        "simulate",
+                        "--mode",
+                        mode,
+                        "--cpus",
+                        "4",
+                        "--workload",
+                        "mixed",
+                    ])
+                    .args(["--packets", &packets.to_string()])
+                    .args(["--copies", &copies.to_string(), "-o"])
+                    .arg(&f)
+                    .stdout(Stdio::null()))?;
+            }
+            f
+        };
         let check = || {
             let mut c = Command::new("taskset");
             c.args(["-c", "0"])
