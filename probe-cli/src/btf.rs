@@ -1,11 +1,13 @@
 //! Just enough of a BTF reader (the kernel's `/sys/kernel/btf/vmlinux`) to find where struct
 //! members live and what a raw tracepoint's arguments are on the running kernel.
 //!
-//! The raw-tracepoint programs for netif_rx, netif_receive_skb and napi_poll read `skb->len`,
-//! `skb->dev->name` and `napi->dev->name` themselves instead of letting the classic
-//! tracepoint fill a record first. Rust BPF programs have no CO-RE relocations, so the
+//! The tp_btf (and raw) programs for netif_rx, netif_receive_skb and napi_poll read
+//! `skb->len`, `skb->dev->name` and `napi->dev->name` themselves instead of letting the
+//! classic tracepoint fill a record first, and every program reads the current task's pid
+//! and comm from its task_struct. Rust BPF programs have no CO-RE relocations, so the
 //! offsets come from here and are written into the programs before loading; where any of
-//! them is missing the classic tracepoints stay in use (and `status` says why).
+//! them is missing the classic tracepoints (and the pid/comm helpers) stay in use, and
+//! `status` says why.
 //! Format: Documentation/bpf/btf.rst.
 
 use std::path::Path;
@@ -280,12 +282,20 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, String> {
         }
         Ok(m.offset)
     };
-    Ok(KernelOffsets {
+    let mut o = KernelOffsets {
         skb_len: typed("sk_buff", "len", "unsigned int")?,
         skb_dev: typed("sk_buff", "dev", "struct net_device *")?,
         netdev_name: typed("net_device", "name", "char[16]")?,
         napi_dev: typed("napi_struct", "dev", "struct net_device *")?,
-    })
+        ..Default::default()
+    };
+    if let (Ok(pid), Ok(comm)) = (
+        typed("task_struct", "pid", "int"),
+        typed("task_struct", "comm", "char[16]"),
+    ) {
+        (o.task_pid, o.task_comm, o.task_found) = (pid, comm, 1);
+    }
+    Ok(o)
 }
 
 #[cfg(test)]
@@ -428,6 +438,8 @@ mod tests {
         assert_eq!(o.skb_dev, 16);
         assert_eq!(o.netdev_name, 8);
         assert_eq!(o.napi_dev, 24);
+        // No task_struct here: programs keep the pid/comm helpers.
+        assert_eq!(o.task_found, 0);
         assert_eq!(
             btf.tracepoint_args("napi_poll").unwrap(),
             ["struct napi_struct *", "int", "int"]
@@ -466,5 +478,6 @@ mod tests {
         let o = kernel_offsets(&btf).unwrap();
         // skb->len is well past the list pointers; the name is a char[16] inside net_device.
         assert!(o.skb_len >= 16 && o.skb_dev >= 16, "{o:?}");
+        assert_eq!(o.task_found, 1, "{o:?}");
     }
 }

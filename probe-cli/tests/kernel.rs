@@ -138,6 +138,15 @@ fn veth_rps_2000pps_2s() {
     ]);
 }
 
+/// The pid of the (kernel) thread named `comm`, from /proc.
+fn pid_of(comm: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|d| {
+        let pid: i32 = d.file_name().to_str()?.parse().ok()?;
+        let c = std::fs::read_to_string(d.path().join("comm")).ok()?;
+        (c.trim_end() == comm).then_some(pid)
+    })
+}
+
 fn no_namespaces_left() {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let mine = "napiscope-";
@@ -225,8 +234,9 @@ fn veth_rps_hop_is_recorded_and_ctrl_c_leaves_a_valid_file() {
     let _ = std::fs::remove_file(&out);
 }
 
-/// The raw receive-path programs follow skb/napi pointers at BTF offsets; what they record
-/// must be what the classic tracepoints record: same devices, same lengths, same events.
+/// The BTF/raw receive-path programs follow skb/napi pointers at BTF offsets; what they
+/// record must be what the classic tracepoints record: same devices, same lengths, same
+/// events. Every event's pid and comm must be the current task's.
 #[test]
 fn raw_and_classic_receive_tracepoints_record_the_same_values() {
     let _g = kernel_lock();
@@ -268,6 +278,26 @@ fn raw_and_classic_receive_tracepoints_record_the_same_values() {
             .filter(|e| e.event == EventKind::NetifRx && e.dev.as_deref() == Some("nsc1"))
             .count();
         assert!(rx >= 1000, "{extra:?}: {rx} netif_rx on nsc1");
+        // pid and comm of the current task (loaded from task_struct at BTF offsets): the
+        // sender is the scenario process, idle is pid 0, ksoftirqd has its real pid.
+        let by_sender = t
+            .events
+            .iter()
+            .filter(|e| e.event == EventKind::NetifRx && e.dev.as_deref() == Some("nsc1"))
+            .filter(|e| e.comm == "napiscope" && e.pid > 0)
+            .count();
+        assert!(
+            by_sender * 100 >= rx * 99,
+            "{by_sender} of {rx} sent by napiscope"
+        );
+        for e in &t.events {
+            if e.comm.starts_with("swapper/") {
+                assert_eq!(e.pid, 0, "{e:?}");
+            }
+            if e.comm.starts_with("ksoftirqd/") {
+                assert_eq!(Some(e.pid), pid_of(&e.comm), "{e:?}");
+            }
+        }
         seen.push(s);
         let _ = std::fs::remove_file(&out);
     }

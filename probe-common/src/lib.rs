@@ -364,7 +364,7 @@ pub const FILTER_DEV: u32 = 1;
 /// Count only events that fire while a task whose name starts with `pattern` is current.
 pub const FILTER_COMM: u32 = 2;
 const _: () = assert!(core::mem::size_of::<Filter>() == 24);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 16);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32);
 
 /// Byte offsets of the tracepoint fields the programs read. They are taken from the running
 /// kernel's tracefs `format` files at load time (never assumed), and written into the
@@ -423,6 +423,13 @@ pub struct KernelOffsets {
     pub skb_dev: u32,
     pub netdev_name: u32,
     pub napi_dev: u32,
+    /// task_struct.pid and .comm: with `task_found` = 1 every program reads the current
+    /// task's pid and comm with two loads from bpf_get_current_task_btf() instead of the
+    /// pid_tgid and comm helpers.
+    pub task_pid: u32,
+    pub task_comm: u32,
+    pub task_found: u32,
+    pub _pad: u32,
 }
 
 /// Run-time settings written into the programs' read-only data before loading.

@@ -69,6 +69,10 @@ static KOFFSETS: KernelOffsets = KernelOffsets {
     skb_dev: 0,
     netdev_name: 0,
     napi_dev: 0,
+    task_pid: 0,
+    task_comm: 0,
+    task_found: 0,
+    _pad: 0,
 };
 
 /// Address of rps_trigger_softirq (from /proc/kallsyms), for the kprobe that stands in for
@@ -211,10 +215,22 @@ fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
     ev.ts_ns = unsafe { bpf_ktime_get_ns() };
     ev.seq = seq;
     ev.cpu = cpu;
-    ev.pid = bpf_get_current_pid_tgid() as u32;
     ev.kind = kind as u16;
     ev.ctx = current_ctx(st);
-    write_current_comm(&mut ev.comm);
+    if koff!(task_found) != 0 {
+        // One helper and three loads the verifier checked against task_struct, where
+        // pid_tgid + get_current_comm (a strscpy) are two helpers.
+        let task = unsafe { generated::bpf_get_current_task_btf() } as u64;
+        let w = ev.comm.as_mut_ptr() as *mut u64;
+        unsafe {
+            ev.pid = btf_load::<i32>(task, koff!(task_pid)) as u32;
+            core::ptr::write_volatile(w, btf_load::<u64>(task, koff!(task_comm)));
+            core::ptr::write_volatile(w.add(1), btf_load::<u64>(task, koff!(task_comm) + 8));
+        }
+    } else {
+        ev.pid = bpf_get_current_pid_tgid() as u32;
+        write_current_comm(&mut ev.comm);
+    }
     fill(ev);
     // Wake the reader only when a good part of the ring is waiting (it also polls every
     // 20 ms). Asking the ring reads the positions the reader writes: every 64th event will do.
