@@ -176,12 +176,27 @@ impl Btf {
             .ok_or_else(|| format!("no struct {name} in the kernel's BTF"))
     }
 
-    /// `member` of struct `strct`, looking inside anonymous structs and unions too (as C
-    /// does: `skb->dev` sits in an anonymous union inside an anonymous struct).
-    pub fn member(&self, strct: &str, member: &str) -> Result<Member, String> {
-        let id = self.find(strct, STRUCT)?;
-        self.member_in(id, member, 0)?
-            .ok_or_else(|| format!("struct {strct} has no member {member}"))
+    /// `a.b.c`: member `a` of struct `strct`, then `b` of that member's struct, and so on;
+    /// each looked up inside anonymous structs and unions too (as C does: `skb->dev` sits
+    /// in an anonymous union inside an anonymous struct).
+    pub fn member_path(&self, strct: &str, path: &str) -> Result<Member, String> {
+        let mut id = self.find(strct, STRUCT)?;
+        let mut offset = 0;
+        let mut found = None;
+        for (i, name) in path.split('.').enumerate() {
+            if i > 0 {
+                id = self.resolve(found.map_or(0, |m: Member| m.type_id))?;
+                if !matches!(self.ty(id)?.kind, STRUCT | UNION) {
+                    return Err(format!("{strct}.{path}: {name}'s parent is not a struct"));
+                }
+            }
+            let m = self
+                .member_in(id, name, offset)?
+                .ok_or_else(|| format!("struct {strct} has no member {path}"))?;
+            offset = m.offset;
+            found = Some(m);
+        }
+        found.ok_or_else(|| format!("empty member path for {strct}"))
     }
 
     fn member_in(&self, id: u32, member: &str, base: u32) -> Result<Option<Member>, String> {
@@ -256,46 +271,94 @@ impl Btf {
     }
 }
 
-/// Where the raw receive-path programs find what the classic tracepoints would have copied,
-/// after checking each tracepoint's arguments and each member's type. An error names the
-/// first thing that is not as expected; the classic tracepoints are used then.
-pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, String> {
-    let expect = |event: &str, args: &[&str]| -> Result<(), String> {
-        let got = btf.tracepoint_args(event)?;
-        if got != args {
-            return Err(format!(
-                "{event}'s arguments are {got:?} here, napiscope reads {args:?}"
-            ));
+/// What the BTF programs can read on this kernel: the offsets, and per group of programs
+/// whether every offset and argument it needs was found (else why not).
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub offsets: KernelOffsets,
+    /// netif_rx, netif_receive_skb, napi_poll.
+    pub net: Result<(), String>,
+    /// sched_switch, sched_waking, sched_wakeup.
+    pub sched: Result<(), String>,
+}
+
+impl Found {
+    /// Nothing found (no BTF): every program keeps its classic/raw form and the helpers.
+    pub fn none(why: &str) -> Found {
+        Found {
+            offsets: KernelOffsets::default(),
+            net: Err(why.to_string()),
+            sched: Err(why.to_string()),
         }
-        Ok(())
-    };
-    expect("netif_rx", &["struct sk_buff *"])?;
-    expect("netif_receive_skb", &["struct sk_buff *"])?;
-    expect("napi_poll", &["struct napi_struct *", "int", "int"])?;
-    let typed = |strct: &str, member: &str, ty: &str| -> Result<u32, String> {
-        let m = btf.member(strct, member)?;
-        let got = btf.describe(m.type_id)?;
-        if got != ty {
-            return Err(format!(
-                "{strct}.{member} is {got} here, napiscope reads {ty}"
-            ));
-        }
-        Ok(m.offset)
-    };
-    let mut o = KernelOffsets {
-        skb_len: typed("sk_buff", "len", "unsigned int")?,
-        skb_dev: typed("sk_buff", "dev", "struct net_device *")?,
-        netdev_name: typed("net_device", "name", "char[16]")?,
-        napi_dev: typed("napi_struct", "dev", "struct net_device *")?,
-        ..Default::default()
-    };
-    if let (Ok(pid), Ok(comm)) = (
-        typed("task_struct", "pid", "int"),
-        typed("task_struct", "comm", "char[16]"),
-    ) {
-        (o.task_pid, o.task_comm, o.task_found) = (pid, comm, 1);
     }
-    Ok(o)
+}
+
+/// Where the BTF programs find what the classic tracepoints would have copied, after
+/// checking each tracepoint's arguments and each member's type. An error names the first
+/// thing that is not as expected; that group's programs are not used then.
+pub fn kernel_offsets(btf: &Btf) -> Found {
+    let mut o = KernelOffsets::default();
+    let net = net_offsets(btf, &mut o);
+    let task = (|| -> Result<(), String> {
+        o.task_pid = typed(btf, "task_struct", "pid", "int")?;
+        o.task_comm = typed(btf, "task_struct", "comm", "char[16]")?;
+        o.task_found = 1;
+        Ok(())
+    })();
+    let sched = task.and_then(|()| sched_offsets(btf, &mut o));
+    Found {
+        offsets: o,
+        net,
+        sched,
+    }
+}
+
+fn expect_args(btf: &Btf, event: &str, args: &[&str]) -> Result<(), String> {
+    let got = btf.tracepoint_args(event)?;
+    if got != args {
+        return Err(format!(
+            "{event}'s arguments are {got:?} here, napiscope reads {args:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The offset of `strct.member` (a dotted path walks into member structs), checked to be
+/// of type `ty`.
+fn typed(btf: &Btf, strct: &str, member: &str, ty: &str) -> Result<u32, String> {
+    let m = btf.member_path(strct, member)?;
+    let got = btf.describe(m.type_id)?;
+    if got != ty {
+        return Err(format!(
+            "{strct}.{member} is {got} here, napiscope reads {ty}"
+        ));
+    }
+    Ok(m.offset)
+}
+
+fn net_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), String> {
+    expect_args(btf, "netif_rx", &["struct sk_buff *"])?;
+    expect_args(btf, "netif_receive_skb", &["struct sk_buff *"])?;
+    expect_args(btf, "napi_poll", &["struct napi_struct *", "int", "int"])?;
+    o.skb_len = typed(btf, "sk_buff", "len", "unsigned int")?;
+    o.skb_dev = typed(btf, "sk_buff", "dev", "struct net_device *")?;
+    o.netdev_name = typed(btf, "net_device", "name", "char[16]")?;
+    o.napi_dev = typed(btf, "napi_struct", "dev", "struct net_device *")?;
+    Ok(())
+}
+
+fn sched_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), String> {
+    let task = "struct task_struct *";
+    // prev_state became an argument in 5.18; before, the record computed it from prev.
+    expect_args(btf, "sched_switch", &["_Bool", task, task, "unsigned int"])?;
+    expect_args(btf, "sched_waking", &[task])?;
+    expect_args(btf, "sched_wakeup", &[task])?;
+    o.task_exit_state = typed(btf, "task_struct", "exit_state", "int")?;
+    // task_cpu(): thread_info.cpu where thread_info lives in the task (x86, arm64 ...),
+    // else task_struct.cpu.
+    o.task_cpu = typed(btf, "task_struct", "thread_info.cpu", "unsigned int")
+        .or_else(|_| typed(btf, "task_struct", "cpu", "unsigned int"))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -433,13 +496,16 @@ mod tests {
     #[test]
     fn finds_members_inside_anonymous_structs_and_unions() {
         let btf = Btf::parse(kernel_like()).unwrap();
-        let o = kernel_offsets(&btf).unwrap();
+        let found = kernel_offsets(&btf);
+        found.net.unwrap();
+        let o = found.offsets;
         assert_eq!(o.skb_len, 112);
         assert_eq!(o.skb_dev, 16);
         assert_eq!(o.netdev_name, 8);
         assert_eq!(o.napi_dev, 24);
-        // No task_struct here: programs keep the pid/comm helpers.
+        // No task_struct here: programs keep the pid/comm helpers, sched stays classic.
         assert_eq!(o.task_found, 0);
+        assert!(found.sched.unwrap_err().contains("task_struct"));
         assert_eq!(
             btf.tracepoint_args("napi_poll").unwrap(),
             ["struct napi_struct *", "int", "int"]
@@ -449,13 +515,13 @@ mod tests {
     #[test]
     fn a_missing_member_or_changed_argument_names_what_differs() {
         let btf = Btf::parse(kernel_like()).unwrap();
-        let e = btf.member("sk_buff", "no_such").unwrap_err();
+        let e = btf.member_path("sk_buff", "no_such").unwrap_err();
         assert!(e.contains("no member no_such"), "{e}");
         assert!(btf
             .tracepoint_args("kfree_skb")
             .unwrap_err()
             .contains("btf_trace_kfree_skb"));
-        let e = btf.member("task_struct", "pid").unwrap_err();
+        let e = btf.member_path("task_struct", "pid").unwrap_err();
         assert!(e.contains("no struct task_struct"), "{e}");
     }
 
@@ -475,9 +541,18 @@ mod tests {
     #[test]
     fn reads_this_kernels_btf_when_there_is_one() {
         let Ok(btf) = Btf::from_sys_fs() else { return };
-        let o = kernel_offsets(&btf).unwrap();
+        let found = kernel_offsets(&btf);
+        assert_eq!(found.net, Ok(()));
+        assert_eq!(found.sched, Ok(()));
+        let o = found.offsets;
         // skb->len is well past the list pointers; the name is a char[16] inside net_device.
         assert!(o.skb_len >= 16 && o.skb_dev >= 16, "{o:?}");
         assert_eq!(o.task_found, 1, "{o:?}");
+        // task_cpu() reads thread_info.cpu, which sits inside the task (x86-64).
+        let ti = btf.member_path("task_struct", "thread_info").unwrap();
+        assert!(
+            o.task_cpu >= ti.offset && o.task_cpu < ti.offset + 64,
+            "{o:?}"
+        );
     }
 }

@@ -31,8 +31,18 @@ pub struct ProbeSpec {
     pub category: &'static str,
     pub event: &'static str,
     pub role: Role,
+    /// BTF-typed tracepoint program (tp_btf) preferred over all others, and the group of
+    /// kernel offsets it needs (`btf::Found`): its field loads are verified at load time and
+    /// run as plain loads, and the kernel fills no record for it.
+    pub typed: Option<(&'static str, BtfGroup)>,
     /// Raw-tracepoint program preferred over `program`, and what it needs of this kernel.
     pub raw: Option<(&'static str, RawNeeds)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BtfGroup {
+    Net,
+    Sched,
 }
 
 /// What a raw-tracepoint program needs to read the same values as the classic tracepoint.
@@ -40,11 +50,9 @@ pub struct ProbeSpec {
 pub enum RawNeeds {
     /// Plain-value arguments: the record's fields (in order) must be its TP_PROTO arguments.
     Fields(&'static [&'static str]),
-    /// Pointer arguments it follows at struct offsets from the kernel's BTF
-    /// (`btf::kernel_offsets`, which also checks the arguments). `typed` is the same program
-    /// as a BTF-typed tracepoint (tp_btf), preferred: its field loads are verified at load
-    /// time and run as plain loads, where the raw one calls bpf_probe_read_kernel.
-    Btf { typed: &'static str },
+    /// Pointer arguments it follows (with bpf_probe_read_kernel) at the receive-path struct
+    /// offsets from the kernel's BTF (`btf::Found::net`).
+    Btf,
 }
 
 const fn tp(program: &'static str, category: &'static str, event: &'static str) -> ProbeSpec {
@@ -53,6 +61,7 @@ const fn tp(program: &'static str, category: &'static str, event: &'static str) 
         category,
         event,
         role: Role::Event,
+        typed: None,
         raw: None,
     }
 }
@@ -63,6 +72,7 @@ const fn ctx(program: &'static str, category: &'static str, event: &'static str)
         category,
         event,
         role: Role::Context,
+        typed: None,
         raw: None,
     }
 }
@@ -76,8 +86,16 @@ const fn raw(
     spec
 }
 
+/// A receive-path probe: tp_btf `typed`, else raw `program` (both read skb/napi fields).
 const fn raw_btf(mut spec: ProbeSpec, program: &'static str, typed: &'static str) -> ProbeSpec {
-    spec.raw = Some((program, RawNeeds::Btf { typed }));
+    spec.typed = Some((typed, BtfGroup::Net));
+    spec.raw = Some((program, RawNeeds::Btf));
+    spec
+}
+
+/// A scheduler probe: tp_btf `typed` (reads task fields), else classic.
+const fn sched_btf(mut spec: ProbeSpec, typed: &'static str) -> ProbeSpec {
+    spec.typed = Some((typed, BtfGroup::Sched));
     spec
 }
 
@@ -117,9 +135,18 @@ pub const SPECS: &[ProbeSpec] = &[
         "netif_receive_skb_raw",
         "netif_receive_skb_btf",
     ),
-    tp("sched_switch", "sched", "sched_switch"),
-    tp("sched_waking", "sched", "sched_waking"),
-    tp("sched_wakeup", "sched", "sched_wakeup"),
+    sched_btf(
+        tp("sched_switch", "sched", "sched_switch"),
+        "sched_switch_btf",
+    ),
+    sched_btf(
+        tp("sched_waking", "sched", "sched_waking"),
+        "sched_waking_btf",
+    ),
+    sched_btf(
+        tp("sched_wakeup", "sched", "sched_wakeup"),
+        "sched_wakeup_btf",
+    ),
     raw(
         tp(
             "sched_wake_idle_without_ipi",
@@ -470,17 +497,19 @@ pub fn load(
     prefer_raw: bool,
 ) -> Result<Loaded> {
     let (offsets, bad) = offsets(tracefs);
-    let kernel = crate::btf::Btf::from_sys_fs().and_then(|b| crate::btf::kernel_offsets(&b));
+    let found = match crate::btf::Btf::from_sys_fs() {
+        Ok(b) => crate::btf::kernel_offsets(&b),
+        Err(e) => crate::btf::Found::none(&e),
+    };
     let rps_func = symbols.addr_of("rps_trigger_softirq").unwrap_or(0);
     let sizes = ring_sizes(ring_bytes, crate::system::possible_cpus());
     let names: Vec<String> = (0..RINGS).map(|i| format!("EVENTS{i}")).collect();
-    let koffsets = kernel.clone().unwrap_or_default();
     let mut loader = EbpfLoader::new();
     loader
         .override_global("OFFSETS", &offsets, true)
         .override_global("SETTINGS", settings, true)
         .override_global("RPS_FUNC", &rps_func, true)
-        .override_global("KOFFSETS", &koffsets, true);
+        .override_global("KOFFSETS", &found.offsets, true);
     for (name, size) in names.iter().zip(sizes) {
         loader.map_max_entries(name, size);
     }
@@ -506,8 +535,16 @@ pub fn load(
             results.push(result);
             continue;
         }
-        if let (Some((_, RawNeeds::Btf { typed })), true, Ok(_)) = (spec.raw, prefer_raw, &kernel) {
-            match attach_typed(&mut ebpf, &mut vmlinux, spec, typed) {
+        if let Some((typed, group)) = spec.typed.filter(|_| prefer_raw) {
+            let needs = match group {
+                BtfGroup::Net => &found.net,
+                BtfGroup::Sched => &found.sched,
+            };
+            let r = match needs {
+                Ok(()) => attach_typed(&mut ebpf, &mut vmlinux, spec, typed),
+                Err(e) => Err(anyhow::anyhow!("kernel BTF: {e}")),
+            };
+            match r {
                 Ok(()) => {
                     result.kind = "tp_btf";
                     result.program = Some(typed);
@@ -526,7 +563,7 @@ pub fn load(
                 spec,
                 raw_prog,
                 needs,
-                &kernel,
+                &found.net,
             ) {
                 Ok(()) => {
                     result.kind = "raw_tracepoint";
@@ -650,12 +687,12 @@ fn attach_raw(
     spec: &ProbeSpec,
     program: &'static str,
     needs: RawNeeds,
-    kernel: &Result<probe_common::KernelOffsets, String>,
+    net_offsets: &Result<(), String>,
 ) -> Result<()> {
     let fields = match needs {
         RawNeeds::Fields(fields) => fields,
-        RawNeeds::Btf { .. } => match kernel {
-            Ok(_) => &[],
+        RawNeeds::Btf => match net_offsets {
+            Ok(()) => &[],
             Err(e) => anyhow::bail!("kernel BTF: {e}"),
         },
     };

@@ -364,7 +364,7 @@ pub const FILTER_DEV: u32 = 1;
 /// Count only events that fire while a task whose name starts with `pattern` is current.
 pub const FILTER_COMM: u32 = 2;
 const _: () = assert!(core::mem::size_of::<Filter>() == 24);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48);
 
 /// Byte offsets of the tracepoint fields the programs read. They are taken from the running
 /// kernel's tracefs `format` files at load time (never assumed), and written into the
@@ -429,7 +429,11 @@ pub struct KernelOffsets {
     pub task_pid: u32,
     pub task_comm: u32,
     pub task_found: u32,
-    pub _pad: u32,
+    /// task_struct.exit_state and task_cpu()'s field (thread_info.cpu or cpu), for the
+    /// sched tp_btf programs.
+    pub task_exit_state: u32,
+    pub task_cpu: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Run-time settings written into the programs' read-only data before loading.

@@ -72,7 +72,9 @@ static KOFFSETS: KernelOffsets = KernelOffsets {
     task_pid: 0,
     task_comm: 0,
     task_found: 0,
-    _pad: 0,
+    task_exit_state: 0,
+    task_cpu: 0,
+    _pad: [0; 3],
 };
 
 /// Address of rps_trigger_softirq (from /proc/kallsyms), for the kprobe that stands in for
@@ -964,12 +966,48 @@ pub fn sched_wake_idle_without_ipi(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sched_switch(ctx: TracePointContext) -> u32 {
+    let prev = read_comm(&ctx, off!(switch_prev_comm));
+    let next = read_comm(&ctx, off!(switch_next_comm));
+    sched_switch_event(prev, next, || {
+        (
+            read(&ctx, off!(switch_prev_pid)),
+            read(&ctx, off!(switch_prev_state)),
+            read(&ctx, off!(switch_next_pid)),
+        )
+    })
+}
+
+/// TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
+/// unsigned int prev_state): comms and pids loaded from the tasks (BTF offsets), prev_state
+/// computed as the classic tracepoint does. Every context switch on the machine runs this
+/// before the filter, so it matters that no record is filled first.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch_btf(ctx: BtfTracePointContext) -> u32 {
+    let preempt: u64 = ctx.arg(0);
+    let prev: u64 = ctx.arg(1);
+    let next: u64 = ctx.arg(2);
+    let prev_state: u64 = ctx.arg(3);
+    sched_switch_event(task_comm(prev), task_comm(next), || {
+        let exit_state = unsafe { btf_load::<u32>(prev, koff!(task_exit_state)) };
+        (
+            task_pid(prev),
+            trace_switch_state(preempt & 1 != 0, prev_state as u32, exit_state),
+            task_pid(next),
+        )
+    })
+}
+
+/// `rest` gives (prev pid, prev_state, next pid), read only for the threads that are kept.
+#[inline(always)]
+fn sched_switch_event(
+    prev: [u8; COMM_LEN],
+    next: [u8; COMM_LEN],
+    rest: impl FnOnce() -> (i32, i64, i32),
+) -> u32 {
     // A context switch happens in task context: heal the trackers.
     if let Some(st) = state() {
         st.hardirq_depth = 0;
     }
-    let prev = read_comm(&ctx, off!(switch_prev_comm));
-    let next = read_comm(&ctx, off!(switch_next_comm));
     let next_kind = thread_kind(&next);
     if next_kind != NOT_INTERESTING {
         if let Some(c) = counting(None) {
@@ -983,9 +1021,7 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
     if !interesting_thread(&prev) && next_kind == NOT_INTERESTING {
         return 0;
     }
-    let prev_pid: i32 = read(&ctx, off!(switch_prev_pid));
-    let prev_state: i64 = read(&ctx, off!(switch_prev_state));
-    let next_pid: i32 = read(&ctx, off!(switch_next_pid));
+    let (prev_pid, prev_state, next_pid) = rest();
     emit(EventKind::SchedSwitch, |ev| {
         ev.comm = prev;
         ev.pid = prev_pid as u32;
@@ -996,15 +1032,74 @@ pub fn sched_switch(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// The kernel's __trace_sched_switch_state (include/trace/events/sched.h, 6.1–6.18): what
+/// the classic sched_switch record holds as prev_state.
+#[inline(always)]
+fn trace_switch_state(preempt: bool, state: u32, exit_state: u32) -> i64 {
+    const TASK_UNINTERRUPTIBLE: u32 = 0x2;
+    const TASK_REPORT: u32 = 0x7f;
+    const TASK_IDLE: u32 = 0x402;
+    const TASK_REPORT_IDLE: u32 = 0x80;
+    const TASK_REPORT_MAX: i64 = 0x100;
+    const TASK_RTLOCK_WAIT: u32 = 0x1000;
+    const TASK_FROZEN: u32 = 0x8000;
+    if preempt {
+        return TASK_REPORT_MAX;
+    }
+    // __task_state_index
+    let mut s = (state | exit_state) & TASK_REPORT;
+    if state & TASK_IDLE == TASK_IDLE {
+        s = TASK_REPORT_IDLE;
+    }
+    if state & (TASK_RTLOCK_WAIT | TASK_FROZEN) != 0 {
+        s = TASK_UNINTERRUPTIBLE;
+    }
+    // fls(s), then 1 << (index - 1)
+    if s == 0 {
+        0
+    } else {
+        1i64 << (31 - s.leading_zeros())
+    }
+}
+
+/// A task's comm (char[16]) with two loads; `task` is BTF-typed.
+#[inline(always)]
+fn task_comm(task: u64) -> [u8; COMM_LEN] {
+    let off = koff!(task_comm);
+    let words: [u64; 2] = unsafe { [btf_load(task, off), btf_load(task, off + 8)] };
+    unsafe { core::mem::transmute(words) }
+}
+
+#[inline(always)]
+fn task_pid(task: u64) -> i32 {
+    unsafe { btf_load(task, koff!(task_pid)) }
+}
+
 #[inline(always)]
 fn wake_event(ctx: &TracePointContext, kind: EventKind, comm: usize, pid: usize, target: usize) {
-    let woken = read_comm(ctx, comm);
+    wake_event_with(kind, read_comm(ctx, comm), || {
+        (read(ctx, pid), read(ctx, target))
+    });
+}
+
+/// TP_PROTO(struct task_struct *p) of sched_waking / sched_wakeup, as sched_switch_btf:
+/// comm, pid and task_cpu(p) loaded from the task.
+#[inline(always)]
+fn wake_event_btf(ctx: &BtfTracePointContext, kind: EventKind) {
+    let p: u64 = ctx.arg(0);
+    wake_event_with(kind, task_comm(p), || {
+        (task_pid(p), unsafe { btf_load::<i32>(p, koff!(task_cpu)) })
+    });
+}
+
+/// `rest` gives (pid, target cpu), read only for the threads that are kept.
+#[inline(always)]
+fn wake_event_with(kind: EventKind, woken: [u8; COMM_LEN], rest: impl FnOnce() -> (i32, i32)) {
     let woken_kind = thread_kind(&woken);
     if woken_kind == NOT_INTERESTING {
         return;
     }
-    let pid: i32 = read(ctx, pid);
-    let target_cpu: i32 = read(ctx, target);
+    let (pid, target_cpu) = rest();
     if kind == EventKind::SchedWaking {
         count_wakeup(woken_kind, target_cpu);
     }
@@ -1043,6 +1138,18 @@ pub fn sched_waking(ctx: TracePointContext) -> u32 {
         off!(waking_pid),
         off!(waking_target_cpu),
     );
+    0
+}
+
+#[btf_tracepoint(function = "sched_waking")]
+pub fn sched_waking_btf(ctx: BtfTracePointContext) -> u32 {
+    wake_event_btf(&ctx, EventKind::SchedWaking);
+    0
+}
+
+#[btf_tracepoint(function = "sched_wakeup")]
+pub fn sched_wakeup_btf(ctx: BtfTracePointContext) -> u32 {
+    wake_event_btf(&ctx, EventKind::SchedWakeup);
     0
 }
 
