@@ -545,6 +545,21 @@ fn row(
         .filter(|p| p["attached"] == true && p["role"] == "event")
         .map(|p| p["name"].as_str().unwrap_or("").to_string())
         .collect();
+    // How they attached: tp_btf / raw_tracepoint / tracepoint / kprobe, e.g. "6 tp_btf, 14 raw".
+    let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+    for p in probes
+        .iter()
+        .filter(|p| p["attached"] == true && p["role"] == "event")
+    {
+        let k = p["kind"].as_str().unwrap_or("?");
+        *kinds
+            .entry(
+                k.replace("raw_tracepoint", "raw")
+                    .replace("tracepoint", "classic"),
+            )
+            .or_default() += 1;
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
     let missing: Vec<String> = probes
         .iter()
         .filter(|p| p["attached"] == false && p["kind"] != "kprobe")
@@ -587,6 +602,7 @@ fn row(
         "mode_evidence": status["mode_evidence"],
         "backlog_threads": status["kernel"]["backlog_threads"],
         "event_probes_attached": attached.len(),
+        "event_probe_kinds": kinds.join(", "),
         "not_attached": missing,
         "scenarios": scenarios,
         "skipped": verify["skipped"],
@@ -733,7 +749,11 @@ fn markdown(rows: &[Value], date: &str, command: &str) -> String {
                 .unwrap_or("–"),
             r["expected_mode"].as_str().unwrap_or(""),
             r["mode"].as_str().unwrap_or("?"),
-            r["event_probes_attached"],
+            format!(
+                "{} ({})",
+                r["event_probes_attached"],
+                r["event_probe_kinds"].as_str().unwrap_or("")
+            ),
             sc.join("<br>"),
             if r["passed"] == true {
                 "PASS"
