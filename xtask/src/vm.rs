@@ -739,6 +739,11 @@ fn markdown(rows: &[Value], date: &str, command: &str) -> String {
                 )
             })
             .collect();
+        let probes_cell = format!(
+            "{} ({})",
+            r["event_probes_attached"],
+            r["event_probe_kinds"].as_str().unwrap_or("")
+        );
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} s |\n",
             r["kernel"].as_str().unwrap_or(""),
@@ -749,11 +754,7 @@ fn markdown(rows: &[Value], date: &str, command: &str) -> String {
                 .unwrap_or("–"),
             r["expected_mode"].as_str().unwrap_or(""),
             r["mode"].as_str().unwrap_or("?"),
-            format!(
-                "{} ({})",
-                r["event_probes_attached"],
-                r["event_probe_kinds"].as_str().unwrap_or("")
-            ),
+            probes_cell,
             sc.join("<br>"),
             if r["passed"] == true {
                 "PASS"
