@@ -413,9 +413,9 @@ pub struct TpOffsets {
     pub cpuhp_exit_ret: u32,
 }
 
-/// Byte offsets of the kernel struct members the raw receive-path programs read
-/// (`skb->len`, `skb->dev->name`, `napi->dev->name`), from the running kernel's BTF at load
-/// time. Those programs are attached only when every offset was found.
+/// Byte offsets of the kernel struct members the BTF programs read (`skb->len`,
+/// `skb->dev->name`, `napi->dev->name`, and task fields), from the running kernel's BTF at
+/// load time. Those programs are attached only when their group of offsets was found.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOffsets {

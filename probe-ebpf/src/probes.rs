@@ -61,8 +61,9 @@ static OFFSETS: TpOffsets = TpOffsets {
     cpuhp_exit_ret: 0,
 };
 
-/// Written by userspace before loading (from the kernel's BTF). The raw receive-path
-/// programs that read them are attached only when every one was found.
+/// Written by userspace before loading (from the kernel's BTF). A program that follows
+/// kernel pointers with them (tp_btf, the receive-path raw ones) is attached only when its
+/// group of offsets was found and checked (`btf::Found` in probe-cli).
 #[unsafe(no_mangle)]
 static KOFFSETS: KernelOffsets = KernelOffsets {
     skb_len: 0,
