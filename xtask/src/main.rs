@@ -827,9 +827,9 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
         "\n## Traced-system overhead, side by side\n\n\
          UDP flood (`napiscope scenario S --rate 0 -d 3s`, packets received per second) under \
          each tracer: `napiscope record` (its full probe set: the 14 tracepoints below, cpuhp, \
-         and 12 IRQ entry/exit raw tracepoints that track context; raw tracepoints wherever \
-         they read the same values, the receive-path ones at struct offsets from the kernel's \
-         BTF), with its Parquet encoder idling behind a memory queue (the default), encoding \
+         and 12 IRQ entry/exit raw tracepoints that track context; BTF tracepoints for the \
+         receive path and the scheduler, raw tracepoints for the rest), with its Parquet \
+         encoder idling behind a memory queue (the default), encoding \
          as events come (`napiscope-inline`, `--encode-buffer-mb 0`), and on classic \
          tracepoints only (`napiscope-classic`, `--classic-tracepoints`); `napiscope top --json` (counts in the \
          kernel, nothing per event leaves it); bpftrace printing nsecs/cpu/probe/pid for each \
