@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::event::{Ctx, Event, EventKind, RPS_IPI_FUNC};
+use crate::{
+    check::cols::Cols,
+    event::{Ctx, Event, EventKind, RPS_IPI_FUNC},
+};
 
 /// skb addresses are reused by the slab allocator: only pair events this close in time.
 pub const MATCH_WINDOW_NS: u64 = 1_000_000_000;
@@ -66,33 +69,101 @@ pub fn classify(enqueue_cpu: u32, cpu: u32, ctx: Ctx, comm: &str) -> Path {
     }
 }
 
-fn sorted(events: &[Event]) -> Vec<&Event> {
-    let mut v: Vec<&Event> = events.iter().collect();
-    v.sort_by_key(|e| (e.ts_ns, e.cpu, e.seq));
-    v
+/// The fields following a packet reads, borrowed from an `Event` or from a row of the
+/// checker's columns (`steps_of_cols`): `record` reads its file back that way, without
+/// building an `Event` (and its strings) per row.
+#[derive(Clone, Copy, Debug)]
+pub struct Step<'a> {
+    pub ts: u64,
+    pub cpu: u32,
+    pub seq: u64,
+    pub kind: EventKind,
+    pub ctx: Ctx,
+    pub comm: &'a str,
+    pub skb: Option<u64>,
+    pub func: Option<&'a str>,
+    pub vec: Option<u32>,
+    pub target_cpu: Option<i32>,
+    pub backlog_poll: bool,
+}
+
+impl<'a> From<&'a Event> for Step<'a> {
+    fn from(e: &'a Event) -> Step<'a> {
+        Step {
+            ts: e.ts_ns,
+            cpu: e.cpu,
+            seq: e.seq,
+            kind: e.event,
+            ctx: e.ctx,
+            comm: &e.comm,
+            skb: e.skb,
+            func: e.func.as_deref(),
+            vec: e.vec,
+            target_cpu: e.target_cpu,
+            backlog_poll: e.is_backlog_poll(),
+        }
+    }
+}
+
+/// Every row of the columns as a `Step`.
+pub fn steps_of_cols(c: &Cols) -> Vec<Step<'_>> {
+    (0..c.len())
+        .map(|i| {
+            let e = c.row(i);
+            Step {
+                ts: e.ts_ns(),
+                cpu: e.cpu(),
+                seq: c.seq[i],
+                kind: e.event(),
+                ctx: e.ctx(),
+                comm: e.comm(),
+                skb: e.skb(),
+                func: e.func(),
+                vec: e.vec(),
+                target_cpu: e.target_cpu(),
+                backlog_poll: e.is_backlog_poll(),
+            }
+        })
+        .collect()
+}
+
+fn steps(events: &[Event]) -> Vec<Step<'_>> {
+    events.iter().map(Step::from).collect()
+}
+
+/// In time order (ties: CPU, then the CPU's seq).
+fn sort(steps: &mut [Step]) {
+    steps.sort_unstable_by_key(|e| (e.ts, e.cpu, e.seq));
 }
 
 /// Pair each netif_receive_skb with the latest earlier netif_rx of the same skb.
 pub fn deliveries(events: &[Event]) -> Vec<Delivery> {
+    let mut s = steps(events);
+    sort(&mut s);
+    deliveries_of(&s)
+}
+
+/// `deliveries` over steps already in time order.
+pub fn deliveries_of(sorted: &[Step]) -> Vec<Delivery> {
     let mut last_rx: HashMap<u64, (u64, u32)> = HashMap::new();
     let mut out = Vec::new();
-    for e in sorted(events) {
-        match (e.event, e.skb) {
+    for e in sorted {
+        match (e.kind, e.skb) {
             (EventKind::NetifRx, Some(skb)) => {
-                last_rx.insert(skb, (e.ts_ns, e.cpu));
+                last_rx.insert(skb, (e.ts, e.cpu));
             }
             (EventKind::NetifReceiveSkb, Some(skb)) => {
                 if let Some((ts, cpu)) = last_rx.remove(&skb) {
-                    if e.ts_ns.saturating_sub(ts) <= MATCH_WINDOW_NS {
+                    if e.ts.saturating_sub(ts) <= MATCH_WINDOW_NS {
                         out.push(Delivery {
                             skb,
                             enqueue_cpu: cpu,
                             enqueue_ts: ts,
                             cpu: e.cpu,
-                            ts: e.ts_ns,
+                            ts: e.ts,
                             ctx: e.ctx,
-                            comm: e.comm.clone(),
-                            path: classify(cpu, e.cpu, e.ctx, &e.comm),
+                            comm: e.comm.to_string(),
+                            path: classify(cpu, e.cpu, e.ctx, e.comm),
                         });
                     }
                 }
@@ -101,6 +172,16 @@ pub fn deliveries(events: &[Event]) -> Vec<Delivery> {
         }
     }
     out
+}
+
+/// What `record` prints at the end, from the file's columns: deliveries per path and the
+/// number of complete RPS hops.
+pub fn summary_of_cols(c: &Cols) -> (BTreeMap<&'static str, u64>, usize) {
+    let mut s = steps_of_cols(c);
+    sort(&mut s);
+    let d = deliveries_of(&s);
+    let hops = rps_hops_of(&s, &d).len();
+    (path_counts(&d), hops)
 }
 
 pub fn path_counts(d: &[Delivery]) -> BTreeMap<&'static str, u64> {
@@ -125,11 +206,11 @@ pub struct RpsHop {
     pub backlog_poll: u64,
 }
 
-/// Times of `pred` events per CPU, sorted.
-fn times_by_cpu(ev: &[&Event], pred: impl Fn(&Event) -> bool) -> HashMap<u32, Vec<u64>> {
+/// Times of `pred` steps per CPU, sorted.
+fn times_by_cpu(ev: &[Step], pred: impl Fn(&Step) -> bool) -> HashMap<u32, Vec<u64>> {
     let mut m: HashMap<u32, Vec<u64>> = HashMap::new();
     for e in ev.iter().filter(|e| pred(e)) {
-        m.entry(e.cpu).or_default().push(e.ts_ns);
+        m.entry(e.cpu).or_default().push(e.ts);
     }
     m
 }
@@ -151,25 +232,31 @@ fn first_in(v: Option<&Vec<u64>>, lo: u64, hi: u64) -> Option<u64> {
 /// Remote deliveries whose whole RPS hop is in the trace. Only the skb that started a
 /// backlog batch has its own IPI; later skbs of the batch ride along (model.md §11).
 pub fn rps_hops(events: &[Event]) -> Vec<RpsHop> {
-    let ev = sorted(events);
+    let mut s = steps(events);
+    sort(&mut s);
+    let d = deliveries_of(&s);
+    rps_hops_of(&s, &d)
+}
+
+/// `rps_hops` over steps in time order and their deliveries.
+pub fn rps_hops_of(ev: &[Step], deliveries: &[Delivery]) -> Vec<RpsHop> {
+    let rps = |e: &Step| e.func == Some(RPS_IPI_FUNC);
     // csd_queue_cpu(rps) per (sender cpu, target cpu).
     let mut queued: HashMap<(u32, i32), Vec<u64>> = HashMap::new();
-    for e in &ev {
-        if e.event == EventKind::CsdQueueCpu && e.func.as_deref() == Some(RPS_IPI_FUNC) {
+    for e in ev {
+        if e.kind == EventKind::CsdQueueCpu && rps(e) {
             if let Some(t) = e.target_cpu {
-                queued.entry((e.cpu, t)).or_default().push(e.ts_ns);
+                queued.entry((e.cpu, t)).or_default().push(e.ts);
             }
         }
     }
-    let entries = times_by_cpu(&ev, |e| {
-        e.event == EventKind::CsdFunctionEntry && e.func.as_deref() == Some(RPS_IPI_FUNC)
+    let entries = times_by_cpu(ev, |e| e.kind == EventKind::CsdFunctionEntry && rps(e));
+    let netrx = times_by_cpu(ev, |e| {
+        e.kind == EventKind::SoftirqEntry && e.vec == Some(NET_RX)
     });
-    let netrx = times_by_cpu(&ev, |e| {
-        e.event == EventKind::SoftirqEntry && e.vec == Some(NET_RX)
-    });
-    let polls = times_by_cpu(&ev, |e| e.is_backlog_poll());
+    let polls = times_by_cpu(ev, |e| e.backlog_poll);
     let mut hops = Vec::new();
-    for d in deliveries(events) {
+    for d in deliveries {
         if d.enqueue_cpu == d.cpu {
             continue;
         }
@@ -207,6 +294,24 @@ pub fn rps_hops(events: &[Event]) -> Vec<RpsHop> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_column_path_counts_what_the_event_path_counts() {
+        use crate::model::sim::{simulate, SimOpts, Workload};
+        for mode in [crate::mode::Mode::B, crate::mode::Mode::C] {
+            let mut o = SimOpts::new(mode, 4, Workload::Mixed);
+            o.packets = 400;
+            let events = simulate(&o).events;
+            let d = deliveries(&events);
+            let (paths, hops) = summary_of_cols(&Cols::from_events(&events));
+            assert_eq!(paths, path_counts(&d));
+            assert_eq!(hops, rps_hops(&events).len());
+            assert!(paths.values().sum::<u64>() > 300, "{paths:?}");
+            if mode == crate::mode::Mode::B {
+                assert!(hops > 50, "{hops} hops");
+            }
+        }
+    }
 
     fn ev(ts: u64, cpu: u32, kind: EventKind, f: impl FnOnce(&mut Event)) -> Event {
         let mut e = Event::new(ts, cpu, ts, kind);
