@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::cols::{Cols, FastMap, E};
 use crate::{
-    event::{Ctx, EventKind},
+    event::{Ctx, EventKind, BACKLOG_DEV},
     paths::MATCH_WINDOW_NS,
     trace::TraceMeta,
 };
@@ -107,19 +107,25 @@ struct Groups {
 }
 
 impl Groups {
-    /// Rows grouped by `key` (each row's group), given each group's size.
+    /// Rows grouped by `key` (each row's group), given each group's size. Rows keyed
+    /// `counts.len()` belong to no group: they all land on one spare slot past the groups,
+    /// so placing a row stays one store without a branch.
     fn of_rows(counts: &[usize], key: impl Iterator<Item = usize>) -> Groups {
-        let mut start = Vec::with_capacity(counts.len() + 1);
+        let groups = counts.len();
+        let mut start = Vec::with_capacity(groups + 1);
         start.push(0);
         for n in counts {
             start.push(start[start.len() - 1] + n);
         }
-        let mut next = start[..counts.len()].to_vec();
-        let mut rows = vec![0u32; start[counts.len()]];
+        let total = start[groups];
+        let mut next = start.clone();
+        let step: Vec<usize> = (0..=groups).map(|g| (g < groups) as usize).collect();
+        let mut rows = vec![0u32; total + 1];
         for (i, g) in key.enumerate() {
             rows[next[g]] = i as u32;
-            next[g] += 1;
+            next[g] += step[g];
         }
+        rows.truncate(total);
         Groups { rows, start }
     }
 
@@ -130,6 +136,44 @@ impl Groups {
 
 /// Kind codes run 1..=ALL.len().
 const KINDS: usize = EventKind::ALL.len() + 1;
+
+/// Kinds the rules look up per CPU by time (`find`, `finder`). Only these are grouped by
+/// CPU: the rows of the other kinds (most of a trace) are placed in no per-CPU list.
+const FOUND_PER_CPU: [EventKind; 5] = [
+    EventKind::CsdFunctionEntry,
+    EventKind::CsdQueueCpu,
+    EventKind::NetifRxExit,
+    EventKind::SoftirqRaise,
+    EventKind::SchedSwitch,
+];
+
+/// Kinds the rules walk on every CPU in time order (`all`), and the index itself reads
+/// (cpuhp).
+const WALKED: [EventKind; 9] = [
+    EventKind::ProcessBacklog,
+    EventKind::EnqueueToBacklog,
+    EventKind::CsdQueueCpu,
+    EventKind::SchedWaking,
+    EventKind::RunBacklogNapi,
+    EventKind::SchedSwitch,
+    EventKind::NapiPoll,
+    EventKind::CpuhpEnter,
+    EventKind::CpuhpExit,
+];
+
+/// Per kind code: is it one of `kinds`?
+const fn kind_table(kinds: &[EventKind]) -> [bool; KINDS] {
+    let mut t = [false; KINDS];
+    let mut i = 0;
+    while i < kinds.len() {
+        t[kinds[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+const IS_FOUND: [bool; KINDS] = kind_table(&FOUND_PER_CPU);
+const IS_WALKED: [bool; KINDS] = kind_table(&WALKED);
 
 /// After a hotplug callback sequence ends, the model keeps the window open this long: the
 /// unparked backlog thread's first batch and, on a first onlining, the cross-CPU poll of
@@ -175,39 +219,65 @@ pub fn poll_class(e: E) -> Class {
     }
 }
 
-/// Dense slot of every row's CPU, and the CPUs by slot.
-fn cpu_slots(cpu: &[u32]) -> (Vec<u32>, FastMap<u32, usize>, Vec<u32>) {
-    let mut map: FastMap<u32, usize> = FastMap::default();
-    let mut cpus = Vec::new();
-    // CPU numbers are small: a table lookup per row; the map decides each CPU's slot once.
-    let mut table = vec![u32::MAX; 4096];
-    let slot = cpu
-        .iter()
-        .map(|&c| {
-            if let Some(s) = table.get(c as usize).filter(|s| **s != u32::MAX) {
-                return *s;
-            }
-            let s = *map.entry(c).or_insert_with(|| {
-                cpus.push(c);
-                cpus.len() - 1
-            }) as u32;
-            if let Some(t) = table.get_mut(c as usize) {
-                *t = s;
-            }
-            s
-        })
-        .collect();
-    (slot, map, cpus)
+/// What one pass over the rows learns before anything is sorted.
+struct Scan {
+    /// Every row's CPU slot (dense, in order of first appearance).
+    slot: Vec<u32>,
+    slots: FastMap<u32, usize>,
+    /// CPU by slot.
+    cpus: Vec<u32>,
+    /// Rows per (slot, kind code): `slot * KINDS + kind`.
+    counts: Vec<usize>,
+    /// The rows are already in (ts, cpu, seq) order.
+    sorted: bool,
 }
 
-/// The permutation that sorts rows by (ts, cpu, seq, row), or None when they already are.
+/// Dense slot of every row's CPU, rows per (CPU, kind), and whether the rows are in time
+/// order: one pass, as each is a walk over whole columns.
+fn scan(c: &Cols) -> Scan {
+    let mut slots: FastMap<u32, usize> = FastMap::default();
+    let mut cpus = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
+    // CPU numbers are small: a table lookup per row; the map decides each CPU's slot once.
+    let mut table = vec![u32::MAX; 4096];
+    let mut sorted = true;
+    let mut prev = (0u64, 0u32, 0u64);
+    let mut slot = Vec::with_capacity(c.len());
+    for (i, &cpu) in c.cpu.iter().enumerate() {
+        let s = match table.get(cpu as usize).filter(|s| **s != u32::MAX) {
+            Some(s) => *s,
+            None => {
+                let s = *slots.entry(cpu).or_insert_with(|| {
+                    cpus.push(cpu);
+                    counts.resize(cpus.len() * KINDS, 0);
+                    cpus.len() - 1
+                }) as u32;
+                if let Some(t) = table.get_mut(cpu as usize) {
+                    *t = s;
+                }
+                s
+            }
+        };
+        slot.push(s);
+        counts[s as usize * KINDS + c.kind[i] as usize] += 1;
+        let key = (c.ts[i], cpu, c.seq[i]);
+        sorted &= prev <= key;
+        prev = key;
+    }
+    Scan {
+        slot,
+        slots,
+        cpus,
+        counts,
+        sorted,
+    }
+}
+
+/// The permutation that sorts rows (not yet in order) by (ts, cpu, seq, row).
 /// A recording is in time order per CPU, so that case is a merge of the CPUs' runs.
-fn time_order(c: &Cols, slot: &[u32], nslots: usize) -> Option<Vec<u32>> {
+fn time_order(c: &Cols, slot: &[u32], nslots: usize) -> Vec<u32> {
     let key = |i: usize| (c.ts[i], c.cpu[i], c.seq[i]);
     let n = c.len();
-    if (1..n).all(|i| key(i - 1) <= key(i)) {
-        return None;
-    }
     let mut runs: Vec<Vec<u32>> = vec![Vec::new(); nslots];
     for (i, s) in slot.iter().enumerate() {
         runs[*s as usize].push(i as u32);
@@ -219,7 +289,7 @@ fn time_order(c: &Cols, slot: &[u32], nslots: usize) -> Option<Vec<u32>> {
     if !sorted_runs {
         let mut order: Vec<u32> = (0..n as u32).collect();
         order.sort_unstable_by_key(|i| (key(*i as usize), *i));
-        return Some(order);
+        return order;
     }
     // k-way merge; a run's rows all have the same cpu, so ties in (ts, cpu, seq) only occur
     // inside a run, where row order decides.
@@ -252,38 +322,55 @@ fn time_order(c: &Cols, slot: &[u32], nslots: usize) -> Option<Vec<u32>> {
         }
         pos[s] = p;
     }
-    Some(order)
+    order
 }
 
 impl Index {
     pub fn build(cols: Cols, meta: &TraceMeta) -> Index {
-        let (slot, slots, slot_cpu) = cpu_slots(&cols.cpu);
+        let Scan {
+            slot,
+            slots,
+            cpus: slot_cpu,
+            counts,
+            sorted,
+        } = scan(&cols);
         let nslots = slot_cpu.len();
-        let (c, slot) = match time_order(&cols, &slot, nslots) {
-            None => (cols, slot),
-            Some(order) => {
-                let slot = order.iter().map(|i| slot[*i as usize]).collect();
-                (cols.permute(&order), slot)
-            }
+        let (c, slot) = if sorted {
+            (cols, slot)
+        } else {
+            let order = time_order(&cols, &slot, nslots);
+            let slot = order.iter().map(|i| slot[*i as usize]).collect();
+            (cols.permute(&order), slot)
         };
         let n = c.len();
         let t_end = c.ts.last().copied().unwrap_or(0);
-        // Counted first, so each list is allocated once at its size.
-        let mut counts = vec![0usize; nslots * KINDS];
-        for (k, s) in c.kind.iter().zip(&slot) {
-            counts[*s as usize * KINDS + *k as usize] += 1;
-        }
+        // Per (slot, kind): its list in `by_kind`, or the spare slot for kinds no rule
+        // finds per CPU. The same for `kind_all`, per kind.
+        let (found, walked) = (IS_FOUND, IS_WALKED);
+        let groups = nslots * KINDS;
+        let by_kind_of: Vec<usize> = (0..groups)
+            .map(|g| if found[g % KINDS] { g } else { groups })
+            .collect();
+        let by_kind_counts: Vec<usize> = (0..groups)
+            .map(|g| if found[g % KINDS] { counts[g] } else { 0 })
+            .collect();
         let by_kind = Groups::of_rows(
-            &counts,
+            &by_kind_counts,
             c.kind
                 .iter()
                 .zip(&slot)
-                .map(|(k, s)| *s as usize * KINDS + *k as usize),
+                .map(|(k, s)| by_kind_of[*s as usize * KINDS + *k as usize]),
         );
         let kind_counts: Vec<usize> = (0..KINDS)
-            .map(|k| (0..nslots).map(|s| counts[s * KINDS + k]).sum())
+            .map(|k| (0..nslots).map(|s| counts[s * KINDS + k]).sum::<usize>() * walked[k] as usize)
             .collect();
-        let kind_all = Groups::of_rows(&kind_counts, c.kind.iter().map(|k| *k as usize));
+        let kind_all_of: Vec<usize> = (0..KINDS)
+            .map(|k| if walked[k] { k } else { KINDS })
+            .collect();
+        let kind_all = Groups::of_rows(
+            &kind_counts,
+            c.kind.iter().map(|k| kind_all_of[*k as usize]),
+        );
         let lost = lost_windows(&c, &slot, &slot_cpu, meta);
         let cpuhp: Vec<u32> = kind_all
             .get(EventKind::CpuhpEnter as usize)
@@ -300,12 +387,18 @@ impl Index {
             .and_then(|f| serde_json::from_str::<Vec<u32>>(f).ok());
 
         // Sized from the kind counts: no regrowth (each one a copy and fresh pages).
-        let kind_count = |k: EventKind| kind_all.get(k as usize).len();
+        let kind_count =
+            |k: EventKind| -> usize { (0..nslots).map(|s| counts[s * KINDS + k as usize]).sum() };
         let mut deliveries = Vec::with_capacity(kind_count(EventKind::NetifReceiveSkb));
         let mut polls: Vec<Poll> = Vec::with_capacity(kind_count(EventKind::NapiPoll));
         let mut last_rx: FastMap<u64, usize> = FastMap::default();
         // Per slot: the first delivery since the slot's last NAPI poll.
         let mut pending: Vec<Option<usize>> = vec![None; nslots];
+        let mut thread_wakings: HashMap<u32, Vec<u64>> = HashMap::new();
+        let mut thread_awake: HashMap<u32, Vec<(u64, bool)>> = HashMap::new();
+        // Interned strings are unique: the backlog's device and "S" compare by id.
+        let backlog_dev = c.strs.lookup(BACKLOG_DEV);
+        let sleeping = c.strs.lookup("S");
         for i in 0..n {
             let e = c.row(i);
             match c.kind[i] {
@@ -336,7 +429,7 @@ impl Index {
                 }
                 EventKind::NapiPoll => {
                     let first_delivery = pending[slot[i] as usize].take();
-                    if e.is_backlog_poll() {
+                    if backlog_dev.is_some() && c.dev.get(i) == backlog_dev {
                         polls.push(Poll {
                             ev: i,
                             cpu: e.cpu(),
@@ -346,6 +439,24 @@ impl Index {
                             class: poll_class(e),
                             first_delivery,
                         });
+                    }
+                }
+                EventKind::SchedWaking => {
+                    if let Some(t) = e.target_thread() {
+                        thread_wakings.entry(t).or_default().push(e.ts_ns());
+                        thread_awake.entry(t).or_default().push((e.ts_ns(), true));
+                    }
+                }
+                EventKind::SchedSwitch => {
+                    if let Some(t) = e.comm_thread() {
+                        let asleep = sleeping.is_some() && c.prev_state.get(i) == sleeping;
+                        thread_awake
+                            .entry(t)
+                            .or_default()
+                            .push((e.ts_ns(), !asleep));
+                    }
+                    if let Some(t) = e.target_thread() {
+                        thread_awake.entry(t).or_default().push((e.ts_ns(), true));
                     }
                 }
                 _ => {}
@@ -385,29 +496,6 @@ impl Index {
             if p.work < p.budget {
                 b.complete = true;
                 open[s] = None;
-            }
-        }
-        let mut thread_wakings: HashMap<u32, Vec<u64>> = HashMap::new();
-        let mut thread_awake: HashMap<u32, Vec<(u64, bool)>> = HashMap::new();
-        for i in 0..n {
-            let e = c.row(i);
-            match c.kind[i] {
-                EventKind::SchedWaking => {
-                    if let Some(t) = e.target_thread() {
-                        thread_wakings.entry(t).or_default().push(e.ts_ns());
-                        thread_awake.entry(t).or_default().push((e.ts_ns(), true));
-                    }
-                }
-                EventKind::SchedSwitch => {
-                    if let Some(t) = e.comm_thread() {
-                        let awake = e.prev_state() != Some("S");
-                        thread_awake.entry(t).or_default().push((e.ts_ns(), awake));
-                    }
-                    if let Some(t) = e.target_thread() {
-                        thread_awake.entry(t).or_default().push((e.ts_ns(), true));
-                    }
-                }
-                _ => {}
             }
         }
         let mut polls_by_cpu: HashMap<u32, Vec<usize>> = HashMap::new();
@@ -466,6 +554,7 @@ impl Index {
         t0: u64,
         t1: u64,
     ) -> impl Iterator<Item = E<'_>> + '_ {
+        assert!(IS_FOUND[kind as usize], "{kind:?} is not indexed per CPU");
         let v = self
             .slots
             .get(&cpu)
@@ -481,6 +570,7 @@ impl Index {
     /// `find` for queries of one kind whose times mostly grow, as a rule's walk over
     /// batches makes them.
     pub fn finder(&self, kind: EventKind) -> Finder<'_> {
+        assert!(IS_FOUND[kind as usize], "{kind:?} is not indexed per CPU");
         Finder {
             ix: self,
             kind,
@@ -490,6 +580,10 @@ impl Index {
 
     /// Events of `kind` on every CPU, in time order.
     pub fn all(&self, kind: EventKind) -> impl Iterator<Item = E<'_>> + '_ {
+        assert!(
+            IS_WALKED[kind as usize],
+            "{kind:?} is not indexed across CPUs"
+        );
         self.kind_all
             .get(kind as usize)
             .iter()
@@ -731,7 +825,11 @@ mod tests {
             .map(|&(ts, cpu, seq)| Event::new(ts, cpu, seq, EventKind::NetifRx))
             .collect();
         let c = Cols::from_events(&events);
-        let (slot, _, slot_cpu) = cpu_slots(&c.cpu);
+        let Scan {
+            slot,
+            cpus: slot_cpu,
+            ..
+        } = scan(&c);
         let mut meta = TraceMeta::default();
         meta.set("lost_per_cpu", "[0,5]");
         let w = lost_windows(&c, &slot, &slot_cpu, &meta);
@@ -739,5 +837,38 @@ mod tests {
         // Sorted by seq: 2 (ts 25), 3 (ts 15): 2 lost before; the counters say 5, so the
         // rest were lost after the last event by seq.
         assert_eq!(w[&1], vec![(0, 25), (15, u64::MAX)]);
+    }
+
+    #[test]
+    fn scan_counts_rows_per_cpu_and_kind_and_sees_time_order() {
+        let ev = |ts, cpu, seq, kind| Event::new(ts, cpu, seq, kind);
+        let mut events = vec![
+            ev(10, 7, 0, EventKind::NetifRx),
+            ev(10, 9, 0, EventKind::NapiPoll),
+            ev(11, 7, 1, EventKind::NapiPoll),
+            ev(11, 7, 2, EventKind::NapiPoll),
+        ];
+        let s = scan(&Cols::from_events(&events));
+        assert!(s.sorted);
+        assert_eq!(s.cpus, [7, 9]);
+        assert_eq!(s.slot, [0, 1, 0, 0]);
+        assert_eq!(s.counts[EventKind::NapiPoll as usize], 2);
+        assert_eq!(s.counts[EventKind::NetifRx as usize], 1);
+        assert_eq!(s.counts[KINDS + EventKind::NapiPoll as usize], 1);
+        // Equal times: CPU then seq decide.
+        events.swap(2, 3);
+        assert!(!scan(&Cols::from_events(&events)).sorted);
+        events.swap(2, 3);
+        events.swap(0, 1);
+        assert!(!scan(&Cols::from_events(&events)).sorted);
+    }
+
+    #[test]
+    fn groups_leave_unwanted_rows_out() {
+        // Keys 0 and 1 are groups; key 2 is the spare slot.
+        let g = Groups::of_rows(&[2, 1], [2, 0, 2, 1, 0, 2].into_iter());
+        assert_eq!(g.get(0), [1, 4]);
+        assert_eq!(g.get(1), [3]);
+        assert_eq!(g.rows.len(), 3);
     }
 }
