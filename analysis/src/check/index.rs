@@ -56,7 +56,9 @@ pub struct Poll {
 #[derive(Clone, Debug)]
 pub struct Batch {
     pub cpu: u32,
-    pub polls: Vec<usize>,
+    /// Its polls: a CPU's batches are consecutive polls of that CPU, so this is a range of
+    /// `Index::cpu_polls` (see `Index::batch_polls`), not a vector per batch.
+    pub polls: std::ops::Range<usize>,
     pub complete: bool,
     pub class: Class,
     /// The first delivery of the batch: FIFO makes its enqueue the batch's initiator.
@@ -83,8 +85,8 @@ pub struct Index {
     pub thread_wakings: HashMap<u32, Vec<u64>>,
     /// Per CPU T: backlog_napi/T awake (true) / asleep (false) transitions, in time order.
     pub thread_awake: HashMap<u32, Vec<(u64, bool)>>,
-    /// Per CPU: backlog polls (indices into `polls`), in time order.
-    pub polls_by_cpu: HashMap<u32, Vec<usize>>,
+    /// Per CPU slot: backlog polls (indices into `polls`), in time order.
+    cpu_polls: Groups,
     /// Events the kernel skipped (eBPF recursion guard) by event name; "ctx" = trackers.
     pub missed: HashMap<String, u64>,
     /// CPU → dense slot.
@@ -463,19 +465,24 @@ impl Index {
             }
         }
 
+        let mut polls_per_slot = vec![0usize; nslots];
+        for p in &polls {
+            polls_per_slot[slot[p.ev] as usize] += 1;
+        }
+        let cpu_polls = Groups::of_rows(&polls_per_slot, polls.iter().map(|p| slot[p.ev] as usize));
         let mut batches: Vec<Batch> = Vec::with_capacity(polls.len());
         let mut open: Vec<Option<usize>> = vec![None; nslots];
-        let mut seen_cpu = vec![false; nslots];
-        for (pi, p) in polls.iter().enumerate() {
+        // Per slot: where its next poll sits in `cpu_polls`.
+        let mut at: Vec<usize> = cpu_polls.start[..nslots].to_vec();
+        for p in &polls {
             let s = slot[p.ev] as usize;
             let bi = match open[s] {
                 Some(b) => b,
                 None => {
-                    let first = !seen_cpu[s];
-                    seen_cpu[s] = true;
+                    let first = at[s] == cpu_polls.start[s];
                     batches.push(Batch {
                         cpu: p.cpu,
-                        polls: Vec::new(),
+                        polls: at[s]..at[s],
                         complete: false,
                         class: p.class,
                         init: None,
@@ -486,7 +493,8 @@ impl Index {
                 }
             };
             let b = &mut batches[bi];
-            b.polls.push(pi);
+            at[s] += 1;
+            b.polls.end = at[s];
             if b.class != p.class {
                 b.class = Class::Mixed;
             }
@@ -498,10 +506,6 @@ impl Index {
                 open[s] = None;
             }
         }
-        let mut polls_by_cpu: HashMap<u32, Vec<usize>> = HashMap::new();
-        for (i, p) in polls.iter().enumerate() {
-            polls_by_cpu.entry(p.cpu).or_default().push(i);
-        }
         let missed = meta
             .get("missed_by_event")
             .and_then(|m| serde_json::from_str(m).ok())
@@ -510,7 +514,7 @@ impl Index {
             c,
             thread_wakings,
             thread_awake,
-            polls_by_cpu,
+            cpu_polls,
             missed,
             deliveries,
             polls,
@@ -638,15 +642,19 @@ impl Index {
     /// Backlog polls on `cpu` with ts in [t0, t1].
     pub fn polls_in(&self, cpu: u32, t0: u64, t1: u64) -> impl Iterator<Item = &Poll> + '_ {
         let v = self
-            .polls_by_cpu
+            .slots
             .get(&cpu)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let i = v.partition_point(|p| self.polls[*p].ts < t0);
+            .map_or(&[][..], |s| self.cpu_polls.get(*s));
+        let i = v.partition_point(|p| self.polls[*p as usize].ts < t0);
         v[i..]
             .iter()
-            .map(|p| &self.polls[*p])
+            .map(|p| &self.polls[*p as usize])
             .take_while(move |p| p.ts <= t1)
+    }
+
+    /// A batch's polls (indices into `polls`), in time order.
+    pub fn batch_polls(&self, b: &Batch) -> &[u32] {
+        &self.cpu_polls.rows[b.polls.clone()]
     }
 
     /// Some events of this kind may be missing without a seq gap (recursion guard).
@@ -664,11 +672,14 @@ impl Index {
     }
 
     pub fn first_poll_ts(&self, b: &Batch) -> u64 {
-        self.polls[b.polls[0]].ts
+        self.polls[self.batch_polls(b)[0] as usize].ts
     }
 
     pub fn work(&self, b: &Batch) -> i64 {
-        b.polls.iter().map(|p| self.polls[*p].work as i64).sum()
+        self.batch_polls(b)
+            .iter()
+            .map(|p| self.polls[*p as usize].work as i64)
+            .sum()
     }
 }
 

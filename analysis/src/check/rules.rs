@@ -91,8 +91,8 @@ impl<'b> Ctx<'b> {
             v.push(describe(self.ix.ev(d.enq)));
             v.push(describe(self.ix.ev(d.rcv)));
         }
-        for p in b.polls.iter().take(3) {
-            v.push(describe(self.ix.ev(self.ix.polls[*p].ev)));
+        for p in self.ix.batch_polls(b).iter().take(3) {
+            v.push(describe(self.ix.ev(self.ix.polls[*p as usize].ev)));
         }
         v
     }
@@ -232,7 +232,7 @@ fn g3(c: &Ctx) -> RuleResult {
         } else if c.ix.blind(
             b.cpu,
             c.ix.first_poll_ts(b),
-            c.ix.polls[*b.polls.last().unwrap()].ts,
+            c.ix.polls[*c.ix.batch_polls(b).last().unwrap() as usize].ts,
         ) {
             r.unsure();
         } else {

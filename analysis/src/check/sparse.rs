@@ -16,11 +16,14 @@ pub struct Sparse<T> {
 }
 
 impl<T: Copy> Sparse<T> {
+    /// Room for `rows` rows, all of which may have a value. The values' room is address
+    /// space, not memory, until written: growing instead would copy each value about
+    /// twice, into fresh pages each time.
     pub fn with_capacity(rows: usize) -> Sparse<T> {
         Sparse {
             bits: Vec::with_capacity(rows.div_ceil(64)),
             rank: Vec::with_capacity(rows.div_ceil(64)),
-            vals: Vec::new(),
+            vals: Vec::with_capacity(rows),
             len: 0,
         }
     }
