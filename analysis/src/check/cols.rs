@@ -285,10 +285,22 @@ impl<'a> E<'a> {
     pub fn func(self) -> Option<&'a str> {
         self.s(self.c.func.get(self.i))
     }
-    /// The function's interned id (rules compare ids, not text).
+    // Interned ids: the rules compare these, not text (one id per distinct string).
     #[inline]
     pub fn func_sym(self) -> Option<Sym> {
         self.c.func.get(self.i)
+    }
+    #[inline]
+    pub fn comm_sym(self) -> Sym {
+        self.c.comm[self.i]
+    }
+    #[inline]
+    pub fn target_comm_sym(self) -> Option<Sym> {
+        self.c.target_comm.get(self.i)
+    }
+    #[inline]
+    pub fn prev_state_sym(self) -> Option<Sym> {
+        self.c.prev_state.get(self.i)
     }
     /// `backlog_napi/N` is the current task: N.
     #[inline]

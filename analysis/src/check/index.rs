@@ -74,7 +74,7 @@ pub struct Index {
     pub polls: Vec<Poll>,
     pub batches: Vec<Batch>,
     /// Per CPU: (from, to) time windows that lost events.
-    pub lost: HashMap<u32, Vec<(u64, u64)>>,
+    pub lost: FastMap<u32, Vec<(u64, u64)>>,
     /// CPUs whose events are in the trace (all, unless recorded with -C).
     pub observed: Option<Vec<u32>>,
     /// CPU hotplug operations: (cpu, from, to). model.md §8.2 leaves much unspecified
@@ -82,13 +82,15 @@ pub struct Index {
     /// as blind inside them: INCONCLUSIVE, never FAIL.
     pub hotplug: Vec<(u32, u64, u64)>,
     /// Per CPU T: times of sched_waking events whose target is backlog_napi/T.
-    pub thread_wakings: HashMap<u32, Vec<u64>>,
+    pub thread_wakings: FastMap<u32, Vec<u64>>,
     /// Per CPU T: backlog_napi/T awake (true) / asleep (false) transitions, in time order.
-    pub thread_awake: HashMap<u32, Vec<(u64, bool)>>,
+    pub thread_awake: FastMap<u32, Vec<(u64, bool)>>,
     /// Per CPU slot: backlog polls (indices into `polls`), in time order.
     cpu_polls: Groups,
     /// Events the kernel skipped (eBPF recursion guard) by event name; "ctx" = trackers.
     pub missed: HashMap<String, u64>,
+    /// `missed` per kind code, looked up per batch by the rules.
+    missed_kind: [bool; KINDS],
     /// CPU → dense slot.
     slots: FastMap<u32, usize>,
     /// Per (slot, kind code): event indices in time order.
@@ -396,8 +398,8 @@ impl Index {
         let mut last_rx: FastMap<u64, usize> = FastMap::default();
         // Per slot: the first delivery since the slot's last NAPI poll.
         let mut pending: Vec<Option<usize>> = vec![None; nslots];
-        let mut thread_wakings: HashMap<u32, Vec<u64>> = HashMap::new();
-        let mut thread_awake: HashMap<u32, Vec<(u64, bool)>> = HashMap::new();
+        let mut thread_wakings: FastMap<u32, Vec<u64>> = FastMap::default();
+        let mut thread_awake: FastMap<u32, Vec<(u64, bool)>> = FastMap::default();
         // Interned strings are unique: the backlog's device and "S" compare by id.
         let backlog_dev = c.strs.lookup(BACKLOG_DEV);
         let sleeping = c.strs.lookup("S");
@@ -506,12 +508,20 @@ impl Index {
                 open[s] = None;
             }
         }
-        let missed = meta
+        let missed: HashMap<String, u64> = meta
             .get("missed_by_event")
             .and_then(|m| serde_json::from_str(m).ok())
             .unwrap_or_default();
+        let missed_kind: [bool; KINDS] = std::array::from_fn(|k| {
+            EventKind::ALL
+                .iter()
+                .find(|e| **e as usize == k)
+                .and_then(|e| missed.get(e.name()))
+                .is_some_and(|n| *n > 0)
+        });
         Index {
             c,
+            missed_kind,
             thread_wakings,
             thread_awake,
             cpu_polls,
@@ -659,7 +669,7 @@ impl Index {
 
     /// Some events of this kind may be missing without a seq gap (recursion guard).
     pub fn missed(&self, kind: EventKind) -> bool {
-        self.missed.get(kind.name()).is_some_and(|n| *n > 0)
+        self.missed_kind[kind as usize]
     }
 
     /// Context labels may be wrong somewhere (a context tracker was skipped).
@@ -746,7 +756,7 @@ fn lost_windows(
     slot: &[u32],
     slot_cpu: &[u32],
     meta: &TraceMeta,
-) -> HashMap<u32, Vec<(u64, u64)>> {
+) -> FastMap<u32, Vec<(u64, u64)>> {
     let nslots = slot_cpu.len();
     let mut windows: Vec<Vec<(u64, u64)>> = vec![Vec::new(); nslots];
     let mut gaps = vec![0u64; nslots];
@@ -772,7 +782,7 @@ fn lost_windows(
         prev[s] = Some((seq, ts));
     }
     let lost_meta = meta.lost_per_cpu();
-    let mut out: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
+    let mut out: FastMap<u32, Vec<(u64, u64)>> = FastMap::default();
     for (s, &cpu) in slot_cpu.iter().enumerate() {
         let (mut w, mut g, mut last_ts) = (
             std::mem::take(&mut windows[s]),

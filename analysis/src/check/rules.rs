@@ -2,7 +2,7 @@
 //! inconclusive, and explains every failure with what the model expected instead.
 
 use super::{
-    cols::{FastMap, E},
+    cols::{FastMap, Sym, E},
     describe,
     index::{Batch, Class, Finder, Index},
     Divergence, RuleResult,
@@ -27,6 +27,8 @@ pub struct Ctx<'b> {
     /// The IPI's arrival comes from a kprobe on a kernel that does not count kprobe
     /// recursion misses (< 6.7): a missing arrival may be a silent miss.
     pub entry_misses_uncounted: bool,
+    /// The interned `RPS_IPI_FUNC`, if the trace has it.
+    rps_sym: Option<Sym>,
 }
 
 impl<'b> Ctx<'b> {
@@ -69,6 +71,7 @@ impl<'b> Ctx<'b> {
             csd_queue_traced,
             csd_entry_traced,
             entry_misses_uncounted: via_kprobe && old,
+            rps_sym: ix.c.strs.lookup(RPS_IPI_FUNC),
         }
     }
 
@@ -116,8 +119,10 @@ impl<'b> Ctx<'b> {
             .filter_map(|b| self.init(b).map(|d| (b, d)))
     }
 
-    fn is_rps(func: Option<&str>) -> bool {
-        func == Some(RPS_IPI_FUNC)
+    /// Is the event's function the RPS IPI's? Compared by interned id: the rules ask
+    /// this of every csd event they walk.
+    fn is_rps(&self, e: E) -> bool {
+        self.rps_sym.is_some() && e.func_sym() == self.rps_sym
     }
 }
 
@@ -418,7 +423,7 @@ fn g7(c: &Ctx) -> RuleResult {
         let explained = c.init(b).is_some()
             || ipis
                 .find(b.cpu, t.saturating_sub(1_000_000_000), t)
-                .any(|e| Ctx::is_rps(e.func()))
+                .any(|e| c.is_rps(e))
             || c.ix.thread_woken(b.cpu, t.saturating_sub(1_000_000_000), t);
         if explained {
             r.pass();
@@ -518,7 +523,7 @@ fn a3(c: &Ctx) -> RuleResult {
         let mut queued_on = |cpu: u32| {
             queues
                 .find(cpu, d.t_enq, t1)
-                .any(|e| Ctx::is_rps(e.func()) && e.target_cpu() == Some(b.cpu as i32))
+                .any(|e| c.is_rps(e) && e.target_cpu() == Some(b.cpu as i32))
         };
         let queued = !c.csd_queue_traced
             || queued_on(d.from)
@@ -527,9 +532,7 @@ fn a3(c: &Ctx) -> RuleResult {
                 .iter()
                 .copied()
                 .any(|cpu| cpu != d.from && queued_on(cpu));
-        let entered = entries
-            .find(b.cpu, d.t_enq, t1)
-            .any(|e| Ctx::is_rps(e.func()));
+        let entered = entries.find(b.cpu, d.t_enq, t1).any(|e| c.is_rps(e));
         if queued && entered {
             r.pass();
         } else if c.ix.blind(d.from, d.t_enq, t1)
@@ -580,7 +583,7 @@ fn a4(c: &Ctx) -> RuleResult {
     for &cpu in c.ix.cpus() {
         let ipis: Vec<u64> =
             c.ix.find(cpu, EventKind::CsdFunctionEntry, 0, u64::MAX)
-                .filter(|e| Ctx::is_rps(e.func()))
+                .filter(|e| c.is_rps(*e))
                 .map(|e| e.ts_ns())
                 .collect();
         // The IPIs come in time order, so two cursors into the CPU's polls (first poll
@@ -629,9 +632,7 @@ fn a5(c: &Ctx) -> RuleResult {
     let mut entries = c.ix.finder(EventKind::CsdFunctionEntry);
     for (b, d) in c.initiated().filter(|(b, d)| d.from == b.cpu) {
         let t1 = c.ix.first_poll_ts(b);
-        let ipi = entries
-            .find(b.cpu, d.t_enq, t1)
-            .find(|e| Ctx::is_rps(e.func()));
+        let ipi = entries.find(b.cpu, d.t_enq, t1).find(|e| c.is_rps(*e));
         match ipi {
             None => r.pass(),
             Some(_) if c.ix.blind(b.cpu, d.t_enq, t1) || c.initiator_unsure() => r.unsure(),
@@ -658,7 +659,7 @@ fn a6(c: &Ctx) -> RuleResult {
         "RPS IPIs are sent from NET_RX, a napi thread or hotplug",
     );
     for e in c.ix.all(EventKind::CsdQueueCpu) {
-        if !Ctx::is_rps(e.func()) {
+        if !c.is_rps(e) {
             continue;
         }
         if e.ctx() == ExecCtx::Softirq
@@ -868,7 +869,7 @@ fn c2(c: &Ctx) -> RuleResult {
         )
     }) {
         n += 1;
-        let bad = Ctx::is_rps(e.func())
+        let bad = c.is_rps(e)
             || (c.features.f6_defer_kick_backlog && e.func() == Some("trigger_rx_softirq"));
         if bad {
             r.fail(Divergence {
@@ -1068,17 +1069,24 @@ fn c7(c: &Ctx) -> RuleResult {
 
 fn c8(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("C-8", "a backlog-thread run polls its backlog");
+    // Names compare by interned id (one per sched_switch otherwise).
+    let sleeping = c.ix.c.strs.lookup("S");
     for &cpu in c.ix.cpus() {
         let name = backlog_thread_comm(cpu as usize);
+        let name_sym = c.ix.c.strs.lookup(&name);
         let mut run_start: Option<u64> = None;
         let mut first = true;
         // Runs come in time order: a cursor to the first poll at or after the run's start.
         let polls: Vec<&super::index::Poll> = c.ix.polls_in(cpu, 0, u64::MAX).collect();
         let mut from = 0;
         for e in c.ix.find(cpu, EventKind::SchedSwitch, 0, u64::MAX) {
-            if e.target_comm() == Some(name.as_str()) {
+            if name_sym.is_some() && e.target_comm_sym() == name_sym {
                 run_start.get_or_insert(e.ts_ns());
-            } else if e.comm() == name && e.prev_state() == Some("S") {
+            } else if name_sym.is_some()
+                && Some(e.comm_sym()) == name_sym
+                && sleeping.is_some()
+                && e.prev_state_sym() == sleeping
+            {
                 let Some(t0) = run_start.take() else {
                     first = false;
                     continue;
