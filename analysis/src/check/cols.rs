@@ -180,16 +180,20 @@ impl Cols {
         c
     }
 
-    /// The rows in `order` (a permutation of the rows), strings kept.
+    /// The rows in `order` (a permutation of the rows), strings kept. Column by column,
+    /// each old one freed once gathered: the peak is one column over the trace, not two
+    /// copies of it (a DuckDB-written trace comes out of time order).
     pub fn permute(self, order: &[u32]) -> Cols {
+        fn gather<T: Copy>(v: Vec<T>, order: &[u32]) -> Vec<T> {
+            order.iter().map(|i| v[*i as usize]).collect()
+        }
         macro_rules! gather {
-            ($c:ident; $($d:ident)*; $($s:ident)*) => {
-                Cols {
-                    $($d: order.iter().map(|i| $c.$d[*i as usize]).collect(),)*
-                    $($s: $c.$s.permute(order),)*
-                    strs: $c.strs,
-                }
-            };
+            ($c:ident; $($d:ident)*; $($s:ident)*) => {{
+                let Cols { $($d,)* $($s,)* strs } = $c;
+                $(let $d = gather($d, order);)*
+                $(let $s = $s.permute(order);)*
+                Cols { $($d,)* $($s,)* strs }
+            }};
         }
         let c = self;
         each_col!(gather, c)

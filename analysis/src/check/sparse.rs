@@ -118,8 +118,8 @@ impl<T: Copy> Sparse<T> {
         present == self.vals.len()
     }
 
-    /// The rows in `order` (indices into this column).
-    pub fn permute(&self, order: &[u32]) -> Sparse<T> {
+    /// The rows in `order` (indices into this column); this one is freed after.
+    pub fn permute(self, order: &[u32]) -> Sparse<T> {
         let mut out = Sparse::with_capacity(order.len());
         out.vals.reserve(self.vals.len());
         for &i in order {
