@@ -58,6 +58,7 @@ impl Strings {
 pub struct Cols {
     pub ts: Vec<u64>,
     pub cpu: Vec<u32>,
+    /// Read only by `Index::build` (order, loss windows), which then empties it.
     pub seq: Vec<u64>,
     pub kind: Vec<EventKind>,
     pub ctx: Vec<Ctx>,
@@ -229,10 +230,6 @@ impl<'a> E<'a> {
     #[inline]
     pub fn cpu(self) -> u32 {
         self.c.cpu[self.i]
-    }
-    #[inline]
-    pub fn seq(self) -> u64 {
-        self.c.seq[self.i]
     }
     #[inline]
     pub fn event(self) -> EventKind {

@@ -92,7 +92,7 @@ pub struct Index {
     /// `missed` per kind code, looked up per batch by the rules.
     missed_kind: [bool; KINDS],
     /// CPU → dense slot.
-    slots: FastMap<u32, usize>,
+    slots: CpuSlots,
     /// Per (slot, kind code): event indices in time order.
     by_kind: Groups,
     /// Per kind code: event indices in time order.
@@ -223,11 +223,49 @@ pub fn poll_class(e: E) -> Class {
     }
 }
 
+/// CPU → dense slot (in order of first appearance): a table for the usual small CPU
+/// numbers, a map for the rest. Looked up per row instead of keeping a slot per row
+/// (4 bytes a row of fresh memory).
+#[derive(Default)]
+struct CpuSlots {
+    table: Vec<u32>,
+    map: FastMap<u32, usize>,
+}
+
+impl CpuSlots {
+    /// CPUs below this are looked up in the table.
+    const TABLE: usize = 4096;
+
+    #[inline]
+    fn get(&self, cpu: u32) -> Option<usize> {
+        match self.table.get(cpu as usize) {
+            Some(&s) => (s != u32::MAX).then_some(s as usize),
+            None => self.map.get(&cpu).copied(),
+        }
+    }
+
+    /// The slot of a CPU that has rows (all of them got one in `scan`).
+    #[inline]
+    fn of(&self, cpu: u32) -> usize {
+        self.get(cpu).unwrap_or(0)
+    }
+
+    fn insert(&mut self, cpu: u32, slot: usize) {
+        if self.table.is_empty() {
+            self.table = vec![u32::MAX; Self::TABLE];
+        }
+        match self.table.get_mut(cpu as usize) {
+            Some(t) => *t = slot as u32,
+            None => {
+                self.map.insert(cpu, slot);
+            }
+        }
+    }
+}
+
 /// What one pass over the rows learns before anything is sorted.
 struct Scan {
-    /// Every row's CPU slot (dense, in order of first appearance).
-    slot: Vec<u32>,
-    slots: FastMap<u32, usize>,
+    slots: CpuSlots,
     /// CPU by slot.
     cpus: Vec<u32>,
     /// Rows per (slot, kind code): `slot * KINDS + kind`.
@@ -236,40 +274,30 @@ struct Scan {
     sorted: bool,
 }
 
-/// Dense slot of every row's CPU, rows per (CPU, kind), and whether the rows are in time
-/// order: one pass, as each is a walk over whole columns.
+/// Every CPU's slot, rows per (CPU, kind), and whether the rows are in time order: one
+/// pass, as each is a walk over whole columns.
 fn scan(c: &Cols) -> Scan {
-    let mut slots: FastMap<u32, usize> = FastMap::default();
+    let mut slots = CpuSlots::default();
     let mut cpus = Vec::new();
     let mut counts: Vec<usize> = Vec::new();
-    // CPU numbers are small: a table lookup per row; the map decides each CPU's slot once.
-    let mut table = vec![u32::MAX; 4096];
     let mut sorted = true;
     let mut prev = (0u64, 0u32, 0u64);
-    let mut slot = Vec::with_capacity(c.len());
     for (i, &cpu) in c.cpu.iter().enumerate() {
-        let s = match table.get(cpu as usize).filter(|s| **s != u32::MAX) {
-            Some(s) => *s,
+        let s = match slots.get(cpu) {
+            Some(s) => s,
             None => {
-                let s = *slots.entry(cpu).or_insert_with(|| {
-                    cpus.push(cpu);
-                    counts.resize(cpus.len() * KINDS, 0);
-                    cpus.len() - 1
-                }) as u32;
-                if let Some(t) = table.get_mut(cpu as usize) {
-                    *t = s;
-                }
-                s
+                cpus.push(cpu);
+                counts.resize(cpus.len() * KINDS, 0);
+                slots.insert(cpu, cpus.len() - 1);
+                cpus.len() - 1
             }
         };
-        slot.push(s);
-        counts[s as usize * KINDS + c.kind[i] as usize] += 1;
+        counts[s * KINDS + c.kind[i] as usize] += 1;
         let key = (c.ts[i], cpu, c.seq[i]);
         sorted &= prev <= key;
         prev = key;
     }
     Scan {
-        slot,
         slots,
         cpus,
         counts,
@@ -279,12 +307,12 @@ fn scan(c: &Cols) -> Scan {
 
 /// The permutation that sorts rows (not yet in order) by (ts, cpu, seq, row).
 /// A recording is in time order per CPU, so that case is a merge of the CPUs' runs.
-fn time_order(c: &Cols, slot: &[u32], nslots: usize) -> Vec<u32> {
+fn time_order(c: &Cols, slots: &CpuSlots, nslots: usize) -> Vec<u32> {
     let key = |i: usize| (c.ts[i], c.cpu[i], c.seq[i]);
     let n = c.len();
     let mut runs: Vec<Vec<u32>> = vec![Vec::new(); nslots];
-    for (i, s) in slot.iter().enumerate() {
-        runs[*s as usize].push(i as u32);
+    for (i, cpu) in c.cpu.iter().enumerate() {
+        runs[slots.of(*cpu)].push(i as u32);
     }
     let sorted_runs = runs.iter().all(|r| {
         r.windows(2)
@@ -332,19 +360,17 @@ fn time_order(c: &Cols, slot: &[u32], nslots: usize) -> Vec<u32> {
 impl Index {
     pub fn build(cols: Cols, meta: &TraceMeta) -> Index {
         let Scan {
-            slot,
             slots,
             cpus: slot_cpu,
             counts,
             sorted,
         } = scan(&cols);
         let nslots = slot_cpu.len();
-        let (c, slot) = if sorted {
-            (cols, slot)
+        let mut c = if sorted {
+            cols
         } else {
-            let order = time_order(&cols, &slot, nslots);
-            let slot = order.iter().map(|i| slot[*i as usize]).collect();
-            (cols.permute(&order), slot)
+            let order = time_order(&cols, &slots, nslots);
+            cols.permute(&order)
         };
         let n = c.len();
         let t_end = c.ts.last().copied().unwrap_or(0);
@@ -362,8 +388,8 @@ impl Index {
             &by_kind_counts,
             c.kind
                 .iter()
-                .zip(&slot)
-                .map(|(k, s)| by_kind_of[*s as usize * KINDS + *k as usize]),
+                .zip(&c.cpu)
+                .map(|(k, cpu)| by_kind_of[slots.of(*cpu) * KINDS + *k as usize]),
         );
         let kind_counts: Vec<usize> = (0..KINDS)
             .map(|k| (0..nslots).map(|s| counts[s * KINDS + k]).sum::<usize>() * walked[k] as usize)
@@ -375,7 +401,9 @@ impl Index {
             &kind_counts,
             c.kind.iter().map(|k| kind_all_of[*k as usize]),
         );
-        let lost = lost_windows(&c, &slot, &slot_cpu, meta);
+        let lost = lost_windows(&c, &slots, &slot_cpu, meta);
+        // Nothing reads seq after this: its memory goes back for the index to reuse.
+        c.seq = Vec::new();
         let cpuhp: Vec<u32> = kind_all
             .get(EventKind::CpuhpEnter as usize)
             .iter()
@@ -420,7 +448,7 @@ impl Index {
                     if e.ts_ns().saturating_sub(en.ts_ns()) > MATCH_WINDOW_NS {
                         continue;
                     }
-                    pending[slot[i] as usize].get_or_insert(deliveries.len());
+                    pending[slots.of(e.cpu())].get_or_insert(deliveries.len());
                     deliveries.push(Delivery {
                         skb,
                         enq: j,
@@ -432,7 +460,7 @@ impl Index {
                     });
                 }
                 EventKind::NapiPoll => {
-                    let first_delivery = pending[slot[i] as usize].take();
+                    let first_delivery = pending[slots.of(e.cpu())].take();
                     if backlog_dev.is_some() && c.dev.get(i) == backlog_dev {
                         polls.push(Poll {
                             ev: i,
@@ -469,15 +497,15 @@ impl Index {
 
         let mut polls_per_slot = vec![0usize; nslots];
         for p in &polls {
-            polls_per_slot[slot[p.ev] as usize] += 1;
+            polls_per_slot[slots.of(p.cpu)] += 1;
         }
-        let cpu_polls = Groups::of_rows(&polls_per_slot, polls.iter().map(|p| slot[p.ev] as usize));
+        let cpu_polls = Groups::of_rows(&polls_per_slot, polls.iter().map(|p| slots.of(p.cpu)));
         let mut batches: Vec<Batch> = Vec::with_capacity(polls.len());
         let mut open: Vec<Option<usize>> = vec![None; nslots];
         // Per slot: where its next poll sits in `cpu_polls`.
         let mut at: Vec<usize> = cpu_polls.start[..nslots].to_vec();
         for p in &polls {
-            let s = slot[p.ev] as usize;
+            let s = slots.of(p.cpu);
             let bi = match open[s] {
                 Some(b) => b,
                 None => {
@@ -571,7 +599,7 @@ impl Index {
         assert!(IS_FOUND[kind as usize], "{kind:?} is not indexed per CPU");
         let v = self
             .slots
-            .get(&cpu)
+            .get(cpu)
             .map(|s| self.by_kind.get(s * KINDS + kind as usize))
             .unwrap_or(&[]);
         let start = v.partition_point(|i| self.c.ts[*i as usize] < t0);
@@ -653,8 +681,8 @@ impl Index {
     pub fn polls_in(&self, cpu: u32, t0: u64, t1: u64) -> impl Iterator<Item = &Poll> + '_ {
         let v = self
             .slots
-            .get(&cpu)
-            .map_or(&[][..], |s| self.cpu_polls.get(*s));
+            .get(cpu)
+            .map_or(&[][..], |s| self.cpu_polls.get(s));
         let i = v.partition_point(|p| self.polls[*p as usize].ts < t0);
         v[i..]
             .iter()
@@ -706,11 +734,11 @@ impl<'a> Finder<'a> {
     /// Events of the kind on `cpu` with ts in [t0, t1]: the same as `Index::find`.
     pub fn find(&mut self, cpu: u32, t0: u64, t1: u64) -> impl Iterator<Item = E<'a>> + 'a {
         let ix = self.ix;
-        let (v, start) = match ix.slots.get(&cpu) {
+        let (v, start) = match ix.slots.get(cpu) {
             Some(s) => {
                 let v = ix.by_kind.get(s * KINDS + self.kind as usize);
-                let start = gallop(v, &ix.c.ts, t0, self.pos[*s]);
-                self.pos[*s] = start;
+                let start = gallop(v, &ix.c.ts, t0, self.pos[s]);
+                self.pos[s] = start;
                 (v, start)
             }
             None => (&[][..], 0),
@@ -753,7 +781,7 @@ fn gallop(v: &[u32], ts: &[u64], t0: u64, hint: usize) -> usize {
 /// numbers go backwards somewhere is redone over its rows sorted by seq.
 fn lost_windows(
     c: &Cols,
-    slot: &[u32],
+    slots: &CpuSlots,
     slot_cpu: &[u32],
     meta: &TraceMeta,
 ) -> FastMap<u32, Vec<(u64, u64)>> {
@@ -763,8 +791,8 @@ fn lost_windows(
     // Per slot: the previous row's (seq, ts), and whether seq never went down.
     let mut prev: Vec<Option<(u64, u64)>> = vec![None; nslots];
     let mut ordered = vec![true; nslots];
-    for (i, s) in slot.iter().enumerate() {
-        let s = *s as usize;
+    for (i, cpu) in c.cpu.iter().enumerate() {
+        let s = slots.of(*cpu);
         let (seq, ts) = (c.seq[i], c.ts[i]);
         match prev[s] {
             None if seq > 0 => {
@@ -790,8 +818,8 @@ fn lost_windows(
             prev[s].map_or(0, |p| p.1),
         );
         if !ordered[s] {
-            let rows: Vec<u32> = (0..slot.len() as u32)
-                .filter(|i| slot[*i as usize] as usize == s)
+            let rows: Vec<u32> = (0..c.len() as u32)
+                .filter(|i| c.cpu[*i as usize] == cpu)
                 .collect();
             (w, g, last_ts) = seq_gaps(c, rows);
         }
@@ -847,13 +875,13 @@ mod tests {
             .collect();
         let c = Cols::from_events(&events);
         let Scan {
-            slot,
+            slots,
             cpus: slot_cpu,
             ..
         } = scan(&c);
         let mut meta = TraceMeta::default();
         meta.set("lost_per_cpu", "[0,5]");
-        let w = lost_windows(&c, &slot, &slot_cpu, &meta);
+        let w = lost_windows(&c, &slots, &slot_cpu, &meta);
         assert_eq!(w[&0], vec![(20, 30)]);
         // Sorted by seq: 2 (ts 25), 3 (ts 15): 2 lost before; the counters say 5, so the
         // rest were lost after the last event by seq.
@@ -868,11 +896,16 @@ mod tests {
             ev(10, 9, 0, EventKind::NapiPoll),
             ev(11, 7, 1, EventKind::NapiPoll),
             ev(11, 7, 2, EventKind::NapiPoll),
+            ev(12, 5000, 0, EventKind::NapiPoll), // past the table: the map
         ];
         let s = scan(&Cols::from_events(&events));
         assert!(s.sorted);
-        assert_eq!(s.cpus, [7, 9]);
-        assert_eq!(s.slot, [0, 1, 0, 0]);
+        assert_eq!(s.cpus, [7, 9, 5000]);
+        assert_eq!(s.slots.get(5000), Some(2));
+        assert_eq!(
+            (s.slots.get(7), s.slots.get(9), s.slots.get(8)),
+            (Some(0), Some(1), None)
+        );
         assert_eq!(s.counts[EventKind::NapiPoll as usize], 2);
         assert_eq!(s.counts[EventKind::NetifRx as usize], 1);
         assert_eq!(s.counts[KINDS + EventKind::NapiPoll as usize], 1);
