@@ -118,12 +118,19 @@ impl<T: Copy> Sparse<T> {
         present == self.vals.len()
     }
 
-    /// The rows in `order` (indices into this column); this one is freed after.
+    /// The rows in `order` (indices into this column); this one is freed after. Presence
+    /// bits are gathered a word (64 rows) at a time.
     pub fn permute(self, order: &[u32]) -> Sparse<T> {
         let mut out = Sparse::with_capacity(order.len());
-        out.vals.reserve(self.vals.len());
-        for &i in order {
-            out.push(self.get(i as usize));
+        for rows in order.chunks(64) {
+            let mut word = 0u64;
+            for (k, &i) in rows.iter().enumerate() {
+                if let Some(v) = self.get(i as usize) {
+                    word |= 1 << k;
+                    out.vals.push(v);
+                }
+            }
+            out.push_bits(word, rows.len());
         }
         out
     }
