@@ -267,17 +267,26 @@ fn g4(c: &Ctx) -> RuleResult {
     // Direct evidence: the kprobe on enqueue_to_backlog records the CPU RPS chose.
     // (skb, ts, chosen CPU) in time order; deliveries come in receive order, so one walk
     // keeps each skb's latest enqueue up to the delivery's receive time.
-    let chosen: Vec<(u64, u64, i32)> =
+    let chosen = || {
         c.ix.all(EventKind::EnqueueToBacklog)
             .filter_map(|e| Some((e.skb()?, e.ts_ns(), e.target_cpu()?)))
-            .collect();
-    if !chosen.is_empty() {
-        let mut latest: FastMap<u64, (u64, i32)> =
-            FastMap::with_capacity_and_hasher(chosen.len(), Default::default());
-        let mut next = chosen.iter().peekable();
+    };
+    if chosen().next().is_some() {
+        let mut latest: FastMap<u64, (u64, i32)> = FastMap::default();
+        let mut next = chosen().peekable();
+        // Enqueues older than MATCH_WINDOW_NS before a receive can serve no later delivery
+        // (each has t_enq within that window of its t_rcv, and t_rcv only grows): they
+        // leave the map, which then holds a window of skbs, not the whole trace's.
+        let mut expired = chosen().peekable();
         for d in &c.ix.deliveries {
             while let Some((skb, ts, cpu)) = next.next_if(|x| x.1 <= d.t_rcv) {
-                latest.insert(*skb, (*ts, *cpu));
+                latest.insert(skb, (ts, cpu));
+            }
+            let horizon = d.t_rcv.saturating_sub(crate::paths::MATCH_WINDOW_NS);
+            while let Some((skb, ts, _)) = expired.next_if(|x| x.1 < horizon) {
+                if latest.get(&skb).is_some_and(|x| x.0 == ts) {
+                    latest.remove(&skb);
+                }
             }
             // The skb's latest enqueue_to_backlog in [t_enq, t_rcv].
             let target = latest.get(&d.skb).filter(|x| x.0 >= d.t_enq).map(|x| x.1);
