@@ -1,5 +1,6 @@
-//! The checker's form of a trace: one vector per column the rules read, strings interned to
-//! small ids (`Sym`), event kind and context as enums. `Index` sorts it by time and the rules
+//! The checker's form of a trace: one vector per column the rules read (a `Sparse` one for
+//! each nullable column), strings interned to small ids (`Sym`), event kind and context as
+//! enums. `Index` sorts it by time and the rules
 //! read rows through `E`, a copyable (columns, row) handle whose accessors mirror `Event`'s
 //! fields. Reading a Parquet trace straight into this form (`trace::read_columns`) skips the
 //! per-row `Event` with its owned strings.

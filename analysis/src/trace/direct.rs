@@ -1,6 +1,7 @@
 //! A trace's Parquet pages decoded straight into the checker's `Cols`: no Arrow arrays in
 //! between, dictionaries (event, ctx, strings) mapped to the checker's values once per
-//! dictionary page, nulls written as the defaults `Cols` expects. It knows the encodings a
+//! dictionary page; the nullable columns' definition levels become presence bits of sparse
+//! columns, and only present values are written. It knows the encodings a
 //! napiscope writer produces; on anything else it returns an error and `read_columns` falls
 //! back to the Arrow reader, which reads any valid file (and words its errors).
 
