@@ -35,9 +35,8 @@ use parquet::{
 };
 
 use crate::{
-    check::cols::{
-        Cols, FastMap, Strings, NO_SYM, V_BUDGET, V_NAPI, V_RET, V_SKB, V_TARGET_CPU, V_VEC, V_WORK,
-    },
+    check::cols::{Cols, FastMap, Strings, NO_SYM},
+    check::sparse::Sparse,
     event::{Ctx, Event, EventKind},
 };
 use probe_common::COMM_LEN;
@@ -837,17 +836,24 @@ fn dict_syms(
     Ok(())
 }
 
-/// Set `bit` in `valid` for the array's non-null rows.
-fn mark_valid(a: &dyn Array, valid: &mut [u8], bit: u8) {
-    match a.nulls() {
-        None => valid.iter_mut().for_each(|v| *v |= bit),
-        Some(n) => n.valid_indices().for_each(|i| valid[i] |= bit),
+/// A dictionary column's strings onto a sparse column (null keys and null values: no value).
+fn sparse_syms(d: &Dict, strs: &mut Strings, out: &mut Sparse<Sym>, name: &str) -> Result<()> {
+    let mut syms = Vec::with_capacity(d.len());
+    dict_syms(d, strs, NO_SYM, &mut syms, name)?;
+    for s in syms {
+        out.push((s != NO_SYM).then_some(s));
+    }
+    Ok(())
+}
+
+/// A nullable number column onto a sparse column.
+fn sparse_nums<A: ArrowPrimitiveType>(a: &PrimitiveArray<A>, out: &mut Sparse<A::Native>) {
+    for i in 0..a.len() {
+        out.push(a.is_valid(i).then(|| a.value(i)));
     }
 }
 
 fn columns_of_batch(b: &RecordBatch, c: &mut Cols) -> Result<()> {
-    let n = b.num_rows();
-    let start = c.len();
     c.ts.extend_from_slice(col::<UInt64Array>(b, "ts_ns")?.values());
     c.cpu
         .extend_from_slice(col::<UInt32Array>(b, "cpu")?.values());
@@ -899,41 +905,19 @@ fn columns_of_batch(b: &RecordBatch, c: &mut Cols) -> Result<()> {
         &mut c.comm,
         "comm",
     )?;
-    dict_syms(
-        col::<Dict>(b, "dev")?,
-        &mut c.strs,
-        NO_SYM,
-        &mut c.dev,
-        "dev",
-    )?;
+    sparse_syms(col::<Dict>(b, "dev")?, &mut c.strs, &mut c.dev, "dev")?;
     let tc = col::<Dict>(b, "target_comm")?;
-    dict_syms(tc, &mut c.strs, NO_SYM, &mut c.target_comm, "target_comm")?;
+    sparse_syms(tc, &mut c.strs, &mut c.target_comm, "target_comm")?;
     let ps = col::<Dict>(b, "prev_state")?;
-    dict_syms(ps, &mut c.strs, NO_SYM, &mut c.prev_state, "prev_state")?;
-    dict_syms(
-        col::<Dict>(b, "func")?,
-        &mut c.strs,
-        NO_SYM,
-        &mut c.func,
-        "func",
-    )?;
-
-    c.valid.resize(start + n, 0);
-    let valid = &mut c.valid[start..];
-    macro_rules! nullable {
-        ($name:literal, $ty:ty, $dst:ident, $bit:expr) => {{
-            let a = col::<$ty>(b, $name)?;
-            c.$dst.extend_from_slice(a.values());
-            mark_valid(a, valid, $bit);
-        }};
-    }
-    nullable!("vec", UInt32Array, vec, V_VEC);
-    nullable!("napi", UInt64Array, napi, V_NAPI);
-    nullable!("skb", UInt64Array, skb, V_SKB);
-    nullable!("work", Int32Array, work, V_WORK);
-    nullable!("budget", Int32Array, budget, V_BUDGET);
-    nullable!("ret", Int32Array, ret, V_RET);
-    nullable!("target_cpu", Int32Array, target_cpu, V_TARGET_CPU);
+    sparse_syms(ps, &mut c.strs, &mut c.prev_state, "prev_state")?;
+    sparse_syms(col::<Dict>(b, "func")?, &mut c.strs, &mut c.func, "func")?;
+    sparse_nums(col::<UInt32Array>(b, "vec")?, &mut c.vec);
+    sparse_nums(col::<UInt64Array>(b, "napi")?, &mut c.napi);
+    sparse_nums(col::<UInt64Array>(b, "skb")?, &mut c.skb);
+    sparse_nums(col::<Int32Array>(b, "work")?, &mut c.work);
+    sparse_nums(col::<Int32Array>(b, "budget")?, &mut c.budget);
+    sparse_nums(col::<Int32Array>(b, "ret")?, &mut c.ret);
+    sparse_nums(col::<Int32Array>(b, "target_cpu")?, &mut c.target_cpu);
     Ok(())
 }
 
@@ -1112,24 +1096,16 @@ mod tests {
         macro_rules! same {
             ($($f:ident)*) => { $(assert_eq!(a.$f, b.$f, "column {}", stringify!($f));)* };
         }
-        same!(ts cpu seq kind ctx pid valid);
-        // Nullable numbers: only where they hold a value (Arrow leaves anything in nulls).
-        macro_rules! same_valid {
-            ($($f:ident $bit:expr),*) => { $(
-                let vals = |c: &Cols| -> Vec<_> {
-                    (0..c.len()).map(|i| (c.valid[i] & $bit != 0).then(|| c.$f[i])).collect()
-                };
-                assert_eq!(vals(a), vals(b), "column {}", stringify!($f));
-            )* };
-        }
-        same_valid!(vec V_VEC, napi V_NAPI, skb V_SKB, work V_WORK, budget V_BUDGET, ret V_RET,
-            target_cpu V_TARGET_CPU);
-        let text = |c: &Cols, v: &[Sym]| -> Vec<Option<String>> {
-            v.iter()
-                .map(|s| (*s != NO_SYM).then(|| c.strs.get(*s).to_string()))
+        same!(ts cpu seq kind ctx pid vec napi skb work budget ret target_cpu);
+        let comm = |c: &Cols| -> Vec<String> {
+            c.comm.iter().map(|s| c.strs.get(*s).to_string()).collect()
+        };
+        assert_eq!(comm(a), comm(b));
+        let text = |c: &Cols, v: &Sparse<Sym>| -> Vec<Option<String>> {
+            (0..c.len())
+                .map(|i| v.get(i).map(|s| c.strs.get(s).to_string()))
                 .collect()
         };
-        assert_eq!(text(a, &a.comm), text(b, &b.comm));
         assert_eq!(text(a, &a.dev), text(b, &b.dev));
         assert_eq!(text(a, &a.target_comm), text(b, &b.target_comm));
         assert_eq!(text(a, &a.prev_state), text(b, &b.prev_state));
@@ -1235,7 +1211,11 @@ mod tests {
                 *x ^= 0xa5;
             }
             std::fs::write(&bad, &b).unwrap();
-            let _ = direct::read(File::open(&bad).unwrap());
+            // Whatever it accepts has every column's rows and every sparse column's values
+            // (the rules index them without checks).
+            if let Ok(c) = direct::read(File::open(&bad).unwrap()) {
+                assert!(c.consistent(), "damage at {at}");
+            }
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,11 +1,13 @@
-//! The checker's form of a trace: one vector per column the rules read, strings interned to
-//! small ids (`Sym`), event kind and context as enums. `Index` sorts it by time and the rules
+//! The checker's form of a trace: one vector per column the rules read (a `Sparse` one for
+//! each nullable column), strings interned to small ids (`Sym`), event kind and context as
+//! enums. `Index` sorts it by time and the rules
 //! read rows through `E`, a copyable (columns, row) handle whose accessors mirror `Event`'s
 //! fields. Reading a Parquet trace straight into this form (`trace::read_columns`) skips the
 //! per-row `Event` with its owned strings.
 
 use std::collections::HashMap;
 
+use super::sparse::Sparse;
 use crate::event::{Ctx, Event, EventKind, BACKLOG_DEV};
 
 /// An interned string.
@@ -49,43 +51,31 @@ impl Strings {
     pub fn is_empty(&self) -> bool {
         self.strs.is_empty()
     }
-    fn opt(&mut self, s: Option<&str>) -> Sym {
-        s.map_or(NO_SYM, |s| self.intern(s))
-    }
 }
 
-// Validity bits of the nullable numeric columns.
-pub const V_VEC: u8 = 1;
-pub const V_NAPI: u8 = 2;
-pub const V_SKB: u8 = 4;
-pub const V_WORK: u8 = 8;
-pub const V_BUDGET: u8 = 16;
-pub const V_RET: u8 = 32;
-pub const V_TARGET_CPU: u8 = 64;
-
-/// The columns the rules read (`len`, `csd` and `target_pid` are not among them).
+/// The columns the rules read (`len`, `csd` and `target_pid` are not among them): the ones
+/// every row has as plain vectors, the nullable ones sparse (values of present rows only).
 #[derive(Debug, Default)]
 pub struct Cols {
     pub ts: Vec<u64>,
     pub cpu: Vec<u32>,
+    /// Read only by `Index::build` (order, loss windows), which then empties it.
     pub seq: Vec<u64>,
     pub kind: Vec<EventKind>,
     pub ctx: Vec<Ctx>,
     pub comm: Vec<Sym>,
     pub pid: Vec<i32>,
-    /// `V_*` bits: which nullable numeric columns hold a value in this row.
-    pub valid: Vec<u8>,
-    pub vec: Vec<u32>,
-    pub napi: Vec<u64>,
-    pub skb: Vec<u64>,
-    pub work: Vec<i32>,
-    pub budget: Vec<i32>,
-    pub ret: Vec<i32>,
-    pub target_cpu: Vec<i32>,
-    pub dev: Vec<Sym>,
-    pub target_comm: Vec<Sym>,
-    pub prev_state: Vec<Sym>,
-    pub func: Vec<Sym>,
+    pub vec: Sparse<u32>,
+    pub napi: Sparse<u64>,
+    pub skb: Sparse<u64>,
+    pub work: Sparse<i32>,
+    pub budget: Sparse<i32>,
+    pub ret: Sparse<i32>,
+    pub target_cpu: Sparse<i32>,
+    pub dev: Sparse<Sym>,
+    pub target_comm: Sparse<Sym>,
+    pub prev_state: Sparse<Sym>,
+    pub func: Sparse<Sym>,
     pub strs: Strings,
 }
 
@@ -99,23 +89,22 @@ pub struct Row {
     pub ctx: Ctx,
     pub comm: Sym,
     pub pid: i32,
-    pub valid: u8,
-    pub vec: u32,
-    pub napi: u64,
-    pub skb: u64,
-    pub work: i32,
-    pub budget: i32,
-    pub ret: i32,
-    pub target_cpu: i32,
-    pub dev: Sym,
-    pub target_comm: Sym,
-    pub prev_state: Sym,
-    pub func: Sym,
+    pub vec: Option<u32>,
+    pub napi: Option<u64>,
+    pub skb: Option<u64>,
+    pub work: Option<i32>,
+    pub budget: Option<i32>,
+    pub ret: Option<i32>,
+    pub target_cpu: Option<i32>,
+    pub dev: Option<Sym>,
+    pub target_comm: Option<Sym>,
+    pub prev_state: Option<Sym>,
+    pub func: Option<Sym>,
 }
 
 macro_rules! each_col {
     ($m:ident, $($args:tt)*) => {
-        $m!($($args)*; ts cpu seq kind ctx comm pid valid vec napi skb work budget ret target_cpu
+        $m!($($args)*; ts cpu seq kind ctx comm pid; vec napi skb work budget ret target_cpu
             dev target_comm prev_state func)
     };
 }
@@ -130,8 +119,12 @@ impl Cols {
 
     pub fn with_capacity(n: usize) -> Cols {
         macro_rules! cap {
-            (; $($f:ident)*) => {
-                Cols { $($f: Vec::with_capacity(n),)* strs: Strings::default() }
+            (; $($d:ident)*; $($s:ident)*) => {
+                Cols {
+                    $($d: Vec::with_capacity(n),)*
+                    $($s: Sparse::with_capacity(n),)*
+                    strs: Strings::default(),
+                }
             };
         }
         each_col!(cap,)
@@ -139,28 +132,31 @@ impl Cols {
 
     pub fn push(&mut self, r: &Row) {
         macro_rules! push {
-            ($s:ident $r:ident; $($f:ident)*) => { $($s.$f.push($r.$f);)* };
+            ($c:ident $r:ident; $($f:ident)*; $($s:ident)*) => {
+                $($c.$f.push($r.$f);)*
+                $($c.$s.push($r.$s);)*
+            };
         }
         let c = self;
         each_col!(push, c r);
     }
 
+    /// Do all columns have `len()` rows, and do the sparse ones' values match their
+    /// presence bits? (A damaged file can break either.)
+    pub fn consistent(&self) -> bool {
+        let n = self.len();
+        macro_rules! all {
+            ($c:ident; $($d:ident)*; $($s:ident)*) => {
+                true $(&& $c.$d.len() == n)* $(&& $c.$s.len() == n && $c.$s.consistent())*
+            };
+        }
+        let c = self;
+        each_col!(all, c)
+    }
+
     pub fn from_events(events: &[Event]) -> Cols {
         let mut c = Cols::with_capacity(events.len());
         for e in events {
-            let mut valid = 0;
-            let mut v = |bit: u8, present: bool| {
-                if present {
-                    valid |= bit
-                }
-            };
-            v(V_VEC, e.vec.is_some());
-            v(V_NAPI, e.napi.is_some());
-            v(V_SKB, e.skb.is_some());
-            v(V_WORK, e.work.is_some());
-            v(V_BUDGET, e.budget.is_some());
-            v(V_RET, e.ret.is_some());
-            v(V_TARGET_CPU, e.target_cpu.is_some());
             let row = Row {
                 ts: e.ts_ns,
                 cpu: e.cpu,
@@ -169,33 +165,37 @@ impl Cols {
                 ctx: e.ctx,
                 comm: c.strs.intern(&e.comm),
                 pid: e.pid,
-                valid,
-                vec: e.vec.unwrap_or(0),
-                napi: e.napi.unwrap_or(0),
-                skb: e.skb.unwrap_or(0),
-                work: e.work.unwrap_or(0),
-                budget: e.budget.unwrap_or(0),
-                ret: e.ret.unwrap_or(0),
-                target_cpu: e.target_cpu.unwrap_or(0),
-                dev: c.strs.opt(e.dev.as_deref()),
-                target_comm: c.strs.opt(e.target_comm.as_deref()),
-                prev_state: c.strs.opt(e.prev_state.as_deref()),
-                func: c.strs.opt(e.func.as_deref()),
+                vec: e.vec,
+                napi: e.napi,
+                skb: e.skb,
+                work: e.work,
+                budget: e.budget,
+                ret: e.ret,
+                target_cpu: e.target_cpu,
+                dev: e.dev.as_deref().map(|s| c.strs.intern(s)),
+                target_comm: e.target_comm.as_deref().map(|s| c.strs.intern(s)),
+                prev_state: e.prev_state.as_deref().map(|s| c.strs.intern(s)),
+                func: e.func.as_deref().map(|s| c.strs.intern(s)),
             };
             c.push(&row);
         }
         c
     }
 
-    /// The rows in `order` (a permutation of the rows), strings kept.
+    /// The rows in `order` (a permutation of the rows), strings kept. Column by column,
+    /// each old one freed once gathered: the peak is one column over the trace, not two
+    /// copies of it (a DuckDB-written trace comes out of time order).
     pub fn permute(self, order: &[u32]) -> Cols {
+        fn gather<T: Copy>(v: Vec<T>, order: &[u32]) -> Vec<T> {
+            order.iter().map(|i| v[*i as usize]).collect()
+        }
         macro_rules! gather {
-            ($s:ident; $($f:ident)*) => {
-                Cols {
-                    $($f: order.iter().map(|i| $s.$f[*i as usize]).collect(),)*
-                    strs: $s.strs,
-                }
-            };
+            ($c:ident; $($d:ident)*; $($s:ident)*) => {{
+                let Cols { $($d,)* $($s,)* strs } = $c;
+                $(let $d = gather($d, order);)*
+                $(let $s = $s.permute(order);)*
+                Cols { $($d,)* $($s,)* strs }
+            }};
         }
         let c = self;
         each_col!(gather, c)
@@ -221,12 +221,8 @@ impl std::fmt::Debug for E<'_> {
 
 impl<'a> E<'a> {
     #[inline]
-    fn has(self, bit: u8) -> bool {
-        self.c.valid[self.i] & bit != 0
-    }
-    #[inline]
-    fn s(self, s: Sym) -> Option<&'a str> {
-        (s != NO_SYM).then(|| self.c.strs.get(s))
+    fn s(self, s: Option<Sym>) -> Option<&'a str> {
+        s.map(|s| self.c.strs.get(s))
     }
     #[inline]
     pub fn ts_ns(self) -> u64 {
@@ -235,10 +231,6 @@ impl<'a> E<'a> {
     #[inline]
     pub fn cpu(self) -> u32 {
         self.c.cpu[self.i]
-    }
-    #[inline]
-    pub fn seq(self) -> u64 {
-        self.c.seq[self.i]
     }
     #[inline]
     pub fn event(self) -> EventKind {
@@ -257,43 +249,60 @@ impl<'a> E<'a> {
     }
     #[inline]
     pub fn vec(self) -> Option<u32> {
-        self.has(V_VEC).then(|| self.c.vec[self.i])
+        self.c.vec.get(self.i)
     }
     #[inline]
     pub fn napi(self) -> Option<u64> {
-        self.has(V_NAPI).then(|| self.c.napi[self.i])
+        self.c.napi.get(self.i)
     }
     #[inline]
     pub fn skb(self) -> Option<u64> {
-        self.has(V_SKB).then(|| self.c.skb[self.i])
+        self.c.skb.get(self.i)
     }
     #[inline]
     pub fn work(self) -> Option<i32> {
-        self.has(V_WORK).then(|| self.c.work[self.i])
+        self.c.work.get(self.i)
     }
     #[inline]
     pub fn budget(self) -> Option<i32> {
-        self.has(V_BUDGET).then(|| self.c.budget[self.i])
+        self.c.budget.get(self.i)
     }
     #[inline]
     pub fn ret(self) -> Option<i32> {
-        self.has(V_RET).then(|| self.c.ret[self.i])
+        self.c.ret.get(self.i)
     }
     #[inline]
     pub fn target_cpu(self) -> Option<i32> {
-        self.has(V_TARGET_CPU).then(|| self.c.target_cpu[self.i])
+        self.c.target_cpu.get(self.i)
     }
     pub fn dev(self) -> Option<&'a str> {
-        self.s(self.c.dev[self.i])
+        self.s(self.c.dev.get(self.i))
     }
     pub fn target_comm(self) -> Option<&'a str> {
-        self.s(self.c.target_comm[self.i])
+        self.s(self.c.target_comm.get(self.i))
     }
     pub fn prev_state(self) -> Option<&'a str> {
-        self.s(self.c.prev_state[self.i])
+        self.s(self.c.prev_state.get(self.i))
     }
     pub fn func(self) -> Option<&'a str> {
-        self.s(self.c.func[self.i])
+        self.s(self.c.func.get(self.i))
+    }
+    // Interned ids: the rules compare these, not text (one id per distinct string).
+    #[inline]
+    pub fn func_sym(self) -> Option<Sym> {
+        self.c.func.get(self.i)
+    }
+    #[inline]
+    pub fn comm_sym(self) -> Sym {
+        self.c.comm[self.i]
+    }
+    #[inline]
+    pub fn target_comm_sym(self) -> Option<Sym> {
+        self.c.target_comm.get(self.i)
+    }
+    #[inline]
+    pub fn prev_state_sym(self) -> Option<Sym> {
+        self.c.prev_state.get(self.i)
     }
     /// `backlog_napi/N` is the current task: N.
     #[inline]
@@ -308,12 +317,10 @@ impl<'a> E<'a> {
     /// `backlog_napi/N` is the other task (woken, switched to): N.
     #[inline]
     pub fn target_thread(self) -> Option<u32> {
-        let s = self.c.target_comm[self.i];
-        if s == NO_SYM {
-            None
-        } else {
-            self.c.strs.thread[s as usize]
-        }
+        self.c
+            .target_comm
+            .get(self.i)
+            .and_then(|s| self.c.strs.thread[s as usize])
     }
     /// A poll of a CPU's backlog NAPI (`Event::is_backlog_poll`).
     pub fn is_backlog_poll(self) -> bool {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::cols::{Cols, FastMap, E};
 use crate::{
-    event::{Ctx, EventKind},
+    event::{Ctx, EventKind, BACKLOG_DEV},
     paths::MATCH_WINDOW_NS,
     trace::TraceMeta,
 };
@@ -56,7 +56,9 @@ pub struct Poll {
 #[derive(Clone, Debug)]
 pub struct Batch {
     pub cpu: u32,
-    pub polls: Vec<usize>,
+    /// Its polls: a CPU's batches are consecutive polls of that CPU, so this is a range of
+    /// `Index::cpu_polls` (see `Index::batch_polls`), not a vector per batch.
+    pub polls: std::ops::Range<usize>,
     pub complete: bool,
     pub class: Class,
     /// The first delivery of the batch: FIFO makes its enqueue the batch's initiator.
@@ -72,7 +74,7 @@ pub struct Index {
     pub polls: Vec<Poll>,
     pub batches: Vec<Batch>,
     /// Per CPU: (from, to) time windows that lost events.
-    pub lost: HashMap<u32, Vec<(u64, u64)>>,
+    pub lost: FastMap<u32, Vec<(u64, u64)>>,
     /// CPUs whose events are in the trace (all, unless recorded with -C).
     pub observed: Option<Vec<u32>>,
     /// CPU hotplug operations: (cpu, from, to). model.md §8.2 leaves much unspecified
@@ -80,15 +82,17 @@ pub struct Index {
     /// as blind inside them: INCONCLUSIVE, never FAIL.
     pub hotplug: Vec<(u32, u64, u64)>,
     /// Per CPU T: times of sched_waking events whose target is backlog_napi/T.
-    pub thread_wakings: HashMap<u32, Vec<u64>>,
+    pub thread_wakings: FastMap<u32, Vec<u64>>,
     /// Per CPU T: backlog_napi/T awake (true) / asleep (false) transitions, in time order.
-    pub thread_awake: HashMap<u32, Vec<(u64, bool)>>,
-    /// Per CPU: backlog polls (indices into `polls`), in time order.
-    pub polls_by_cpu: HashMap<u32, Vec<usize>>,
+    pub thread_awake: FastMap<u32, Vec<(u64, bool)>>,
+    /// Per CPU slot: backlog polls (indices into `polls`), in time order.
+    cpu_polls: Groups,
     /// Events the kernel skipped (eBPF recursion guard) by event name; "ctx" = trackers.
     pub missed: HashMap<String, u64>,
+    /// `missed` per kind code, looked up per batch by the rules.
+    missed_kind: [bool; KINDS],
     /// CPU → dense slot.
-    slots: FastMap<u32, usize>,
+    slots: CpuSlots,
     /// Per (slot, kind code): event indices in time order.
     by_kind: Groups,
     /// Per kind code: event indices in time order.
@@ -107,19 +111,25 @@ struct Groups {
 }
 
 impl Groups {
-    /// Rows grouped by `key` (each row's group), given each group's size.
+    /// Rows grouped by `key` (each row's group), given each group's size. Rows keyed
+    /// `counts.len()` belong to no group: they all land on one spare slot past the groups,
+    /// so placing a row stays one store without a branch.
     fn of_rows(counts: &[usize], key: impl Iterator<Item = usize>) -> Groups {
-        let mut start = Vec::with_capacity(counts.len() + 1);
+        let groups = counts.len();
+        let mut start = Vec::with_capacity(groups + 1);
         start.push(0);
         for n in counts {
             start.push(start[start.len() - 1] + n);
         }
-        let mut next = start[..counts.len()].to_vec();
-        let mut rows = vec![0u32; start[counts.len()]];
+        let total = start[groups];
+        let mut next = start.clone();
+        let step: Vec<usize> = (0..=groups).map(|g| (g < groups) as usize).collect();
+        let mut rows = vec![0u32; total + 1];
         for (i, g) in key.enumerate() {
             rows[next[g]] = i as u32;
-            next[g] += 1;
+            next[g] += step[g];
         }
+        rows.truncate(total);
         Groups { rows, start }
     }
 
@@ -130,6 +140,44 @@ impl Groups {
 
 /// Kind codes run 1..=ALL.len().
 const KINDS: usize = EventKind::ALL.len() + 1;
+
+/// Kinds the rules look up per CPU by time (`find`, `finder`). Only these are grouped by
+/// CPU: the rows of the other kinds (most of a trace) are placed in no per-CPU list.
+const FOUND_PER_CPU: [EventKind; 5] = [
+    EventKind::CsdFunctionEntry,
+    EventKind::CsdQueueCpu,
+    EventKind::NetifRxExit,
+    EventKind::SoftirqRaise,
+    EventKind::SchedSwitch,
+];
+
+/// Kinds the rules walk on every CPU in time order (`all`), and the index itself reads
+/// (cpuhp).
+const WALKED: [EventKind; 9] = [
+    EventKind::ProcessBacklog,
+    EventKind::EnqueueToBacklog,
+    EventKind::CsdQueueCpu,
+    EventKind::SchedWaking,
+    EventKind::RunBacklogNapi,
+    EventKind::SchedSwitch,
+    EventKind::NapiPoll,
+    EventKind::CpuhpEnter,
+    EventKind::CpuhpExit,
+];
+
+/// Per kind code: is it one of `kinds`?
+const fn kind_table(kinds: &[EventKind]) -> [bool; KINDS] {
+    let mut t = [false; KINDS];
+    let mut i = 0;
+    while i < kinds.len() {
+        t[kinds[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+const IS_FOUND: [bool; KINDS] = kind_table(&FOUND_PER_CPU);
+const IS_WALKED: [bool; KINDS] = kind_table(&WALKED);
 
 /// After a hotplug callback sequence ends, the model keeps the window open this long: the
 /// unparked backlog thread's first batch and, on a first onlining, the cross-CPU poll of
@@ -175,42 +223,96 @@ pub fn poll_class(e: E) -> Class {
     }
 }
 
-/// Dense slot of every row's CPU, and the CPUs by slot.
-fn cpu_slots(cpu: &[u32]) -> (Vec<u32>, FastMap<u32, usize>, Vec<u32>) {
-    let mut map: FastMap<u32, usize> = FastMap::default();
-    let mut cpus = Vec::new();
-    // CPU numbers are small: a table lookup per row; the map decides each CPU's slot once.
-    let mut table = vec![u32::MAX; 4096];
-    let slot = cpu
-        .iter()
-        .map(|&c| {
-            if let Some(s) = table.get(c as usize).filter(|s| **s != u32::MAX) {
-                return *s;
-            }
-            let s = *map.entry(c).or_insert_with(|| {
-                cpus.push(c);
-                cpus.len() - 1
-            }) as u32;
-            if let Some(t) = table.get_mut(c as usize) {
-                *t = s;
-            }
-            s
-        })
-        .collect();
-    (slot, map, cpus)
+/// CPU → dense slot (in order of first appearance): a table for the usual small CPU
+/// numbers, a map for the rest. Looked up per row instead of keeping a slot per row
+/// (4 bytes a row of fresh memory).
+#[derive(Default)]
+struct CpuSlots {
+    table: Vec<u32>,
+    map: FastMap<u32, usize>,
 }
 
-/// The permutation that sorts rows by (ts, cpu, seq, row), or None when they already are.
+impl CpuSlots {
+    /// CPUs below this are looked up in the table.
+    const TABLE: usize = 4096;
+
+    #[inline]
+    fn get(&self, cpu: u32) -> Option<usize> {
+        match self.table.get(cpu as usize) {
+            Some(&s) => (s != u32::MAX).then_some(s as usize),
+            None => self.map.get(&cpu).copied(),
+        }
+    }
+
+    /// The slot of a CPU that has rows (all of them got one in `scan`).
+    #[inline]
+    fn of(&self, cpu: u32) -> usize {
+        self.get(cpu).unwrap_or(0)
+    }
+
+    fn insert(&mut self, cpu: u32, slot: usize) {
+        if self.table.is_empty() {
+            self.table = vec![u32::MAX; Self::TABLE];
+        }
+        match self.table.get_mut(cpu as usize) {
+            Some(t) => *t = slot as u32,
+            None => {
+                self.map.insert(cpu, slot);
+            }
+        }
+    }
+}
+
+/// What one pass over the rows learns before anything is sorted.
+struct Scan {
+    slots: CpuSlots,
+    /// CPU by slot.
+    cpus: Vec<u32>,
+    /// Rows per (slot, kind code): `slot * KINDS + kind`.
+    counts: Vec<usize>,
+    /// The rows are already in (ts, cpu, seq) order.
+    sorted: bool,
+}
+
+/// Every CPU's slot, rows per (CPU, kind), and whether the rows are in time order: one
+/// pass, as each is a walk over whole columns.
+fn scan(c: &Cols) -> Scan {
+    let mut slots = CpuSlots::default();
+    let mut cpus = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
+    let mut sorted = true;
+    let mut prev = (0u64, 0u32, 0u64);
+    for (i, &cpu) in c.cpu.iter().enumerate() {
+        let s = match slots.get(cpu) {
+            Some(s) => s,
+            None => {
+                cpus.push(cpu);
+                counts.resize(cpus.len() * KINDS, 0);
+                slots.insert(cpu, cpus.len() - 1);
+                cpus.len() - 1
+            }
+        };
+        counts[s * KINDS + c.kind[i] as usize] += 1;
+        let key = (c.ts[i], cpu, c.seq[i]);
+        sorted &= prev <= key;
+        prev = key;
+    }
+    Scan {
+        slots,
+        cpus,
+        counts,
+        sorted,
+    }
+}
+
+/// The permutation that sorts rows (not yet in order) by (ts, cpu, seq, row).
 /// A recording is in time order per CPU, so that case is a merge of the CPUs' runs.
-fn time_order(c: &Cols, slot: &[u32], nslots: usize) -> Option<Vec<u32>> {
+fn time_order(c: &Cols, slots: &CpuSlots, nslots: usize) -> Vec<u32> {
     let key = |i: usize| (c.ts[i], c.cpu[i], c.seq[i]);
     let n = c.len();
-    if (1..n).all(|i| key(i - 1) <= key(i)) {
-        return None;
-    }
     let mut runs: Vec<Vec<u32>> = vec![Vec::new(); nslots];
-    for (i, s) in slot.iter().enumerate() {
-        runs[*s as usize].push(i as u32);
+    for (i, cpu) in c.cpu.iter().enumerate() {
+        runs[slots.of(*cpu)].push(i as u32);
     }
     let sorted_runs = runs.iter().all(|r| {
         r.windows(2)
@@ -219,7 +321,7 @@ fn time_order(c: &Cols, slot: &[u32], nslots: usize) -> Option<Vec<u32>> {
     if !sorted_runs {
         let mut order: Vec<u32> = (0..n as u32).collect();
         order.sort_unstable_by_key(|i| (key(*i as usize), *i));
-        return Some(order);
+        return order;
     }
     // k-way merge; a run's rows all have the same cpu, so ties in (ts, cpu, seq) only occur
     // inside a run, where row order decides.
@@ -252,39 +354,56 @@ fn time_order(c: &Cols, slot: &[u32], nslots: usize) -> Option<Vec<u32>> {
         }
         pos[s] = p;
     }
-    Some(order)
+    order
 }
 
 impl Index {
     pub fn build(cols: Cols, meta: &TraceMeta) -> Index {
-        let (slot, slots, slot_cpu) = cpu_slots(&cols.cpu);
+        let Scan {
+            slots,
+            cpus: slot_cpu,
+            counts,
+            sorted,
+        } = scan(&cols);
         let nslots = slot_cpu.len();
-        let (c, slot) = match time_order(&cols, &slot, nslots) {
-            None => (cols, slot),
-            Some(order) => {
-                let slot = order.iter().map(|i| slot[*i as usize]).collect();
-                (cols.permute(&order), slot)
-            }
+        let mut c = if sorted {
+            cols
+        } else {
+            let order = time_order(&cols, &slots, nslots);
+            cols.permute(&order)
         };
         let n = c.len();
         let t_end = c.ts.last().copied().unwrap_or(0);
-        // Counted first, so each list is allocated once at its size.
-        let mut counts = vec![0usize; nslots * KINDS];
-        for (k, s) in c.kind.iter().zip(&slot) {
-            counts[*s as usize * KINDS + *k as usize] += 1;
-        }
+        // Per (slot, kind): its list in `by_kind`, or the spare slot for kinds no rule
+        // finds per CPU. The same for `kind_all`, per kind.
+        let (found, walked) = (IS_FOUND, IS_WALKED);
+        let groups = nslots * KINDS;
+        let by_kind_of: Vec<usize> = (0..groups)
+            .map(|g| if found[g % KINDS] { g } else { groups })
+            .collect();
+        let by_kind_counts: Vec<usize> = (0..groups)
+            .map(|g| if found[g % KINDS] { counts[g] } else { 0 })
+            .collect();
         let by_kind = Groups::of_rows(
-            &counts,
+            &by_kind_counts,
             c.kind
                 .iter()
-                .zip(&slot)
-                .map(|(k, s)| *s as usize * KINDS + *k as usize),
+                .zip(&c.cpu)
+                .map(|(k, cpu)| by_kind_of[slots.of(*cpu) * KINDS + *k as usize]),
         );
         let kind_counts: Vec<usize> = (0..KINDS)
-            .map(|k| (0..nslots).map(|s| counts[s * KINDS + k]).sum())
+            .map(|k| (0..nslots).map(|s| counts[s * KINDS + k]).sum::<usize>() * walked[k] as usize)
             .collect();
-        let kind_all = Groups::of_rows(&kind_counts, c.kind.iter().map(|k| *k as usize));
-        let lost = lost_windows(&c, &slot, &slot_cpu, meta);
+        let kind_all_of: Vec<usize> = (0..KINDS)
+            .map(|k| if walked[k] { k } else { KINDS })
+            .collect();
+        let kind_all = Groups::of_rows(
+            &kind_counts,
+            c.kind.iter().map(|k| kind_all_of[*k as usize]),
+        );
+        let lost = lost_windows(&c, &slots, &slot_cpu, meta);
+        // Nothing reads seq after this: its memory goes back for the index to reuse.
+        c.seq = Vec::new();
         let cpuhp: Vec<u32> = kind_all
             .get(EventKind::CpuhpEnter as usize)
             .iter()
@@ -300,12 +419,18 @@ impl Index {
             .and_then(|f| serde_json::from_str::<Vec<u32>>(f).ok());
 
         // Sized from the kind counts: no regrowth (each one a copy and fresh pages).
-        let kind_count = |k: EventKind| kind_all.get(k as usize).len();
+        let kind_count =
+            |k: EventKind| -> usize { (0..nslots).map(|s| counts[s * KINDS + k as usize]).sum() };
         let mut deliveries = Vec::with_capacity(kind_count(EventKind::NetifReceiveSkb));
         let mut polls: Vec<Poll> = Vec::with_capacity(kind_count(EventKind::NapiPoll));
         let mut last_rx: FastMap<u64, usize> = FastMap::default();
         // Per slot: the first delivery since the slot's last NAPI poll.
         let mut pending: Vec<Option<usize>> = vec![None; nslots];
+        let mut thread_wakings: FastMap<u32, Vec<u64>> = FastMap::default();
+        let mut thread_awake: FastMap<u32, Vec<(u64, bool)>> = FastMap::default();
+        // Interned strings are unique: the backlog's device and "S" compare by id.
+        let backlog_dev = c.strs.lookup(BACKLOG_DEV);
+        let sleeping = c.strs.lookup("S");
         for i in 0..n {
             let e = c.row(i);
             match c.kind[i] {
@@ -323,7 +448,7 @@ impl Index {
                     if e.ts_ns().saturating_sub(en.ts_ns()) > MATCH_WINDOW_NS {
                         continue;
                     }
-                    pending[slot[i] as usize].get_or_insert(deliveries.len());
+                    pending[slots.of(e.cpu())].get_or_insert(deliveries.len());
                     deliveries.push(Delivery {
                         skb,
                         enq: j,
@@ -335,8 +460,8 @@ impl Index {
                     });
                 }
                 EventKind::NapiPoll => {
-                    let first_delivery = pending[slot[i] as usize].take();
-                    if e.is_backlog_poll() {
+                    let first_delivery = pending[slots.of(e.cpu())].take();
+                    if backlog_dev.is_some() && c.dev.get(i) == backlog_dev {
                         polls.push(Poll {
                             ev: i,
                             cpu: e.cpu(),
@@ -348,23 +473,46 @@ impl Index {
                         });
                     }
                 }
+                EventKind::SchedWaking => {
+                    if let Some(t) = e.target_thread() {
+                        thread_wakings.entry(t).or_default().push(e.ts_ns());
+                        thread_awake.entry(t).or_default().push((e.ts_ns(), true));
+                    }
+                }
+                EventKind::SchedSwitch => {
+                    if let Some(t) = e.comm_thread() {
+                        let asleep = sleeping.is_some() && c.prev_state.get(i) == sleeping;
+                        thread_awake
+                            .entry(t)
+                            .or_default()
+                            .push((e.ts_ns(), !asleep));
+                    }
+                    if let Some(t) = e.target_thread() {
+                        thread_awake.entry(t).or_default().push((e.ts_ns(), true));
+                    }
+                }
                 _ => {}
             }
         }
 
+        let mut polls_per_slot = vec![0usize; nslots];
+        for p in &polls {
+            polls_per_slot[slots.of(p.cpu)] += 1;
+        }
+        let cpu_polls = Groups::of_rows(&polls_per_slot, polls.iter().map(|p| slots.of(p.cpu)));
         let mut batches: Vec<Batch> = Vec::with_capacity(polls.len());
         let mut open: Vec<Option<usize>> = vec![None; nslots];
-        let mut seen_cpu = vec![false; nslots];
-        for (pi, p) in polls.iter().enumerate() {
-            let s = slot[p.ev] as usize;
+        // Per slot: where its next poll sits in `cpu_polls`.
+        let mut at: Vec<usize> = cpu_polls.start[..nslots].to_vec();
+        for p in &polls {
+            let s = slots.of(p.cpu);
             let bi = match open[s] {
                 Some(b) => b,
                 None => {
-                    let first = !seen_cpu[s];
-                    seen_cpu[s] = true;
+                    let first = at[s] == cpu_polls.start[s];
                     batches.push(Batch {
                         cpu: p.cpu,
-                        polls: Vec::new(),
+                        polls: at[s]..at[s],
                         complete: false,
                         class: p.class,
                         init: None,
@@ -375,7 +523,8 @@ impl Index {
                 }
             };
             let b = &mut batches[bi];
-            b.polls.push(pi);
+            at[s] += 1;
+            b.polls.end = at[s];
             if b.class != p.class {
                 b.class = Class::Mixed;
             }
@@ -387,42 +536,23 @@ impl Index {
                 open[s] = None;
             }
         }
-        let mut thread_wakings: HashMap<u32, Vec<u64>> = HashMap::new();
-        let mut thread_awake: HashMap<u32, Vec<(u64, bool)>> = HashMap::new();
-        for i in 0..n {
-            let e = c.row(i);
-            match c.kind[i] {
-                EventKind::SchedWaking => {
-                    if let Some(t) = e.target_thread() {
-                        thread_wakings.entry(t).or_default().push(e.ts_ns());
-                        thread_awake.entry(t).or_default().push((e.ts_ns(), true));
-                    }
-                }
-                EventKind::SchedSwitch => {
-                    if let Some(t) = e.comm_thread() {
-                        let awake = e.prev_state() != Some("S");
-                        thread_awake.entry(t).or_default().push((e.ts_ns(), awake));
-                    }
-                    if let Some(t) = e.target_thread() {
-                        thread_awake.entry(t).or_default().push((e.ts_ns(), true));
-                    }
-                }
-                _ => {}
-            }
-        }
-        let mut polls_by_cpu: HashMap<u32, Vec<usize>> = HashMap::new();
-        for (i, p) in polls.iter().enumerate() {
-            polls_by_cpu.entry(p.cpu).or_default().push(i);
-        }
-        let missed = meta
+        let missed: HashMap<String, u64> = meta
             .get("missed_by_event")
             .and_then(|m| serde_json::from_str(m).ok())
             .unwrap_or_default();
+        let missed_kind: [bool; KINDS] = std::array::from_fn(|k| {
+            EventKind::ALL
+                .iter()
+                .find(|e| **e as usize == k)
+                .and_then(|e| missed.get(e.name()))
+                .is_some_and(|n| *n > 0)
+        });
         Index {
             c,
+            missed_kind,
             thread_wakings,
             thread_awake,
-            polls_by_cpu,
+            cpu_polls,
             missed,
             deliveries,
             polls,
@@ -466,9 +596,10 @@ impl Index {
         t0: u64,
         t1: u64,
     ) -> impl Iterator<Item = E<'_>> + '_ {
+        assert!(IS_FOUND[kind as usize], "{kind:?} is not indexed per CPU");
         let v = self
             .slots
-            .get(&cpu)
+            .get(cpu)
             .map(|s| self.by_kind.get(s * KINDS + kind as usize))
             .unwrap_or(&[]);
         let start = v.partition_point(|i| self.c.ts[*i as usize] < t0);
@@ -481,6 +612,7 @@ impl Index {
     /// `find` for queries of one kind whose times mostly grow, as a rule's walk over
     /// batches makes them.
     pub fn finder(&self, kind: EventKind) -> Finder<'_> {
+        assert!(IS_FOUND[kind as usize], "{kind:?} is not indexed per CPU");
         Finder {
             ix: self,
             kind,
@@ -490,6 +622,10 @@ impl Index {
 
     /// Events of `kind` on every CPU, in time order.
     pub fn all(&self, kind: EventKind) -> impl Iterator<Item = E<'_>> + '_ {
+        assert!(
+            IS_WALKED[kind as usize],
+            "{kind:?} is not indexed across CPUs"
+        );
         self.kind_all
             .get(kind as usize)
             .iter()
@@ -544,20 +680,24 @@ impl Index {
     /// Backlog polls on `cpu` with ts in [t0, t1].
     pub fn polls_in(&self, cpu: u32, t0: u64, t1: u64) -> impl Iterator<Item = &Poll> + '_ {
         let v = self
-            .polls_by_cpu
-            .get(&cpu)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let i = v.partition_point(|p| self.polls[*p].ts < t0);
+            .slots
+            .get(cpu)
+            .map_or(&[][..], |s| self.cpu_polls.get(s));
+        let i = v.partition_point(|p| self.polls[*p as usize].ts < t0);
         v[i..]
             .iter()
-            .map(|p| &self.polls[*p])
+            .map(|p| &self.polls[*p as usize])
             .take_while(move |p| p.ts <= t1)
+    }
+
+    /// A batch's polls (indices into `polls`), in time order.
+    pub fn batch_polls(&self, b: &Batch) -> &[u32] {
+        &self.cpu_polls.rows[b.polls.clone()]
     }
 
     /// Some events of this kind may be missing without a seq gap (recursion guard).
     pub fn missed(&self, kind: EventKind) -> bool {
-        self.missed.get(kind.name()).is_some_and(|n| *n > 0)
+        self.missed_kind[kind as usize]
     }
 
     /// Context labels may be wrong somewhere (a context tracker was skipped).
@@ -570,11 +710,14 @@ impl Index {
     }
 
     pub fn first_poll_ts(&self, b: &Batch) -> u64 {
-        self.polls[b.polls[0]].ts
+        self.polls[self.batch_polls(b)[0] as usize].ts
     }
 
     pub fn work(&self, b: &Batch) -> i64 {
-        b.polls.iter().map(|p| self.polls[*p].work as i64).sum()
+        self.batch_polls(b)
+            .iter()
+            .map(|p| self.polls[*p as usize].work as i64)
+            .sum()
     }
 }
 
@@ -591,11 +734,11 @@ impl<'a> Finder<'a> {
     /// Events of the kind on `cpu` with ts in [t0, t1]: the same as `Index::find`.
     pub fn find(&mut self, cpu: u32, t0: u64, t1: u64) -> impl Iterator<Item = E<'a>> + 'a {
         let ix = self.ix;
-        let (v, start) = match ix.slots.get(&cpu) {
+        let (v, start) = match ix.slots.get(cpu) {
             Some(s) => {
                 let v = ix.by_kind.get(s * KINDS + self.kind as usize);
-                let start = gallop(v, &ix.c.ts, t0, self.pos[*s]);
-                self.pos[*s] = start;
+                let start = gallop(v, &ix.c.ts, t0, self.pos[s]);
+                self.pos[s] = start;
                 (v, start)
             }
             None => (&[][..], 0),
@@ -638,18 +781,18 @@ fn gallop(v: &[u32], ts: &[u64], t0: u64, hint: usize) -> usize {
 /// numbers go backwards somewhere is redone over its rows sorted by seq.
 fn lost_windows(
     c: &Cols,
-    slot: &[u32],
+    slots: &CpuSlots,
     slot_cpu: &[u32],
     meta: &TraceMeta,
-) -> HashMap<u32, Vec<(u64, u64)>> {
+) -> FastMap<u32, Vec<(u64, u64)>> {
     let nslots = slot_cpu.len();
     let mut windows: Vec<Vec<(u64, u64)>> = vec![Vec::new(); nslots];
     let mut gaps = vec![0u64; nslots];
     // Per slot: the previous row's (seq, ts), and whether seq never went down.
     let mut prev: Vec<Option<(u64, u64)>> = vec![None; nslots];
     let mut ordered = vec![true; nslots];
-    for (i, s) in slot.iter().enumerate() {
-        let s = *s as usize;
+    for (i, cpu) in c.cpu.iter().enumerate() {
+        let s = slots.of(*cpu);
         let (seq, ts) = (c.seq[i], c.ts[i]);
         match prev[s] {
             None if seq > 0 => {
@@ -667,7 +810,7 @@ fn lost_windows(
         prev[s] = Some((seq, ts));
     }
     let lost_meta = meta.lost_per_cpu();
-    let mut out: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
+    let mut out: FastMap<u32, Vec<(u64, u64)>> = FastMap::default();
     for (s, &cpu) in slot_cpu.iter().enumerate() {
         let (mut w, mut g, mut last_ts) = (
             std::mem::take(&mut windows[s]),
@@ -675,8 +818,8 @@ fn lost_windows(
             prev[s].map_or(0, |p| p.1),
         );
         if !ordered[s] {
-            let rows: Vec<u32> = (0..slot.len() as u32)
-                .filter(|i| slot[*i as usize] as usize == s)
+            let rows: Vec<u32> = (0..c.len() as u32)
+                .filter(|i| c.cpu[*i as usize] == cpu)
                 .collect();
             (w, g, last_ts) = seq_gaps(c, rows);
         }
@@ -731,13 +874,55 @@ mod tests {
             .map(|&(ts, cpu, seq)| Event::new(ts, cpu, seq, EventKind::NetifRx))
             .collect();
         let c = Cols::from_events(&events);
-        let (slot, _, slot_cpu) = cpu_slots(&c.cpu);
+        let Scan {
+            slots,
+            cpus: slot_cpu,
+            ..
+        } = scan(&c);
         let mut meta = TraceMeta::default();
         meta.set("lost_per_cpu", "[0,5]");
-        let w = lost_windows(&c, &slot, &slot_cpu, &meta);
+        let w = lost_windows(&c, &slots, &slot_cpu, &meta);
         assert_eq!(w[&0], vec![(20, 30)]);
         // Sorted by seq: 2 (ts 25), 3 (ts 15): 2 lost before; the counters say 5, so the
         // rest were lost after the last event by seq.
         assert_eq!(w[&1], vec![(0, 25), (15, u64::MAX)]);
+    }
+
+    #[test]
+    fn scan_counts_rows_per_cpu_and_kind_and_sees_time_order() {
+        let ev = |ts, cpu, seq, kind| Event::new(ts, cpu, seq, kind);
+        let mut events = vec![
+            ev(10, 7, 0, EventKind::NetifRx),
+            ev(10, 9, 0, EventKind::NapiPoll),
+            ev(11, 7, 1, EventKind::NapiPoll),
+            ev(11, 7, 2, EventKind::NapiPoll),
+            ev(12, 5000, 0, EventKind::NapiPoll), // past the table: the map
+        ];
+        let s = scan(&Cols::from_events(&events));
+        assert!(s.sorted);
+        assert_eq!(s.cpus, [7, 9, 5000]);
+        assert_eq!(s.slots.get(5000), Some(2));
+        assert_eq!(
+            (s.slots.get(7), s.slots.get(9), s.slots.get(8)),
+            (Some(0), Some(1), None)
+        );
+        assert_eq!(s.counts[EventKind::NapiPoll as usize], 2);
+        assert_eq!(s.counts[EventKind::NetifRx as usize], 1);
+        assert_eq!(s.counts[KINDS + EventKind::NapiPoll as usize], 1);
+        // Equal times: CPU then seq decide.
+        events.swap(2, 3);
+        assert!(!scan(&Cols::from_events(&events)).sorted);
+        events.swap(2, 3);
+        events.swap(0, 1);
+        assert!(!scan(&Cols::from_events(&events)).sorted);
+    }
+
+    #[test]
+    fn groups_leave_unwanted_rows_out() {
+        // Keys 0 and 1 are groups; key 2 is the spare slot.
+        let g = Groups::of_rows(&[2, 1], [2, 0, 2, 1, 0, 2].into_iter());
+        assert_eq!(g.get(0), [1, 4]);
+        assert_eq!(g.get(1), [3]);
+        assert_eq!(g.rows.len(), 3);
     }
 }

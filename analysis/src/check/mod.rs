@@ -6,6 +6,7 @@
 pub mod cols;
 pub mod index;
 mod rules;
+pub mod sparse;
 
 use std::collections::BTreeMap;
 
@@ -142,10 +143,10 @@ pub fn trace_mode(ix: &Index) -> TraceModeEvidence {
         .map(|s| is_thread(strs.get(s)))
         .collect();
     let thread = |s: u32| s != NO_SYM && thread_sym[s as usize];
-    t.backlog_thread_seen =
-        ix.c.comm.iter().any(|s| thread(*s)) || ix.c.target_comm.iter().any(|s| thread(*s));
+    t.backlog_thread_seen = ix.c.comm.iter().any(|s| thread(*s))
+        || ix.c.target_comm.values().iter().any(|s| thread(*s));
     if let Some(rps) = strs.lookup(RPS_IPI_FUNC) {
-        t.rps_ipi_seen = ix.c.func.contains(&rps);
+        t.rps_ipi_seen = ix.c.func.values().contains(&rps);
     }
     for b in ix.batches.iter().filter(|b| b.complete) {
         let Some(d) = b.init.map(|i| &ix.deliveries[i]) else {

@@ -2,7 +2,7 @@
 //! inconclusive, and explains every failure with what the model expected instead.
 
 use super::{
-    cols::{FastMap, E},
+    cols::{FastMap, Sym, E},
     describe,
     index::{Batch, Class, Finder, Index},
     Divergence, RuleResult,
@@ -27,6 +27,8 @@ pub struct Ctx<'b> {
     /// The IPI's arrival comes from a kprobe on a kernel that does not count kprobe
     /// recursion misses (< 6.7): a missing arrival may be a silent miss.
     pub entry_misses_uncounted: bool,
+    /// The interned `RPS_IPI_FUNC`, if the trace has it.
+    rps_sym: Option<Sym>,
 }
 
 impl<'b> Ctx<'b> {
@@ -69,6 +71,7 @@ impl<'b> Ctx<'b> {
             csd_queue_traced,
             csd_entry_traced,
             entry_misses_uncounted: via_kprobe && old,
+            rps_sym: ix.c.strs.lookup(RPS_IPI_FUNC),
         }
     }
 
@@ -91,8 +94,8 @@ impl<'b> Ctx<'b> {
             v.push(describe(self.ix.ev(d.enq)));
             v.push(describe(self.ix.ev(d.rcv)));
         }
-        for p in b.polls.iter().take(3) {
-            v.push(describe(self.ix.ev(self.ix.polls[*p].ev)));
+        for p in self.ix.batch_polls(b).iter().take(3) {
+            v.push(describe(self.ix.ev(self.ix.polls[*p as usize].ev)));
         }
         v
     }
@@ -116,8 +119,10 @@ impl<'b> Ctx<'b> {
             .filter_map(|b| self.init(b).map(|d| (b, d)))
     }
 
-    fn is_rps(func: Option<&str>) -> bool {
-        func == Some(RPS_IPI_FUNC)
+    /// Is the event's function the RPS IPI's? Compared by interned id: the rules ask
+    /// this of every csd event they walk.
+    fn is_rps(&self, e: E) -> bool {
+        self.rps_sym.is_some() && e.func_sym() == self.rps_sym
     }
 }
 
@@ -232,7 +237,7 @@ fn g3(c: &Ctx) -> RuleResult {
         } else if c.ix.blind(
             b.cpu,
             c.ix.first_poll_ts(b),
-            c.ix.polls[*b.polls.last().unwrap()].ts,
+            c.ix.polls[*c.ix.batch_polls(b).last().unwrap() as usize].ts,
         ) {
             r.unsure();
         } else {
@@ -262,17 +267,26 @@ fn g4(c: &Ctx) -> RuleResult {
     // Direct evidence: the kprobe on enqueue_to_backlog records the CPU RPS chose.
     // (skb, ts, chosen CPU) in time order; deliveries come in receive order, so one walk
     // keeps each skb's latest enqueue up to the delivery's receive time.
-    let chosen: Vec<(u64, u64, i32)> =
+    let chosen = || {
         c.ix.all(EventKind::EnqueueToBacklog)
             .filter_map(|e| Some((e.skb()?, e.ts_ns(), e.target_cpu()?)))
-            .collect();
-    if !chosen.is_empty() {
-        let mut latest: FastMap<u64, (u64, i32)> =
-            FastMap::with_capacity_and_hasher(chosen.len(), Default::default());
-        let mut next = chosen.iter().peekable();
+    };
+    if chosen().next().is_some() {
+        let mut latest: FastMap<u64, (u64, i32)> = FastMap::default();
+        let mut next = chosen().peekable();
+        // Enqueues older than MATCH_WINDOW_NS before a receive can serve no later delivery
+        // (each has t_enq within that window of its t_rcv, and t_rcv only grows): they
+        // leave the map, which then holds a window of skbs, not the whole trace's.
+        let mut expired = chosen().peekable();
         for d in &c.ix.deliveries {
             while let Some((skb, ts, cpu)) = next.next_if(|x| x.1 <= d.t_rcv) {
-                latest.insert(*skb, (*ts, *cpu));
+                latest.insert(skb, (ts, cpu));
+            }
+            let horizon = d.t_rcv.saturating_sub(crate::paths::MATCH_WINDOW_NS);
+            while let Some((skb, ts, _)) = expired.next_if(|x| x.1 < horizon) {
+                if latest.get(&skb).is_some_and(|x| x.0 == ts) {
+                    latest.remove(&skb);
+                }
             }
             // The skb's latest enqueue_to_backlog in [t_enq, t_rcv].
             let target = latest.get(&d.skb).filter(|x| x.0 >= d.t_enq).map(|x| x.1);
@@ -418,7 +432,7 @@ fn g7(c: &Ctx) -> RuleResult {
         let explained = c.init(b).is_some()
             || ipis
                 .find(b.cpu, t.saturating_sub(1_000_000_000), t)
-                .any(|e| Ctx::is_rps(e.func()))
+                .any(|e| c.is_rps(e))
             || c.ix.thread_woken(b.cpu, t.saturating_sub(1_000_000_000), t);
         if explained {
             r.pass();
@@ -518,7 +532,7 @@ fn a3(c: &Ctx) -> RuleResult {
         let mut queued_on = |cpu: u32| {
             queues
                 .find(cpu, d.t_enq, t1)
-                .any(|e| Ctx::is_rps(e.func()) && e.target_cpu() == Some(b.cpu as i32))
+                .any(|e| c.is_rps(e) && e.target_cpu() == Some(b.cpu as i32))
         };
         let queued = !c.csd_queue_traced
             || queued_on(d.from)
@@ -527,9 +541,7 @@ fn a3(c: &Ctx) -> RuleResult {
                 .iter()
                 .copied()
                 .any(|cpu| cpu != d.from && queued_on(cpu));
-        let entered = entries
-            .find(b.cpu, d.t_enq, t1)
-            .any(|e| Ctx::is_rps(e.func()));
+        let entered = entries.find(b.cpu, d.t_enq, t1).any(|e| c.is_rps(e));
         if queued && entered {
             r.pass();
         } else if c.ix.blind(d.from, d.t_enq, t1)
@@ -580,7 +592,7 @@ fn a4(c: &Ctx) -> RuleResult {
     for &cpu in c.ix.cpus() {
         let ipis: Vec<u64> =
             c.ix.find(cpu, EventKind::CsdFunctionEntry, 0, u64::MAX)
-                .filter(|e| Ctx::is_rps(e.func()))
+                .filter(|e| c.is_rps(*e))
                 .map(|e| e.ts_ns())
                 .collect();
         // The IPIs come in time order, so two cursors into the CPU's polls (first poll
@@ -629,9 +641,7 @@ fn a5(c: &Ctx) -> RuleResult {
     let mut entries = c.ix.finder(EventKind::CsdFunctionEntry);
     for (b, d) in c.initiated().filter(|(b, d)| d.from == b.cpu) {
         let t1 = c.ix.first_poll_ts(b);
-        let ipi = entries
-            .find(b.cpu, d.t_enq, t1)
-            .find(|e| Ctx::is_rps(e.func()));
+        let ipi = entries.find(b.cpu, d.t_enq, t1).find(|e| c.is_rps(*e));
         match ipi {
             None => r.pass(),
             Some(_) if c.ix.blind(b.cpu, d.t_enq, t1) || c.initiator_unsure() => r.unsure(),
@@ -658,7 +668,7 @@ fn a6(c: &Ctx) -> RuleResult {
         "RPS IPIs are sent from NET_RX, a napi thread or hotplug",
     );
     for e in c.ix.all(EventKind::CsdQueueCpu) {
-        if !Ctx::is_rps(e.func()) {
+        if !c.is_rps(e) {
             continue;
         }
         if e.ctx() == ExecCtx::Softirq
@@ -868,7 +878,7 @@ fn c2(c: &Ctx) -> RuleResult {
         )
     }) {
         n += 1;
-        let bad = Ctx::is_rps(e.func())
+        let bad = c.is_rps(e)
             || (c.features.f6_defer_kick_backlog && e.func() == Some("trigger_rx_softirq"));
         if bad {
             r.fail(Divergence {
@@ -1068,17 +1078,24 @@ fn c7(c: &Ctx) -> RuleResult {
 
 fn c8(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("C-8", "a backlog-thread run polls its backlog");
+    // Names compare by interned id (one per sched_switch otherwise).
+    let sleeping = c.ix.c.strs.lookup("S");
     for &cpu in c.ix.cpus() {
         let name = backlog_thread_comm(cpu as usize);
+        let name_sym = c.ix.c.strs.lookup(&name);
         let mut run_start: Option<u64> = None;
         let mut first = true;
         // Runs come in time order: a cursor to the first poll at or after the run's start.
         let polls: Vec<&super::index::Poll> = c.ix.polls_in(cpu, 0, u64::MAX).collect();
         let mut from = 0;
         for e in c.ix.find(cpu, EventKind::SchedSwitch, 0, u64::MAX) {
-            if e.target_comm() == Some(name.as_str()) {
+            if name_sym.is_some() && e.target_comm_sym() == name_sym {
                 run_start.get_or_insert(e.ts_ns());
-            } else if e.comm() == name && e.prev_state() == Some("S") {
+            } else if name_sym.is_some()
+                && Some(e.comm_sym()) == name_sym
+                && sleeping.is_some()
+                && e.prev_state_sym() == sleeping
+            {
                 let Some(t0) = run_start.take() else {
                     first = false;
                     continue;

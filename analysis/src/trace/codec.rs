@@ -170,6 +170,59 @@ pub fn hybrid(b: &mut Bytes, width: u32, n: usize, out: &mut Vec<u32>) -> Result
     Ok(())
 }
 
+/// Decode `n` one-bit values of the RLE/bit-packed hybrid encoding (definition levels of
+/// a flat nullable column) as chunks of bits: `push(bits, k)` takes k ≤ 64 values, least
+/// significant first. Returns how many are set. Like `hybrid`, a nonzero run value counts
+/// as set and a cut-short last group reads as zeros.
+pub fn hybrid_bits(b: &mut Bytes, n: usize, mut push: impl FnMut(u64, usize)) -> Result<usize> {
+    let (mut done, mut set) = (0, 0);
+    while done < n {
+        let header = b.uleb()?;
+        let left = n - done;
+        if header & 1 == 0 {
+            let run = ((header >> 1) as usize).min(left);
+            ensure!(run > 0, "empty RLE run");
+            let on = b.take(1)?[0] != 0;
+            let word = if on { u64::MAX } else { 0 };
+            let mut k = run;
+            while k > 0 {
+                let m = k.min(64);
+                push(word, m);
+                k -= m;
+            }
+            set += if on { run } else { 0 };
+            done += run;
+        } else {
+            let values = (header >> 1) as usize * 8;
+            ensure!(values > 0, "empty bit-packed run");
+            let rest = b.rest();
+            let bytes = (values / 8).min(rest.len());
+            let data = &rest[..bytes];
+            let want = values.min(left);
+            for (chunk, at) in data.chunks(8).zip((0..want).step_by(64)) {
+                let mut w = [0u8; 8];
+                w[..chunk.len()].copy_from_slice(chunk);
+                let m = (want - at).min(chunk.len() * 8);
+                let bits = u64::from_le_bytes(w);
+                let bits = if m == 64 { bits } else { bits & ((1 << m) - 1) };
+                push(bits, m);
+                set += bits.count_ones() as usize;
+            }
+            // Bytes the page lacks read as zeros (rows without a value).
+            let covered = (bytes * 8).min(want);
+            let mut k = want - covered;
+            while k > 0 {
+                let m = k.min(64);
+                push(0, m);
+                k -= m;
+            }
+            b.take(bytes)?;
+            done += want;
+        }
+    }
+    Ok(set)
+}
+
 /// Decode a DELTA_BINARY_PACKED stream of integers (as i64; an INT32 column's values wrap
 /// the same way in the low 32 bits). Returns the bytes it used.
 /// `expect` is how many values the page says it holds.
@@ -281,6 +334,37 @@ mod tests {
         let mut out = vec![];
         hybrid(&mut Bytes::new(&buf), 2, 7, &mut out).unwrap();
         assert_eq!(out, [3, 3, 3, 3, 3, 0, 1]);
+    }
+
+    #[test]
+    fn hybrid_bits_agrees_with_hybrid() {
+        // RLE runs (one longer than a word), bit-packed groups at odd offsets, a short
+        // page, and a last group cut short by the end of the buffer.
+        let mut buf = vec![
+            0x80 | (70 << 1) as u8,
+            70 >> 6,
+            1,
+            3 << 1,
+            0,
+            (3 << 1) | 1,
+            0b1011_0110,
+            0xff,
+            0x01,
+        ];
+        buf.extend([(2 << 1) | 1, 0x5a]); // says 16 values, holds 8
+        for n in [1, 70, 73, 80, 89, 92, 97, 100, 105, 113] {
+            let mut levels = vec![];
+            hybrid(&mut Bytes::new(&buf), 1, n, &mut levels).unwrap();
+            let mut bits = vec![];
+            let set = hybrid_bits(&mut Bytes::new(&buf), n, |w, k| {
+                bits.extend((0..k).map(|i| (w >> i & 1) as u32));
+            })
+            .unwrap();
+            assert_eq!(bits, levels, "n = {n}");
+            assert_eq!(set, levels.iter().filter(|l| **l != 0).count());
+        }
+        assert!(hybrid_bits(&mut Bytes::new(&[]), 1, |_, _| ()).is_err());
+        assert!(hybrid_bits(&mut Bytes::new(&[0]), 1, |_, _| ()).is_err());
     }
 
     #[test]

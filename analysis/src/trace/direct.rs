@@ -1,6 +1,7 @@
 //! A trace's Parquet pages decoded straight into the checker's `Cols`: no Arrow arrays in
 //! between, dictionaries (event, ctx, strings) mapped to the checker's values once per
-//! dictionary page, nulls written as the defaults `Cols` expects. It knows the encodings a
+//! dictionary page; the nullable columns' definition levels become presence bits of sparse
+//! columns, and only present values are written. It knows the encodings a
 //! napiscope writer produces; on anything else it returns an error and `read_columns` falls
 //! back to the Arrow reader, which reads any valid file (and words its errors).
 
@@ -13,8 +14,9 @@ use parquet::{
 
 use super::codec::{self, Bytes};
 use crate::{
-    check::cols::{
-        Cols, Strings, Sym, NO_SYM, V_BUDGET, V_NAPI, V_RET, V_SKB, V_TARGET_CPU, V_VEC, V_WORK,
+    check::{
+        cols::{Cols, Strings, Sym},
+        sparse::Sparse,
     },
     event::{Ctx, EventKind},
 };
@@ -76,25 +78,18 @@ struct Scratch {
     ints: Vec<i64>,
 }
 
-/// One data page, split: how many rows, which are present (`levels`, when the column is
-/// nullable), and the encoded values.
+/// One data page, split: how many rows, its definition levels (RLE/bit-packed hybrid, one
+/// bit wide; None when the column is required) and the encoded values.
 struct DataPage<'a> {
     rows: usize,
-    present: usize,
-    has_levels: bool,
+    levels: Option<&'a [u8]>,
     encoding: Encoding,
     values: Bytes<'a>,
 }
 
 /// Split a data page; `max_rows` is what its row group has left (a bound on what a damaged
 /// header could make it allocate).
-fn split_page<'a>(
-    page: &'a Page,
-    nullable: bool,
-    levels: &mut Vec<u32>,
-    max_rows: usize,
-) -> Result<DataPage<'a>> {
-    levels.clear();
+fn split_page(page: &Page, nullable: bool, max_rows: usize) -> Result<DataPage<'_>> {
     ensure!(
         page.num_values() as usize <= max_rows,
         "page longer than its row group"
@@ -107,22 +102,17 @@ fn split_page<'a>(
             def_level_encoding,
             ..
         } => {
-            let rows = *num_values as usize;
             let mut b = Bytes::new(buf);
-            if nullable {
+            let levels = if nullable {
                 ensure!(*def_level_encoding == Encoding::RLE, "levels not RLE");
                 let len = b.u32_le()? as usize;
-                codec::hybrid(&mut Bytes::new(b.take(len)?), 1, rows, levels)?;
-            }
-            let present = if nullable {
-                levels.iter().filter(|l| **l != 0).count()
+                Some(b.take(len)?)
             } else {
-                rows
+                None
             };
             Ok(DataPage {
-                rows,
-                present,
-                has_levels: nullable,
+                rows: *num_values as usize,
+                levels,
                 encoding: *encoding,
                 values: Bytes::new(b.rest()),
             })
@@ -136,19 +126,15 @@ fn split_page<'a>(
             rep_levels_byte_len,
             ..
         } => {
-            let rows = *num_values as usize;
             ensure!(*rep_levels_byte_len == 0, "repetition levels");
             let mut b = Bytes::new(buf);
             let defs = b.take(*def_levels_byte_len as usize)?;
-            if nullable {
-                codec::hybrid(&mut Bytes::new(defs), 1, rows, levels)?;
-            } else {
+            if !nullable {
                 ensure!(*num_nulls == 0, "nulls in a required column");
             }
             Ok(DataPage {
-                rows,
-                present: rows - (*num_nulls as usize).min(rows),
-                has_levels: nullable,
+                rows: *num_values as usize,
+                levels: nullable.then_some(defs),
                 encoding: *encoding,
                 values: Bytes::new(b.rest()),
             })
@@ -157,30 +143,99 @@ fn split_page<'a>(
     }
 }
 
-/// Append the page's rows to `out`: the k-th present value is `get(k)` (k < `present`),
-/// `null` where a row has none; set `bit` in `valid` for the rows that have one.
-fn spread<T: Copy>(
-    page: &DataPage,
-    levels: &[u32],
-    get: impl Fn(usize) -> T,
-    null: T,
-    out: &mut Vec<T>,
-    valid: Option<(&mut [u8], u8)>,
-) {
-    if !page.has_levels || page.present == page.rows {
-        out.extend((0..page.rows).map(get));
-        if let Some((v, bit)) = valid {
-            v.iter_mut().for_each(|v| *v |= bit);
-        }
-        return;
+impl DataPage<'_> {
+    /// The page's definition levels into `levels` (cleared; left empty for a required
+    /// column); returns how many rows have a value.
+    fn levels_into(&self, levels: &mut Vec<u32>) -> Result<usize> {
+        levels.clear();
+        let Some(l) = self.levels else {
+            return Ok(self.rows);
+        };
+        codec::hybrid(&mut Bytes::new(l), 1, self.rows, levels)?;
+        Ok(levels.iter().filter(|l| **l != 0).count())
     }
-    if page.present == 0 {
-        out.resize(out.len() + page.rows, null);
+
+    /// The page's definition levels appended to a sparse column's presence bits; returns
+    /// how many rows have a value.
+    fn levels_onto<T: Copy>(&self, out: &mut Sparse<T>) -> Result<usize> {
+        let Some(l) = self.levels else {
+            out.push_run(true, self.rows);
+            return Ok(self.rows);
+        };
+        codec::hybrid_bits(&mut Bytes::new(l), self.rows, |bits, n| {
+            out.push_bits(bits, n)
+        })
+    }
+}
+
+/// Where a column chunk's rows go: a column every row has (nulls written as a stand-in
+/// value, or refused where a valid trace has none), or a sparse one.
+enum Sink<'a, T> {
+    Dense(&'a mut Vec<T>, Null<T>),
+    Sparse(&'a mut Sparse<T>),
+}
+
+/// What a null becomes in a dense column.
+#[derive(Clone, Copy)]
+enum Null<T> {
+    As(T),
+    /// Nulls are an error (event, ctx: the Arrow reader says why).
+    Refused,
+}
+
+impl<T: Copy> Sink<'_, T> {
+    /// The page's definition levels taken in (into `levels` for a dense column, onto the
+    /// presence bits of a sparse one); returns how many rows have a value.
+    fn levels(&mut self, p: &DataPage, levels: &mut Vec<u32>) -> Result<usize> {
+        let present = match self {
+            Sink::Dense(..) => p.levels_into(levels)?,
+            Sink::Sparse(out) => {
+                levels.clear();
+                p.levels_onto(out)?
+            }
+        };
+        if let Sink::Dense(_, Null::Refused) = self {
+            ensure!(present == p.rows, "null in a column without nulls");
+        }
+        Ok(present)
+    }
+
+    /// Append the page's values: the k-th present one is `get(k)` (k < `present`).
+    fn values(&mut self, p: &DataPage, levels: &[u32], present: usize, get: impl Fn(usize) -> T) {
+        match self {
+            Sink::Sparse(out) => out.extend_values((0..present).map(get)),
+            Sink::Dense(out, null) => {
+                let null = match null {
+                    Null::As(v) => Some(*v),
+                    Null::Refused => None,
+                };
+                spread(p.rows, levels, present, get, null, out)
+            }
+        }
+    }
+}
+
+/// Append a page's rows to a dense column: the k-th present value is `get(k)`, `null`
+/// where a row has none (`levels` is empty when every row has one).
+fn spread<T: Copy>(
+    rows: usize,
+    levels: &[u32],
+    present: usize,
+    get: impl Fn(usize) -> T,
+    null: Option<T>,
+    out: &mut Vec<T>,
+) {
+    let Some(null) = null.filter(|_| present < rows && !levels.is_empty()) else {
+        out.extend((0..rows.min(present)).map(get));
+        return;
+    };
+    if present == 0 {
+        out.resize(out.len() + rows, null);
         return;
     }
     // Branch-free: every row reads a value (the last one past the end) and keeps it only
     // if present; sparse columns would mispredict a branch.
-    let last = page.present - 1;
+    let last = present - 1;
     let mut k = 0;
     out.extend(levels.iter().map(|l| {
         let v = get(k.min(last));
@@ -191,22 +246,16 @@ fn spread<T: Copy>(
             null
         }
     }));
-    if let Some((v, bit)) = valid {
-        for (v, l) in v.iter_mut().zip(levels) {
-            *v |= bit * (*l != 0) as u8;
-        }
-    }
 }
 
-/// An integer column chunk into `out` (nulls as 0), marking `bit` in `valid`.
+/// An integer column chunk into `out`.
 fn int_column<T: Target>(
     pages: impl Iterator<Item = parquet::errors::Result<Page>>,
     group_rows: usize,
     phys: Phys,
     nullable: bool,
     s: &mut Scratch,
-    out: &mut Vec<T>,
-    mut valid: Option<(&mut [u8], u8)>,
+    mut out: Sink<T>,
 ) -> Result<()> {
     let size = match phys {
         Phys::INT32 => 4,
@@ -238,45 +287,46 @@ fn int_column<T: Target>(
             dict = s.ints.iter().map(|v| T::from_int(*v)).collect();
             continue;
         }
-        let mut p = split_page(&page, nullable, &mut s.levels, group_rows - row)?;
-        if let Some((v, _)) = &valid {
-            ensure!(row + p.rows <= v.len(), "more rows than the row group");
-        }
-        let v = valid
-            .as_mut()
-            .map(|(v, bit)| (&mut v[row..row + p.rows], *bit));
+        let mut p = split_page(&page, nullable, group_rows - row)?;
+        row += p.rows;
+        let present = out.levels(&p, &mut s.levels)?;
         match p.encoding {
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
-                dict_indices(&mut p, dict.len(), &mut s.idx)?;
+                dict_indices(&mut p, present, dict.len(), &mut s.idx)?;
                 let get = |k: usize| dict[s.idx[k] as usize];
-                spread(&p, &s.levels, get, T::default(), out, v);
+                out.values(&p, &s.levels, present, get);
             }
             Encoding::PLAIN | Encoding::DELTA_BINARY_PACKED => {
                 s.ints.clear();
                 if p.encoding == Encoding::PLAIN {
-                    codec::plain_ints(&mut p.values, size, p.present, &mut s.ints)?;
+                    codec::plain_ints(&mut p.values, size, present, &mut s.ints)?;
                 } else {
-                    codec::delta(&mut p.values, p.present, &mut s.ints)?;
+                    codec::delta(&mut p.values, present, &mut s.ints)?;
                 }
-                ensure!(s.ints.len() == p.present, "page holds the wrong count");
+                ensure!(s.ints.len() == present, "page holds the wrong count");
                 let get = |k: usize| T::from_int(s.ints[k]);
-                spread(&p, &s.levels, get, T::default(), out, v);
+                out.values(&p, &s.levels, present, get);
             }
             e => bail!("encoding {e}"),
         }
-        row += p.rows;
     }
     Ok(())
 }
 
-/// The page's dictionary indices (checked against the dictionary's size) into `idx`.
-fn dict_indices(p: &mut DataPage, dict_len: usize, idx: &mut Vec<u32>) -> Result<()> {
+/// The page's `present` dictionary indices (checked against the dictionary's size) into
+/// `idx`.
+fn dict_indices(
+    p: &mut DataPage,
+    present: usize,
+    dict_len: usize,
+    idx: &mut Vec<u32>,
+) -> Result<()> {
     idx.clear();
-    if p.present == 0 {
+    if present == 0 {
         return Ok(());
     }
     let width = *p.values.take(1)?.first().unwrap_or(&0) as u32;
-    codec::hybrid(&mut p.values, width, p.present, idx)?;
+    codec::hybrid(&mut p.values, width, present, idx)?;
     ensure!(
         idx.iter().all(|i| (*i as usize) < dict_len),
         "dictionary index out of range"
@@ -284,23 +334,14 @@ fn dict_indices(p: &mut DataPage, dict_len: usize, idx: &mut Vec<u32>) -> Result
     Ok(())
 }
 
-/// What a null string becomes.
-#[derive(Clone, Copy)]
-enum Null<T> {
-    As(T),
-    /// Nulls are an error; the value only fills the type.
-    Refused(T),
-}
-
 /// A string column chunk into `out`: each distinct value mapped once per dictionary page.
 fn str_column<T: StrTarget>(
     pages: impl Iterator<Item = parquet::errors::Result<Page>>,
     group_rows: usize,
     nullable: bool,
-    null: Null<T>,
     s: &mut Scratch,
     strs: &mut Strings,
-    out: &mut Vec<T>,
+    mut out: Sink<T>,
 ) -> Result<()> {
     let mut dict: Vec<T> = Vec::new();
     let mut plain: Vec<T> = Vec::new();
@@ -325,30 +366,23 @@ fn str_column<T: StrTarget>(
             })?;
             continue;
         }
-        let mut p = split_page(&page, nullable, &mut s.levels, group_rows - row)?;
+        let mut p = split_page(&page, nullable, group_rows - row)?;
         row += p.rows;
-        // A null where the checker has none (event, ctx): the Arrow reader says why.
-        let null = match null {
-            Null::As(v) => v,
-            Null::Refused(v) => {
-                ensure!(p.present == p.rows, "null in a column without nulls");
-                v
-            }
-        };
+        let present = out.levels(&p, &mut s.levels)?;
         match p.encoding {
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
-                dict_indices(&mut p, dict.len(), &mut s.idx)?;
+                dict_indices(&mut p, present, dict.len(), &mut s.idx)?;
                 let get = |k: usize| dict[s.idx[k] as usize];
-                spread(&p, &s.levels, get, null, out, None);
+                out.values(&p, &s.levels, present, get);
             }
             Encoding::PLAIN => {
                 plain.clear();
-                codec::plain_bytes(&mut p.values, p.present, |v| {
+                codec::plain_bytes(&mut p.values, present, |v| {
                     plain.push(T::from_str(v, strs)?);
                     Ok(())
                 })?;
-                ensure!(plain.len() == p.present, "page holds the wrong count");
-                spread(&p, &s.levels, |k| plain[k], null, out, None);
+                ensure!(plain.len() == present, "page holds the wrong count");
+                out.values(&p, &s.levels, present, |k| plain[k]);
             }
             e => bail!("encoding {e}"),
         }
@@ -380,7 +414,6 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
         .map(|g| g.num_rows().max(0) as usize)
         .sum();
     let mut c = Cols::with_capacity(rows.min(1 << 28));
-    c.valid.resize(rows, 0);
     let mut s = Scratch::default();
     let empty = c.strs.intern("");
     let mut start = 0;
@@ -391,44 +424,42 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
             let (i, phys, nullable) = leaf(name)?;
             Ok((rg.get_column_page_reader(i)?, phys, nullable))
         };
-        let valid = &mut c.valid[start..start + n];
         macro_rules! ints {
-            ($name:literal, $dst:ident, $bit:expr) => {{
+            ($name:literal, $sink:expr) => {{
                 let (p, phys, nullable) = pages($name)?;
-                let v = $bit.map(|bit: u8| (&mut valid[..], bit));
-                int_column(p, n, phys, nullable, &mut s, &mut c.$dst, v)?;
+                int_column(p, n, phys, nullable, &mut s, $sink)?;
             }};
         }
-        ints!("ts_ns", ts, None);
-        ints!("cpu", cpu, None);
-        ints!("seq", seq, None);
-        ints!("pid", pid, None);
-        ints!("vec", vec, Some(V_VEC));
-        ints!("napi", napi, Some(V_NAPI));
-        ints!("skb", skb, Some(V_SKB));
-        ints!("work", work, Some(V_WORK));
-        ints!("budget", budget, Some(V_BUDGET));
-        ints!("ret", ret, Some(V_RET));
-        ints!("target_cpu", target_cpu, Some(V_TARGET_CPU));
+        ints!("ts_ns", Sink::Dense(&mut c.ts, Null::As(0)));
+        ints!("cpu", Sink::Dense(&mut c.cpu, Null::As(0)));
+        ints!("seq", Sink::Dense(&mut c.seq, Null::As(0)));
+        ints!("pid", Sink::Dense(&mut c.pid, Null::As(0)));
+        ints!("vec", Sink::Sparse(&mut c.vec));
+        ints!("napi", Sink::Sparse(&mut c.napi));
+        ints!("skb", Sink::Sparse(&mut c.skb));
+        ints!("work", Sink::Sparse(&mut c.work));
+        ints!("budget", Sink::Sparse(&mut c.budget));
+        ints!("ret", Sink::Sparse(&mut c.ret));
+        ints!("target_cpu", Sink::Sparse(&mut c.target_cpu));
         macro_rules! strs {
-            ($name:literal, $dst:ident, $null:expr) => {{
+            ($name:literal, $sink:expr) => {{
                 let (p, phys, nullable) = pages($name)?;
                 ensure!(phys == Phys::BYTE_ARRAY, "column {} is {phys}", $name);
-                str_column(p, n, nullable, $null, &mut s, &mut c.strs, &mut c.$dst)?;
+                str_column(p, n, nullable, &mut s, &mut c.strs, $sink)?;
             }};
         }
-        strs!("event", kind, Null::Refused(EventKind::ALL[0]));
-        strs!("ctx", ctx, Null::Refused(Ctx::Task));
-        strs!("comm", comm, Null::As(empty));
-        strs!("dev", dev, Null::As(NO_SYM));
-        strs!("target_comm", target_comm, Null::As(NO_SYM));
-        strs!("prev_state", prev_state, Null::As(NO_SYM));
-        strs!("func", func, Null::As(NO_SYM));
+        strs!("event", Sink::Dense(&mut c.kind, Null::Refused));
+        strs!("ctx", Sink::Dense(&mut c.ctx, Null::Refused));
+        strs!("comm", Sink::Dense(&mut c.comm, Null::As(empty)));
+        strs!("dev", Sink::Sparse(&mut c.dev));
+        strs!("target_comm", Sink::Sparse(&mut c.target_comm));
+        strs!("prev_state", Sink::Sparse(&mut c.prev_state));
+        strs!("func", Sink::Sparse(&mut c.func));
         start += n;
-        macro_rules! all_rows {
-            ($($f:ident)*) => { $(ensure!(c.$f.len() == start, "column {} has {} rows, not {start}", stringify!($f), c.$f.len());)* };
-        }
-        all_rows!(ts cpu seq kind ctx comm pid vec napi skb work budget ret target_cpu dev target_comm prev_state func);
+        ensure!(
+            c.len() == start && c.consistent(),
+            "a column's rows do not add up to its row groups'"
+        );
     }
     Ok(c)
 }
