@@ -659,29 +659,34 @@ fn verify_passes_in_the_hosts_mode_and_fails_in_another() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `napiscope simulate --mode M --cpus 2 --workload mixed --packets N ARGS...`, which must
+/// succeed.
+fn simulate_mixed_2cpus(mode: &str, packets: &str, args: &[&str]) {
+    let mut all = vec![
+        "simulate",
+        "--mode",
+        mode,
+        "--cpus",
+        "2",
+        "--workload",
+        "mixed",
+    ];
+    all.extend(["--packets", packets]);
+    all.extend(args);
+    let out = napiscope(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn simulate_then_check_round_trips_through_the_cli() {
     let dir = tmp_dir("sim");
     for mode in ["A", "B", "C"] {
         let f = dir.join(format!("sim-{mode}.parquet"));
-        let out = napiscope(&[
-            "simulate",
-            "--mode",
-            mode,
-            "--cpus",
-            "2",
-            "--workload",
-            "mixed",
-            "--packets",
-            "500",
-            "-o",
-            f.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        simulate_mixed_2cpus(mode, "500", &["-o", f.to_str().unwrap()]);
         let c = napiscope(&["check", f.to_str().unwrap(), "--json"]);
         assert_eq!(
             c.status.code(),
@@ -705,26 +710,7 @@ fn simulate_copies_writes_one_long_conformant_trace() {
     let mut counts = Vec::new();
     for copies in ["1", "3"] {
         let f = dir.join(format!("c{copies}.parquet"));
-        let out = napiscope(&[
-            "simulate",
-            "--mode",
-            "B",
-            "--cpus",
-            "2",
-            "--workload",
-            "mixed",
-            "--packets",
-            "300",
-            "--copies",
-            copies,
-            "-o",
-            f.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        simulate_mixed_2cpus("B", "300", &["--copies", copies, "-o", f.to_str().unwrap()]);
         let c = napiscope(&["check", f.to_str().unwrap(), "--json"]);
         let v: serde_json::Value = serde_json::from_slice(&c.stdout).unwrap();
         assert_eq!(v["verdict"], "PASS", "{copies} copies: {v}");
