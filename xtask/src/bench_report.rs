@@ -70,23 +70,32 @@ pub fn ensure_duckdb() -> Result<()> {
     Ok(())
 }
 
-/// The mode B trace of `copies` million events the checker and report benchmarks share
-/// (`napiscope simulate --copies`, napiscope's own Parquet writer), made once.
-pub fn trace(bin: &Path, dir: &Path, name: &str, copies: u64) -> Result<PathBuf> {
-    let f = dir.join(format!("check-B-{name}.parquet"));
+/// A simulated trace of `copies` million events the checker and report benchmarks read
+/// (`napiscope simulate --copies`, napiscope's own Parquet writer), made once. `packets` is
+/// what makes ~1M events in `mode` (4 CPUs, mixed RPS).
+pub fn trace(
+    bin: &Path,
+    dir: &Path,
+    mode: &str,
+    packets: u64,
+    name: &str,
+    copies: u64,
+) -> Result<PathBuf> {
+    let f = dir.join(format!("check-{mode}-{name}.parquet"));
     if !f.exists() {
         println!("==> simulating {}", f.display());
         let st = Command::new(bin)
             .args([
                 "simulate",
                 "--mode",
-                "B",
+                mode,
                 "--cpus",
                 "4",
                 "--workload",
                 "mixed",
             ])
-            .args(["--packets", "83000", "--copies", &copies.to_string(), "-o"])
+            .args(["--packets", &packets.to_string()])
+            .args(["--copies", &copies.to_string(), "-o"])
             .arg(&f)
             .stdout(std::process::Stdio::null())
             .status()?;
@@ -96,6 +105,9 @@ pub fn trace(bin: &Path, dir: &Path, name: &str, copies: u64) -> Result<PathBuf>
     }
     Ok(f)
 }
+
+/// Packets per ~1M simulated events in mode B (the model emits ~12 events per packet).
+pub const B_PACKETS_PER_1M: u64 = 83_000;
 
 /// Run `cmd` and return (seconds, peak RSS in MiB of the child) from wait4's rusage.
 pub fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
@@ -121,7 +133,7 @@ pub fn run(bin: &Path) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let mut rows = Vec::new();
     for (name, copies) in SIZES {
-        let f = trace(bin, &dir, name, *copies)?;
+        let f = trace(bin, &dir, "B", B_PACKETS_PER_1M, name, *copies)?;
         let size = std::fs::metadata(&f)?.len() as f64 / 1e6;
         println!("==> napiscope report --json {}", f.display());
         let (secs, rss) = timed(Command::new(bin).args(["report", "--json"]).arg(&f))?;

@@ -452,7 +452,8 @@ fn bench(check_max: &str, only: Option<&str>) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let date = capture(Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC"))?;
     let stamp = format!("Measured on {} — {}.", date.trim(), machine());
-    let mut md = std::fs::read_to_string("BENCHMARKS.md").unwrap_or_default();
+    let old = std::fs::read_to_string("BENCHMARKS.md").unwrap_or_default();
+    let mut md = old.clone();
     if !md.contains(&bench_md::marker("check", true)) {
         md = String::new(); // an older layout: start over (the report section is kept below)
     }
@@ -465,7 +466,6 @@ fn bench(check_max: &str, only: Option<&str>) -> Result<()> {
         };
         md = bench_md::put(&md, part, &format!("{}\n\n{stamp}\n", text.trim_end()));
     }
-    let old = std::fs::read_to_string("BENCHMARKS.md").unwrap_or_default();
     let report = bench_report::section_of(&old).unwrap_or_default();
     let mut out = String::from(
         "# napiscope benchmarks\n\nProduced by `cargo xtask bench` (all parts, or one with \
@@ -547,11 +547,12 @@ fn bench_record(bin: &Path, dir: &Path) -> Result<String> {
 /// RPS; `simulate --copies` writes them with napiscope's own writer, as `record` would), and
 /// a 1M-event mode C one: best of 3 runs pinned to CPU 0, peak RSS of the child.
 fn bench_check(bin: &Path, dir: &Path, max: &str) -> Result<String> {
-    // Packets per ~1M events: the model emits ~12 events per packet in mode B, ~8 in C.
+    // Packets per ~1M events: the model emits ~8 events per packet in mode C.
+    let b = bench_report::B_PACKETS_PER_1M;
     let cases = [
-        ("B", "1M", 83_000, 1),
-        ("B", "10M", 83_000, 10),
-        ("B", "50M", 83_000, 50),
+        ("B", "1M", b, 1),
+        ("B", "10M", b, 10),
+        ("B", "50M", b, 50),
         ("C", "1M", 125_000, 1),
     ];
     let order = ["1M", "10M", "50M"];
@@ -561,29 +562,7 @@ fn bench_check(bin: &Path, dir: &Path, max: &str) -> Result<String> {
         if order.iter().position(|n| *n == name).unwrap_or(0) > limit {
             continue;
         }
-        let f = if mode == "B" {
-            bench_report::trace(bin, dir, name, copies)?
-        } else {
-            let f = dir.join(format!("check-{mode}-{name}.parquet"));
-            if !f.exists() {
-                step(&format!("simulating {}", f.display()));
-                run(Command::new(bin)
-                    .args([
-                        "simulate",
-                        "--mode",
-                        mode,
-                        "--cpus",
-                        "4",
-                        "--workload",
-                        "mixed",
-                    ])
-                    .args(["--packets", &packets.to_string()])
-                    .args(["--copies", &copies.to_string(), "-o"])
-                    .arg(&f)
-                    .stdout(Stdio::null()))?;
-            }
-            f
-        };
+        let f = bench_report::trace(bin, dir, mode, packets, name, copies)?;
         let check = || {
             let mut c = Command::new("taskset");
             c.args(["-c", "0"])
