@@ -487,8 +487,8 @@ pub fn ring_sizes(total: u32, possible_cpus: u32) -> [u32; RINGS] {
 const PAGE: u32 = 4096;
 
 /// Load the programs with this kernel's offsets and attach every probe that can attach.
-/// `prefer_raw`: attach raw tracepoints where they read the same values (false: classic
-/// tracepoints everywhere, to compare cost or output).
+/// `prefer_raw`: attach tp_btf and raw tracepoints where they read the same values (false:
+/// classic tracepoints everywhere, to compare cost or output).
 pub fn load(
     tracefs: &Path,
     settings: &Settings,

@@ -271,8 +271,8 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     };
     if !env.kernel.btf {
         eprintln!(
-            "napiscope: note: no BTF at /sys/kernel/btf/vmlinux; netif_rx, netif_receive_skb \
-             and napi_poll use classic tracepoints (they cost more per event)"
+            "napiscope: note: no BTF at /sys/kernel/btf/vmlinux; the receive-path and \
+             scheduler probes use classic tracepoints (they cost more per event)"
         );
     }
     let ring_bytes = opts.ring_buffer_mb * 1024 * 1024;
