@@ -113,7 +113,9 @@ pub fn steps_of_cols(c: &Cols) -> Vec<Step<'_>> {
             Step {
                 ts: e.ts_ns(),
                 cpu: e.cpu(),
-                seq: c.seq[i],
+                // A reader drops seq only from rows already in time order, where the
+                // row number keeps the ties in place.
+                seq: c.seq.get(i).copied().unwrap_or(i as u64),
                 kind: e.event(),
                 ctx: e.ctx(),
                 comm: e.comm(),

@@ -1096,7 +1096,13 @@ mod tests {
         macro_rules! same {
             ($($f:ident)*) => { $(assert_eq!(a.$f, b.$f, "column {}", stringify!($f));)* };
         }
-        same!(ts cpu seq kind ctx pid vec napi skb work budget ret target_cpu);
+        same!(ts cpu kind ctx pid vec napi skb work budget ret target_cpu);
+        // seq as kept, or as the reader scanned it.
+        let seq = |c: &Cols| {
+            (c.seq_facts.clone())
+                .unwrap_or_else(|| crate::check::seqscan::scan(&c.ts, &c.cpu, &c.seq))
+        };
+        assert_eq!(seq(a), seq(b));
         let comm = |c: &Cols| -> Vec<String> {
             c.comm.iter().map(|s| c.strs.get(*s).to_string()).collect()
         };
@@ -1189,6 +1195,16 @@ mod tests {
         rewrite(&path, &other, props);
         assert!(direct(&other).is_err());
         assert_same_cols(&read_columns(&other).unwrap().0, &want);
+
+        // In time order, the reader scans seq instead of keeping it; out of order (two rows
+        // swapped), it keeps it for the index to sort by, as the Arrow reader does.
+        let got = direct(&path).unwrap();
+        assert!(got.seq.is_empty() && got.seq_facts.as_ref().is_some_and(|f| f.complete()));
+        events.swap(10, 11);
+        write_trace(&path, &events, &meta).unwrap();
+        let got = direct(&path).unwrap();
+        assert_eq!((got.seq_facts.is_none(), &got.seq), (true, &arrow(&path).seq));
+        assert_same_cols(&got, &arrow(&path));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

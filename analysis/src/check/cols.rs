@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::sparse::Sparse;
+use super::{seqscan::SeqFacts, sparse::Sparse};
 use crate::event::{Ctx, Event, EventKind, BACKLOG_DEV};
 
 /// An interned string.
@@ -59,7 +59,8 @@ impl Strings {
 pub struct Cols {
     pub ts: Vec<u64>,
     pub cpu: Vec<u32>,
-    /// Read only by `Index::build` (order, loss windows), which then empties it.
+    /// Read only by `Index::build` (order, loss windows), which then empties it. Empty
+    /// from the start when a reader scanned it as it went (`seq_facts`).
     pub seq: Vec<u64>,
     pub kind: Vec<EventKind>,
     pub ctx: Vec<Ctx>,
@@ -77,6 +78,10 @@ pub struct Cols {
     pub prev_state: Sparse<Sym>,
     pub func: Sparse<Sym>,
     pub strs: Strings,
+    /// What `seqscan` found in the seq column, when the reader scanned it instead of keeping
+    /// it: only ever complete (rows in time order, every CPU's gaps exact), as anything else
+    /// needs the column.
+    pub seq_facts: Option<SeqFacts>,
 }
 
 /// One row, for building `Cols` a row at a time.
@@ -104,7 +109,7 @@ pub struct Row {
 
 macro_rules! each_col {
     ($m:ident, $($args:tt)*) => {
-        $m!($($args)*; ts cpu seq kind ctx comm pid; vec napi skb work budget ret target_cpu
+        $m!($($args)*; ts cpu kind ctx comm pid; vec napi skb work budget ret target_cpu
             dev target_comm prev_state func)
     };
 }
@@ -123,7 +128,9 @@ impl Cols {
                 Cols {
                     $($d: Vec::with_capacity(n),)*
                     $($s: Sparse::with_capacity(n),)*
+                    seq: Vec::with_capacity(n),
                     strs: Strings::default(),
+                    seq_facts: None,
                 }
             };
         }
@@ -138,12 +145,20 @@ impl Cols {
             };
         }
         let c = self;
+        c.seq.push(r.seq);
         each_col!(push, c r);
     }
 
-    /// Do all columns have `len()` rows, and do the sparse ones' values match their
-    /// presence bits? (A damaged file can break either.)
+    /// Do all columns have `len()` rows (seq: or none, when scanned), and do the sparse
+    /// ones' values match their presence bits? (A damaged file can break either.)
     pub fn consistent(&self) -> bool {
+        let n = self.len();
+        (self.seq.len() == n || (self.seq.is_empty() && self.seq_facts.is_some()))
+            && self.consistent_but_seq()
+    }
+
+    /// `consistent`, seq aside (a reader that scans seq checks it itself).
+    pub fn consistent_but_seq(&self) -> bool {
         let n = self.len();
         macro_rules! all {
             ($c:ident; $($d:ident)*; $($s:ident)*) => {
@@ -191,10 +206,12 @@ impl Cols {
         }
         macro_rules! gather {
             ($c:ident; $($d:ident)*; $($s:ident)*) => {{
-                let Cols { $($d,)* $($s,)* strs } = $c;
+                let Cols { $($d,)* $($s,)* seq, strs, seq_facts: _ } = $c;
                 $(let $d = gather($d, order);)*
                 $(let $s = $s.permute(order);)*
-                Cols { $($d,)* $($s,)* strs }
+                // Only a trace out of time order is permuted, and those keep their seq.
+                let seq = if seq.is_empty() { seq } else { gather(seq, order) };
+                Cols { $($d,)* $($s,)* seq, strs, seq_facts: None }
             }};
         }
         let c = self;

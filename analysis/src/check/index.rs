@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
-use super::cols::{Cols, FastMap, E};
+use super::{
+    cols::{Cols, FastMap, E},
+    seqscan::{self, SeqFacts},
+};
 use crate::{
     event::{Ctx, EventKind, BACKLOG_DEV},
     paths::MATCH_WINDOW_NS,
@@ -270,18 +273,13 @@ struct Scan {
     cpus: Vec<u32>,
     /// Rows per (slot, kind code): `slot * KINDS + kind`.
     counts: Vec<usize>,
-    /// The rows are already in (ts, cpu, seq) order.
-    sorted: bool,
 }
 
-/// Every CPU's slot, rows per (CPU, kind), and whether the rows are in time order: one
-/// pass, as each is a walk over whole columns.
+/// Every CPU's slot and rows per (CPU, kind): one pass.
 fn scan(c: &Cols) -> Scan {
     let mut slots = CpuSlots::default();
     let mut cpus = Vec::new();
     let mut counts: Vec<usize> = Vec::new();
-    let mut sorted = true;
-    let mut prev = (0u64, 0u32, 0u64);
     for (i, &cpu) in c.cpu.iter().enumerate() {
         let s = match slots.get(cpu) {
             Some(s) => s,
@@ -293,15 +291,11 @@ fn scan(c: &Cols) -> Scan {
             }
         };
         counts[s * KINDS + c.kind[i] as usize] += 1;
-        let key = (c.ts[i], cpu, c.seq[i]);
-        sorted &= prev <= key;
-        prev = key;
     }
     Scan {
         slots,
         cpus,
         counts,
-        sorted,
     }
 }
 
@@ -358,19 +352,25 @@ fn time_order(c: &Cols, slots: &CpuSlots, nslots: usize) -> Vec<u32> {
 }
 
 impl Index {
-    pub fn build(cols: Cols, meta: &TraceMeta) -> Index {
+    pub fn build(mut cols: Cols, meta: &TraceMeta) -> Index {
         let Scan {
             slots,
             cpus: slot_cpu,
             counts,
-            sorted,
         } = scan(&cols);
         let nslots = slot_cpu.len();
-        let mut c = if sorted {
-            cols
+        // Scanned by the reader (then complete: sorted), or here.
+        let facts = cols
+            .seq_facts
+            .take()
+            .unwrap_or_else(|| seqscan::scan(&cols.ts, &cols.cpu, &cols.seq));
+        let (mut c, facts) = if facts.sorted {
+            (cols, facts)
         } else {
             let order = time_order(&cols, &slots, nslots);
-            cols.permute(&order)
+            let c = cols.permute(&order);
+            let facts = seqscan::scan(&c.ts, &c.cpu, &c.seq);
+            (c, facts)
         };
         let n = c.len();
         let t_end = c.ts.last().copied().unwrap_or(0);
@@ -401,7 +401,7 @@ impl Index {
             &kind_counts,
             c.kind.iter().map(|k| kind_all_of[*k as usize]),
         );
-        let lost = lost_windows(&c, &slots, &slot_cpu, meta);
+        let lost = lost_windows(&c, facts, meta);
         // Nothing reads seq after this: its memory goes back for the index to reuse.
         c.seq = Vec::new();
         let cpuhp: Vec<u32> = kind_all
@@ -776,53 +776,23 @@ fn gallop(v: &[u32], ts: &[u64], t0: u64, hint: usize) -> usize {
     lo + v[lo..hi].partition_point(|i| ts[*i as usize] < t0)
 }
 
-/// Per CPU: windows with lost events, from gaps in that CPU's sequence numbers and from the
-/// recorder's loss counters. One pass over the rows in time order; a CPU whose sequence
+/// Per CPU: windows with lost events, from gaps in that CPU's sequence numbers (`facts`,
+/// over the rows in time order) and from the recorder's loss counters. A CPU whose sequence
 /// numbers go backwards somewhere is redone over its rows sorted by seq.
-fn lost_windows(
-    c: &Cols,
-    slots: &CpuSlots,
-    slot_cpu: &[u32],
-    meta: &TraceMeta,
-) -> FastMap<u32, Vec<(u64, u64)>> {
-    let nslots = slot_cpu.len();
-    let mut windows: Vec<Vec<(u64, u64)>> = vec![Vec::new(); nslots];
-    let mut gaps = vec![0u64; nslots];
-    // Per slot: the previous row's (seq, ts), and whether seq never went down.
-    let mut prev: Vec<Option<(u64, u64)>> = vec![None; nslots];
-    let mut ordered = vec![true; nslots];
-    for (i, cpu) in c.cpu.iter().enumerate() {
-        let s = slots.of(*cpu);
-        let (seq, ts) = (c.seq[i], c.ts[i]);
-        match prev[s] {
-            None if seq > 0 => {
-                gaps[s] += seq;
-                windows[s].push((0, ts));
-            }
-            None => {}
-            Some((p, _)) if seq < p => ordered[s] = false,
-            Some((p, pts)) if seq > p + 1 => {
-                gaps[s] += seq - p - 1;
-                windows[s].push((pts, ts));
-            }
-            Some(_) => {}
-        }
-        prev[s] = Some((seq, ts));
-    }
+fn lost_windows(c: &Cols, facts: SeqFacts, meta: &TraceMeta) -> FastMap<u32, Vec<(u64, u64)>> {
     let lost_meta = meta.lost_per_cpu();
     let mut out: FastMap<u32, Vec<(u64, u64)>> = FastMap::default();
-    for (s, &cpu) in slot_cpu.iter().enumerate() {
-        let (mut w, mut g, mut last_ts) = (
-            std::mem::take(&mut windows[s]),
-            gaps[s],
-            prev[s].map_or(0, |p| p.1),
-        );
-        if !ordered[s] {
+    for (cpu, s) in facts.cpus {
+        let (mut w, g, last_ts) = if s.ordered {
+            let last = s.last_ts();
+            (s.windows, s.gaps, last)
+        } else {
+            // Facts a reader hands over are complete, so this CPU's seqs are in `c.seq`.
             let rows: Vec<u32> = (0..c.len() as u32)
                 .filter(|i| c.cpu[*i as usize] == cpu)
                 .collect();
-            (w, g, last_ts) = seq_gaps(c, rows);
-        }
+            seq_gaps(c, rows)
+        };
         // Losses after the last event this CPU delivered show in the counters, not in seq.
         if lost_meta.get(cpu as usize).copied().unwrap_or(0) > g {
             w.push((last_ts, u64::MAX));
@@ -874,14 +844,10 @@ mod tests {
             .map(|&(ts, cpu, seq)| Event::new(ts, cpu, seq, EventKind::NetifRx))
             .collect();
         let c = Cols::from_events(&events);
-        let Scan {
-            slots,
-            cpus: slot_cpu,
-            ..
-        } = scan(&c);
         let mut meta = TraceMeta::default();
         meta.set("lost_per_cpu", "[0,5]");
-        let w = lost_windows(&c, &slots, &slot_cpu, &meta);
+        let facts = seqscan::scan(&c.ts, &c.cpu, &c.seq);
+        let w = lost_windows(&c, facts, &meta);
         assert_eq!(w[&0], vec![(20, 30)]);
         // Sorted by seq: 2 (ts 25), 3 (ts 15): 2 lost before; the counters say 5, so the
         // rest were lost after the last event by seq.
@@ -889,9 +855,9 @@ mod tests {
     }
 
     #[test]
-    fn scan_counts_rows_per_cpu_and_kind_and_sees_time_order() {
+    fn scan_counts_rows_per_cpu_and_kind() {
         let ev = |ts, cpu, seq, kind| Event::new(ts, cpu, seq, kind);
-        let mut events = vec![
+        let events = vec![
             ev(10, 7, 0, EventKind::NetifRx),
             ev(10, 9, 0, EventKind::NapiPoll),
             ev(11, 7, 1, EventKind::NapiPoll),
@@ -899,7 +865,6 @@ mod tests {
             ev(12, 5000, 0, EventKind::NapiPoll), // past the table: the map
         ];
         let s = scan(&Cols::from_events(&events));
-        assert!(s.sorted);
         assert_eq!(s.cpus, [7, 9, 5000]);
         assert_eq!(s.slots.get(5000), Some(2));
         assert_eq!(
@@ -909,12 +874,6 @@ mod tests {
         assert_eq!(s.counts[EventKind::NapiPoll as usize], 2);
         assert_eq!(s.counts[EventKind::NetifRx as usize], 1);
         assert_eq!(s.counts[KINDS + EventKind::NapiPoll as usize], 1);
-        // Equal times: CPU then seq decide.
-        events.swap(2, 3);
-        assert!(!scan(&Cols::from_events(&events)).sorted);
-        events.swap(2, 3);
-        events.swap(0, 1);
-        assert!(!scan(&Cols::from_events(&events)).sorted);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod cols;
 pub mod index;
 mod rules;
+pub mod seqscan;
 pub mod sparse;
 
 use std::collections::BTreeMap;

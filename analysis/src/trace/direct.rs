@@ -16,6 +16,7 @@ use super::codec::{self, Bytes};
 use crate::{
     check::{
         cols::{Cols, Strings, Sym},
+        seqscan::SeqScan,
         sparse::Sparse,
     },
     event::{Ctx, EventKind},
@@ -414,6 +415,10 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
         .map(|g| g.num_rows().max(0) as usize)
         .sum();
     let mut c = Cols::with_capacity(rows.min(1 << 28));
+    // seq is scanned a row group at a time, not kept (see `seqscan`).
+    c.seq = Vec::new();
+    let mut seq = SeqScan::default();
+    let mut group_seq: Vec<u64> = Vec::new();
     let mut s = Scratch::default();
     let empty = c.strs.intern("");
     let mut start = 0;
@@ -432,7 +437,12 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
         }
         ints!("ts_ns", Sink::Dense(&mut c.ts, Null::As(0)));
         ints!("cpu", Sink::Dense(&mut c.cpu, Null::As(0)));
-        ints!("seq", Sink::Dense(&mut c.seq, Null::As(0)));
+        group_seq.clear();
+        ints!("seq", Sink::Dense(&mut group_seq, Null::As(0)));
+        ensure!(group_seq.len() == n, "seq has the wrong row count");
+        for (k, q) in group_seq.iter().enumerate() {
+            seq.push(c.ts[start + k], c.cpu[start + k], *q);
+        }
         ints!("pid", Sink::Dense(&mut c.pid, Null::As(0)));
         ints!("vec", Sink::Sparse(&mut c.vec));
         ints!("napi", Sink::Sparse(&mut c.napi));
@@ -457,9 +467,24 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
         strs!("func", Sink::Sparse(&mut c.func));
         start += n;
         ensure!(
-            c.len() == start && c.consistent(),
+            c.len() == start && c.consistent_but_seq(),
             "a column's rows do not add up to its row groups'"
         );
+    }
+    let facts = seq.finish();
+    if facts.complete() {
+        c.seq_facts = Some(facts);
+    } else {
+        // Out of time order, or a CPU's seq went back: the index needs the column.
+        c.seq.reserve_exact(c.len());
+        for g in 0..md.num_row_groups() {
+            let rg = file.get_row_group(g)?;
+            let n = md.row_group(g).num_rows().max(0) as usize;
+            let (i, phys, nullable) = leaf("seq")?;
+            let p = rg.get_column_page_reader(i)?;
+            int_column(p, n, phys, nullable, &mut s, Sink::Dense(&mut c.seq, Null::As(0)))?;
+        }
+        ensure!(c.seq.len() == c.len(), "seq has the wrong row count");
     }
     Ok(c)
 }
