@@ -42,6 +42,11 @@ impl Strings {
     pub fn get(&self, s: Sym) -> &str {
         &self.strs[s as usize]
     }
+    /// `backlog_napi/N` → N.
+    #[inline]
+    pub fn thread(&self, s: Sym) -> Option<u32> {
+        self.thread[s as usize]
+    }
     pub fn lookup(&self, s: &str) -> Option<Sym> {
         self.ids.get(s).copied()
     }
