@@ -109,6 +109,12 @@ impl<T: Copy> Sparse<T> {
         self.vals.extend(v);
     }
 
+    /// The values, to append those of rows already marked present (as `extend_values`,
+    /// for a decoder that writes them itself; `consistent` checks the counts agree).
+    pub fn values_mut(&mut self) -> &mut Vec<T> {
+        &mut self.vals
+    }
+
     /// Do the presence bits and the values agree? (A damaged file can make them differ.)
     pub fn consistent(&self) -> bool {
         let present = match (self.rank.last(), self.bits.last()) {

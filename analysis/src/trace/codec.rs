@@ -76,19 +76,70 @@ fn bits(buf: &[u8], bit: usize, width: u32) -> u64 {
     (word >> shift) as u64 & mask
 }
 
-/// Append `n` bit-packed values of `width` bits (≤ 32) from `buf`.
-fn unpack32(buf: &[u8], width: u32, n: usize, out: &mut Vec<u32>) {
+/// Where decoded RLE/bit-packed hybrid values go: runs of one value, and bit-packed values
+/// a few at a time, in order.
+pub trait HybridSink {
+    fn run(&mut self, v: u32, n: usize);
+    fn values(&mut self, v: &[u32]);
+}
+
+impl HybridSink for Vec<u32> {
+    #[inline]
+    fn run(&mut self, v: u32, n: usize) {
+        self.resize(self.len() + n, v);
+    }
+    #[inline]
+    fn values(&mut self, v: &[u32]) {
+        self.extend_from_slice(v);
+    }
+}
+
+/// Dictionary indices looked up as they are decoded, into the column itself: no vector of
+/// indices to write and read back. An index past the dictionary marks the page bad (and
+/// reads its last entry meanwhile, so the loop has no early exit).
+pub struct DictSink<'a, T> {
+    pub dict: &'a [T],
+    pub out: &'a mut Vec<T>,
+    pub bad: bool,
+}
+
+/// The entry at `i`, or (never in a valid page) the first one with `bad` set.
+#[inline]
+fn lookup<T: Copy>(dict: &[T], i: u32, bad: &mut bool) -> T {
+    match dict.get(i as usize) {
+        Some(v) => *v,
+        None => {
+            *bad = true;
+            dict[0]
+        }
+    }
+}
+
+impl<T: Copy> HybridSink for DictSink<'_, T> {
+    #[inline]
+    fn run(&mut self, v: u32, n: usize) {
+        let v = lookup(self.dict, v, &mut self.bad);
+        self.out.resize(self.out.len() + n, v);
+    }
+    #[inline]
+    fn values(&mut self, v: &[u32]) {
+        let (dict, bad) = (self.dict, &mut self.bad);
+        self.out.extend(v.iter().map(|i| lookup(dict, *i, bad)));
+    }
+}
+
+/// `n` bit-packed values of `width` bits (≤ 32) from `buf`, into `out`.
+fn unpack(buf: &[u8], width: u32, n: usize, out: &mut impl HybridSink) {
     if width == 0 {
-        out.resize(out.len() + n, 0);
+        out.run(0, n);
         return;
     }
-    out.reserve(n);
     let w = width as usize;
     let mut i = 0;
     // One bit wide (definition levels): a byte is 8 values, looked up whole.
     if width == 1 {
         for b in buf.iter().take(n / 8) {
-            out.extend_from_slice(&BITS[*b as usize]);
+            out.values(&BITS[*b as usize]);
         }
         i = buf.len().min(n / 8) * 8;
     } else
@@ -106,7 +157,7 @@ fn unpack32(buf: &[u8], width: u32, n: usize, out: &mut Vec<u32>) {
         for g in 0..whole {
             let v = u64::from_le_bytes(buf[g * w..g * w + 8].try_into().unwrap());
             let vals: [u32; 8] = std::array::from_fn(|k| ((v >> (k * w)) & mask) as u32);
-            out.extend_from_slice(&vals);
+            out.values(&vals);
         }
         i = whole * 8;
     } else if buf.len() >= 8 {
@@ -116,12 +167,12 @@ fn unpack32(buf: &[u8], width: u32, n: usize, out: &mut Vec<u32>) {
             let bit = k * w;
             let byte = bit / 8;
             let word = u64::from_le_bytes(buf[byte..byte + 8].try_into().unwrap());
-            out.push((word >> (bit % 8)) as u32 & mask);
+            out.values(&[(word >> (bit % 8)) as u32 & mask]);
         }
         i = fast;
     }
     for k in i..n {
-        out.push(bits(buf, k * w, width) as u32);
+        out.values(&[bits(buf, k * w, width) as u32]);
     }
 }
 
@@ -142,12 +193,41 @@ static BITS: [[u32; 8]; 256] = {
 
 /// Decode `n` values of the RLE/bit-packed hybrid encoding with `width` bits each.
 pub fn hybrid(b: &mut Bytes, width: u32, n: usize, out: &mut Vec<u32>) -> Result<()> {
+    hybrid_into(b, width, n, out)
+}
+
+/// Decode `n` dictionary indices of `width` bits into the dictionary's values, appended to
+/// `out`; an index past the dictionary is an error.
+pub fn hybrid_dict<T: Copy>(
+    b: &mut Bytes,
+    width: u32,
+    n: usize,
+    dict: &[T],
+    out: &mut Vec<T>,
+) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    ensure!(!dict.is_empty(), "dictionary index out of range");
+    out.reserve(n);
+    let mut sink = DictSink {
+        dict,
+        out,
+        bad: false,
+    };
+    hybrid_into(b, width, n, &mut sink)?;
+    ensure!(!sink.bad, "dictionary index out of range");
+    Ok(())
+}
+
+/// Decode `n` values of the RLE/bit-packed hybrid encoding into `out`.
+pub fn hybrid_into(b: &mut Bytes, width: u32, n: usize, out: &mut impl HybridSink) -> Result<()> {
     ensure!(width <= 32, "bit width {width}");
-    let end = out.len() + n;
     let value_bytes = width.div_ceil(8) as usize;
-    while out.len() < end {
+    let mut done = 0;
+    while done < n {
         let header = b.uleb()?;
-        let left = end - out.len();
+        let left = n - done;
         if header & 1 == 0 {
             let run = ((header >> 1) as usize).min(left);
             ensure!(run > 0, "empty RLE run");
@@ -156,14 +236,16 @@ pub fn hybrid(b: &mut Bytes, width: u32, n: usize, out: &mut Vec<u32>) -> Result
                 .iter()
                 .enumerate()
                 .fold(0u32, |v, (k, byte)| v | (*byte as u32) << (8 * k));
-            out.resize(out.len() + run, v);
+            out.run(v, run);
+            done += run;
         } else {
             let values = (header >> 1) as usize * 8;
             ensure!(values > 0, "empty bit-packed run");
             let bytes = (values * width as usize / 8).min(b.buf.len() - b.pos);
             // The rest of the page, not just this run: whole-word loads may read past the
             // run's end (the bits beyond are masked off), so short runs stay fast too.
-            unpack32(b.rest(), width, values.min(left), out);
+            unpack(b.rest(), width, values.min(left), out);
+            done += values.min(left);
             b.take(bytes)?;
         }
     }
@@ -227,6 +309,16 @@ pub fn hybrid_bits(b: &mut Bytes, n: usize, mut push: impl FnMut(u64, usize)) ->
 /// the same way in the low 32 bits). Returns the bytes it used.
 /// `expect` is how many values the page says it holds.
 pub fn delta(b: &mut Bytes, expect: usize, out: &mut Vec<i64>) -> Result<()> {
+    delta_as(b, expect, out, |v| v)
+}
+
+/// `delta`, each value made a `T` by `f` on its way into `out` (a column's own type).
+pub fn delta_as<T>(
+    b: &mut Bytes,
+    expect: usize,
+    out: &mut Vec<T>,
+    f: impl Fn(i64) -> T,
+) -> Result<()> {
     let block = b.uleb()? as usize;
     let minis = b.uleb()? as usize;
     let total = b.uleb()? as usize;
@@ -245,7 +337,7 @@ pub fn delta(b: &mut Bytes, expect: usize, out: &mut Vec<i64>) -> Result<()> {
     if total == 0 {
         return Ok(());
     }
-    out.push(last);
+    out.push(f(last));
     let mut left = total - 1;
     let mut widths = vec![0u8; minis];
     while left > 0 {
@@ -268,17 +360,18 @@ pub fn delta(b: &mut Bytes, expect: usize, out: &mut Vec<i64>) -> Result<()> {
                 0
             };
             let mask = (1u64 << w.min(63)) - 1;
-            for i in 0..fast {
+            // One extend over the miniblock: no capacity check per value.
+            out.extend((0..fast).map(|i| {
                 let bit = i * w as usize;
                 let word = u64::from_le_bytes(packed[bit / 8..bit / 8 + 8].try_into().unwrap());
                 let d = (word >> (bit % 8)) & mask;
                 last = last.wrapping_add(min_delta).wrapping_add(d as i64);
-                out.push(last);
-            }
+                f(last)
+            }));
             for i in fast..n {
                 let d = bits(packed, i * w as usize, w);
                 last = last.wrapping_add(min_delta).wrapping_add(d as i64);
-                out.push(last);
+                out.push(f(last));
             }
             left -= n;
         }
@@ -373,7 +466,7 @@ mod tests {
         for width in 1..=32u32 {
             let n = buf.len() * 8 / width as usize;
             let mut out = vec![];
-            unpack32(&buf, width, n, &mut out);
+            unpack(&buf, width, n, &mut out);
             for (i, v) in out.iter().enumerate() {
                 let mut want = 0u32;
                 for k in 0..width as usize {

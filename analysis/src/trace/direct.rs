@@ -201,6 +201,44 @@ impl<T: Copy> Sink<'_, T> {
         Ok(present)
     }
 
+    /// Is every value the page decodes one the column stores as it is (a sparse column's
+    /// present values, a dense column without nulls)? Then decoders write into
+    /// `value_vec` directly.
+    fn every_value_a_row(&self, p: &DataPage, present: usize) -> bool {
+        match self {
+            Sink::Sparse(_) => true,
+            Sink::Dense(..) => present == p.rows,
+        }
+    }
+
+    /// Where the decoded values go when `every_value_a_row`.
+    fn value_vec(&mut self) -> &mut Vec<T> {
+        match self {
+            Sink::Sparse(out) => out.values_mut(),
+            Sink::Dense(out, _) => out,
+        }
+    }
+
+    /// Append the page's dictionary-coded values. Where every decoded value is a row's
+    /// (a sparse column's present values, a dense column without nulls) the indices are
+    /// looked up as they are decoded, straight into the column; otherwise through `idx`.
+    fn dict_values(
+        &mut self,
+        p: &mut DataPage,
+        levels: &[u32],
+        present: usize,
+        dict: &[T],
+        idx: &mut Vec<u32>,
+    ) -> Result<()> {
+        if present > 0 && self.every_value_a_row(p, present) {
+            let width = *p.values.take(1)?.first().unwrap_or(&0) as u32;
+            return codec::hybrid_dict(&mut p.values, width, present, dict, self.value_vec());
+        }
+        dict_indices(p, present, dict.len(), idx)?;
+        self.values(p, levels, present, |k| dict[idx[k] as usize]);
+        Ok(())
+    }
+
     /// Append the page's values: the k-th present one is `get(k)` (k < `present`).
     fn values(&mut self, p: &DataPage, levels: &[u32], present: usize, get: impl Fn(usize) -> T) {
         match self {
@@ -293,9 +331,14 @@ fn int_column<T: Target>(
         let present = out.levels(&p, &mut s.levels)?;
         match p.encoding {
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
-                dict_indices(&mut p, present, dict.len(), &mut s.idx)?;
-                let get = |k: usize| dict[s.idx[k] as usize];
-                out.values(&p, &s.levels, present, get);
+                out.dict_values(&mut p, &s.levels, present, &dict, &mut s.idx)?;
+            }
+            Encoding::DELTA_BINARY_PACKED if out.every_value_a_row(&p, present) => {
+                // Straight into the column (ts_ns; seq's row-group buffer).
+                let col = out.value_vec();
+                let before = col.len();
+                codec::delta_as(&mut p.values, present, col, T::from_int)?;
+                ensure!(col.len() - before == present, "page holds the wrong count");
             }
             Encoding::PLAIN | Encoding::DELTA_BINARY_PACKED => {
                 s.ints.clear();
@@ -372,9 +415,7 @@ fn str_column<T: StrTarget>(
         let present = out.levels(&p, &mut s.levels)?;
         match p.encoding {
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
-                dict_indices(&mut p, present, dict.len(), &mut s.idx)?;
-                let get = |k: usize| dict[s.idx[k] as usize];
-                out.values(&p, &s.levels, present, get);
+                out.dict_values(&mut p, &s.levels, present, &dict, &mut s.idx)?;
             }
             Encoding::PLAIN => {
                 plain.clear();
