@@ -6,10 +6,18 @@
 //! back to the Arrow reader, which reads any valid file (and words its errors).
 
 use anyhow::{anyhow, bail, ensure, Result};
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes as Buffer};
 use parquet::{
     basic::{Encoding, Type as Phys},
     column::page::Page,
-    file::reader::{FileReader, SerializedFileReader},
+    file::{
+        metadata::RowGroupMetaData,
+        properties::ReaderProperties,
+        reader::{ChunkReader, FileReader, Length, RowGroupReader},
+        serialized_reader::{SerializedFileReader, SerializedRowGroupReader},
+    },
 };
 
 use super::codec::{self, Bytes};
@@ -432,12 +440,84 @@ fn str_column<T: StrTarget>(
     Ok(())
 }
 
+/// One row group's bytes, read from the file with one call, serving the group's page
+/// readers. Parquet's reader for a `File` duplicates the descriptor, seeks and reads (twice)
+/// for every page: thousands of system calls a trace, slow ones in a VM. Holding a group at
+/// a time instead of the whole file keeps the memory to one group's.
+struct Group {
+    file_len: u64,
+    start: u64,
+    bytes: Buffer,
+}
+
+impl Group {
+    fn read(file: &std::fs::File, file_len: u64, g: &RowGroupMetaData) -> Result<Group> {
+        use std::os::unix::fs::FileExt;
+        let ranges = g.columns().iter().map(|c| c.byte_range());
+        let start = ranges.clone().map(|(s, _)| s).min().unwrap_or(0);
+        let end = ranges.map(|(s, l)| s.saturating_add(l)).max().unwrap_or(0);
+        ensure!(start <= end && end <= file_len, "row group past the end of the file");
+        let mut buf = vec![0u8; (end - start) as usize];
+        file.read_exact_at(&mut buf, start)?;
+        Ok(Group {
+            file_len,
+            start,
+            bytes: buf.into(),
+        })
+    }
+
+    fn slice(&self, start: u64, len: Option<usize>) -> parquet::errors::Result<Buffer> {
+        let bad = || parquet::errors::ParquetError::EOF("page outside its row group".into());
+        let from = start.checked_sub(self.start).ok_or_else(bad)? as usize;
+        let to = len.map_or(Some(self.bytes.len()), |l| from.checked_add(l));
+        match to {
+            Some(to) if from <= to && to <= self.bytes.len() => Ok(self.bytes.slice(from..to)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Length for Group {
+    fn len(&self) -> u64 {
+        self.file_len
+    }
+}
+
+impl ChunkReader for Group {
+    type T = bytes::buf::Reader<Buffer>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(self.slice(start, None)?.reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Buffer> {
+        self.slice(start, Some(length))
+    }
+}
+
+/// Row group `g`'s reader, its bytes read in one call.
+fn row_group<'a>(
+    file: &std::fs::File,
+    len: u64,
+    md: &'a parquet::file::metadata::ParquetMetaData,
+    g: usize,
+) -> Result<SerializedRowGroupReader<'a, Group>> {
+    let group = Group::read(file, len, md.row_group(g))?;
+    let props = Arc::new(ReaderProperties::builder().build());
+    Ok(SerializedRowGroupReader::new(
+        Arc::new(group),
+        md.row_group(g),
+        None,
+        props,
+    )?)
+}
+
 /// Read every row group of the file into `Cols`.
 pub fn read(file: std::fs::File) -> Result<Cols> {
-    // Page by page from the file: each page is read into a buffer the allocator reuses,
-    // not the whole file into fresh memory.
-    let file = SerializedFileReader::new(file)?;
-    let md = file.metadata();
+    // The footer through parquet's reader; the pages a row group at a time (`Group`).
+    let reader = SerializedFileReader::new(file.try_clone()?)?;
+    let md = reader.metadata();
+    let file_len = file.metadata()?.len();
     let schema = md.file_metadata().schema_descr();
     let leaf = |name: &str| -> Result<(usize, Phys, bool)> {
         let i = (0..schema.num_columns())
@@ -464,7 +544,7 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
     let empty = c.strs.intern("");
     let mut start = 0;
     for g in 0..md.num_row_groups() {
-        let rg = file.get_row_group(g)?;
+        let rg = row_group(&file, file_len, md, g)?;
         let n = md.row_group(g).num_rows().max(0) as usize;
         let pages = |name: &str| -> Result<_> {
             let (i, phys, nullable) = leaf(name)?;
@@ -519,7 +599,7 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
         // Out of time order, or a CPU's seq went back: the index needs the column.
         c.seq.reserve_exact(c.len());
         for g in 0..md.num_row_groups() {
-            let rg = file.get_row_group(g)?;
+            let rg = row_group(&file, file_len, md, g)?;
             let n = md.row_group(g).num_rows().max(0) as usize;
             let (i, phys, nullable) = leaf("seq")?;
             let p = rg.get_column_page_reader(i)?;
