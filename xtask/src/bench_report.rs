@@ -143,8 +143,9 @@ pub fn run(bin: &Path) -> Result<()> {
             .output()?;
         let events = serde_json::from_slice::<serde_json::Value>(&out.stdout)
             .ok()
-            .and_then(|v| v["events"].as_f64())
-            .unwrap_or(0.0);
+            .and_then(|v| v["totals"]["events"].as_f64())
+            .filter(|n| *n > 0.0)
+            .context("`napiscope report --json` gave no totals.events")?;
         println!("    {events} events, {secs:.1} s, peak RSS {rss:.0} MiB");
         rows.push(format!(
             "| {name} | {events:.0} | {size:.0} MB | {secs:.1} s | {:.2} M events/s | {rss:.0} MiB |",
