@@ -30,6 +30,13 @@ pub enum Path {
 }
 
 impl Path {
+    pub const ALL: [Path; 4] = [
+        Path::LocalSoftirq,
+        Path::RemoteSoftirq,
+        Path::Ksoftirqd,
+        Path::BacklogThread,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Path::LocalSoftirq => "local_softirq",

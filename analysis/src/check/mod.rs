@@ -293,14 +293,20 @@ pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckRe
         .filter(|v| *v != Verdict::Inconclusive)
         .max()
         .unwrap_or(Verdict::Inconclusive);
-    // Counted under static names, made strings once per key.
-    let mut paths: BTreeMap<&str, u64> = BTreeMap::new();
-    // The index already paired every netif_rx with its netif_receive_skb.
+    // The index already paired every netif_rx with its netif_receive_skb. Counted per
+    // path in an array, named once per path.
+    let mut per_path = [0u64; 4];
+    let path_of = |p: crate::paths::Path| p as usize;
     for d in &ix.deliveries {
         let rcv = ix.ev(d.rcv);
         let path = crate::paths::classify(d.from, d.to, rcv.ctx(), rcv.comm());
-        *paths.entry(path.name()).or_default() += 1;
+        per_path[path_of(path)] += 1;
     }
+    let paths: BTreeMap<&str, u64> = crate::paths::Path::ALL
+        .iter()
+        .filter(|p| per_path[path_of(**p)] > 0)
+        .map(|p| (p.name(), per_path[path_of(*p)]))
+        .collect();
     let mut batch_paths: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for b in ix.batches.iter().filter(|b| b.complete) {
         let origin = match b.init.map(|i| &ix.deliveries[i]) {

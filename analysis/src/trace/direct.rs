@@ -451,13 +451,20 @@ struct Group {
 }
 
 impl Group {
-    fn read(file: &std::fs::File, file_len: u64, g: &RowGroupMetaData) -> Result<Group> {
+    /// Group `g`'s bytes, read into `buf` (the previous group's buffer: its pages are
+    /// warm and it grows only past the largest group so far).
+    fn read(
+        file: &std::fs::File,
+        file_len: u64,
+        g: &RowGroupMetaData,
+        mut buf: Vec<u8>,
+    ) -> Result<Group> {
         use std::os::unix::fs::FileExt;
         let ranges = g.columns().iter().map(|c| c.byte_range());
         let start = ranges.clone().map(|(s, _)| s).min().unwrap_or(0);
         let end = ranges.map(|(s, l)| s.saturating_add(l)).max().unwrap_or(0);
         ensure!(start <= end && end <= file_len, "row group past the end of the file");
-        let mut buf = vec![0u8; (end - start) as usize];
+        buf.resize((end - start) as usize, 0);
         file.read_exact_at(&mut buf, start)?;
         Ok(Group {
             file_len,
@@ -495,21 +502,48 @@ impl ChunkReader for Group {
     }
 }
 
-/// Row group `g`'s reader, its bytes read in one call.
-fn row_group<'a>(
-    file: &std::fs::File,
-    len: u64,
-    md: &'a parquet::file::metadata::ParquetMetaData,
-    g: usize,
-) -> Result<SerializedRowGroupReader<'a, Group>> {
-    let group = Group::read(file, len, md.row_group(g))?;
-    let props = Arc::new(ReaderProperties::builder().build());
-    Ok(SerializedRowGroupReader::new(
-        Arc::new(group),
-        md.row_group(g),
-        None,
-        props,
-    )?)
+/// Row groups' page readers, each group's bytes read in one call into a buffer that
+/// goes from group to group.
+struct Groups<'f> {
+    file: &'f std::fs::File,
+    file_len: u64,
+    spare: Vec<u8>,
+    current: Option<Arc<Group>>,
+}
+
+impl<'f> Groups<'f> {
+    fn new(file: &'f std::fs::File) -> Result<Groups<'f>> {
+        Ok(Groups {
+            file,
+            file_len: file.metadata()?.len(),
+            spare: Vec::new(),
+            current: None,
+        })
+    }
+
+    /// Group `g`'s reader. The previous group's buffer is taken back first, if its readers
+    /// are gone (they are by the next call).
+    fn get<'a>(
+        &mut self,
+        md: &'a parquet::file::metadata::ParquetMetaData,
+        g: usize,
+    ) -> Result<SerializedRowGroupReader<'a, Group>> {
+        if let Some(done) = self.current.take().and_then(|a| Arc::try_unwrap(a).ok()) {
+            if let Ok(m) = done.bytes.try_into_mut() {
+                self.spare = m.into();
+            }
+        }
+        let buf = std::mem::take(&mut self.spare);
+        let group = Arc::new(Group::read(self.file, self.file_len, md.row_group(g), buf)?);
+        self.current = Some(Arc::clone(&group));
+        let props = Arc::new(ReaderProperties::builder().build());
+        Ok(SerializedRowGroupReader::new(
+            group,
+            md.row_group(g),
+            None,
+            props,
+        )?)
+    }
 }
 
 /// Read every row group of the file into `Cols`.
@@ -517,7 +551,7 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
     // The footer through parquet's reader; the pages a row group at a time (`Group`).
     let reader = SerializedFileReader::new(file.try_clone()?)?;
     let md = reader.metadata();
-    let file_len = file.metadata()?.len();
+    let mut groups = Groups::new(&file)?;
     let schema = md.file_metadata().schema_descr();
     let leaf = |name: &str| -> Result<(usize, Phys, bool)> {
         let i = (0..schema.num_columns())
@@ -544,7 +578,7 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
     let empty = c.strs.intern("");
     let mut start = 0;
     for g in 0..md.num_row_groups() {
-        let rg = row_group(&file, file_len, md, g)?;
+        let rg = groups.get(md, g)?;
         let n = md.row_group(g).num_rows().max(0) as usize;
         let pages = |name: &str| -> Result<_> {
             let (i, phys, nullable) = leaf(name)?;
@@ -599,7 +633,7 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
         // Out of time order, or a CPU's seq went back: the index needs the column.
         c.seq.reserve_exact(c.len());
         for g in 0..md.num_row_groups() {
-            let rg = row_group(&file, file_len, md, g)?;
+            let rg = groups.get(md, g)?;
             let n = md.row_group(g).num_rows().max(0) as usize;
             let (i, phys, nullable) = leaf("seq")?;
             let p = rg.get_column_page_reader(i)?;
