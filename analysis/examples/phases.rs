@@ -18,8 +18,14 @@ fn main() -> anyhow::Result<()> {
         best[0] = best[0].min(read);
         best[1] = best[1].min(rest);
         best[2] = best[2].min(read + rest);
-        eprintln!("read {read:.2?} index+rules {rest:.2?} ({} events)", report.events);
+        eprintln!(
+            "read {read:.2?} index+rules {rest:.2?} ({} events)",
+            report.events
+        );
     }
-    println!("best: read {:.2?}, index+rules {:.2?}, total {:.2?}", best[0], best[1], best[2]);
+    println!(
+        "best: read {:.2?}, index+rules {:.2?}, total {:.2?}",
+        best[0], best[1], best[2]
+    );
     Ok(())
 }

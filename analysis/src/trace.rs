@@ -1203,7 +1203,10 @@ mod tests {
         events.swap(10, 11);
         write_trace(&path, &events, &meta).unwrap();
         let got = direct(&path).unwrap();
-        assert_eq!((got.seq_facts.is_none(), &got.seq), (true, &arrow(&path).seq));
+        assert_eq!(
+            (got.seq_facts.is_none(), &got.seq),
+            (true, &arrow(&path).seq)
+        );
         assert_same_cols(&got, &arrow(&path));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -144,7 +144,13 @@ mod tests {
     #[test]
     fn gaps_order_and_cpus_past_the_table() {
         // (ts, cpu, seq): CPU 0 has a gap of 2; CPU 9000 starts at seq 3 then goes back.
-        let rows = [(10, 0, 0), (15, 9000, 3), (20, 0, 1), (25, 9000, 2), (30, 0, 4)];
+        let rows = [
+            (10, 0, 0),
+            (15, 9000, 3),
+            (20, 0, 1),
+            (25, 9000, 2),
+            (30, 0, 4),
+        ];
         let (ts, cpu, seq): (Vec<u64>, Vec<u32>, Vec<u64>) =
             rows.iter().fold(Default::default(), |mut v, r| {
                 v.0.push(r.0);
@@ -156,7 +162,10 @@ mod tests {
         assert!(f.sorted);
         assert!(!f.complete());
         let (c0, c1) = (&f.cpus[0], &f.cpus[1]);
-        assert_eq!((c0.0, c0.1.gaps, &c0.1.windows[..]), (0, 2, &[(20, 30)][..]));
+        assert_eq!(
+            (c0.0, c0.1.gaps, &c0.1.windows[..]),
+            (0, 2, &[(20, 30)][..])
+        );
         assert!(c0.1.ordered);
         assert_eq!(c0.1.last_ts(), 30);
         assert_eq!((c1.0, c1.1.gaps, c1.1.ordered), (9000, 3, false));

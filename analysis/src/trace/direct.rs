@@ -463,7 +463,10 @@ impl Group {
         let ranges = g.columns().iter().map(|c| c.byte_range());
         let start = ranges.clone().map(|(s, _)| s).min().unwrap_or(0);
         let end = ranges.map(|(s, l)| s.saturating_add(l)).max().unwrap_or(0);
-        ensure!(start <= end && end <= file_len, "row group past the end of the file");
+        ensure!(
+            start <= end && end <= file_len,
+            "row group past the end of the file"
+        );
         buf.resize((end - start) as usize, 0);
         file.read_exact_at(&mut buf, start)?;
         Ok(Group {
@@ -637,7 +640,14 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
             let n = md.row_group(g).num_rows().max(0) as usize;
             let (i, phys, nullable) = leaf("seq")?;
             let p = rg.get_column_page_reader(i)?;
-            int_column(p, n, phys, nullable, &mut s, Sink::Dense(&mut c.seq, Null::As(0)))?;
+            int_column(
+                p,
+                n,
+                phys,
+                nullable,
+                &mut s,
+                Sink::Dense(&mut c.seq, Null::As(0)),
+            )?;
         }
         ensure!(c.seq.len() == c.len(), "seq has the wrong row count");
     }
