@@ -146,8 +146,17 @@ macro_rules! off {
 
 macro_rules! koff {
     ($field:ident) => {
-        unsafe { core::ptr::read_volatile(&raw const KOFFSETS.$field) as u64 }
+        koff_read(&raw const KOFFSETS.$field)
     };
+}
+
+/// A KOFFSETS field, read volatile as `off!` reads OFFSETS. A function rather than an
+/// `unsafe` block in the macro: `koff!` is used inside other unsafe blocks, where a nested
+/// one is a warning in every build.
+#[inline(always)]
+fn koff_read(field: *const u32) -> u64 {
+    // SAFETY: `field` points into the KOFFSETS static.
+    unsafe { core::ptr::read_volatile(field) as u64 }
 }
 
 #[inline(always)]
