@@ -487,6 +487,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that only print end quietly when their reader goes (`check t.parquet | head`),
+    // as Unix tools do, instead of panicking on a failed print. Not the ones that hold
+    // probes, network namespaces or a recording open: those clean up first.
+    if matches!(
+        cli.cmd,
+        Cmd::Status { .. } | Cmd::Check { .. } | Cmd::Simulate { .. } | Cmd::Report { .. }
+    ) {
+        // SAFETY: restores the default action for one signal before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -702,6 +702,34 @@ fn simulate_then_check_round_trips_through_the_cli() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `check FILE | head`, with the reader gone before check prints: check ends quietly
+/// (killed by SIGPIPE, as Unix tools are), not with a panic about a failed print.
+#[test]
+fn check_piped_into_a_reader_that_quits_ends_quietly() {
+    use std::{os::unix::process::ExitStatusExt, process::Stdio};
+    let dir = tmp_dir("pipe");
+    let f = dir.join("t.parquet");
+    simulate_mixed_2cpus("B", "5000", &["-o", f.to_str().unwrap()]);
+    let mut child = Command::new(BIN)
+        .args(["check", "--mode", "B", f.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed while check still reads the trace: its first print meets a closed pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        out.status
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `simulate --copies N` writes one long recording: N times the events, each CPU's seq
 /// continuing (no gaps read as losses), and it checks as the single run does.
 #[test]
