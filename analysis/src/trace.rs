@@ -703,12 +703,37 @@ pub fn read_trace(path: &Path) -> Result<Trace> {
         .with_batch_size(BATCH_ROWS)
         .build()?;
     let mut events = Vec::new();
-    for batch in reader {
-        let batch = batch.with_context(|| format!("reading {}", path.display()))?;
-        decode_batch(&batch, &mut events)
-            .with_context(|| format!("decoding {}", path.display()))?;
-    }
+    guarded(path, || {
+        for batch in reader {
+            let batch = batch.with_context(|| format!("reading {}", path.display()))?;
+            decode_batch(&batch, &mut events)
+                .with_context(|| format!("decoding {}", path.display()))?;
+        }
+        Ok(())
+    })?;
     Ok(Trace { events, meta })
+}
+
+/// Run a read through parquet's Arrow reader, which panics on some damaged pages (its
+/// delta decoder, parquet 55), and make such a panic an error naming the file. The panic
+/// hook is silenced meanwhile: the user sees the error, not a crash report.
+fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    // One guarded read at a time: two swapping the hook at once could leave it silenced.
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    std::panic::set_hook(hook);
+    r.unwrap_or_else(|p| {
+        let why = (p.downcast_ref::<String>().map(String::as_str))
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        bail!(
+            "{} is damaged: decoding its pages failed ({why}); re-record it or restore a good copy",
+            path.display()
+        )
+    })
 }
 
 /// The columns the checker reads, in `Cols` order.
@@ -743,7 +768,7 @@ pub fn read_columns(path: &Path) -> Result<(Cols, TraceMeta)> {
     if let Ok(cols) = direct::read(file.try_clone()?) {
         return Ok((cols, meta));
     }
-    Ok((read_columns_arrow(path, file, md)?, meta))
+    Ok((guarded(path, || read_columns_arrow(path, file, md))?, meta))
 }
 
 /// `read_columns` through Arrow arrays: any valid Parquet encoding.
@@ -1214,8 +1239,8 @@ mod tests {
     #[test]
     fn damaged_pages_give_errors_not_panics() {
         // Bytes overwritten inside the column data (the footer intact): the direct reader
-        // gives up (read_columns then leaves the file to the Arrow reader, which panics on
-        // some of these in parquet 55's delta decoder, as it did before the direct reader).
+        // gives up, read_columns then leaves the file to the Arrow reader, whose delta
+        // decoder (parquet 55) panics on some of these; that panic becomes an error.
         let dir = std::env::temp_dir().join(format!("napiscope-dmg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (events, meta) = sim_events(300);
@@ -1223,6 +1248,7 @@ mod tests {
         write_trace(&good, &events, &meta).unwrap();
         let bytes = std::fs::read(&good).unwrap();
         let bad = dir.join("bad.parquet");
+        let mut damaged = 0;
         for k in 1..40 {
             let mut b = bytes.clone();
             let at = 4 + (b.len() / 2) * k / 40;
@@ -1235,7 +1261,21 @@ mod tests {
             if let Ok(c) = direct::read(File::open(&bad).unwrap()) {
                 assert!(c.consistent(), "damage at {at}");
             }
+            // Both public readers: an error or the rows, never a panic (parquet's Arrow
+            // reader panics on some of these; `guarded` turns that into an error).
+            for r in [
+                std::panic::catch_unwind(|| read_columns(&bad).map(|_| ())),
+                std::panic::catch_unwind(|| read_trace(&bad).map(|_| ())),
+            ] {
+                let r = r.unwrap_or_else(|_| panic!("a reader panicked on damage at {at}"));
+                if let Err(e) = r {
+                    assert!(format!("{e:#}").contains("bad.parquet"), "{e:#}");
+                    damaged += 1;
+                }
+            }
         }
+        // Most of these damage a page (some only bytes no reader checks).
+        assert!(damaged > 10, "{damaged}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
