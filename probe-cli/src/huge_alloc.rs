@@ -1,5 +1,5 @@
 //! The process allocator: the system's, except that big blocks (the checker's columns and
-//! indexes, 4 MB and up) are mapped directly, on 2 MiB boundaries, and advised for
+//! indexes, 2 MiB and up) are mapped directly, on 2 MiB boundaries, and advised for
 //! transparent huge pages.
 //! Filling fresh memory 4 KiB page by page costs a page fault each; on a 2.4M-event trace
 //! that was a quarter of `napiscope check`'s time. Hosts with THP off ignore the advice.
@@ -9,7 +9,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 pub struct HugeAlloc;
 
 /// Blocks from this size on get their own mapping, of 2 MiB huge pages.
-const BIG: usize = 4 << 20;
+const BIG: usize = 2 << 20;
 const HUGE: usize = 2 << 20;
 const PAGE: usize = 4096;
 
