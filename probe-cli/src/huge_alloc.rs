@@ -91,25 +91,21 @@ unsafe impl GlobalAlloc for HugeAlloc {
                 p
             }
             (true, true) => {
-                // Growing: a new aligned mapping, and the old pages moved (not copied) to
-                // its start, replacing what was mapped there.
-                let q = map(new_size);
-                if q.is_null() {
-                    return q;
-                }
-                let old = l.size().next_multiple_of(PAGE);
-                let r = libc::mremap(
+                // Growing: the kernel moves or extends the mapping (no copy). Its new start
+                // may not be 2 MiB-aligned; a partial huge-page fit beats a copy. (Moving the
+                // pages into a fresh aligned mapping with MREMAP_FIXED broke on 6.1: when
+                // the old range spans two VMAs, mremap there unmaps the target, then fails.)
+                let q = libc::mremap(
                     p as *mut libc::c_void,
-                    old,
-                    old,
-                    libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-                    q as *mut libc::c_void,
+                    l.size(),
+                    new_size,
+                    libc::MREMAP_MAYMOVE,
                 );
-                if r == libc::MAP_FAILED {
-                    std::ptr::copy_nonoverlapping(p, q, l.size());
-                    libc::munmap(p as *mut libc::c_void, old);
+                if q == libc::MAP_FAILED {
+                    return std::ptr::null_mut();
                 }
-                q
+                libc::madvise(q, new_size, libc::MADV_HUGEPAGE);
+                q as *mut u8
             }
             _ => {
                 let q = self.alloc(new);
@@ -139,10 +135,14 @@ mod tests {
             for i in 0..l.size() {
                 *p.add(i) = (i % 251) as u8;
             }
-            // Growing moves the pages to a new aligned block, bytes intact.
+            // Growing keeps the bytes (the kernel may move the mapping).
             let q = a.realloc(p, l, 3 * BIG + 5);
-            assert_eq!(q as usize % HUGE, 0);
             assert!((0..l.size()).all(|i| *q.add(i) == (i % 251) as u8));
+            // Twice: the grown block is one mapping again.
+            let l3 = Layout::from_size_align(3 * BIG + 5, 8).unwrap();
+            let q = a.realloc(q, l3, 5 * BIG);
+            assert!((0..l.size()).all(|i| *q.add(i) == (i % 251) as u8));
+            let q = a.realloc(q, Layout::from_size_align(5 * BIG, 8).unwrap(), 3 * BIG + 5);
             *q.add(3 * BIG + 4) = 7;
             // Shrinking (still big) keeps the block in place.
             let big3 = Layout::from_size_align(3 * BIG + 5, 8).unwrap();

@@ -125,10 +125,19 @@ fn main() -> Result<()> {
                     "the QEMU kernel test needs root (apt-get); use --no-vm to skip it knowingly"
                 );
             }
-            // Mode C exists only on kernels this host does not run: prove it on every run.
-            step("booting Debian 6.12 with thread_backlog_napi (mode C) under QEMU");
+            // Mode C exists only on kernels this host does not run, and so does mode A (6.1,
+            // before the patch; also the oldest kernel napiscope supports, where mremap and
+            // the tracepoints differ): prove both on every run.
+            step(
+                "booting Debian 6.12 with thread_backlog_napi (mode C) and 6.1 (mode A) under QEMU",
+            );
             let bin = build_napiscope()?;
-            vm::vm_test(&["6.12-threads".to_string()], false, false, &bin)
+            vm::vm_test(
+                &["6.12-threads".to_string(), "6.1".to_string()],
+                false,
+                false,
+                &bin,
+            )
         }
     }
 }
