@@ -78,7 +78,7 @@ fn bits(buf: &[u8], bit: usize, width: u32) -> u64 {
 
 /// Where decoded RLE/bit-packed hybrid values go: runs of one value, and bit-packed values
 /// a few at a time, in order.
-pub trait HybridSink {
+trait HybridSink {
     fn run(&mut self, v: u32, n: usize);
     fn values(&mut self, v: &[u32]);
 }
@@ -97,10 +97,10 @@ impl HybridSink for Vec<u32> {
 /// Dictionary indices looked up as they are decoded, into the column itself: no vector of
 /// indices to write and read back. An index past the dictionary marks the page bad (and
 /// reads its last entry meanwhile, so the loop has no early exit).
-pub struct DictSink<'a, T> {
-    pub dict: &'a [T],
-    pub out: &'a mut Vec<T>,
-    pub bad: bool,
+struct DictSink<'a, T> {
+    dict: &'a [T],
+    out: &'a mut Vec<T>,
+    bad: bool,
 }
 
 /// The entry at `i`, or (never in a valid page) the first one with `bad` set.
@@ -221,7 +221,7 @@ pub fn hybrid_dict<T: Copy>(
 }
 
 /// Decode `n` values of the RLE/bit-packed hybrid encoding into `out`.
-pub fn hybrid_into(b: &mut Bytes, width: u32, n: usize, out: &mut impl HybridSink) -> Result<()> {
+fn hybrid_into(b: &mut Bytes, width: u32, n: usize, out: &mut impl HybridSink) -> Result<()> {
     ensure!(width <= 32, "bit width {width}");
     let value_bytes = width.div_ceil(8) as usize;
     let mut done = 0;

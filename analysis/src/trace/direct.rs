@@ -451,16 +451,20 @@ struct Group {
 }
 
 impl Group {
-    /// Group `g`'s bytes, read into `buf` (the previous group's buffer: its pages are
-    /// warm and it grows only past the largest group so far).
+    /// Group `g`'s bytes (of its column `only`, or all), read into `buf` (the previous
+    /// group's buffer: its pages are warm and it grows only past the largest group so far).
     fn read(
         file: &std::fs::File,
         file_len: u64,
         g: &RowGroupMetaData,
+        only: Option<usize>,
         mut buf: Vec<u8>,
     ) -> Result<Group> {
         use std::os::unix::fs::FileExt;
-        let ranges = g.columns().iter().map(|c| c.byte_range());
+        let cols = g.columns().iter().enumerate();
+        let ranges = cols
+            .filter(|(i, _)| only.is_none_or(|o| o == *i))
+            .map(|(_, c)| c.byte_range());
         let start = ranges.clone().map(|(s, _)| s).min().unwrap_or(0);
         let end = ranges.map(|(s, l)| s.saturating_add(l)).max().unwrap_or(0);
         ensure!(
@@ -524,12 +528,14 @@ impl<'f> Groups<'f> {
         })
     }
 
-    /// Group `g`'s reader. The previous group's buffer is taken back first, if its readers
-    /// are gone (they are by the next call).
+    /// Group `g`'s reader, holding the bytes of its column `only` (its other columns'
+    /// page readers then fail) or of all. The previous group's buffer is taken back first,
+    /// if its readers are gone (they are by the next call).
     fn get<'a>(
         &mut self,
         md: &'a parquet::file::metadata::ParquetMetaData,
         g: usize,
+        only: Option<usize>,
     ) -> Result<SerializedRowGroupReader<'a, Group>> {
         if let Some(done) = self.current.take().and_then(|a| Arc::try_unwrap(a).ok()) {
             if let Ok(m) = done.bytes.try_into_mut() {
@@ -537,7 +543,8 @@ impl<'f> Groups<'f> {
             }
         }
         let buf = std::mem::take(&mut self.spare);
-        let group = Arc::new(Group::read(self.file, self.file_len, md.row_group(g), buf)?);
+        let group = Group::read(self.file, self.file_len, md.row_group(g), only, buf)?;
+        let group = Arc::new(group);
         self.current = Some(Arc::clone(&group));
         let props = Arc::new(ReaderProperties::builder().build());
         Ok(SerializedRowGroupReader::new(
@@ -581,7 +588,7 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
     let empty = c.strs.intern("");
     let mut start = 0;
     for g in 0..md.num_row_groups() {
-        let rg = groups.get(md, g)?;
+        let rg = groups.get(md, g, None)?;
         let n = md.row_group(g).num_rows().max(0) as usize;
         let pages = |name: &str| -> Result<_> {
             let (i, phys, nullable) = leaf(name)?;
@@ -636,9 +643,10 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
         // Out of time order, or a CPU's seq went back: the index needs the column.
         c.seq.reserve_exact(c.len());
         for g in 0..md.num_row_groups() {
-            let rg = groups.get(md, g)?;
-            let n = md.row_group(g).num_rows().max(0) as usize;
             let (i, phys, nullable) = leaf("seq")?;
+            // Only the seq column's bytes, not the whole group's again.
+            let rg = groups.get(md, g, Some(i))?;
+            let n = md.row_group(g).num_rows().max(0) as usize;
             let p = rg.get_column_page_reader(i)?;
             int_column(
                 p,
