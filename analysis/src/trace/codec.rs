@@ -96,7 +96,7 @@ impl HybridSink for Vec<u32> {
 
 /// Dictionary indices looked up as they are decoded, into the column itself: no vector of
 /// indices to write and read back. An index past the dictionary marks the page bad (and
-/// reads its last entry meanwhile, so the loop has no early exit).
+/// reads its first entry meanwhile, so the loop has no early exit).
 struct DictSink<'a, T> {
     dict: &'a [T],
     out: &'a mut Vec<T>,
@@ -458,6 +458,23 @@ mod tests {
         }
         assert!(hybrid_bits(&mut Bytes::new(&[]), 1, |_, _| ()).is_err());
         assert!(hybrid_bits(&mut Bytes::new(&[0]), 1, |_, _| ()).is_err());
+    }
+
+    #[test]
+    fn hybrid_dict_looks_up_runs_and_packed_values_and_refuses_bad_indices() {
+        // An RLE run of 3 × index 2, then one bit-packed group of 8 indices (width 2).
+        let packed: [u8; 2] = [0b11_10_01_00, 0b00_01_10_11]; // 0 1 2 3 3 2 1 0
+        let buf = [&[3u8 << 1, 2][..], &[(1 << 1) | 1], &packed].concat();
+        let dict = ["a", "b", "c", "d"];
+        let mut out = vec!["x"];
+        hybrid_dict(&mut Bytes::new(&buf), 2, 11, &dict, &mut out).unwrap();
+        assert_eq!(
+            out,
+            ["x", "c", "c", "c", "a", "b", "c", "d", "d", "c", "b", "a"]
+        );
+        // Index 3 in a three-entry dictionary, or any index in an empty one: errors.
+        assert!(hybrid_dict(&mut Bytes::new(&buf), 2, 11, &dict[..3], &mut vec![]).is_err());
+        assert!(hybrid_dict(&mut Bytes::new(&buf), 2, 11, &[] as &[&str], &mut vec![]).is_err());
     }
 
     #[test]

@@ -83,7 +83,6 @@ impl StrTarget for Ctx {
 #[derive(Default)]
 struct Scratch {
     levels: Vec<u32>,
-    idx: Vec<u32>,
     ints: Vec<i64>,
 }
 
@@ -227,23 +226,27 @@ impl<T: Copy> Sink<'_, T> {
         }
     }
 
-    /// Append the page's dictionary-coded values. Where every decoded value is a row's
-    /// (a sparse column's present values, a dense column without nulls) the indices are
-    /// looked up as they are decoded, straight into the column; otherwise through `idx`.
+    /// Append the page's dictionary-coded values, the indices looked up as they are decoded:
+    /// straight into the column where every decoded value is a row's (a sparse column's
+    /// present values, a dense column without nulls), else into `vals` and spread from there.
     fn dict_values(
         &mut self,
         p: &mut DataPage,
         levels: &[u32],
         present: usize,
         dict: &[T],
-        idx: &mut Vec<u32>,
+        vals: &mut Vec<T>,
     ) -> Result<()> {
-        if present > 0 && self.every_value_a_row(p, present) {
+        vals.clear();
+        let direct = self.every_value_a_row(p, present);
+        if present > 0 {
             let width = *p.values.take(1)?.first().unwrap_or(&0) as u32;
-            return codec::hybrid_dict(&mut p.values, width, present, dict, self.value_vec());
+            let out = if direct { self.value_vec() } else { &mut *vals };
+            codec::hybrid_dict(&mut p.values, width, present, dict, out)?;
         }
-        dict_indices(p, present, dict.len(), idx)?;
-        self.values(p, levels, present, |k| dict[idx[k] as usize]);
+        if !direct {
+            self.values(p, levels, present, |k| vals[k]);
+        }
         Ok(())
     }
 
@@ -310,6 +313,8 @@ fn int_column<T: Target>(
         p => bail!("physical type {p}"),
     };
     let mut dict: Vec<T> = Vec::new();
+    // A page's values when they are not written straight into the column (reused).
+    let mut vals: Vec<T> = Vec::new();
     let mut row = 0;
     for page in pages {
         let page = page?;
@@ -339,7 +344,7 @@ fn int_column<T: Target>(
         let present = out.levels(&p, &mut s.levels)?;
         match p.encoding {
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
-                out.dict_values(&mut p, &s.levels, present, &dict, &mut s.idx)?;
+                out.dict_values(&mut p, &s.levels, present, &dict, &mut vals)?;
             }
             Encoding::DELTA_BINARY_PACKED if out.every_value_a_row(&p, present) => {
                 // Straight into the column (ts_ns; seq's row-group buffer).
@@ -365,27 +370,6 @@ fn int_column<T: Target>(
     Ok(())
 }
 
-/// The page's `present` dictionary indices (checked against the dictionary's size) into
-/// `idx`.
-fn dict_indices(
-    p: &mut DataPage,
-    present: usize,
-    dict_len: usize,
-    idx: &mut Vec<u32>,
-) -> Result<()> {
-    idx.clear();
-    if present == 0 {
-        return Ok(());
-    }
-    let width = *p.values.take(1)?.first().unwrap_or(&0) as u32;
-    codec::hybrid(&mut p.values, width, present, idx)?;
-    ensure!(
-        idx.iter().all(|i| (*i as usize) < dict_len),
-        "dictionary index out of range"
-    );
-    Ok(())
-}
-
 /// A string column chunk into `out`: each distinct value mapped once per dictionary page.
 fn str_column<T: StrTarget>(
     pages: impl Iterator<Item = parquet::errors::Result<Page>>,
@@ -396,6 +380,8 @@ fn str_column<T: StrTarget>(
     mut out: Sink<T>,
 ) -> Result<()> {
     let mut dict: Vec<T> = Vec::new();
+    // A page's values when they are not written straight into the column (reused).
+    let mut vals: Vec<T> = Vec::new();
     let mut plain: Vec<T> = Vec::new();
     let mut row = 0;
     for page in pages {
@@ -423,7 +409,7 @@ fn str_column<T: StrTarget>(
         let present = out.levels(&p, &mut s.levels)?;
         match p.encoding {
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
-                out.dict_values(&mut p, &s.levels, present, &dict, &mut s.idx)?;
+                out.dict_values(&mut p, &s.levels, present, &dict, &mut vals)?;
             }
             Encoding::PLAIN => {
                 plain.clear();
