@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::{
     cols::{Cols, FastMap, E},
+    percpu::PerCpu,
     seqscan::{self, SeqFacts},
 };
 use crate::{
@@ -14,15 +15,23 @@ use crate::{
     trace::TraceMeta,
 };
 
+/// One skb's netif_rx paired with its netif_receive_skb. Rows are u32, as everywhere in
+/// the index: 48 bytes a delivery.
 #[derive(Clone, Debug)]
 pub struct Delivery {
     pub skb: u64,
-    pub enq: usize,
-    pub rcv: usize,
-    pub from: u32,
-    pub to: u32,
     pub t_enq: u64,
     pub t_rcv: u64,
+    /// Row of the netif_rx.
+    pub enq: u32,
+    /// Row of the netif_receive_skb.
+    pub rcv: u32,
+    pub from: u32,
+    pub to: u32,
+    /// The CPU the skb's latest enqueue_to_backlog between the two chose (a function
+    /// probe, absent on most kernels): G4's direct evidence, paired here with the same
+    /// lookup that pairs the delivery.
+    pub chosen: Option<i32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,14 +55,15 @@ impl Class {
 
 #[derive(Clone, Debug)]
 pub struct Poll {
-    pub ev: usize,
-    pub cpu: u32,
     pub ts: u64,
+    /// Its napi_poll row.
+    pub ev: u32,
+    pub cpu: u32,
     pub work: i32,
     pub budget: i32,
-    pub class: Class,
     /// The first delivery on this CPU since its previous NAPI poll.
-    pub first_delivery: Option<usize>,
+    pub first_delivery: Option<u32>,
+    pub class: Class,
 }
 
 #[derive(Clone, Debug)]
@@ -61,11 +71,11 @@ pub struct Batch {
     pub cpu: u32,
     /// Its polls: a CPU's batches are consecutive polls of that CPU, so this is a range of
     /// `Index::cpu_polls` (see `Index::batch_polls`), not a vector per batch.
-    pub polls: std::ops::Range<usize>,
+    pub polls: std::ops::Range<u32>,
     pub complete: bool,
     pub class: Class,
     /// The first delivery of the batch: FIFO makes its enqueue the batch's initiator.
-    pub init: Option<usize>,
+    pub init: Option<u32>,
     /// The first backlog batch seen on this CPU (may have started before the trace).
     pub first_on_cpu: bool,
 }
@@ -85,9 +95,9 @@ pub struct Index {
     /// as blind inside them: INCONCLUSIVE, never FAIL.
     pub hotplug: Vec<(u32, u64, u64)>,
     /// Per CPU T: times of sched_waking events whose target is backlog_napi/T.
-    pub thread_wakings: FastMap<u32, Vec<u64>>,
+    thread_wakings: PerCpu<Vec<u64>>,
     /// Per CPU T: backlog_napi/T awake (true) / asleep (false) transitions, in time order.
-    pub thread_awake: FastMap<u32, Vec<(u64, bool)>>,
+    thread_awake: PerCpu<Vec<(u64, bool)>>,
     /// Per CPU slot: backlog polls (indices into `polls`), in time order.
     cpu_polls: Groups,
     /// Events the kernel skipped (eBPF recursion guard) by event name; "ctx" = trackers.
@@ -423,11 +433,13 @@ impl Index {
             |k: EventKind| -> usize { (0..nslots).map(|s| counts[s * KINDS + k as usize]).sum() };
         let mut deliveries = Vec::with_capacity(kind_count(EventKind::NetifReceiveSkb));
         let mut polls: Vec<Poll> = Vec::with_capacity(kind_count(EventKind::NapiPoll));
-        let mut last_rx: FastMap<u64, usize> = FastMap::default();
+        // Per skb in flight: its netif_rx row, and the CPU its latest enqueue_to_backlog
+        // since then chose.
+        let mut last_rx: FastMap<u64, (u32, Option<i32>)> = FastMap::default();
         // Per slot: the first delivery since the slot's last NAPI poll.
-        let mut pending: Vec<Option<usize>> = vec![None; nslots];
-        let mut thread_wakings: FastMap<u32, Vec<u64>> = FastMap::default();
-        let mut thread_awake: FastMap<u32, Vec<(u64, bool)>> = FastMap::default();
+        let mut pending: Vec<Option<u32>> = vec![None; nslots];
+        let mut thread_wakings: PerCpu<Vec<u64>> = PerCpu::default();
+        let mut thread_awake: PerCpu<Vec<(u64, bool)>> = PerCpu::default();
         // Interned strings are unique: the backlog's device and "S" compare by id.
         let backlog_dev = c.strs.lookup(BACKLOG_DEV);
         let sleeping = c.strs.lookup("S");
@@ -436,34 +448,42 @@ impl Index {
             match c.kind[i] {
                 EventKind::NetifRx => {
                     if let Some(skb) = e.skb() {
-                        last_rx.insert(skb, i);
+                        last_rx.insert(skb, (i as u32, None));
+                    }
+                }
+                EventKind::EnqueueToBacklog => {
+                    if let (Some(skb), Some(cpu)) = (e.skb(), e.target_cpu()) {
+                        if let Some(rx) = last_rx.get_mut(&skb) {
+                            rx.1 = Some(cpu);
+                        }
                     }
                 }
                 EventKind::NetifReceiveSkb => {
                     let Some(skb) = e.skb() else { continue };
-                    let Some(j) = last_rx.remove(&skb) else {
+                    let Some((j, chosen)) = last_rx.remove(&skb) else {
                         continue;
                     };
-                    let en = c.row(j);
+                    let en = c.row(j as usize);
                     if e.ts_ns().saturating_sub(en.ts_ns()) > MATCH_WINDOW_NS {
                         continue;
                     }
-                    pending[slots.of(e.cpu())].get_or_insert(deliveries.len());
+                    pending[slots.of(e.cpu())].get_or_insert(deliveries.len() as u32);
                     deliveries.push(Delivery {
                         skb,
-                        enq: j,
-                        rcv: i,
-                        from: en.cpu(),
-                        to: e.cpu(),
                         t_enq: en.ts_ns(),
                         t_rcv: e.ts_ns(),
+                        enq: j,
+                        rcv: i as u32,
+                        from: en.cpu(),
+                        to: e.cpu(),
+                        chosen,
                     });
                 }
                 EventKind::NapiPoll => {
                     let first_delivery = pending[slots.of(e.cpu())].take();
                     if backlog_dev.is_some() && c.dev.get(i) == backlog_dev {
                         polls.push(Poll {
-                            ev: i,
+                            ev: i as u32,
                             cpu: e.cpu(),
                             ts: e.ts_ns(),
                             work: e.work().unwrap_or(0),
@@ -475,20 +495,17 @@ impl Index {
                 }
                 EventKind::SchedWaking => {
                     if let Some(t) = e.target_thread() {
-                        thread_wakings.entry(t).or_default().push(e.ts_ns());
-                        thread_awake.entry(t).or_default().push((e.ts_ns(), true));
+                        thread_wakings.entry(t).push(e.ts_ns());
+                        thread_awake.entry(t).push((e.ts_ns(), true));
                     }
                 }
                 EventKind::SchedSwitch => {
                     if let Some(t) = e.comm_thread() {
                         let asleep = sleeping.is_some() && c.prev_state.get(i) == sleeping;
-                        thread_awake
-                            .entry(t)
-                            .or_default()
-                            .push((e.ts_ns(), !asleep));
+                        thread_awake.entry(t).push((e.ts_ns(), !asleep));
                     }
                     if let Some(t) = e.target_thread() {
-                        thread_awake.entry(t).or_default().push((e.ts_ns(), true));
+                        thread_awake.entry(t).push((e.ts_ns(), true));
                     }
                 }
                 _ => {}
@@ -503,13 +520,16 @@ impl Index {
         let mut batches: Vec<Batch> = Vec::with_capacity(polls.len());
         let mut open: Vec<Option<usize>> = vec![None; nslots];
         // Per slot: where its next poll sits in `cpu_polls`.
-        let mut at: Vec<usize> = cpu_polls.start[..nslots].to_vec();
+        let mut at: Vec<u32> = cpu_polls.start[..nslots]
+            .iter()
+            .map(|p| *p as u32)
+            .collect();
         for p in &polls {
             let s = slots.of(p.cpu);
             let bi = match open[s] {
                 Some(b) => b,
                 None => {
-                    let first = at[s] == cpu_polls.start[s];
+                    let first = at[s] as usize == cpu_polls.start[s];
                     batches.push(Batch {
                         cpu: p.cpu,
                         polls: at[s]..at[s],
@@ -579,8 +599,8 @@ impl Index {
 
     /// Event `i` in time order.
     #[inline]
-    pub fn ev(&self, i: usize) -> E<'_> {
-        self.c.row(i)
+    pub fn ev(&self, i: u32) -> E<'_> {
+        self.c.row(i as usize)
     }
 
     /// Every event in time order.
@@ -663,7 +683,7 @@ impl Index {
     pub fn thread_woken(&self, cpu: u32, t0: u64, t1: u64) -> bool {
         let v = self
             .thread_wakings
-            .get(&cpu)
+            .get(cpu)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         let i = v.partition_point(|t| *t < t0);
@@ -672,7 +692,7 @@ impl Index {
 
     /// Was backlog_napi/cpu awake just before t (None: no sched events for it before t)?
     pub fn thread_awake_at(&self, cpu: u32, t: u64) -> Option<bool> {
-        let v = self.thread_awake.get(&cpu)?;
+        let v = self.thread_awake.get(cpu)?;
         let i = v.partition_point(|(ts, _)| *ts < t);
         i.checked_sub(1).map(|j| v[j].1)
     }
@@ -692,7 +712,7 @@ impl Index {
 
     /// A batch's polls (indices into `polls`), in time order.
     pub fn batch_polls(&self, b: &Batch) -> &[u32] {
-        &self.cpu_polls.rows[b.polls.clone()]
+        &self.cpu_polls.rows[b.polls.start as usize..b.polls.end as usize]
     }
 
     /// Some events of this kind may be missing without a seq gap (recursion guard).

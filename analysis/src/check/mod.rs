@@ -5,6 +5,7 @@
 
 pub mod cols;
 pub mod index;
+mod percpu;
 mod rules;
 pub mod seqscan;
 pub mod sparse;
@@ -150,7 +151,7 @@ pub fn trace_mode(ix: &Index) -> TraceModeEvidence {
         t.rps_ipi_seen = ix.c.func.values().contains(&rps);
     }
     for b in ix.batches.iter().filter(|b| b.complete) {
-        let Some(d) = b.init.map(|i| &ix.deliveries[i]) else {
+        let Some(d) = b.init.map(|i| &ix.deliveries[i as usize]) else {
             continue;
         };
         if d.from != b.cpu {
@@ -309,7 +310,7 @@ pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckRe
         .collect();
     let mut batch_paths: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for b in ix.batches.iter().filter(|b| b.complete) {
-        let origin = match b.init.map(|i| &ix.deliveries[i]) {
+        let origin = match b.init.map(|i| &ix.deliveries[i as usize]) {
             Some(d) if d.from != b.cpu => "remote",
             Some(_) => "local",
             None => "no traced enqueue",

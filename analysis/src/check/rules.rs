@@ -5,6 +5,7 @@ use super::{
     cols::{FastMap, Sym, E},
     describe,
     index::{Batch, Class, Finder, Index},
+    percpu::PerCpu,
     Divergence, RuleResult,
 };
 use crate::{
@@ -85,7 +86,7 @@ impl<'b> Ctx<'b> {
 
     /// The batch's initiating delivery, when the enqueue is in the trace.
     fn init<'c>(&'c self, b: &Batch) -> Option<&'c super::index::Delivery> {
-        b.init.map(|i| &self.ix.deliveries[i])
+        b.init.map(|i| &self.ix.deliveries[i as usize])
     }
 
     fn batch_events(&self, b: &Batch) -> Vec<String> {
@@ -264,33 +265,11 @@ fn g4(c: &Ctx) -> RuleResult {
         "G4",
         "a backlog-delivered skb is received on its RPS target CPU",
     );
-    // Direct evidence: the kprobe on enqueue_to_backlog records the CPU RPS chose.
-    // (skb, ts, chosen CPU) in time order; deliveries come in receive order, so one walk
-    // keeps each skb's latest enqueue up to the delivery's receive time.
-    let chosen = || {
-        c.ix.all(EventKind::EnqueueToBacklog)
-            .filter_map(|e| Some((e.skb()?, e.ts_ns(), e.target_cpu()?)))
-    };
-    if chosen().next().is_some() {
-        let mut latest: FastMap<u64, (u64, i32)> = FastMap::default();
-        let mut next = chosen().peekable();
-        // Enqueues older than MATCH_WINDOW_NS before a receive can serve no later delivery
-        // (each has t_enq within that window of its t_rcv, and t_rcv only grows): they
-        // leave the map, which then holds a window of skbs, not the whole trace's.
-        let mut expired = chosen().peekable();
+    // Direct evidence: the function probe on enqueue_to_backlog records the CPU RPS chose.
+    // The index paired each delivery with its skb's latest enqueue in between (`chosen`).
+    if c.ix.all(EventKind::EnqueueToBacklog).next().is_some() {
         for d in &c.ix.deliveries {
-            while let Some((skb, ts, cpu)) = next.next_if(|x| x.1 <= d.t_rcv) {
-                latest.insert(skb, (ts, cpu));
-            }
-            let horizon = d.t_rcv.saturating_sub(crate::paths::MATCH_WINDOW_NS);
-            while let Some((skb, ts, _)) = expired.next_if(|x| x.1 < horizon) {
-                if latest.get(&skb).is_some_and(|x| x.0 == ts) {
-                    latest.remove(&skb);
-                }
-            }
-            // The skb's latest enqueue_to_backlog in [t_enq, t_rcv].
-            let target = latest.get(&d.skb).filter(|x| x.0 >= d.t_enq).map(|x| x.1);
-            match target {
+            match d.chosen {
                 Some(t) if t == d.to as i32 => r.pass(),
                 Some(t) => r.fail(Divergence {
                     rule: "G4",
@@ -379,24 +358,35 @@ fn g5(c: &Ctx) -> RuleResult {
 
 fn g6(c: &Ctx) -> RuleResult {
     let mut r = RuleResult::new("G6", "a dropped skb is never received");
-    // netif_rx_exit(ret=1) closes the latest netif_rx of the same task on that CPU.
-    let mut open: FastMap<(u32, i32), E> = FastMap::default();
+    // netif_rx_exit(ret=1) closes the latest netif_rx of the same task on that CPU. Per
+    // CPU, the open netif_rx rows by pid: a task or two, so a short list.
+    let mut open: PerCpu<Vec<(i32, u32)>> = PerCpu::default();
     let mut dropped: FastMap<u64, E> = FastMap::default();
-    for e in c.ix.iter() {
-        match e.event() {
+    for (i, kind) in c.ix.c.kind.iter().enumerate() {
+        match kind {
             EventKind::NetifRx => {
-                open.insert((e.cpu(), e.pid()), e);
+                let e = c.ix.ev(i as u32);
+                let tasks = open.entry(e.cpu());
+                match tasks.iter_mut().find(|(pid, _)| *pid == e.pid()) {
+                    Some(task) => task.1 = i as u32,
+                    None => tasks.push((e.pid(), i as u32)),
+                }
             }
             EventKind::NetifRxExit => {
-                if let Some(rx) = open.remove(&(e.cpu(), e.pid())) {
-                    if e.ret() == Some(1) {
-                        if let Some(skb) = rx.skb() {
-                            dropped.insert(skb, rx);
-                        }
+                let e = c.ix.ev(i as u32);
+                let tasks = open.entry(e.cpu());
+                let Some(k) = tasks.iter().position(|(pid, _)| *pid == e.pid()) else {
+                    continue;
+                };
+                let rx = c.ix.ev(tasks.swap_remove(k).1);
+                if e.ret() == Some(1) {
+                    if let Some(skb) = rx.skb() {
+                        dropped.insert(skb, rx);
                     }
                 }
             }
-            EventKind::NetifReceiveSkb => {
+            EventKind::NetifReceiveSkb if !dropped.is_empty() => {
+                let e = c.ix.ev(i as u32);
                 let Some(skb) = e.skb() else { continue };
                 if let Some(rx) = dropped.remove(&skb) {
                     if e.ts_ns() - rx.ts_ns() <= crate::paths::MATCH_WINDOW_NS {
@@ -711,7 +701,7 @@ impl<'a> EnqueueCalls<'a> {
     }
 
     /// The netif_rx_exit that closes an enqueue (same CPU and task).
-    fn end(&mut self, c: &Ctx, enq: usize) -> u64 {
+    fn end(&mut self, c: &Ctx, enq: u32) -> u64 {
         let e = c.ix.ev(enq);
         self.exits
             .find(e.cpu(), e.ts_ns(), e.ts_ns() + 1_000_000)

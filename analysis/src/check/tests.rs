@@ -550,3 +550,40 @@ fn c8_fails_when_a_thread_run_polls_nothing() {
     let r = check(&t, Some(Mode::C));
     assert!(failed(&r).contains(&"C-8"), "{:?}", failed(&r));
 }
+
+#[test]
+fn a_dropped_skb_that_is_received_is_caught_by_g6() {
+    let mut t = sim(Mode::B, Workload::Rps, 18);
+    // The third netif_rx returns NET_RX_DROP, but its skb is still received.
+    let rx = t
+        .events
+        .iter()
+        .filter(|e| e.event == EventKind::NetifRx)
+        .nth(2)
+        .unwrap()
+        .clone();
+    let exit = t
+        .events
+        .iter()
+        .position(|e| {
+            e.event == EventKind::NetifRxExit
+                && e.cpu == rx.cpu
+                && e.pid == rx.pid
+                && e.ts_ns >= rx.ts_ns
+        })
+        .unwrap();
+    t.events[exit].ret = Some(1);
+    let r = check(&t, Some(Mode::B));
+    assert_eq!(failed(&r), vec!["G6"]);
+    let d = &r.rules.iter().find(|x| x.id == "G6").unwrap().divergences[0];
+    assert_eq!(d.ts_ns, {
+        let rcv = t.events.iter().find(|e| {
+            e.event == EventKind::NetifReceiveSkb && e.skb == rx.skb && e.ts_ns >= rx.ts_ns
+        });
+        rcv.unwrap().ts_ns
+    });
+    // Once the receive is gone, the drop is followed and passes.
+    t.events
+        .retain(|e| !(e.event == EventKind::NetifReceiveSkb && e.skb == rx.skb));
+    assert_eq!(verdict(&check(&t, Some(Mode::B)), "G6"), Verdict::Pass);
+}
