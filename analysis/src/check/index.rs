@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::{
     cols::{Cols, FastMap, E},
+    kinds::{self, kind_table, KindRows, Wanted, KINDS},
     percpu::PerCpu,
     seqscan::{self, SeqFacts},
 };
@@ -106,10 +107,10 @@ pub struct Index {
     missed_kind: [bool; KINDS],
     /// CPU → dense slot.
     slots: CpuSlots,
-    /// Per (slot, kind code): event indices in time order.
-    by_kind: Groups,
-    /// Per kind code: event indices in time order.
-    kind_all: Groups,
+    /// Per (slot, kind code), for the kinds in `FOUND_PER_CPU`: rows in time order.
+    by_kind: Vec<Vec<u32>>,
+    /// Per kind code, for the kinds in `WALKED`: rows in time order.
+    kind_all: Vec<Vec<u32>>,
     /// CPUs with events, ascending.
     cpus: Vec<u32>,
     pub t_end: u64,
@@ -151,9 +152,6 @@ impl Groups {
     }
 }
 
-/// Kind codes run 1..=ALL.len().
-const KINDS: usize = EventKind::ALL.len() + 1;
-
 /// Kinds the rules look up per CPU by time (`find`, `finder`). Only these are grouped by
 /// CPU: the rows of the other kinds (most of a trace) are placed in no per-CPU list.
 const FOUND_PER_CPU: [EventKind; 5] = [
@@ -178,19 +176,17 @@ const WALKED: [EventKind; 9] = [
     EventKind::CpuhpExit,
 ];
 
-/// Per kind code: is it one of `kinds`?
-const fn kind_table(kinds: &[EventKind]) -> [bool; KINDS] {
-    let mut t = [false; KINDS];
-    let mut i = 0;
-    while i < kinds.len() {
-        t[kinds[i] as usize] = true;
-        i += 1;
-    }
-    t
-}
-
 const IS_FOUND: [bool; KINDS] = kind_table(&FOUND_PER_CPU);
 const IS_WALKED: [bool; KINDS] = kind_table(&WALKED);
+/// Kinds the index's own pass pairs and classifies, in time order across kinds.
+const PAIRED: [bool; KINDS] = kind_table(&[
+    EventKind::NetifRx,
+    EventKind::EnqueueToBacklog,
+    EventKind::NetifReceiveSkb,
+    EventKind::NapiPoll,
+    EventKind::SchedWaking,
+    EventKind::SchedSwitch,
+]);
 
 /// After a hotplug callback sequence ends, the model keeps the window open this long: the
 /// unparked backlog thread's first batch and, on a first onlining, the cross-CPU poll of
@@ -263,6 +259,15 @@ impl CpuSlots {
         self.get(cpu).unwrap_or(0)
     }
 
+    /// Slots for `cpus`, in that order.
+    fn of_cpus(cpus: &[u32]) -> CpuSlots {
+        let mut slots = CpuSlots::default();
+        for (s, cpu) in cpus.iter().enumerate() {
+            slots.insert(*cpu, s);
+        }
+        slots
+    }
+
     fn insert(&mut self, cpu: u32, slot: usize) {
         if self.table.is_empty() {
             self.table = vec![u32::MAX; Self::TABLE];
@@ -273,39 +278,6 @@ impl CpuSlots {
                 self.map.insert(cpu, slot);
             }
         }
-    }
-}
-
-/// What one pass over the rows learns before anything is sorted.
-struct Scan {
-    slots: CpuSlots,
-    /// CPU by slot.
-    cpus: Vec<u32>,
-    /// Rows per (slot, kind code): `slot * KINDS + kind`.
-    counts: Vec<usize>,
-}
-
-/// Every CPU's slot and rows per (CPU, kind): one pass.
-fn scan(c: &Cols) -> Scan {
-    let mut slots = CpuSlots::default();
-    let mut cpus = Vec::new();
-    let mut counts: Vec<usize> = Vec::new();
-    for (i, &cpu) in c.cpu.iter().enumerate() {
-        let s = match slots.get(cpu) {
-            Some(s) => s,
-            None => {
-                cpus.push(cpu);
-                counts.resize(cpus.len() * KINDS, 0);
-                slots.insert(cpu, cpus.len() - 1);
-                cpus.len() - 1
-            }
-        };
-        counts[s * KINDS + c.kind[i] as usize] += 1;
-    }
-    Scan {
-        slots,
-        cpus,
-        counts,
     }
 }
 
@@ -363,17 +335,15 @@ fn time_order(c: &Cols, slots: &CpuSlots, nslots: usize) -> Vec<u32> {
 
 impl Index {
     pub fn build(mut cols: Cols, meta: &TraceMeta) -> Index {
-        let Scan {
-            slots,
-            cpus: slot_cpu,
-            counts,
-        } = scan(&cols);
-        let nslots = slot_cpu.len();
         // Scanned by the reader (then complete: sorted), or here.
         let facts = cols
             .seq_facts
             .take()
             .unwrap_or_else(|| seqscan::scan(&cols.ts, &cols.cpu, &cols.seq));
+        // CPUs with rows, in order of first appearance: their slots.
+        let slot_cpu: Vec<u32> = facts.cpus.iter().map(|(cpu, _)| *cpu).collect();
+        let slots = CpuSlots::of_cpus(&slot_cpu);
+        let nslots = slot_cpu.len();
         let (mut c, facts) = if facts.sorted {
             (cols, facts)
         } else {
@@ -382,42 +352,35 @@ impl Index {
             let facts = seqscan::scan(&c.ts, &c.cpu, &c.seq);
             (c, facts)
         };
-        let n = c.len();
         let t_end = c.ts.last().copied().unwrap_or(0);
-        // Per (slot, kind): its list in `by_kind`, or the spare slot for kinds no rule
-        // finds per CPU. The same for `kind_all`, per kind.
-        let (found, walked) = (IS_FOUND, IS_WALKED);
-        let groups = nslots * KINDS;
-        let by_kind_of: Vec<usize> = (0..groups)
-            .map(|g| if found[g % KINDS] { g } else { groups })
-            .collect();
-        let by_kind_counts: Vec<usize> = (0..groups)
-            .map(|g| if found[g % KINDS] { counts[g] } else { 0 })
-            .collect();
-        let by_kind = Groups::of_rows(
-            &by_kind_counts,
-            c.kind
-                .iter()
-                .zip(&c.cpu)
-                .map(|(k, cpu)| by_kind_of[slots.of(*cpu) * KINDS + *k as usize]),
+        let KindRows {
+            rows: kind_all,
+            per_cpu: by_kind,
+            marked,
+            counts,
+        } = kinds::split(
+            &c.kind,
+            &c.cpu,
+            &Wanted {
+                listed: &IS_WALKED,
+                per_cpu: &IS_FOUND,
+                slot: &|cpu| slots.of(cpu),
+                slots: nslots,
+                marked: &PAIRED,
+            },
         );
-        let kind_counts: Vec<usize> = (0..KINDS)
-            .map(|k| (0..nslots).map(|s| counts[s * KINDS + k]).sum::<usize>() * walked[k] as usize)
-            .collect();
-        let kind_all_of: Vec<usize> = (0..KINDS)
-            .map(|k| if walked[k] { k } else { KINDS })
-            .collect();
-        let kind_all = Groups::of_rows(
-            &kind_counts,
-            c.kind.iter().map(|k| kind_all_of[*k as usize]),
-        );
+        let paired = KindRows {
+            rows: Vec::new(),
+            per_cpu: Vec::new(),
+            marked,
+            counts,
+        };
         let lost = lost_windows(&c, facts, meta);
         // Nothing reads seq after this: its memory goes back for the index to reuse.
         c.seq = Vec::new();
-        let cpuhp: Vec<u32> = kind_all
-            .get(EventKind::CpuhpEnter as usize)
+        let cpuhp: Vec<u32> = kind_all[EventKind::CpuhpEnter as usize]
             .iter()
-            .chain(kind_all.get(EventKind::CpuhpExit as usize))
+            .chain(&kind_all[EventKind::CpuhpExit as usize])
             .copied()
             .collect();
         let hotplug = hotplug_windows(&c, &cpuhp);
@@ -429,10 +392,8 @@ impl Index {
             .and_then(|f| serde_json::from_str::<Vec<u32>>(f).ok());
 
         // Sized from the kind counts: no regrowth (each one a copy and fresh pages).
-        let kind_count =
-            |k: EventKind| -> usize { (0..nslots).map(|s| counts[s * KINDS + k as usize]).sum() };
-        let mut deliveries = Vec::with_capacity(kind_count(EventKind::NetifReceiveSkb));
-        let mut polls: Vec<Poll> = Vec::with_capacity(kind_count(EventKind::NapiPoll));
+        let mut deliveries = Vec::with_capacity(paired.counts[EventKind::NetifReceiveSkb as usize]);
+        let mut polls: Vec<Poll> = Vec::with_capacity(paired.counts[EventKind::NapiPoll as usize]);
         // Per skb in flight: its netif_rx row, and the CPU its latest enqueue_to_backlog
         // since then chose.
         let mut last_rx: FastMap<u64, (u32, Option<i32>)> = FastMap::default();
@@ -443,7 +404,7 @@ impl Index {
         // Interned strings are unique: the backlog's device and "S" compare by id.
         let backlog_dev = c.strs.lookup(BACKLOG_DEV);
         let sleeping = c.strs.lookup("S");
-        for i in 0..n {
+        for i in paired.marked_rows() {
             let e = c.row(i);
             match c.kind[i] {
                 EventKind::NetifRx => {
@@ -620,7 +581,7 @@ impl Index {
         let v = self
             .slots
             .get(cpu)
-            .map(|s| self.by_kind.get(s * KINDS + kind as usize))
+            .map(|s| &self.by_kind[s * KINDS + kind as usize][..])
             .unwrap_or(&[]);
         let start = v.partition_point(|i| self.c.ts[*i as usize] < t0);
         v[start..]
@@ -646,8 +607,7 @@ impl Index {
             IS_WALKED[kind as usize],
             "{kind:?} is not indexed across CPUs"
         );
-        self.kind_all
-            .get(kind as usize)
+        self.kind_all[kind as usize]
             .iter()
             .map(|i| self.c.row(*i as usize))
     }
@@ -756,7 +716,7 @@ impl<'a> Finder<'a> {
         let ix = self.ix;
         let (v, start) = match ix.slots.get(cpu) {
             Some(s) => {
-                let v = ix.by_kind.get(s * KINDS + self.kind as usize);
+                let v = &ix.by_kind[s * KINDS + self.kind as usize][..];
                 let start = gallop(v, &ix.c.ts, t0, self.pos[s]);
                 self.pos[s] = start;
                 (v, start)
@@ -875,25 +835,13 @@ mod tests {
     }
 
     #[test]
-    fn scan_counts_rows_per_cpu_and_kind() {
-        let ev = |ts, cpu, seq, kind| Event::new(ts, cpu, seq, kind);
-        let events = vec![
-            ev(10, 7, 0, EventKind::NetifRx),
-            ev(10, 9, 0, EventKind::NapiPoll),
-            ev(11, 7, 1, EventKind::NapiPoll),
-            ev(11, 7, 2, EventKind::NapiPoll),
-            ev(12, 5000, 0, EventKind::NapiPoll), // past the table: the map
-        ];
-        let s = scan(&Cols::from_events(&events));
-        assert_eq!(s.cpus, [7, 9, 5000]);
-        assert_eq!(s.slots.get(5000), Some(2));
+    fn cpus_get_slots_in_order() {
+        let slots = CpuSlots::of_cpus(&[7, 9, 5000]); // 5000: past the table, the map
+        assert_eq!(slots.get(5000), Some(2));
         assert_eq!(
-            (s.slots.get(7), s.slots.get(9), s.slots.get(8)),
+            (slots.get(7), slots.get(9), slots.get(8)),
             (Some(0), Some(1), None)
         );
-        assert_eq!(s.counts[EventKind::NapiPoll as usize], 2);
-        assert_eq!(s.counts[EventKind::NetifRx as usize], 1);
-        assert_eq!(s.counts[KINDS + EventKind::NapiPoll as usize], 1);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod cols;
 pub mod index;
+mod kinds;
 mod percpu;
 mod rules;
 pub mod seqscan;
