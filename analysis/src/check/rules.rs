@@ -1001,7 +1001,6 @@ fn c6(c: &Ctx) -> RuleResult {
     );
     for (b, d) in c.initiated().filter(|(b, d)| d.from != b.cpu) {
         let t1 = c.ix.first_poll_ts(b);
-        let name = backlog_thread_comm(b.cpu as usize);
         if c.ix.thread_woken(b.cpu, d.t_enq, t1) {
             r.pass();
             continue;
@@ -1017,19 +1016,23 @@ fn c6(c: &Ctx) -> RuleResult {
             {
                 r.unsure()
             }
-            Some(false) => r.fail(Divergence {
-                rule: "C-6",
-                cpu: b.cpu,
-                ts_ns: d.t_enq,
-                message: format!(
-                    "mode C: enqueue on CPU {} to CPU {} at {} found {name} asleep, and no sched_waking followed",
-                    d.from,
-                    b.cpu,
-                    Ctx::secs(d.t_enq)
-                ),
-                expected: format!("sched_waking of {name} on CPU {} before the first poll", d.from),
-                events: c.batch_events(b),
-            }),
+            Some(false) => {
+                // Named only here: a format per batch was 5% of a mode C check.
+                let name = backlog_thread_comm(b.cpu as usize);
+                r.fail(Divergence {
+                    rule: "C-6",
+                    cpu: b.cpu,
+                    ts_ns: d.t_enq,
+                    message: format!(
+                        "mode C: enqueue on CPU {} to CPU {} at {} found {name} asleep, and no sched_waking followed",
+                        d.from,
+                        b.cpu,
+                        Ctx::secs(d.t_enq)
+                    ),
+                    expected: format!("sched_waking of {name} on CPU {} before the first poll", d.from),
+                    events: c.batch_events(b),
+                })
+            }
         }
     }
     r.finish()
