@@ -178,14 +178,11 @@ const WALKED: [EventKind; 9] = [
 
 const IS_FOUND: [bool; KINDS] = kind_table(&FOUND_PER_CPU);
 const IS_WALKED: [bool; KINDS] = kind_table(&WALKED);
-/// Kinds the index's own pass pairs and classifies, in time order across kinds.
+/// Kinds the delivery pairing walks, in time order across kinds.
 const PAIRED: [bool; KINDS] = kind_table(&[
     EventKind::NetifRx,
     EventKind::EnqueueToBacklog,
     EventKind::NetifReceiveSkb,
-    EventKind::NapiPoll,
-    EventKind::SchedWaking,
-    EventKind::SchedSwitch,
 ]);
 
 /// After a hotplug callback sequence ends, the model keeps the window open this long: the
@@ -333,6 +330,130 @@ fn time_order(c: &Cols, slots: &CpuSlots, nslots: usize) -> Vec<u32> {
     order
 }
 
+/// Every skb's netif_rx paired with its netif_receive_skb (and the CPU enqueue_to_backlog
+/// chose in between), in receive order: one pass over the rows of those three kinds.
+fn pair_deliveries(c: &Cols, paired: &KindRows) -> Vec<Delivery> {
+    // Sized from the kind counts: no regrowth (each one a copy and fresh pages).
+    let mut deliveries = Vec::with_capacity(paired.counts[EventKind::NetifReceiveSkb as usize]);
+    // Per skb in flight: its netif_rx row, and the CPU its latest enqueue_to_backlog
+    // since then chose.
+    let mut last_rx: FastMap<u64, (u32, Option<i32>)> = FastMap::default();
+    for i in paired.marked_rows() {
+        let e = c.row(i);
+        match c.kind[i] {
+            EventKind::NetifRx => {
+                if let Some(skb) = e.skb() {
+                    last_rx.insert(skb, (i as u32, None));
+                }
+            }
+            EventKind::EnqueueToBacklog => {
+                if let (Some(skb), Some(cpu)) = (e.skb(), e.target_cpu()) {
+                    if let Some(rx) = last_rx.get_mut(&skb) {
+                        rx.1 = Some(cpu);
+                    }
+                }
+            }
+            _ => {
+                let Some(skb) = e.skb() else { continue };
+                let Some((j, chosen)) = last_rx.remove(&skb) else {
+                    continue;
+                };
+                let en = c.row(j as usize);
+                if e.ts_ns().saturating_sub(en.ts_ns()) > MATCH_WINDOW_NS {
+                    continue;
+                }
+                deliveries.push(Delivery {
+                    skb,
+                    t_enq: en.ts_ns(),
+                    t_rcv: e.ts_ns(),
+                    enq: j,
+                    rcv: i as u32,
+                    from: en.cpu(),
+                    to: e.cpu(),
+                    chosen,
+                });
+            }
+        }
+    }
+    deliveries
+}
+
+/// The polls of CPU backlogs (`napi_poll` rows `polls`), each with the first delivery on its
+/// CPU since that CPU's previous NAPI poll (of any device).
+fn backlog_polls(c: &Cols, polls: &[u32], deliveries: &[Delivery], slots: &CpuSlots) -> Vec<Poll> {
+    let backlog_dev = c.strs.lookup(BACKLOG_DEV);
+    let mut out: Vec<Poll> = Vec::with_capacity(polls.len());
+    // Per slot: the first delivery since the slot's last NAPI poll.
+    let mut pending: Vec<Option<u32>> = Vec::new();
+    let mut next = deliveries.iter().enumerate().peekable();
+    for &i in polls {
+        // Deliveries received before this poll (deliveries are in receive order).
+        while let Some((k, d)) = next.next_if(|(_, d)| d.rcv < i) {
+            let s = slots.of(d.to);
+            if s >= pending.len() {
+                pending.resize(s + 1, None);
+            }
+            pending[s].get_or_insert(k as u32);
+        }
+        let e = c.row(i as usize);
+        let first_delivery = pending.get_mut(slots.of(e.cpu())).and_then(Option::take);
+        if backlog_dev.is_some() && c.dev.get(i as usize) == backlog_dev {
+            out.push(Poll {
+                ev: i,
+                cpu: e.cpu(),
+                ts: e.ts_ns(),
+                work: e.work().unwrap_or(0),
+                budget: e.budget().unwrap_or(0),
+                class: poll_class(e),
+                first_delivery,
+            });
+        }
+    }
+    out
+}
+
+/// Per backlog thread N: the times of its wake-ups (`sched_waking` rows `wakings`), and
+/// its awake (true) / asleep (false) transitions from those and the `sched_switch` rows
+/// `switches`, in time order.
+fn thread_states(
+    c: &Cols,
+    wakings: &[u32],
+    switches: &[u32],
+) -> (PerCpu<Vec<u64>>, PerCpu<Vec<(u64, bool)>>) {
+    let mut woken: PerCpu<Vec<u64>> = PerCpu::default();
+    let mut awake: PerCpu<Vec<(u64, bool)>> = PerCpu::default();
+    // Interned strings are unique: "S" compares by id.
+    let sleeping = c.strs.lookup("S");
+    // The two row lists merged in row (time) order.
+    let (mut w, mut s) = (wakings.iter().peekable(), switches.iter().peekable());
+    loop {
+        let take_waking = match (w.peek(), s.peek()) {
+            (Some(a), Some(b)) => a < b,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        if take_waking {
+            let e = c.row(*w.next().unwrap() as usize);
+            if let Some(t) = e.target_thread() {
+                woken.entry(t).push(e.ts_ns());
+                awake.entry(t).push((e.ts_ns(), true));
+            }
+        } else {
+            let i = *s.next().unwrap() as usize;
+            let e = c.row(i);
+            if let Some(t) = e.comm_thread() {
+                let asleep = sleeping.is_some() && c.prev_state.get(i) == sleeping;
+                awake.entry(t).push((e.ts_ns(), !asleep));
+            }
+            if let Some(t) = e.target_thread() {
+                awake.entry(t).push((e.ts_ns(), true));
+            }
+        }
+    }
+    (woken, awake)
+}
+
 impl Index {
     pub fn build(mut cols: Cols, meta: &TraceMeta) -> Index {
         // Scanned by the reader (then complete: sorted), or here.
@@ -391,87 +512,13 @@ impl Index {
             .filter(|f| *f != "all")
             .and_then(|f| serde_json::from_str::<Vec<u32>>(f).ok());
 
-        // Sized from the kind counts: no regrowth (each one a copy and fresh pages).
-        let mut deliveries = Vec::with_capacity(paired.counts[EventKind::NetifReceiveSkb as usize]);
-        let mut polls: Vec<Poll> = Vec::with_capacity(paired.counts[EventKind::NapiPoll as usize]);
-        // Per skb in flight: its netif_rx row, and the CPU its latest enqueue_to_backlog
-        // since then chose.
-        let mut last_rx: FastMap<u64, (u32, Option<i32>)> = FastMap::default();
-        // Per slot: the first delivery since the slot's last NAPI poll.
-        let mut pending: Vec<Option<u32>> = vec![None; nslots];
-        let mut thread_wakings: PerCpu<Vec<u64>> = PerCpu::default();
-        let mut thread_awake: PerCpu<Vec<(u64, bool)>> = PerCpu::default();
-        // Interned strings are unique: the backlog's device and "S" compare by id.
-        let backlog_dev = c.strs.lookup(BACKLOG_DEV);
-        let sleeping = c.strs.lookup("S");
-        for i in paired.marked_rows() {
-            let e = c.row(i);
-            match c.kind[i] {
-                EventKind::NetifRx => {
-                    if let Some(skb) = e.skb() {
-                        last_rx.insert(skb, (i as u32, None));
-                    }
-                }
-                EventKind::EnqueueToBacklog => {
-                    if let (Some(skb), Some(cpu)) = (e.skb(), e.target_cpu()) {
-                        if let Some(rx) = last_rx.get_mut(&skb) {
-                            rx.1 = Some(cpu);
-                        }
-                    }
-                }
-                EventKind::NetifReceiveSkb => {
-                    let Some(skb) = e.skb() else { continue };
-                    let Some((j, chosen)) = last_rx.remove(&skb) else {
-                        continue;
-                    };
-                    let en = c.row(j as usize);
-                    if e.ts_ns().saturating_sub(en.ts_ns()) > MATCH_WINDOW_NS {
-                        continue;
-                    }
-                    pending[slots.of(e.cpu())].get_or_insert(deliveries.len() as u32);
-                    deliveries.push(Delivery {
-                        skb,
-                        t_enq: en.ts_ns(),
-                        t_rcv: e.ts_ns(),
-                        enq: j,
-                        rcv: i as u32,
-                        from: en.cpu(),
-                        to: e.cpu(),
-                        chosen,
-                    });
-                }
-                EventKind::NapiPoll => {
-                    let first_delivery = pending[slots.of(e.cpu())].take();
-                    if backlog_dev.is_some() && c.dev.get(i) == backlog_dev {
-                        polls.push(Poll {
-                            ev: i as u32,
-                            cpu: e.cpu(),
-                            ts: e.ts_ns(),
-                            work: e.work().unwrap_or(0),
-                            budget: e.budget().unwrap_or(0),
-                            class: poll_class(e),
-                            first_delivery,
-                        });
-                    }
-                }
-                EventKind::SchedWaking => {
-                    if let Some(t) = e.target_thread() {
-                        thread_wakings.entry(t).push(e.ts_ns());
-                        thread_awake.entry(t).push((e.ts_ns(), true));
-                    }
-                }
-                EventKind::SchedSwitch => {
-                    if let Some(t) = e.comm_thread() {
-                        let asleep = sleeping.is_some() && c.prev_state.get(i) == sleeping;
-                        thread_awake.entry(t).push((e.ts_ns(), !asleep));
-                    }
-                    if let Some(t) = e.target_thread() {
-                        thread_awake.entry(t).push((e.ts_ns(), true));
-                    }
-                }
-                _ => {}
-            }
-        }
+        let deliveries = pair_deliveries(&c, &paired);
+        let polls = backlog_polls(&c, &kind_all[EventKind::NapiPoll as usize], &deliveries, &slots);
+        let (thread_wakings, thread_awake) = thread_states(
+            &c,
+            &kind_all[EventKind::SchedWaking as usize],
+            &kind_all[EventKind::SchedSwitch as usize],
+        );
 
         let mut polls_per_slot = vec![0usize; nslots];
         for p in &polls {
