@@ -17,11 +17,19 @@ fn big(l: &Layout) -> bool {
     l.size() >= BIG && l.align() <= PAGE
 }
 
+/// The length of a big block's mapping: whole huge pages. A huge page backs only a whole
+/// 2 MiB of a mapping, so an 8 MB column in an 8 MB mapping got three and faulted its last
+/// 1.6 MiB 4 KiB at a time: ~400 faults, each dearer on this kind of VM than zeroing a
+/// whole huge page.
+fn span(size: usize) -> usize {
+    size.next_multiple_of(HUGE)
+}
+
 /// A mapping of `size` bytes that starts on a huge-page boundary: mmap's own address is
 /// only page-aligned, and a huge page can back only a 2 MiB-aligned 2 MiB of it (a 4 MiB
 /// block at a random address got one huge page, the rest faulted 4 KiB at a time).
 unsafe fn map(size: usize) -> *mut u8 {
-    let size = size.next_multiple_of(PAGE);
+    let size = span(size);
     let Some(len) = size.checked_add(HUGE) else {
         return std::ptr::null_mut();
     };
@@ -69,7 +77,7 @@ unsafe impl GlobalAlloc for HugeAlloc {
 
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         if big(&l) {
-            libc::munmap(p as *mut libc::c_void, l.size());
+            libc::munmap(p as *mut libc::c_void, span(l.size()));
         } else {
             System.dealloc(p, l)
         }
@@ -81,15 +89,13 @@ unsafe impl GlobalAlloc for HugeAlloc {
             (false, false) => System.realloc(p, l, new_size),
             (true, true) if new_size <= l.size() => {
                 // Shrinking: the tail's pages go back, the block stays where it is.
-                let (keep, old) = (
-                    new_size.next_multiple_of(PAGE),
-                    l.size().next_multiple_of(PAGE),
-                );
+                let (keep, old) = (span(new_size), span(l.size()));
                 if old > keep {
                     libc::munmap(p.add(keep) as *mut libc::c_void, old - keep);
                 }
                 p
             }
+            (true, true) if span(new_size) == span(l.size()) => p,
             (true, true) => {
                 // Growing: the kernel moves or extends the mapping (no copy). Its new start
                 // may not be 2 MiB-aligned; a partial huge-page fit beats a copy. (Moving the
@@ -97,14 +103,14 @@ unsafe impl GlobalAlloc for HugeAlloc {
                 // the old range spans two VMAs, mremap there unmaps the target, then fails.)
                 let q = libc::mremap(
                     p as *mut libc::c_void,
-                    l.size(),
-                    new_size,
+                    span(l.size()),
+                    span(new_size),
                     libc::MREMAP_MAYMOVE,
                 );
                 if q == libc::MAP_FAILED {
                     return std::ptr::null_mut();
                 }
-                libc::madvise(q, new_size, libc::MADV_HUGEPAGE);
+                libc::madvise(q, span(new_size), libc::MADV_HUGEPAGE);
                 q as *mut u8
             }
             _ => {

@@ -513,7 +513,12 @@ impl Index {
             .and_then(|f| serde_json::from_str::<Vec<u32>>(f).ok());
 
         let deliveries = pair_deliveries(&c, &paired);
-        let polls = backlog_polls(&c, &kind_all[EventKind::NapiPoll as usize], &deliveries, &slots);
+        let polls = backlog_polls(
+            &c,
+            &kind_all[EventKind::NapiPoll as usize],
+            &deliveries,
+            &slots,
+        );
         let (thread_wakings, thread_awake) = thread_states(
             &c,
             &kind_all[EventKind::SchedWaking as usize],
