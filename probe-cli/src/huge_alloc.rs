@@ -58,6 +58,38 @@ unsafe fn map(size: usize) -> *mut u8 {
     start as *mut u8
 }
 
+/// How far glibc's heap grows at a time, and the part of it advised for huge pages.
+const HEAP_STEP: usize = 64 << 20;
+
+/// Sets glibc's heap (the blocks under 2 MiB) up for a command that builds large data in
+/// memory, as `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` would, which a program cannot set for
+/// itself: freed memory stays in the heap for reuse (no trim, no per-block mappings: blocks
+/// of 2 MiB and up are ours anyway), and the heap's first `HEAP_STEP` is grown at once and
+/// advised for transparent huge pages. A mode C check of 1M events faulted 4,700 pages,
+/// 3,000 of them in the heap, each dearer on a VM than zeroing a huge page. Growth past
+/// `HEAP_STEP` goes on in 4 KiB pages, which is correct, only slower.
+pub fn tune_heap() {
+    // SAFETY: mallopt only changes glibc's thresholds. The malloc'd block is freed right
+    // away and never touched; madvise covers pages inside the heap mapping (from that
+    // block to the break), so it changes no data, only how missing pages are backed.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, BIG as libc::c_int);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, (1usize << 30) as libc::c_int);
+        libc::mallopt(libc::M_TOP_PAD, HEAP_STEP as libc::c_int);
+        // A block larger than the heap's free top: glibc grows the heap by it plus the pad.
+        let p = libc::malloc(1 << 20);
+        if p.is_null() {
+            return;
+        }
+        let end = libc::sbrk(0) as usize;
+        let start = (p as usize).next_multiple_of(HUGE);
+        libc::free(p);
+        if end > start {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
 unsafe impl GlobalAlloc for HugeAlloc {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         if big(&l) {
@@ -128,6 +160,23 @@ unsafe impl GlobalAlloc for HugeAlloc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tuned_heap_keeps_blocks_under_2_mib_out_of_their_own_mappings() {
+        tune_heap();
+        // SAFETY: one block, freed once; mallinfo2 only reads glibc's counters.
+        unsafe {
+            let before = libc::mallinfo2().hblks;
+            let p = libc::malloc(3 << 19); // 1.5 MiB: mmapped by glibc's default threshold
+            assert!(!p.is_null());
+            assert_eq!(
+                libc::mallinfo2().hblks,
+                before,
+                "glibc mapped a 1.5 MiB block"
+            );
+            libc::free(p);
+        }
+    }
 
     #[test]
     fn big_blocks_start_on_huge_pages_and_keep_their_bytes_through_realloc() {

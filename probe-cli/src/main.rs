@@ -497,6 +497,13 @@ fn main() -> ExitCode {
         // SAFETY: restores the default action for one signal before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
+    // Commands that build a trace's worth of data in memory.
+    if matches!(
+        cli.cmd,
+        Cmd::Check { .. } | Cmd::Simulate { .. } | Cmd::Report { .. }
+    ) {
+        huge_alloc::tune_heap();
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
