@@ -98,7 +98,7 @@ pub struct Index {
     /// Per CPU T: times of sched_waking events whose target is backlog_napi/T.
     thread_wakings: PerCpu<Vec<u64>>,
     /// Per CPU T: backlog_napi/T awake (true) / asleep (false) transitions, in time order.
-    thread_awake: PerCpu<Vec<(u64, bool)>>,
+    thread_awake: AwakeStates,
     /// Per CPU slot: backlog polls (indices into `polls`), in time order.
     cpu_polls: Groups,
     /// Events the kernel skipped (eBPF recursion guard) by event name; "ctx" = trackers.
@@ -412,6 +412,9 @@ fn backlog_polls(c: &Cols, polls: &[u32], deliveries: &[Delivery], slots: &CpuSl
     out
 }
 
+/// Per backlog thread: (ts, awake) transitions in time order.
+type AwakeStates = PerCpu<Vec<(u64, bool)>>;
+
 /// Per backlog thread N: the times of its wake-ups (`sched_waking` rows `wakings`), and
 /// its awake (true) / asleep (false) transitions from those and the `sched_switch` rows
 /// `switches`, in time order.
@@ -419,9 +422,9 @@ fn thread_states(
     c: &Cols,
     wakings: &[u32],
     switches: &[u32],
-) -> (PerCpu<Vec<u64>>, PerCpu<Vec<(u64, bool)>>) {
+) -> (PerCpu<Vec<u64>>, AwakeStates) {
     let mut woken: PerCpu<Vec<u64>> = PerCpu::default();
-    let mut awake: PerCpu<Vec<(u64, bool)>> = PerCpu::default();
+    let mut awake: AwakeStates = PerCpu::default();
     // Interned strings are unique: "S" compares by id.
     let sleeping = c.strs.lookup("S");
     // The two row lists merged in row (time) order.
