@@ -152,7 +152,7 @@ pub fn trace_mode(ix: &Index) -> TraceModeEvidence {
         t.rps_ipi_seen = ix.c.func.values().contains(&rps);
     }
     for b in ix.batches.iter().filter(|b| b.complete) {
-        let Some(d) = b.init.map(|i| &ix.deliveries[i as usize]) else {
+        let Some(d) = b.init.get().map(|i| &ix.deliveries[i as usize]) else {
             continue;
         };
         if d.from != b.cpu {
@@ -311,7 +311,7 @@ pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckRe
         .collect();
     let mut batch_paths: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for b in ix.batches.iter().filter(|b| b.complete) {
-        let origin = match b.init.map(|i| &ix.deliveries[i as usize]) {
+        let origin = match b.init.get().map(|i| &ix.deliveries[i as usize]) {
             Some(d) if d.from != b.cpu => "remote",
             Some(_) => "local",
             None => "no traced enqueue",

@@ -86,7 +86,7 @@ impl<'b> Ctx<'b> {
 
     /// The batch's initiating delivery, when the enqueue is in the trace.
     fn init<'c>(&'c self, b: &Batch) -> Option<&'c super::index::Delivery> {
-        b.init.map(|i| &self.ix.deliveries[i as usize])
+        b.init.get().map(|i| &self.ix.deliveries[i as usize])
     }
 
     fn batch_events(&self, b: &Batch) -> Vec<String> {
