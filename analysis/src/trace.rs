@@ -880,8 +880,14 @@ fn sparse_nums<A: ArrowPrimitiveType>(a: &PrimitiveArray<A>, out: &mut Sparse<A:
 
 fn columns_of_batch(b: &RecordBatch, c: &mut Cols) -> Result<()> {
     c.ts.extend_from_slice(col::<UInt64Array>(b, "ts_ns")?.values());
-    c.cpu
-        .extend_from_slice(col::<UInt32Array>(b, "cpu")?.values());
+    for (i, cpu) in col::<UInt32Array>(b, "cpu")?.values().iter().enumerate() {
+        let Ok(cpu) = u16::try_from(*cpu) else {
+            bail!(
+                "row {i}: CPU {cpu} is beyond what the checker handles (CPU numbers up to 65535)"
+            );
+        };
+        c.cpu.push(cpu);
+    }
     c.seq
         .extend_from_slice(col::<UInt64Array>(b, "seq")?.values());
     c.pid
@@ -936,7 +942,17 @@ fn columns_of_batch(b: &RecordBatch, c: &mut Cols) -> Result<()> {
     let ps = col::<Dict>(b, "prev_state")?;
     sparse_syms(ps, &mut c.strs, &mut c.prev_state, "prev_state")?;
     sparse_syms(col::<Dict>(b, "func")?, &mut c.strs, &mut c.func, "func")?;
-    sparse_nums(col::<UInt32Array>(b, "vec")?, &mut c.vec);
+    let vec = col::<UInt32Array>(b, "vec")?;
+    for i in 0..vec.len() {
+        let v = vec.is_valid(i).then(|| vec.value(i));
+        let v = v.map(u8::try_from).transpose().map_err(|_| {
+            anyhow!(
+                "row {i}: softirq vector {} out of range (NR_SOFTIRQS is 10)",
+                vec.value(i)
+            )
+        })?;
+        c.vec.push(v);
+    }
     sparse_nums(col::<UInt64Array>(b, "napi")?, &mut c.napi);
     sparse_nums(col::<UInt64Array>(b, "skb")?, &mut c.skb);
     sparse_nums(col::<Int32Array>(b, "work")?, &mut c.work);
@@ -1112,6 +1128,34 @@ mod tests {
         w.close().unwrap();
         let e = read_trace(&other).unwrap_err().to_string();
         assert!(e.contains("column `ts_ns` is missing"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn numbers_too_large_for_the_checker_are_refused_not_cut() {
+        let dir = std::env::temp_dir().join(format!("napiscope-wide-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases: [(&str, fn(&mut Event), &str); 2] = [
+            ("cpu", |e| e.cpu = 70_000, "CPU 70000"),
+            ("vec", |e| e.vec = Some(300), "softirq vector 300"),
+        ];
+        for (name, widen, want) in cases {
+            let mut events = sample();
+            widen(&mut events[1]);
+            let path = dir.join(format!("{name}.parquet"));
+            write_trace(&path, &events, &TraceMeta::default()).unwrap();
+            let e = format!("{:#}", read_columns(&path).unwrap_err());
+            assert!(e.contains(want), "{name}: {e}");
+        }
+        // At the edge: read, and kept.
+        let mut events = sample();
+        events[1].cpu = 65_535;
+        events[1].vec = Some(255);
+        let path = dir.join("edge.parquet");
+        write_trace(&path, &events, &TraceMeta::default()).unwrap();
+        let (c, _) = read_columns(&path).unwrap();
+        assert!(c.cpu.contains(&65_535));
+        assert_eq!(c.vec.values(), [255]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -63,7 +63,9 @@ impl Strings {
 #[derive(Debug, Default)]
 pub struct Cols {
     pub ts: Vec<u64>,
-    pub cpu: Vec<u32>,
+    /// CPU numbers fit 16 bits (Linux's NR_CPUS is at most 8192); the readers refuse a
+    /// trace with a larger one. Half the bytes of a u32, on every row.
+    pub cpu: Vec<u16>,
     /// Read only by `Index::build` (order, loss windows), which then empties it. Empty
     /// from the start when a reader scanned it as it went (`seq_facts`).
     pub seq: Vec<u64>,
@@ -71,7 +73,8 @@ pub struct Cols {
     pub ctx: Vec<Ctx>,
     pub comm: Vec<Sym>,
     pub pid: Vec<i32>,
-    pub vec: Sparse<u32>,
+    /// Softirq vector numbers (under 10): a byte.
+    pub vec: Sparse<u8>,
     pub napi: Sparse<u64>,
     pub skb: Sparse<u64>,
     pub work: Sparse<i32>,
@@ -93,13 +96,13 @@ pub struct Cols {
 #[derive(Clone, Copy, Debug)]
 pub struct Row {
     pub ts: u64,
-    pub cpu: u32,
+    pub cpu: u16,
     pub seq: u64,
     pub kind: EventKind,
     pub ctx: Ctx,
     pub comm: Sym,
     pub pid: i32,
-    pub vec: Option<u32>,
+    pub vec: Option<u8>,
     pub napi: Option<u64>,
     pub skb: Option<u64>,
     pub work: Option<i32>,
@@ -179,13 +182,14 @@ impl Cols {
         for e in events {
             let row = Row {
                 ts: e.ts_ns,
-                cpu: e.cpu,
+                // The model's events: a handful of CPUs, vectors under 10.
+                cpu: e.cpu.min(u16::MAX as u32) as u16,
                 seq: e.seq,
                 kind: e.event,
                 ctx: e.ctx,
                 comm: c.strs.intern(&e.comm),
                 pid: e.pid,
-                vec: e.vec,
+                vec: e.vec.map(|v| v.min(u8::MAX as u32) as u8),
                 napi: e.napi,
                 skb: e.skb,
                 work: e.work,
@@ -252,7 +256,7 @@ impl<'a> E<'a> {
     }
     #[inline]
     pub fn cpu(self) -> u32 {
-        self.c.cpu[self.i]
+        self.c.cpu[self.i] as u32
     }
     #[inline]
     pub fn event(self) -> EventKind {
@@ -271,7 +275,7 @@ impl<'a> E<'a> {
     }
     #[inline]
     pub fn vec(self) -> Option<u32> {
-        self.c.vec.get(self.i)
+        self.c.vec.get(self.i).map(u32::from)
     }
     #[inline]
     pub fn napi(self) -> Option<u64> {

@@ -300,7 +300,7 @@ fn time_order(c: &Cols, slots: &CpuSlots, nslots: usize) -> Vec<u32> {
     let n = c.len();
     let mut runs: Vec<Vec<u32>> = vec![Vec::new(); nslots];
     for (i, cpu) in c.cpu.iter().enumerate() {
-        runs[slots.of(*cpu)].push(i as u32);
+        runs[slots.of(*cpu as u32)].push(i as u32);
     }
     let sorted_runs = runs.iter().all(|r| {
         r.windows(2)
@@ -314,7 +314,7 @@ fn time_order(c: &Cols, slots: &CpuSlots, nslots: usize) -> Vec<u32> {
     // k-way merge; a run's rows all have the same cpu, so ties in (ts, cpu, seq) only occur
     // inside a run, where row order decides.
     use std::{cmp::Reverse, collections::BinaryHeap};
-    type Key = (u64, u32, u64);
+    type Key = (u64, u16, u64);
     let mut heads: BinaryHeap<Reverse<(Key, usize)>> = BinaryHeap::new();
     let mut pos = vec![0usize; nslots];
     for (s, r) in runs.iter().enumerate() {
@@ -834,7 +834,7 @@ fn lost_windows(c: &Cols, facts: SeqFacts, meta: &TraceMeta) -> FastMap<u32, Vec
         } else {
             // Facts a reader hands over are complete, so this CPU's seqs are in `c.seq`.
             let rows: Vec<u32> = (0..c.len() as u32)
-                .filter(|i| c.cpu[*i as usize] == cpu)
+                .filter(|i| c.cpu[*i as usize] as u32 == cpu)
                 .collect();
             seq_gaps(c, rows)
         };

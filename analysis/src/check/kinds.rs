@@ -55,7 +55,7 @@ pub struct Wanted<'a> {
 
 /// One pass over the kind column (and the CPU column, for `per_cpu` kinds on a trace of
 /// more than one CPU).
-pub fn split(kind: &[EventKind], cpu: &[u32], w: &Wanted) -> KindRows {
+pub fn split(kind: &[EventKind], cpu: &[u16], w: &Wanted) -> KindRows {
     let asked: Vec<EventKind> = EventKind::ALL
         .iter()
         .copied()
@@ -84,7 +84,7 @@ pub fn split(kind: &[EventKind], cpu: &[u32], w: &Wanted) -> KindRows {
                     per_cpu[code].extend(bits(eq).map(|j| (base + j) as u32));
                 } else {
                     for j in bits(eq) {
-                        let s = (w.slot)(cpu[base + j]);
+                        let s = (w.slot)(cpu[base + j] as u32);
                         per_cpu[s * KINDS + code].push((base + j) as u32);
                     }
                 }
@@ -185,7 +185,7 @@ mod tests {
             })
             .collect();
         // CPU 1 for rows 100 and up.
-        let cpus: Vec<u32> = (0..150).map(|i| (i >= 100) as u32).collect();
+        let cpus: Vec<u16> = (0..150).map(|i| (i >= 100) as u16).collect();
         let (listed, per_cpu) = (kind_table(&[NapiPoll]), kind_table(&[NetifRx]));
         let marks = kind_table(&[NapiPoll, NetifRx]);
         let r = split(&kinds, &cpus, &wanted(&listed, &per_cpu, &marks, 2));
@@ -193,7 +193,7 @@ mod tests {
         assert_eq!(r.rows[NapiPoll as usize], polls);
         assert!(r.rows[NetifRx as usize].is_empty(), "per CPU, not listed");
         assert!(r.rows[SoftirqRaise as usize].is_empty());
-        let rx = |cpu: u32| -> Vec<u32> {
+        let rx = |cpu: u16| -> Vec<u32> {
             (0..150)
                 .filter(|i| i % 5 == 1 && cpus[*i as usize] == cpu)
                 .collect()

@@ -129,10 +129,10 @@ impl SeqScan {
 }
 
 /// Scan columns already in memory.
-pub fn scan(ts: &[u64], cpu: &[u32], seq: &[u64]) -> SeqFacts {
+pub fn scan(ts: &[u64], cpu: &[u16], seq: &[u64]) -> SeqFacts {
     let mut s = SeqScan::default();
     for i in 0..ts.len() {
-        s.push(ts[i], cpu[i], seq[i]);
+        s.push(ts[i], cpu[i] as u32, seq[i]);
     }
     s.finish()
 }
@@ -151,7 +151,7 @@ mod tests {
             (25, 9000, 2),
             (30, 0, 4),
         ];
-        let (ts, cpu, seq): (Vec<u64>, Vec<u32>, Vec<u64>) =
+        let (ts, cpu, seq): (Vec<u64>, Vec<u16>, Vec<u64>) =
             rows.iter().fold(Default::default(), |mut v, r| {
                 v.0.push(r.0);
                 v.1.push(r.1);

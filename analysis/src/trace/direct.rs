@@ -34,7 +34,30 @@ use crate::{
 trait Target: Copy + Default {
     /// From an integer column's value.
     fn from_int(v: i64) -> Self;
+    /// A column narrower than the file's (CPU numbers, softirq vectors): every value must
+    /// be checked to fit (`fits`), so it takes the decoders that check.
+    const NARROW: bool = false;
+    fn fits(_v: i64) -> bool {
+        true
+    }
 }
+
+/// A narrow column's values: in range, or the trace is refused (never cut to fit).
+macro_rules! narrow_target {
+    ($t:ty) => {
+        impl Target for $t {
+            fn from_int(v: i64) -> Self {
+                v as $t
+            }
+            const NARROW: bool = true;
+            fn fits(v: i64) -> bool {
+                (0..=<$t>::MAX as i64).contains(&v)
+            }
+        }
+    };
+}
+narrow_target!(u16);
+narrow_target!(u8);
 
 impl Target for u64 {
     fn from_int(v: i64) -> Self {
@@ -336,6 +359,9 @@ fn int_column<T: Target>(
                 *num_values as usize,
                 &mut s.ints,
             )?;
+            if let Some(v) = s.ints.iter().find(|v| !T::fits(**v)) {
+                bail!("value {v} out of range");
+            }
             dict = s.ints.iter().map(|v| T::from_int(*v)).collect();
             continue;
         }
@@ -346,7 +372,7 @@ fn int_column<T: Target>(
             Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY => {
                 out.dict_values(&mut p, &s.levels, present, &dict, &mut vals)?;
             }
-            Encoding::DELTA_BINARY_PACKED if out.every_value_a_row(&p, present) => {
+            Encoding::DELTA_BINARY_PACKED if !T::NARROW && out.every_value_a_row(&p, present) => {
                 // Straight into the column (ts_ns; seq's row-group buffer).
                 let col = out.value_vec();
                 let before = col.len();
@@ -361,6 +387,9 @@ fn int_column<T: Target>(
                     codec::delta(&mut p.values, present, &mut s.ints)?;
                 }
                 ensure!(s.ints.len() == present, "page holds the wrong count");
+                if let Some(v) = s.ints.iter().find(|v| !T::fits(**v)) {
+                    bail!("value {v} out of range");
+                }
                 let get = |k: usize| T::from_int(s.ints[k]);
                 out.values(&p, &s.levels, present, get);
             }
@@ -592,7 +621,7 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
         ints!("seq", Sink::Dense(&mut group_seq, Null::As(0)));
         ensure!(group_seq.len() == n, "seq has the wrong row count");
         for (k, q) in group_seq.iter().enumerate() {
-            seq.push(c.ts[start + k], c.cpu[start + k], *q);
+            seq.push(c.ts[start + k], c.cpu[start + k] as u32, *q);
         }
         ints!("pid", Sink::Dense(&mut c.pid, Null::As(0)));
         ints!("vec", Sink::Sparse(&mut c.vec));
