@@ -65,9 +65,36 @@ fn ser_ctx<S: serde::Serializer>(c: &Ctx, s: S) -> Result<S::Ok, S::Error> {
 }
 
 pub fn classify(enqueue_cpu: u32, cpu: u32, ctx: Ctx, comm: &str) -> Path {
-    if comm.starts_with("backlog_napi/") && ctx != Ctx::Softirq {
+    let task = TaskKind::of(comm);
+    classify_task(enqueue_cpu, cpu, ctx, task)
+}
+
+/// What `classify` asks of the receiving task's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskKind {
+    BacklogThread,
+    Ksoftirqd,
+    Other,
+}
+
+impl TaskKind {
+    pub fn of(comm: &str) -> TaskKind {
+        if comm.starts_with("backlog_napi/") {
+            TaskKind::BacklogThread
+        } else if comm.starts_with("ksoftirqd/") {
+            TaskKind::Ksoftirqd
+        } else {
+            TaskKind::Other
+        }
+    }
+}
+
+/// `classify`, with the task's name already sorted (the checker does it once per
+/// distinct name, not per delivery).
+pub fn classify_task(enqueue_cpu: u32, cpu: u32, ctx: Ctx, task: TaskKind) -> Path {
+    if task == TaskKind::BacklogThread && ctx != Ctx::Softirq {
         Path::BacklogThread
-    } else if comm.starts_with("ksoftirqd/") {
+    } else if task == TaskKind::Ksoftirqd {
         Path::Ksoftirqd
     } else if enqueue_cpu != cpu {
         Path::RemoteSoftirq

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::{
     event::RPS_IPI_FUNC,
     mode::Mode,
+    paths::{classify_task, TaskKind},
     trace::{Trace, TraceMeta},
 };
 use cols::{Cols, E, NO_SYM};
@@ -299,9 +300,14 @@ pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckRe
     // path in an array, named once per path.
     let mut per_path = [0u64; 4];
     let path_of = |p: crate::paths::Path| p as usize;
+    // Each distinct task name sorted once.
+    let strs = &ix.c.strs;
+    let task: Vec<TaskKind> = (0..strs.len() as u32)
+        .map(|s| TaskKind::of(strs.get(s)))
+        .collect();
     for d in &ix.deliveries {
         let rcv = ix.ev(d.rcv);
-        let path = crate::paths::classify(d.from, d.to, rcv.ctx(), rcv.comm());
+        let path = classify_task(d.from, d.to, rcv.ctx(), task[rcv.comm_sym() as usize]);
         per_path[path_of(path)] += 1;
     }
     let paths: BTreeMap<&str, u64> = crate::paths::Path::ALL
