@@ -315,14 +315,26 @@ pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckRe
         .filter(|p| per_path[path_of(**p)] > 0)
         .map(|p| (p.name(), per_path[path_of(*p)]))
         .collect();
-    let mut batch_paths: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    // Counted per (origin, class) in an array, named once per pair.
+    const ORIGINS: [&str; 3] = ["remote", "local", "no traced enqueue"];
+    const CLASSES: [Class; 4] = [Class::Softirq, Class::Thread, Class::Other, Class::Mixed];
+    let mut per_batch_path = [[0u64; CLASSES.len()]; ORIGINS.len()];
     for b in ix.batches.iter().filter(|b| b.complete) {
         let origin = match b.init.get().map(|i| &ix.deliveries[i as usize]) {
-            Some(d) if d.from != b.cpu => "remote",
-            Some(_) => "local",
-            None => "no traced enqueue",
+            Some(d) if d.from != b.cpu => 0,
+            Some(_) => 1,
+            None => 2,
         };
-        *batch_paths.entry((origin, b.class.name())).or_default() += 1;
+        let class = CLASSES.iter().position(|c| *c == b.class).unwrap_or(0);
+        per_batch_path[origin][class] += 1;
+    }
+    let mut batch_paths: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for (origin, counts) in ORIGINS.iter().zip(per_batch_path) {
+        for (class, n) in CLASSES.iter().zip(counts) {
+            if n > 0 {
+                batch_paths.insert((origin, class.name()), n);
+            }
+        }
     }
     let paths = paths.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
     let batch_paths = batch_paths
