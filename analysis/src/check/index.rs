@@ -666,6 +666,18 @@ impl Index {
         }
     }
 
+    /// Rows of any of `kinds`, in time order: a walk of the kind column 64 rows at a time,
+    /// for a rule that needs several kinds interleaved.
+    pub fn rows_of<'k>(&'k self, kinds: &'k [EventKind]) -> impl Iterator<Item = usize> + 'k {
+        self.c
+            .kind
+            .chunks(64)
+            .enumerate()
+            .flat_map(move |(b, block)| {
+                kinds::bits(kinds::any_of(block, kinds)).map(move |j| b * 64 + j)
+            })
+    }
+
     /// Events of `kind` on every CPU, in time order.
     pub fn all(&self, kind: EventKind) -> impl Iterator<Item = E<'_>> + '_ {
         assert!(

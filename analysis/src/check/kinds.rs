@@ -113,6 +113,14 @@ fn eq_masks(block: &[EventKind], asked: &[EventKind], out: &mut [u64]) {
     }
 }
 
+/// Bit j set if `block[j]` (at most 64 rows) is one of `kinds`.
+pub fn any_of(block: &[EventKind], kinds: &[EventKind]) -> u64 {
+    let mut eq = [0u64; EventKind::ALL.len()];
+    let eq = &mut eq[..kinds.len()];
+    eq_masks(block, kinds, eq);
+    eq.iter().fold(0, |m, e| m | e)
+}
+
 /// Bit j set if `bytes[j] == v`.
 #[cfg(target_arch = "x86_64")]
 #[inline]
@@ -144,7 +152,7 @@ fn byte_mask(bytes: &[u8; 64], v: u8) -> u64 {
 }
 
 /// The set bits of `m`, lowest first.
-fn bits(mut m: u64) -> impl Iterator<Item = usize> {
+pub fn bits(mut m: u64) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
         (m != 0).then(|| {
             let j = m.trailing_zeros() as usize;
@@ -222,6 +230,14 @@ mod tests {
             let want: Vec<u32> = (0..100).filter(|i| kinds[*i as usize] == k).collect();
             assert_eq!(r.rows[k as usize], want, "{k:?}");
         }
+    }
+
+    #[test]
+    fn any_of_marks_rows_of_each_kind_asked() {
+        let block = [NapiPoll, NetifRx, SoftirqRaise, NetifRx, NapiPoll];
+        assert_eq!(any_of(&block, &[NetifRx]), 0b01010);
+        assert_eq!(any_of(&block, &[NetifRx, NapiPoll]), 0b11011);
+        assert_eq!(any_of(&block, &[]), 0);
     }
 
     #[test]

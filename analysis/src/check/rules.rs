@@ -362,8 +362,13 @@ fn g6(c: &Ctx) -> RuleResult {
     // CPU, the open netif_rx rows by pid: a task or two, so a short list.
     let mut open: PerCpu<Vec<(i32, u32)>> = PerCpu::default();
     let mut dropped: FastMap<u64, E> = FastMap::default();
-    for (i, kind) in c.ix.c.kind.iter().enumerate() {
-        match kind {
+    let walked = [
+        EventKind::NetifRx,
+        EventKind::NetifRxExit,
+        EventKind::NetifReceiveSkb,
+    ];
+    for i in c.ix.rows_of(&walked) {
+        match c.ix.c.kind[i] {
             EventKind::NetifRx => {
                 let e = c.ix.ev(i as u32);
                 let tasks = open.entry(e.cpu());
