@@ -109,8 +109,18 @@ pub fn trace(
 /// Packets per ~1M simulated events in mode B (the model emits ~12 events per packet).
 pub const B_PACKETS_PER_1M: u64 = 83_000;
 
-/// Run `cmd` and return (seconds, peak RSS in MiB of the child) from wait4's rusage.
-pub fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
+/// One run of a command: wall seconds, and from wait4's rusage the child's peak RSS (MiB)
+/// and CPU seconds in user space and in the kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct Timed {
+    pub secs: f64,
+    pub rss_mib: f64,
+    pub user: f64,
+    pub sys: f64,
+}
+
+/// Run `cmd` and time it (`Timed`).
+pub fn timed(cmd: &mut Command) -> Result<Timed> {
     let t = Instant::now();
     let child = cmd
         .stdout(std::process::Stdio::null())
@@ -124,7 +134,13 @@ pub fn timed(cmd: &mut Command) -> Result<(f64, f64)> {
     if pid < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         bail!("{cmd:?} failed (status {status})");
     }
-    Ok((secs, ru.ru_maxrss as f64 / 1024.0))
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Timed {
+        secs,
+        rss_mib: ru.ru_maxrss as f64 / 1024.0,
+        user: tv(ru.ru_utime),
+        sys: tv(ru.ru_stime),
+    })
 }
 
 pub fn run(bin: &Path) -> Result<()> {
@@ -136,7 +152,9 @@ pub fn run(bin: &Path) -> Result<()> {
         let f = trace(bin, &dir, "B", B_PACKETS_PER_1M, name, *copies)?;
         let size = std::fs::metadata(&f)?.len() as f64 / 1e6;
         println!("==> napiscope report --json {}", f.display());
-        let (secs, rss) = timed(Command::new(bin).args(["report", "--json"]).arg(&f))?;
+        let Timed {
+            secs, rss_mib: rss, ..
+        } = timed(Command::new(bin).args(["report", "--json"]).arg(&f))?;
         let out = Command::new(bin)
             .args(["report", "--json"])
             .arg(&f)

@@ -582,28 +582,43 @@ fn bench_check(bin: &Path, dir: &Path, max: &str) -> Result<String> {
     for (mode, name, packets, copies) in &cases {
         let f = bench_report::trace(bin, dir, mode, *packets, name, *copies)?;
         let events = json_num(&capture(&mut check(mode, &f))?, "events");
-        runs.push((f, events, Vec::new(), 0f64));
+        runs.push((f, events, Vec::<bench_report::Timed>::new(), 0f64));
     }
     // Round by round over the cases, not 5 runs of one case back to back: this VM's host has
     // slow phases lasting seconds, and spread out each case gets samples from several.
     for round in 1..=5 {
         println!("    round {round} of 5");
         for ((mode, ..), (f, _, times, rss)) in cases.iter().zip(&mut runs) {
-            let (secs, peak) = bench_report::timed(&mut check(mode, f))?;
-            times.push(secs);
-            *rss = rss.max(peak);
+            let t = bench_report::timed(&mut check(mode, f))?;
+            times.push(t);
+            *rss = rss.max(t.rss_mib);
         }
     }
     let mut rows = Vec::new();
     for ((mode, name, ..), (f, events, mut times, rss)) in cases.iter().zip(runs) {
-        times.sort_by(f64::total_cmp);
+        times.sort_by(|a, b| a.secs.total_cmp(&b.secs));
         let (best, median) = (times[0], times[times.len() / 2]);
+        let range = |f: fn(&bench_report::Timed) -> f64| {
+            let mut v: Vec<f64> = times.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let (users, kernel) = (range(|t| t.user), range(|t| t.sys));
         let mb = std::fs::metadata(&f)?.len() as f64 / 1e6;
-        println!("    check, mode {mode}, {name}: best {best:.2} s, median {median:.2} s, peak RSS {rss:.0} MiB");
+        println!(
+            "    check, mode {mode}, {name}: best {:.2} s ({:.2} user + {:.2} sys), median {:.2} s, peak RSS {rss:.0} MiB",
+            best.secs, best.user, best.sys, median.secs
+        );
         rows.push(format!(
-            "| checker, mode {mode}, {name} events ({mb:.0} MB file), 1 core | {events:.0} events | {best:.2} s (median {median:.2} s) | **{:.1}M events/s** (median {:.1}M), peak RSS {rss:.0} MiB |",
-            events / best / 1e6,
-            events / median / 1e6
+            "| checker, mode {mode}, {name} events ({mb:.0} MB file), 1 core | {events:.0} events | {:.2} s (median {:.2} s); CPU over the 5 runs: user {:.2}–{:.2} s, kernel {:.2}–{:.2} s | **{:.1}M events/s** (median {:.1}M), peak RSS {rss:.0} MiB |",
+            best.secs,
+            median.secs,
+            users[0],
+            users[users.len() - 1],
+            kernel[0],
+            kernel[kernel.len() - 1],
+            events / best.secs / 1e6,
+            events / median.secs / 1e6,
         ));
     }
     Ok(format!(
@@ -612,9 +627,13 @@ fn bench_check(bin: &Path, dir: &Path, max: &str) -> Result<String> {
          `napiscope check --json` (Parquet read, indexing and every rule) \
          pinned to CPU 0 with taskset, on traces `napiscope simulate --copies` wrote (4 CPUs, \
          mixed RPS; the 10M and 50M ones are 10 and 50 copies of the 1M run back to back). \
-         Peak RSS is the child's `ru_maxrss`. On this VM wall times vary from run to run \
-         (up to 2–3×, mostly kernel time zeroing fresh pages for the host): the best run is \
-         the checker's speed, the median closer to what a busy CI machine sees.",
+         Peak RSS is the child's `ru_maxrss`; user and kernel CPU are its `ru_utime` and \
+         `ru_stime`. User time is the checker's own work and varies little from run to run. \
+         Kernel time is mostly zeroing the fresh pages the trace's columns and index fill; \
+         on this VM it swings from run to run (pages another process has just freed come back \
+         cheap, pages the guest has returned to its host cost a host fault each), which is \
+         why wall times vary by up to 2×. The best run is the checker's speed, the median \
+         closer to what a busy CI machine sees.",
         rows.join("\n")
     ))
 }
