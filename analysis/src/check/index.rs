@@ -140,25 +140,20 @@ struct Groups {
 }
 
 impl Groups {
-    /// Rows grouped by `key` (each row's group), given each group's size. Rows keyed
-    /// `counts.len()` belong to no group: they all land on one spare slot past the groups,
-    /// so placing a row stays one store without a branch.
+    /// Rows grouped by `key` (each row's group, below `counts.len()`), given each group's
+    /// size.
     fn of_rows(counts: &[usize], key: impl Iterator<Item = usize>) -> Groups {
-        let groups = counts.len();
-        let mut start = Vec::with_capacity(groups + 1);
+        let mut start = Vec::with_capacity(counts.len() + 1);
         start.push(0);
         for n in counts {
             start.push(start[start.len() - 1] + n);
         }
-        let total = start[groups];
         let mut next = start.clone();
-        let step: Vec<usize> = (0..=groups).map(|g| (g < groups) as usize).collect();
-        let mut rows = vec![0u32; total + 1];
+        let mut rows = vec![0u32; start[counts.len()]];
         for (i, g) in key.enumerate() {
             rows[next[g]] = i as u32;
-            next[g] += step[g];
+            next[g] += 1;
         }
-        rows.truncate(total);
         Groups { rows, start }
     }
 
@@ -487,12 +482,7 @@ impl Index {
             (c, facts)
         };
         let t_end = c.ts.last().copied().unwrap_or(0);
-        let KindRows {
-            rows: kind_all,
-            per_cpu: by_kind,
-            marked,
-            counts,
-        } = kinds::split(
+        let mut split = kinds::split(
             &c.kind,
             &c.cpu,
             &Wanted {
@@ -503,12 +493,10 @@ impl Index {
                 marked: &PAIRED,
             },
         );
-        let paired = KindRows {
-            rows: Vec::new(),
-            per_cpu: Vec::new(),
-            marked,
-            counts,
-        };
+        let (kind_all, by_kind) = (
+            std::mem::take(&mut split.rows),
+            std::mem::take(&mut split.per_cpu),
+        );
         let lost = lost_windows(&c, facts, meta);
         // Nothing reads seq after this: its memory goes back for the index to reuse.
         c.seq = Vec::new();
@@ -525,7 +513,7 @@ impl Index {
             .filter(|f| *f != "all")
             .and_then(|f| serde_json::from_str::<Vec<u32>>(f).ok());
 
-        let deliveries = pair_deliveries(&c, &paired);
+        let deliveries = pair_deliveries(&c, &split);
         let polls = backlog_polls(
             &c,
             &kind_all[EventKind::NapiPoll as usize],
@@ -933,11 +921,10 @@ mod tests {
     }
 
     #[test]
-    fn groups_leave_unwanted_rows_out() {
-        // Keys 0 and 1 are groups; key 2 is the spare slot.
-        let g = Groups::of_rows(&[2, 1], [2, 0, 2, 1, 0, 2].into_iter());
-        assert_eq!(g.get(0), [1, 4]);
-        assert_eq!(g.get(1), [3]);
-        assert_eq!(g.rows.len(), 3);
+    fn groups_keep_row_order() {
+        let g = Groups::of_rows(&[2, 0, 3], [2, 0, 2, 0, 2].into_iter());
+        assert_eq!(g.get(0), [1, 3]);
+        assert!(g.get(1).is_empty());
+        assert_eq!(g.get(2), [0, 2, 4]);
     }
 }
