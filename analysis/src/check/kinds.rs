@@ -1,7 +1,7 @@
-//! Rows by event kind, found 64 rows at a time: per block, one comparison of the kind
-//! column per kind asked for (a bit mask the compiler vectorizes), then the set bits. Only
-//! the rows of the asked kinds are ever touched one by one, where a counting sort placed
-//! every row of the trace, twice.
+//! Rows by event kind, found 64 rows at a time: per block, the kind column packed to bytes
+//! and compared with each kind asked for (four SSE2 compares give a 64-bit mask), then the
+//! set bits. Only the rows of the asked kinds are touched one by one; the counting sorts
+//! this replaced placed every row of the trace, twice.
 
 use crate::event::EventKind;
 

@@ -1,6 +1,5 @@
 //! `PerCpu<T>`: a value per CPU number, in a vector for the usual small numbers and a map
-//! for the rest. The checker looks such values up per event, where a hash map's lookup
-//! was a large share of the time.
+//! for the rest. The checker looks such values up per event: an index, not a hash.
 
 use super::cols::FastMap;
 
