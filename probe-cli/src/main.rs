@@ -498,8 +498,8 @@ fn main() -> ExitCode {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     // Commands that build a trace's worth of data in memory on one thread. Not `report`:
-    // polars allocates from many threads' arenas, and there the tuning only raised the
-    // peak RSS (1133 against 1058 MiB on 50M events) for no speed.
+    // polars allocates from many threads' arenas, and there the tuning hurt (50M events,
+    // two runs minutes apart: 15.9 s and 1133 MiB peak with it, 12.4 s and 966 MiB without).
     if matches!(cli.cmd, Cmd::Check { .. } | Cmd::Simulate { .. }) {
         huge_alloc::tune_heap();
     }
