@@ -872,12 +872,8 @@ fn c2(c: &Ctx) -> RuleResult {
         return r.note("csd tracepoints not recorded").finish();
     }
     let mut n = 0u64;
-    for e in c.ix.iter().filter(|e| {
-        matches!(
-            e.event(),
-            EventKind::CsdQueueCpu | EventKind::CsdFunctionEntry
-        )
-    }) {
+    let csd = [EventKind::CsdQueueCpu, EventKind::CsdFunctionEntry];
+    for e in c.ix.rows_of(&csd).map(|i| c.ix.ev(i as u32)) {
         n += 1;
         let bad = c.is_rps(e)
             || (c.features.f6_defer_kick_backlog && e.func() == Some("trigger_rx_softirq"));
