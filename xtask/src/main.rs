@@ -554,7 +554,7 @@ fn bench_record(bin: &Path, dir: &Path) -> Result<String> {
 
 /// `napiscope check` on simulated traces of 1M, 10M and 50M events (mode B, 4 CPUs, mixed
 /// RPS; `simulate --copies` writes them with napiscope's own writer, as `record` would), and
-/// a 1M-event mode C one: best and median of 5 runs pinned to CPU 0, peak RSS of the child.
+/// mode C ones of 1M and 10M: best and median of 5 runs pinned to CPU 0, peak RSS of the child.
 fn bench_check(bin: &Path, dir: &Path, max: &str) -> Result<String> {
     // Packets per ~1M events: the model emits ~8 events per packet in mode C.
     let b = bench_report::B_PACKETS_PER_1M;
@@ -563,6 +563,7 @@ fn bench_check(bin: &Path, dir: &Path, max: &str) -> Result<String> {
         ("B", "10M", b, 10),
         ("B", "50M", b, 50),
         ("C", "1M", 125_000, 1),
+        ("C", "10M", 125_000, 10),
     ];
     let order = ["1M", "10M", "50M"];
     let limit = order.iter().position(|n| *n == max).unwrap_or(2);
@@ -623,10 +624,11 @@ fn bench_check(bin: &Path, dir: &Path, max: &str) -> Result<String> {
     }
     Ok(format!(
         "## Checker\n\n| what | work | time | result |\n|---|---|---|---|\n{}\n\n\
-         Best and median of 5 runs (taken round by round over the four traces) of \
+         Best and median of 5 runs (taken round by round over the traces) of \
          `napiscope check --json` (Parquet read, indexing and every rule) \
          pinned to CPU 0 with taskset, on traces `napiscope simulate --copies` wrote (4 CPUs, \
-         mixed RPS; the 10M and 50M ones are 10 and 50 copies of the 1M run back to back). \
+         mixed RPS; the 10M and 50M ones are 10 and 50 copies of the 1M run of their mode \
+         back to back). \
          Peak RSS is the child's `ru_maxrss`; user and kernel CPU are its `ru_utime` and \
          `ru_stime`. User time is the checker's own work and varies little from run to run. \
          Kernel time is mostly zeroing the fresh pages the trace's columns and index fill; \
