@@ -389,23 +389,25 @@ fn pair_deliveries(c: &Cols, paired: &KindRows) -> Vec<Delivery> {
 
 /// The polls of CPU backlogs (`napi_poll` rows `polls`), each with the first delivery on its
 /// CPU since that CPU's previous NAPI poll (of any device).
-fn backlog_polls(c: &Cols, polls: &[u32], deliveries: &[Delivery], slots: &CpuSlots) -> Vec<Poll> {
+fn backlog_polls(
+    c: &Cols,
+    polls: &[u32],
+    deliveries: &[Delivery],
+    slots: &CpuSlots,
+    nslots: usize,
+) -> Vec<Poll> {
     let backlog_dev = c.strs.lookup(BACKLOG_DEV);
     let mut out: Vec<Poll> = Vec::with_capacity(polls.len());
     // Per slot: the first delivery since the slot's last NAPI poll.
-    let mut pending: Vec<Option<u32>> = Vec::new();
+    let mut pending: Vec<Option<u32>> = vec![None; nslots];
     let mut next = deliveries.iter().enumerate().peekable();
     for &i in polls {
         // Deliveries received before this poll (deliveries are in receive order).
         while let Some((k, d)) = next.next_if(|(_, d)| d.rcv < i) {
-            let s = slots.of(d.to);
-            if s >= pending.len() {
-                pending.resize(s + 1, None);
-            }
-            pending[s].get_or_insert(k as u32);
+            pending[slots.of(d.to)].get_or_insert(k as u32);
         }
         let e = c.row(i as usize);
-        let first_delivery = pending.get_mut(slots.of(e.cpu())).and_then(Option::take);
+        let first_delivery = pending[slots.of(e.cpu())].take();
         if backlog_dev.is_some() && c.dev.get(i as usize) == backlog_dev {
             out.push(Poll {
                 ev: i,
@@ -519,6 +521,7 @@ impl Index {
             &kind_all[EventKind::NapiPoll as usize],
             &deliveries,
             &slots,
+            nslots,
         );
         let (thread_wakings, thread_awake) = thread_states(
             &c,
