@@ -59,6 +59,14 @@ macro_rules! narrow_target {
 narrow_target!(u16);
 narrow_target!(u8);
 
+/// Every decoded value fits the column's type, or an error naming the first that does not.
+fn all_fit<T: Target>(values: &[i64]) -> Result<()> {
+    match values.iter().find(|v| !T::fits(**v)) {
+        Some(v) => bail!("value {v} out of range"),
+        None => Ok(()),
+    }
+}
+
 impl Target for u64 {
     fn from_int(v: i64) -> Self {
         v as u64
@@ -359,9 +367,7 @@ fn int_column<T: Target>(
                 *num_values as usize,
                 &mut s.ints,
             )?;
-            if let Some(v) = s.ints.iter().find(|v| !T::fits(**v)) {
-                bail!("value {v} out of range");
-            }
+            all_fit::<T>(&s.ints)?;
             dict = s.ints.iter().map(|v| T::from_int(*v)).collect();
             continue;
         }
@@ -387,9 +393,7 @@ fn int_column<T: Target>(
                     codec::delta(&mut p.values, present, &mut s.ints)?;
                 }
                 ensure!(s.ints.len() == present, "page holds the wrong count");
-                if let Some(v) = s.ints.iter().find(|v| !T::fits(**v)) {
-                    bail!("value {v} out of range");
-                }
+                all_fit::<T>(&s.ints)?;
                 let get = |k: usize| T::from_int(s.ints[k]);
                 out.values(&p, &s.levels, present, get);
             }
