@@ -2,6 +2,7 @@
 //! backlog-NAPI scheduling logic and the conformance checker. Pure: no kernel access here.
 pub mod check;
 pub mod event;
+pub mod kcounters;
 pub mod mode;
 pub mod model;
 pub mod paths;

@@ -11,6 +11,7 @@ use std::{
 
 use analysis::{
     check::{self, CheckReport, Verdict},
+    kcounters::Completeness,
     mode::Mode,
     model::{
         sim::{simulate, SimOpts, Workload},
@@ -156,7 +157,41 @@ pub fn run_check(trace: &Path, mode: Option<Mode>, json: bool, junit: Option<&Pa
     } else {
         print_report(&report, &trace.display().to_string());
     }
-    Ok(if report.divergent() { 1 } else { 0 })
+    Ok(exit_code(&report))
+}
+
+/// 1 when a rule diverged, else 3 (`INCOMPLETE`) when the trace misses events, else 0.
+pub fn exit_code(r: &CheckReport) -> u8 {
+    if r.divergent() {
+        1
+    } else if r.incomplete() {
+        crate::INCOMPLETE
+    } else {
+        0
+    }
+}
+
+/// The completeness lines of a check: per CPU and counter, and the verdict.
+fn print_completeness(r: &CheckReport) {
+    if let Some(k) = &r.kernel_counters {
+        println!("against the kernel's own counters (recorded at start and end):");
+        for l in k.lines() {
+            println!("  {l}");
+        }
+    }
+    match r.completeness {
+        analysis::kcounters::Completeness::Complete => {
+            println!("completeness: complete (every event the kernel counted is in the trace)")
+        }
+        analysis::kcounters::Completeness::Incomplete => println!(
+            "completeness: INCOMPLETE — events are missing; the rules that need them are \
+             INCONCLUSIVE, not FAIL (exit 3 unless a rule still diverges)"
+        ),
+        analysis::kcounters::Completeness::Unknown => println!(
+            "completeness: unknown (the trace has no kernel-counter snapshots: simulated, or \
+             recorded before napiscope kept them)"
+        ),
+    }
 }
 
 pub fn print_report(r: &CheckReport, name: &str) {
@@ -173,6 +208,7 @@ pub fn print_report(r: &CheckReport, name: &str) {
             r.lost_events
         );
     }
+    print_completeness(r);
     print_paths(r);
     println!(
         "{:<6} {:<13} {:>7} {:>6} {:>6} {:>7}  rule",
@@ -240,11 +276,26 @@ pub fn junit_xml(r: &CheckReport, name: &str) -> String {
         .iter()
         .filter(|x| x.verdict == Verdict::Inconclusive)
         .count();
+    let incomplete = r.incomplete();
     let mut s = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"napiscope check {}\" tests=\"{}\" failures=\"{fails}\" skipped=\"{skips}\">\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"napiscope check {}\" tests=\"{}\" failures=\"{fails}\" skipped=\"{}\">\n",
         xml_escape(name),
-        r.rules.len()
+        r.rules.len() + 1,
+        skips + usize::from(incomplete)
     );
+    s.push_str("  <testcase classname=\"napiscope\" name=\"recording complete\">");
+    if incomplete {
+        let why = r
+            .kernel_counters
+            .as_ref()
+            .map(|k| k.lines().join("\n"))
+            .unwrap_or_else(|| format!("{} events lost", r.lost_events));
+        s.push_str(&format!(
+            "<skipped message=\"the recording misses events: inconclusive\">{}</skipped>",
+            xml_escape(&why)
+        ));
+    }
+    s.push_str("</testcase>\n");
     for x in &r.rules {
         s.push_str(&format!(
             "  <testcase classname=\"napiscope.mode{}\" name=\"{} {}\">",
@@ -291,6 +342,10 @@ fn received_rps() -> Option<u64> {
 #[derive(Serialize)]
 pub struct ScenarioResult {
     pub scenario: String,
+    /// Against the kernel's counters; an incomplete recording is run again, up to
+    /// `VERIFY_ATTEMPTS` times.
+    pub completeness: Completeness,
+    pub attempts: u32,
     pub sent: u64,
     pub received: u64,
     pub trace: String,
@@ -320,6 +375,8 @@ pub struct VerifyReport {
     /// Scenarios this host cannot run, and why.
     pub skipped: Vec<String>,
     pub passed: bool,
+    /// Some scenario's recording stayed incomplete after every attempt (exit 3).
+    pub incomplete: bool,
 }
 
 fn failed_rules(r: &CheckReport) -> Vec<&'static str> {
@@ -329,6 +386,9 @@ fn failed_rules(r: &CheckReport) -> Vec<&'static str> {
         .map(|x| x.id)
         .collect()
 }
+
+/// How often `verify` runs a scenario whose recording came out incomplete.
+const VERIFY_ATTEMPTS: u32 = 3;
 
 pub fn run_verify(
     expect: Option<Mode>,
@@ -378,108 +438,139 @@ pub fn run_verify(
         if !json {
             eprintln!("verify: {name}: sender CPU {sender} → receive CPU {rx}, {seconds}s");
         }
-        let path = dir.join(format!("{name}.parquet"));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let extra = Arc::new(Mutex::new(TraceMeta::default()));
-        let control = record::Control {
-            stop: stop.clone(),
-            ready: ready_tx,
-            extra_meta: extra.clone(),
-        };
-        let opts = record::RecordOpts {
-            output: path.clone(),
-            duration: None,
-            cpus: None,
-            ring_buffer_mb: 64,
-            encode_buffer_mb: crate::background::default_buffer_mb(),
-            raw_pointers: false,
-            all_softirqs: false,
-            classic_tracepoints: false,
-            quiet: true,
-            control: Some(control),
-        };
-        let rec = std::thread::spawn(move || record::run(opts));
-        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            stop.store(true, Ordering::SeqCst);
-            return match rec.join() {
-                Ok(Err(e)) => Err(e),
-                _ => Err(anyhow::anyhow!("recording did not start")),
+        // A recording the kernel's counters call incomplete proves nothing either way: run
+        // the scenario again (the kernel skipping our programs is rare and brief).
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let path = dir.join(format!("{name}.parquet"));
+            let _ = std::fs::remove_file(&path);
+            let stop = Arc::new(AtomicBool::new(false));
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let extra = Arc::new(Mutex::new(TraceMeta::default()));
+            let control = record::Control {
+                stop: stop.clone(),
+                ready: ready_tx,
+                extra_meta: extra.clone(),
             };
-        }
-        let rps_before = received_rps();
-        let rep = scenario::run(
-            &scenario::Opts {
-                kind,
-                sender_cpu: sender,
-                rx_cpu: rx,
-                duration: Duration::from_secs(seconds),
-                rate: 2000,
-                hotplug_cpu: None,
-            },
-            stop_all.clone(),
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        {
-            let mut m = extra.lock().unwrap_or_else(|e| e.into_inner());
-            m.set("scenario", name.clone());
-            if kind != scenario::Kind::Loopback {
-                m.set("expect_rps_dev", dev);
-                m.set("expect_rps_cpu", rx.to_string());
+            let opts = record::RecordOpts {
+                output: path.clone(),
+                duration: None,
+                cpus: None,
+                ring_buffer_mb: 64,
+                encode_buffer_mb: crate::background::default_buffer_mb(),
+                raw_pointers: false,
+                all_softirqs: false,
+                classic_tracepoints: false,
+                quiet: true,
+                control: Some(control),
+            };
+            let rec = std::thread::spawn(move || record::run(opts));
+            if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+                stop.store(true, Ordering::SeqCst);
+                return match rec.join() {
+                    Ok(Err(e)) => Err(e),
+                    _ => Err(anyhow::anyhow!("recording did not start")),
+                };
             }
-            if let (Some(a), Some(b)) = (rps_before, received_rps()) {
-                m.set(
-                    "softnet_received_rps_delta",
-                    (b.saturating_sub(a)).to_string(),
+            let rps_before = received_rps();
+            let rep = scenario::run(
+                &scenario::Opts {
+                    kind,
+                    sender_cpu: sender,
+                    rx_cpu: rx,
+                    duration: Duration::from_secs(seconds),
+                    rate: 2000,
+                    hotplug_cpu: None,
+                },
+                stop_all.clone(),
+            );
+            std::thread::sleep(Duration::from_millis(200));
+            {
+                let mut m = extra.lock().unwrap_or_else(|e| e.into_inner());
+                m.set("scenario", name.clone());
+                if kind != scenario::Kind::Loopback {
+                    m.set("expect_rps_dev", dev);
+                    m.set("expect_rps_cpu", rx.to_string());
+                }
+                if let (Some(a), Some(b)) = (rps_before, received_rps()) {
+                    m.set(
+                        "softnet_received_rps_delta",
+                        (b.saturating_sub(a)).to_string(),
+                    );
+                }
+            }
+            stop.store(true, Ordering::SeqCst);
+            let rec = rec
+                .join()
+                .map_err(|_| anyhow::anyhow!("recording thread panicked"))??;
+            let rep = rep?;
+            let trace = analysis::read_trace(&path)?;
+            let report = check::check(&trace, Some(checked_as));
+            let negative_control = (kind != scenario::Kind::Loopback).then(|| {
+                let wrong = if checked_as == Mode::C {
+                    Mode::B
+                } else {
+                    Mode::C
+                };
+                let r = check::check(&trace, Some(wrong));
+                NegativeControl {
+                    checked_as: wrong,
+                    diverged: r.divergent(),
+                    failed_rules: failed_rules(&r),
+                }
+            });
+            if !json {
+                eprintln!(
+                    "verify: {name}: {} events, sent {} received {}: {}",
+                    rec.events,
+                    rep.sent,
+                    rep.received,
+                    report.verdict.name()
                 );
             }
-        }
-        stop.store(true, Ordering::SeqCst);
-        let rec = rec
-            .join()
-            .map_err(|_| anyhow::anyhow!("recording thread panicked"))??;
-        let rep = rep?;
-        let trace = analysis::read_trace(&path)?;
-        let report = check::check(&trace, Some(checked_as));
-        let negative_control = (kind != scenario::Kind::Loopback).then(|| {
-            let wrong = if checked_as == Mode::C {
-                Mode::B
-            } else {
-                Mode::C
-            };
-            let r = check::check(&trace, Some(wrong));
-            NegativeControl {
-                checked_as: wrong,
-                diverged: r.divergent(),
-                failed_rules: failed_rules(&r),
+            if report.incomplete() && attempt < VERIFY_ATTEMPTS {
+                if !json {
+                    let (min, max) = report
+                        .kernel_counters
+                        .as_ref()
+                        .map_or((0, 0), |k| k.short_total());
+                    eprintln!(
+                        "verify: {name}: recording incomplete (the kernel counted {min}–{max} \
+                     events more than were recorded, or the ring lost some): again \
+                     ({attempt}/{VERIFY_ATTEMPTS})"
+                    );
+                }
+                continue;
             }
-        });
-        if !json {
-            eprintln!(
-                "verify: {name}: {} events, sent {} received {}: {}",
-                rec.events,
-                rep.sent,
-                rep.received,
-                report.verdict.name()
-            );
+            results.push(ScenarioResult {
+                completeness: report.completeness,
+                attempts: attempt,
+                scenario: name.clone(),
+                sent: rep.sent,
+                received: rep.received,
+                trace: path.display().to_string(),
+                verdict: report.verdict,
+                failed_rules: failed_rules(&report),
+                paths: report.paths.clone(),
+                negative_control,
+                report,
+            });
+            break;
         }
-        results.push(ScenarioResult {
-            scenario: name,
-            sent: rep.sent,
-            received: rep.received,
-            trace: path.display().to_string(),
-            verdict: report.verdict,
-            failed_rules: failed_rules(&report),
-            paths: report.paths.clone(),
-            negative_control,
-            report,
-        });
     }
     let mode_ok = expect.is_none_or(|m| m == live);
+    // An incomplete recording's negative control may find nothing to diverge on: it is
+    // inconclusive, not a blind checker.
     let passed = mode_ok
         && results.iter().all(|r| {
-            r.verdict != Verdict::Fail && r.negative_control.as_ref().is_none_or(|n| n.diverged)
+            r.verdict != Verdict::Fail
+                && (r.negative_control.as_ref().is_none_or(|n| n.diverged)
+                    || r.completeness == Completeness::Incomplete)
         });
+    let incomplete = results
+        .iter()
+        .any(|r| r.completeness == Completeness::Incomplete);
     let v = VerifyReport {
         kernel_release: env.kernel.release.clone(),
         live_mode: live,
@@ -489,6 +580,7 @@ pub fn run_verify(
         scenarios: results,
         skipped,
         passed,
+        incomplete,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -498,7 +590,13 @@ pub fn run_verify(
     if keep.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    Ok(if passed { 0 } else { 1 })
+    Ok(if !passed {
+        1
+    } else if incomplete {
+        crate::INCOMPLETE
+    } else {
+        0
+    })
 }
 
 fn print_verify(v: &VerifyReport) {

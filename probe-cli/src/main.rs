@@ -6,6 +6,7 @@ mod btf;
 mod conformance;
 mod decode;
 mod huge_alloc;
+mod kernel_counters;
 mod probes;
 mod record;
 mod report;
@@ -24,7 +25,11 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOC: huge_alloc::HugeAlloc = huge_alloc::HugeAlloc;
 
-/// Exit codes: 0 success, 1 failure / divergence, 2 unusable input or missing rights.
+/// Exit codes: 0 success, 1 failure / divergence, 2 unusable input or missing rights,
+/// 3 (`INCOMPLETE`) inconclusive: the recording misses events (the kernel's counters say so,
+/// or the ring lost some) and nothing diverged.
+pub const INCOMPLETE: u8 = 3;
+
 #[derive(Debug)]
 pub struct CliError {
     pub code: u8,
@@ -480,7 +485,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 record::print_summary(&summary);
             }
-            Ok(0)
+            Ok(if summary.incomplete() { INCOMPLETE } else { 0 })
         }
     }
 }

@@ -103,6 +103,17 @@ pub struct RecordSummary {
     pub encode_after_stop_s: f64,
     /// False when the kernel refused to run the encoder as SCHED_IDLE.
     pub encoder_idle: bool,
+    /// "complete", "incomplete" or "unknown": the events held against the kernel's own
+    /// per-CPU counters (and the recording's known losses).
+    pub completeness: String,
+    /// Per CPU and counter: the kernel's count, the events, and what is short.
+    pub kernel_counters: Option<analysis::kcounters::KernelCheck>,
+}
+
+impl RecordSummary {
+    pub fn incomplete(&self) -> bool {
+        self.completeness == "incomplete"
+    }
 }
 
 /// User and system CPU seconds of this process so far (all threads).
@@ -197,9 +208,34 @@ pub struct Tally {
     per_cpu: Vec<u64>,
     pub seqs: SeqTracker,
     pub bad: u64,
+    /// Events that count one for one with a kernel counter, into the snapshots' windows.
+    pub edge: Option<analysis::kcounters::EdgeCounter>,
+    /// The interned `rps_trigger_softirq`, which csd_function_entry rows name.
+    pub rps_func: Option<analysis::trace::Sym>,
 }
 
 impl Tally {
+    #[inline]
+    fn see_row(&mut self, r: &analysis::trace::Row) {
+        self.see(r.event, r.cpu, r.seq);
+        if let Some(edge) = &mut self.edge {
+            use analysis::{kcounters::Counter, EventKind as K};
+            let counter = match r.event {
+                K::NetifReceiveSkb => Some(Counter::Processed),
+                K::CsdFunctionEntry if r.func.is_some() && r.func == self.rps_func => {
+                    Some(Counter::ReceivedRps)
+                }
+                K::SoftirqEntry if r.vec == Some(analysis::kcounters::NET_RX_VEC) => {
+                    Some(Counter::NetRx)
+                }
+                _ => None,
+            };
+            if let Some(c) = counter {
+                edge.see(r.cpu, c, r.ts_ns);
+            }
+        }
+    }
+
     #[inline]
     fn see(&mut self, kind: analysis::EventKind, cpu: u32, seq: u64) {
         self.per_kind[kind as usize] += 1;
@@ -242,7 +278,7 @@ fn ingest(
             return Ok(());
         }
     };
-    tally.see(row.event, row.cpu, row.seq);
+    tally.see_row(&row);
     writer.push_row(&row)
 }
 
@@ -349,7 +385,22 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let mut summary = RecordSummary::default();
-    let mut tally = Tally::default();
+    let mut tally = Tally {
+        rps_func: Some(writer.intern(analysis::event::RPS_IPI_FUNC)),
+        ..Tally::default()
+    };
+    // The kernel's counters at the start, once every probe is attached: the window a
+    // complete recording accounts for event by event.
+    let counters_start = match crate::kernel_counters::snapshot() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("napiscope: note: no kernel-counter cross-check: {e:#}");
+            None
+        }
+    };
+    if let Some(s) = &counters_start {
+        tally.edge = Some(analysis::kcounters::EdgeCounter::new(s));
+    }
     let mut last_tick = Instant::now();
     let mut last_rows = 0u64;
     let tty = std::io::stderr().is_terminal();
@@ -407,6 +458,14 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         }
     };
     let elapsed = start.elapsed().as_secs_f64();
+    // The end snapshot while every probe is still attached; events that reach the ring
+    // after it are placed by their time.
+    if let Some(edge) = &mut tally.edge {
+        edge.end_taken();
+    }
+    let counters_end = counters_start
+        .as_ref()
+        .and_then(|_| crate::kernel_counters::snapshot().ok());
     let misses = loaded.recursion_misses();
     // Detach first so no new events arrive, then drain what is already in the ring.
     // (Closing the perf links takes a moment per probe; it is not recording time.)
@@ -420,6 +479,22 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     }
     let lost = lost_per_cpu(&state, ncpu);
     let rows = writer.rows();
+    let kernel = match (counters_start, counters_end, tally.edge.take()) {
+        (Some(start), Some(end), Some(edge)) => {
+            let w = edge.finish(&end);
+            let snaps = analysis::kcounters::Snapshots {
+                start,
+                end,
+                cpus: opts.cpus.clone(),
+                recorded: crate::kernel_counters::recorded(&probe_results),
+            };
+            let gaps = tally.seqs.gaps(ncpu);
+            let known: Vec<u64> = (0..ncpu).map(|c| lost[c].max(gaps[c])).collect();
+            let misses = missed_by_event(&probe_results, &misses).values().sum();
+            Some((snaps.compare(&w, known, misses), snaps))
+        }
+        _ => None,
+    };
 
     let mut meta: TraceMeta = env.trace_meta();
     meta.set("source", "record");
@@ -447,6 +522,13 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     let missed_by_event = missed_by_event(&probe_results, &misses);
     meta.set("missed_by_event", serde_json::to_string(&missed_by_event)?);
     summary.missed_by_event = missed_by_event;
+    if let Some((check, snaps)) = &kernel {
+        meta.set(analysis::kcounters::META_KEY, serde_json::to_string(snaps)?);
+        meta.set(
+            "completeness",
+            serde_json::to_string(&check.verdict)?.trim_matches('"'),
+        );
+    }
     let threads = crate::system::backlog_threads();
     meta.set("backlog_threads", serde_json::to_string(&threads)?);
     if let Some(c) = &opts.control {
@@ -485,6 +567,16 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     summary.seq_gaps_per_cpu = tally.seqs.gaps(ncpu);
     tally.into_summary(&mut summary);
     summary.stop_reason = stop_reason.into();
+    summary.completeness = match &kernel {
+        Some((k, _)) => serde_json::to_string(&k.verdict)?
+            .trim_matches('"')
+            .to_string(),
+        None if summary.lost_total > 0 || summary.seq_gaps_per_cpu.iter().any(|g| *g > 0) => {
+            "incomplete".into()
+        }
+        None => "unknown".into(),
+    };
+    summary.kernel_counters = kernel.map(|(k, _)| k);
     read_back(&mut summary, &opts.output)?;
     Ok(summary)
 }
@@ -528,8 +620,44 @@ pub fn print_summary(s: &RecordSummary) {
              or narrow -C. `napiscope check` treats windows with losses as inconclusive.",
             s.lost_total, s.lost_per_cpu
         );
-    } else {
-        println!("complete: no events lost (per-CPU sequence numbers have no gaps)");
+    }
+    match &s.kernel_counters {
+        Some(k) => {
+            println!("against the kernel's own counters (from the first to the last second):");
+            for l in k.lines() {
+                println!("  {l}");
+            }
+            let (min, max) = k.short_total();
+            match k.verdict {
+                analysis::kcounters::Completeness::Complete => println!(
+                    "complete: every event the kernel counted is in the file, and no sequence \
+                     number is missing"
+                ),
+                analysis::kcounters::Completeness::Incomplete if max > 0 => println!(
+                    "INCOMPLETE: the kernel counted {} more events than the file holds, with \
+                     no ring loss and no recursion miss to explain them (the kernel skipped \
+                     the programs: see docs/completeness.md). `check` treats those events as \
+                     possibly missing: INCONCLUSIVE, never FAIL.",
+                    if min == max {
+                        min.to_string()
+                    } else {
+                        format!("{min}–{max}")
+                    }
+                ),
+                analysis::kcounters::Completeness::Incomplete => println!(
+                    "INCOMPLETE: the counters match, but events were lost or skipped (see \
+                     above)"
+                ),
+                analysis::kcounters::Completeness::Unknown => println!(
+                    "completeness unknown: no kernel counter could be compared (see above)"
+                ),
+            }
+        }
+        None if s.lost_total == 0 && s.seq_gaps_per_cpu.iter().all(|g| *g == 0) => println!(
+            "no events lost by the ring (per-CPU sequence numbers have no gaps); the kernel's \
+             counters could not be read, so events the kernel skipped would not show"
+        ),
+        None => {}
     }
     if !s.missed_by_event.is_empty() {
         println!(

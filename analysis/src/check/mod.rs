@@ -4,6 +4,7 @@
 //! delivered skb. Windows that lost events give INCONCLUSIVE, never FAIL.
 
 pub mod cols;
+pub mod complete;
 pub mod index;
 mod kinds;
 mod percpu;
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 use crate::{
     event::RPS_IPI_FUNC,
+    kcounters::{Completeness, KernelCheck},
     mode::Mode,
     paths::{classify_task, TaskKind},
     trace::{Trace, TraceMeta},
@@ -206,11 +208,21 @@ pub struct CheckReport {
     /// Batches by initiator (local/remote) and class.
     pub batch_paths: BTreeMap<String, u64>,
     pub rules: Vec<RuleResult>,
+    /// Whether the trace holds every event: from the kernel's counters when the recording
+    /// stored them, else from its own loss counts.
+    pub completeness: Completeness,
+    /// The kernel-counter check, per CPU and counter (recordings since it exists).
+    pub kernel_counters: Option<KernelCheck>,
 }
 
 impl CheckReport {
     pub fn divergent(&self) -> bool {
         self.verdict == Verdict::Fail
+    }
+
+    /// Events are missing: verdicts about them are INCONCLUSIVE, and so is "complete".
+    pub fn incomplete(&self) -> bool {
+        self.completeness == Completeness::Incomplete
     }
 }
 
@@ -267,6 +279,17 @@ pub fn check_file(path: &std::path::Path, forced: Option<Mode>) -> anyhow::Resul
 
 pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckReport {
     let events = cols.len();
+    let kernel = complete::kernel_check(&cols, meta);
+    // Events the kernel counted and the trace lacks are possibly missing for the rules.
+    let deficits = kernel
+        .as_ref()
+        .and_then(|k| complete::with_kernel_deficits(meta, k));
+    let meta = deficits.as_ref().unwrap_or(meta);
+    let completeness = match &kernel {
+        Some(k) => k.verdict,
+        None if complete::known_lost(meta).iter().any(|n| *n > 0) => Completeness::Incomplete,
+        None => Completeness::Unknown,
+    };
     let ix = Index::build(cols, meta);
     let tm = trace_mode(&ix);
     let (mode, mode_source) = resolve_mode(forced, &tm, meta);
@@ -361,6 +384,8 @@ pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckRe
         paths,
         batch_paths,
         rules: results,
+        completeness,
+        kernel_counters: kernel,
     }
 }
 
