@@ -268,14 +268,20 @@ pub fn footer_bytes(md: &ParquetMetaData) -> Result<Vec<u8>> {
 /// Atomically replace the checkpoint file (written, fsync'd, renamed).
 pub fn write_checkpoint(paths: &Paths, ck: &Checkpoint) -> Result<()> {
     let tmp = paths.tmp_footer();
-    let mut f = File::create(&tmp)?;
-    f.write_all(MAGIC)?;
-    f.write_all(&ck.data_len.to_le_bytes())?;
-    f.write_all(&ck.rows.to_le_bytes())?;
-    f.write_all(&ck.footer)?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, &paths.footer)?;
-    Ok(())
+    let written = (|| -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(MAGIC)?;
+        f.write_all(&ck.data_len.to_le_bytes())?;
+        f.write_all(&ck.rows.to_le_bytes())?;
+        f.write_all(&ck.footer)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &paths.footer)
+    })();
+    if written.is_err() {
+        // (The last checkpoint stays as it was.)
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(written?)
 }
 
 pub fn read_checkpoint(paths: &Paths) -> Result<Option<Checkpoint>> {
@@ -386,6 +392,7 @@ pub fn recover_to(
         let _ = std::fs::remove_file(&paths.partial);
     }
     let _ = std::fs::remove_file(&paths.footer);
+    let _ = std::fs::remove_file(paths.tmp_footer());
     Ok(Some(Recovered {
         path: out.to_path_buf(),
         rows: ck.rows,
