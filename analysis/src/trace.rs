@@ -4,11 +4,13 @@
 use std::{
     collections::{BTreeMap, HashMap},
     fs::File,
-    path::Path,
+    io::Write,
+    path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicUsize, Ordering as AtomicOrdering},
-        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering},
+        Arc, Condvar, Mutex,
     },
+    time::{Duration, Instant},
 };
 
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -26,12 +28,16 @@ use arrow::{
 use parquet::{
     arrow::{
         arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder},
-        ArrowWriter, ProjectionMask,
+        encode_arrow_schema, ArrowSchemaConverter, ArrowWriter, ProjectionMask,
+        ARROW_SCHEMA_META_KEY,
     },
     basic::{Compression, Encoding},
-    file::properties::{EnabledStatistics, WriterProperties},
+    file::{
+        metadata::{FileMetaData, ParquetMetaData},
+        properties::{EnabledStatistics, WriterProperties},
+    },
     format::KeyValue,
-    schema::types::ColumnPath,
+    schema::types::{ColumnPath, SchemaDescPtr},
 };
 
 use crate::{
@@ -45,6 +51,9 @@ pub use crate::check::cols::Sym;
 
 mod codec;
 mod direct;
+#[cfg(test)]
+mod file_tests;
+pub mod output;
 
 pub const SCHEMA_VERSION: &str = "1";
 /// Metadata keys are prefixed so they do not clash with other writers' keys.
@@ -391,12 +400,28 @@ fn writer_properties() -> WriterProperties {
     b.build()
 }
 
-/// How `TraceWriter::create_threaded` runs its writer thread.
+/// Flush a row group and checkpoint it at least this often while recording: a kill loses
+/// the events since (plus those still queued for the encoder).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Rows waiting in the producer's batch go to the writer thread at least this often.
+const BATCH_AGE: Duration = Duration::from_millis(250);
+
+/// How `TraceWriter::create_threaded` runs its writer thread and keeps its file safe.
 pub struct WriterThread {
-    /// Rows the queue to the thread holds before `push_row` waits for it.
+    /// Rows the queue to the thread holds before `push_row` waits for it (a bound, not an
+    /// allocation: the queue grows as rows come).
     pub queue_rows: usize,
     /// Runs first on the writer thread: the caller's chance to set its scheduling policy.
     pub on_start: Option<Box<dyn FnOnce() + Send>>,
+    /// Replace an existing file or symbolic link at the path (by rename, never writing
+    /// through a link); without it, creating the writer refuses.
+    pub replace: bool,
+    /// Flush a row group and write a checkpoint at least this often (and whenever a row
+    /// group fills); `None`: no checkpoints, a killed writer leaves nothing to recover.
+    pub checkpoint_every: Option<Duration>,
+    /// Metadata known before the end, for the checkpoints' footers (`partial=true`,
+    /// `stop_reason=killed` and `rows` are added).
+    pub checkpoint_meta: TraceMeta,
 }
 
 impl Default for WriterThread {
@@ -404,115 +429,560 @@ impl Default for WriterThread {
         WriterThread {
             queue_rows: 64 * THREAD_BATCH_ROWS,
             on_start: None,
+            replace: false,
+            checkpoint_every: Some(CHECKPOINT_EVERY),
+            checkpoint_meta: TraceMeta::default(),
         }
     }
 }
 
-/// One batch of rows for the writer thread, with the strings interned since the last one.
-struct Job {
-    cols: Columns,
-    new_strs: Vec<Box<str>>,
+/// Work for the writer thread: a batch of rows with the strings interned since the last
+/// one, or new metadata for the checkpoints.
+enum Job {
+    Rows {
+        cols: Box<Columns>,
+        new_strs: Vec<Box<str>>,
+    },
+    Meta(TraceMeta),
+}
+
+/// Rows sent to the writer thread and not yet encoded, bounded by the queue size; closed
+/// when the thread ends so a waiting producer does not wait forever.
+#[derive(Default)]
+struct Budget {
+    state: Mutex<(usize, bool)>,
+    freed: Condvar,
+}
+
+impl Budget {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, bool)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Wait for room for `n` rows (always room when nothing waits); false once closed.
+    fn take(&self, n: usize, cap: usize) -> bool {
+        let mut g = self.lock();
+        while !g.1 && g.0 > 0 && g.0 + n > cap {
+            g = self.freed.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        g.0 += n;
+        !g.1
+    }
+    fn give(&self, n: usize) {
+        let mut g = self.lock();
+        g.0 = g.0.saturating_sub(n);
+        self.freed.notify_all();
+    }
+    fn close(&self) {
+        self.lock().1 = true;
+        self.freed.notify_all();
+    }
+    fn used(&self) -> usize {
+        self.lock().0
+    }
+}
+
+/// Closes the budget when the writer thread ends, however it ends.
+struct CloseOnDrop(Arc<Budget>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// The partial file, counting the bytes that reached it (past parquet's write buffer).
+struct Counted {
+    file: File,
+    reached: u64,
+}
+
+impl Write for Counted {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(b)?;
+        self.reached += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// parquet's writer buffers this much (std's BufWriter default) in front of the file.
+const PARQUET_WRITE_BUFFER: usize = 8 * 1024;
+
+/// The Parquet encoder and its file: written to `.NAME.napiscope-PID.partial`, renamed to
+/// NAME when finished, checkpointed as it goes (see `output`). Dropped unfinished, it
+/// leaves the partial file for `recover` if a checkpoint holds rows, else removes it.
+struct Encoder {
+    writer: Option<ArrowWriter<Counted>>,
+    paths: output::Paths,
+    replace: bool,
+    every: Option<Duration>,
+    last: Instant,
+    meta: TraceMeta,
+    descr: SchemaDescPtr,
+    groups_ckpt: usize,
+    rows_ckpt: u64,
+    done: bool,
+}
+
+impl Encoder {
+    fn create(
+        path: &Path,
+        replace: bool,
+        every: Option<Duration>,
+        meta: TraceMeta,
+    ) -> Result<Encoder> {
+        let paths = output::Paths::for_target(path)?;
+        let file = output::create_partial(&paths, replace)?;
+        let mut enc = Encoder {
+            writer: None,
+            paths,
+            replace,
+            every,
+            last: Instant::now(),
+            meta,
+            descr: Arc::new(ArrowSchemaConverter::new().convert(&schema())?),
+            groups_ckpt: 0,
+            rows_ckpt: 0,
+            done: false,
+        };
+        // (`enc` owns the partial file from here: an error below removes it.)
+        let writer = ArrowWriter::try_new(
+            Counted { file, reached: 0 },
+            schema(),
+            Some(writer_properties()),
+        )?;
+        enc.writer = Some(writer);
+        Ok(enc)
+    }
+
+    fn w(&mut self) -> Result<&mut ArrowWriter<Counted>> {
+        self.writer
+            .as_mut()
+            .ok_or_else(|| anyhow!("the Parquet writer was closed"))
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.w()?.write(batch)?;
+        let groups = self.w()?.flushed_row_groups().len();
+        if groups > self.groups_ckpt {
+            self.checkpoint()?;
+        }
+        self.tick()
+    }
+
+    /// Time until the next checkpoint is due (an hour without checkpoints).
+    fn until_due(&self) -> Duration {
+        self.every.map_or(Duration::from_secs(3600), |e| {
+            e.saturating_sub(self.last.elapsed())
+        })
+    }
+
+    /// Flush and checkpoint the rows encoded so far if a checkpoint is due.
+    fn tick(&mut self) -> Result<()> {
+        if self.every.is_some_and(|e| self.last.elapsed() >= e)
+            && self
+                .writer
+                .as_ref()
+                .is_some_and(|w| w.in_progress_rows() > 0)
+        {
+            self.w()?.flush()?;
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Make the row groups flushed so far recoverable: their bytes on disk, then a new
+    /// checkpoint file with their footer.
+    fn checkpoint(&mut self) -> Result<()> {
+        if self.every.is_none() {
+            return Ok(());
+        }
+        let w = self.w()?;
+        if w.inner().reached < w.bytes_written() as u64 {
+            // Push parquet's buffer to the file: a write of at least its size goes through
+            // it. Readers skip bytes between row groups.
+            w.write_all(&[0; PARQUET_WRITE_BUFFER])?;
+        }
+        let data_len = w.bytes_written() as u64;
+        if w.inner().reached != data_len {
+            bail!(
+                "the Parquet writer kept bytes back ({} of {data_len} written)",
+                w.inner().reached
+            );
+        }
+        w.inner().file.sync_data()?;
+        let groups = w.flushed_row_groups().to_vec();
+        let rows: u64 = groups.iter().map(|g| g.num_rows() as u64).sum();
+        let mut meta = self.meta.clone();
+        meta.set("partial", "true");
+        meta.set("stop_reason", "killed");
+        meta.set("rows", rows.to_string());
+        meta.set("schema_version", SCHEMA_VERSION);
+        let mut kv = vec![KeyValue::new(
+            ARROW_SCHEMA_META_KEY.to_string(),
+            encode_arrow_schema(&schema()),
+        )];
+        kv.extend(meta_kv(&meta));
+        let props = writer_properties();
+        let file = FileMetaData::new(
+            props.writer_version().as_num(),
+            rows as i64,
+            Some(props.created_by().to_string()),
+            Some(kv),
+            self.descr.clone(),
+            None,
+        );
+        let n = groups.len();
+        let footer = output::footer_bytes(&ParquetMetaData::new(file, groups))?;
+        output::write_checkpoint(
+            &self.paths,
+            &output::Checkpoint {
+                data_len,
+                rows,
+                footer,
+            },
+        )
+        .with_context(|| format!("writing the checkpoint {}", self.paths.footer.display()))?;
+        self.groups_ckpt = n;
+        self.rows_ckpt = rows;
+        self.last = Instant::now();
+        Ok(())
+    }
+
+    /// Footer with `meta`, then the file renamed into place. Returns its size.
+    fn finish(&mut self, meta: &TraceMeta) -> Result<u64> {
+        let mut w = self
+            .writer
+            .take()
+            .ok_or_else(|| anyhow!("the Parquet writer was closed"))?;
+        for kv in meta_kv(meta) {
+            w.append_key_value_metadata(kv);
+        }
+        let c = w.into_inner()?;
+        output::commit(
+            &c.file,
+            &self.paths.partial,
+            &self.paths.target,
+            self.replace,
+        )?;
+        self.done = true;
+        let _ = std::fs::remove_file(&self.paths.footer);
+        Ok(c.file.metadata()?.len())
+    }
+}
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        if !self.done && self.rows_ckpt == 0 {
+            self.paths.remove();
+        }
+    }
+}
+
+/// napiscope's metadata as Parquet key/value pairs (keys prefixed).
+fn meta_kv(meta: &TraceMeta) -> Vec<KeyValue> {
+    meta.0
+        .iter()
+        .map(|(k, v)| KeyValue::new(format!("{META_PREFIX}{k}"), v.clone()))
+        .collect()
+}
+
+/// A failed write (the file system full, an I/O error), with what was kept of the file.
+#[derive(Debug)]
+pub struct WriteFailed {
+    /// The error, as text.
+    pub cause: String,
+    /// Its errno when it was an I/O error (ENOSPC, EIO, EFBIG ...).
+    pub errno: Option<i32>,
+    pub target: PathBuf,
+    pub kept: Kept,
+}
+
+/// What a failed recording left.
+#[derive(Debug)]
+pub enum Kept {
+    /// The rows up to the last checkpoint, made into the target (marked partial).
+    Recovered(output::Recovered),
+    /// The partial file and its checkpoint, for `napiscope recover` (making the file failed
+    /// too: the reason).
+    Partial(PathBuf, String),
+    /// Nothing was complete; the partial file was removed.
+    Nothing,
+}
+
+impl std::fmt::Display for WriteFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = self.target.display();
+        match self.errno {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG) => {
+                let what = match self.errno {
+                    Some(libc::ENOSPC) => "no space left on device",
+                    Some(libc::EDQUOT) => "disk quota exceeded",
+                    _ => "file too large (the file size limit, ulimit -f)",
+                };
+                write!(f, "{what} writing {t}")?;
+                if let Some(fs) = output::file_system_of(&self.target) {
+                    write!(f, " ({fs})")?;
+                }
+            }
+            _ => write!(f, "writing {t} failed: {}", self.cause)?,
+        }
+        match &self.kept {
+            Kept::Recovered(r) => write!(
+                f,
+                "; the {} events written before it are kept in {}, marked partial \
+                 (napiscope.partial=true)",
+                r.rows,
+                r.path.display()
+            ),
+            Kept::Partial(p, why) => write!(
+                f,
+                "; the events up to the last checkpoint are kept in {} (making {t} from it \
+                 failed: {why}); free some space, then run `napiscope recover {}`",
+                p.display(),
+                p.display()
+            ),
+            Kept::Nothing => write!(f, "; nothing complete had been written, no file was left"),
+        }
+    }
+}
+
+impl std::error::Error for WriteFailed {}
+
+/// The writer failed (`cause`): make the target from the last checkpoint, with `meta` and
+/// `partial=true`, or leave the partial file for `recover`, or nothing.
+fn salvage(
+    paths: &output::Paths,
+    replace: bool,
+    meta: &TraceMeta,
+    cause: &anyhow::Error,
+) -> WriteFailed {
+    let kept = match output::read_checkpoint(paths) {
+        Ok(Some(ck)) => {
+            let mut m = meta.clone();
+            m.set("partial", "true");
+            m.set("rows", ck.rows.to_string());
+            m.set("schema_version", SCHEMA_VERSION);
+            m.set("error", format!("{cause:#}"));
+            if m.get("stop_reason").is_none() {
+                m.set("stop_reason", "write_error");
+            }
+            let kv = output::checkpoint_kv(&ck).map(|kv| {
+                kv.into_iter()
+                    .filter(|k| !k.key.starts_with(META_PREFIX))
+                    .chain(meta_kv(&m))
+                    .collect()
+            });
+            match kv.and_then(|kv| output::recover_to(paths, &paths.target, replace, Some(kv))) {
+                Ok(Some(r)) => Kept::Recovered(r),
+                Ok(None) => Kept::Nothing,
+                Err(e) => Kept::Partial(paths.partial.clone(), format!("{e:#}")),
+            }
+        }
+        Ok(None) => {
+            paths.remove();
+            Kept::Nothing
+        }
+        Err(e) => Kept::Partial(paths.partial.clone(), format!("{e:#}")),
+    };
+    let errno = cause
+        .chain()
+        .find_map(|c| c.downcast_ref::<WriterError>().and_then(|w| w.errno))
+        .or_else(|| output::io_errno(cause));
+    let text = match errno {
+        // The system's words for it, once (not parquet's wrapping of them, twice).
+        Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
+        None => {
+            let t = format!("{cause:#}");
+            let prefix = format!("writing {}: ", paths.target.display());
+            t.strip_prefix(&prefix).map_or(t.clone(), str::to_string)
+        }
+    };
+    WriteFailed {
+        cause: text,
+        errno,
+        target: paths.target.clone(),
+        kept,
+    }
+}
+
+/// The writer thread stopped on an error: its text and errno, kept for every later call.
+#[derive(Clone, Debug)]
+pub struct WriterError {
+    pub msg: String,
+    pub errno: Option<i32>,
+}
+
+impl std::fmt::Display for WriterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for WriterError {}
+
+impl WriterError {
+    fn of(e: &anyhow::Error) -> WriterError {
+        WriterError {
+            msg: format!("{e:#}"),
+            errno: output::io_errno(e),
+        }
+    }
 }
 
 /// Where the Parquet encoding runs: in the caller, or on a thread of its own.
 enum Sink {
-    Inline(Box<ArrowWriter<File>>),
+    Inline(Box<Encoder>),
     Thread {
-        tx: std::sync::mpsc::SyncSender<Job>,
-        handle: std::thread::JoinHandle<Result<ArrowWriter<File>>>,
+        tx: std::sync::mpsc::Sender<Job>,
+        handle: std::thread::JoinHandle<Result<Encoder>>,
         /// Bytes the thread's writer has produced (written + buffered), for progress.
         bytes: Arc<AtomicUsize>,
-        /// Rows sent to the thread and not yet encoded.
-        queued: Arc<AtomicUsize>,
+        /// Rows sent to the thread and not yet encoded, at most `cap` (more waits).
+        budget: Arc<Budget>,
+        cap: usize,
+        /// Set to make the thread stop at once (an abandoned writer).
+        abort: Arc<AtomicBool>,
         /// Strings of `StrTable` the thread has been sent (it keeps its own copy).
         strs_sent: usize,
     },
     /// The writer thread stopped on this error.
-    Failed(String),
+    Failed(WriterError),
+    /// Finished or given up.
+    Gone,
 }
 
 /// Streams events into a Parquet file. Row groups are written as they fill, so a long
 /// recording does not grow in memory; `finish` writes the footer (with the final metadata)
-/// and must run on every exit path — `record` calls it on Ctrl-C and SIGTERM too.
+/// and renames the file into place — `record` calls it on Ctrl-C and SIGTERM too. Until
+/// then the rows go to `.NAME.napiscope-PID.partial` beside the target (see `output`): an
+/// existing file at the path is untouched until the new one is complete.
 ///
 /// Rows arrive as `Event`s (`push`) or, without a per-row allocation, as `Row`s whose
 /// strings were interned by the writer (`push_row`). With `create_threaded`, building the
 /// Arrow batch and the Parquet encoding run on a thread of its own, fed rows a batch at a
-/// time through a queue of `WriterThread::queue_rows`: the producer (record's ring-buffer
-/// drain) only appends to vectors, and waits only when the queue is full.
+/// time through a queue of at most `WriterThread::queue_rows`: the producer (record's
+/// ring-buffer drain) only appends to vectors, and waits only when the queue is full. That
+/// thread flushes a row group and writes a checkpoint at least every
+/// `WriterThread::checkpoint_every`, so a killed recorder's rows up to then are recoverable
+/// (`output::recover_to`, `napiscope recover`).
 pub struct TraceWriter {
     sink: Sink,
     strs: StrTable,
     cols: Columns,
     batch_rows: usize,
     rows: u64,
+    paths: output::Paths,
+    replace: bool,
+    last_send: Instant,
 }
 
 impl TraceWriter {
+    /// A writer that replaces what is at `path` when finished (by rename), without
+    /// checkpoints: for traces made in one go (simulate, tests).
     pub fn create(path: &Path) -> Result<TraceWriter> {
-        let writer = Self::arrow_writer(path)?;
+        let enc = Encoder::create(path, true, None, TraceMeta::default())?;
+        let paths = enc.paths.clone();
         Ok(TraceWriter {
-            sink: Sink::Inline(Box::new(writer)),
+            sink: Sink::Inline(Box::new(enc)),
             strs: StrTable::default(),
             cols: Columns::default(),
             batch_rows: WRITE_ROWS,
             rows: 0,
+            paths,
+            replace: true,
+            last_send: Instant::now(),
         })
     }
 
-    /// Like `create`, with the Parquet encoding on a writer thread (see `WriterThread`).
+    /// Like `create`, with the Parquet encoding on a writer thread, checkpoints, and the
+    /// target refused if it exists unless `opts.replace` (see `WriterThread`).
     pub fn create_threaded(path: &Path, opts: WriterThread) -> Result<TraceWriter> {
-        let mut writer = Self::arrow_writer(path)?;
-        let batches = opts.queue_rows.div_ceil(THREAD_BATCH_ROWS).max(1);
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(batches);
+        let mut enc = Encoder::create(
+            path,
+            opts.replace,
+            opts.checkpoint_every,
+            opts.checkpoint_meta,
+        )?;
+        let paths = enc.paths.clone();
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let bytes = Arc::new(AtomicUsize::new(0));
-        let queued = Arc::new(AtomicUsize::new(0));
-        let (b, q) = (bytes.clone(), queued.clone());
+        let budget = Arc::new(Budget::default());
+        let abort = Arc::new(AtomicBool::new(false));
+        let (b, q, stop) = (bytes.clone(), budget.clone(), abort.clone());
         let on_start = opts.on_start;
+        let target = path.display().to_string();
         let handle = std::thread::Builder::new()
             .name("napiscope-write".into())
             .spawn(move || {
+                let _close = CloseOnDrop(q.clone());
                 if let Some(f) = on_start {
                     f();
                 }
                 // The thread's copy of the string table, extended by each job.
                 let mut strs: Vec<Box<str>> = Vec::new();
-                for mut job in rx {
-                    strs.append(&mut job.new_strs);
-                    let rows = job.cols.rows;
-                    let batch = job.cols.finish(&strs)?;
-                    writer.write(&batch)?;
-                    q.fetch_sub(rows, AtomicOrdering::Relaxed);
-                    b.store(
-                        writer.bytes_written() + writer.in_progress_size(),
-                        AtomicOrdering::Relaxed,
-                    );
-                }
-                Ok(writer)
+                let mut run = || -> Result<()> {
+                    loop {
+                        let job = match rx.recv_timeout(enc.until_due()) {
+                            Ok(job) => job,
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                                enc.tick()?;
+                                continue;
+                            }
+                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                        };
+                        if stop.load(AtomicOrdering::Relaxed) {
+                            bail!("the writer was abandoned");
+                        }
+                        match job {
+                            Job::Meta(m) => enc.meta = m,
+                            Job::Rows {
+                                mut cols,
+                                mut new_strs,
+                            } => {
+                                strs.append(&mut new_strs);
+                                let rows = cols.rows;
+                                let batch = cols.finish(&strs)?;
+                                enc.write(&batch)?;
+                                q.give(rows);
+                                if let Some(w) = &enc.writer {
+                                    b.store(
+                                        w.bytes_written() + w.in_progress_size(),
+                                        AtomicOrdering::Relaxed,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                };
+                run().with_context(|| format!("writing {target}"))?;
+                Ok(enc)
             })?;
         Ok(TraceWriter {
             sink: Sink::Thread {
                 tx,
                 handle,
                 bytes,
-                queued,
+                budget,
+                cap: opts.queue_rows.max(1),
+                abort,
                 strs_sent: 0,
             },
             strs: StrTable::default(),
             cols: Columns::default(),
             batch_rows: THREAD_BATCH_ROWS,
             rows: 0,
+            paths,
+            replace: opts.replace,
+            last_send: Instant::now(),
         })
     }
 
-    fn arrow_writer(path: &Path) -> Result<ArrowWriter<File>> {
-        let file = File::create(path)
-            .with_context(|| format!("cannot create output file {}", path.display()))?;
-        Ok(ArrowWriter::try_new(
-            file,
-            schema(),
-            Some(writer_properties()),
-        )?)
+    /// The partial file and checkpoint this writer writes before `finish`.
+    pub fn paths(&self) -> &output::Paths {
+        &self.paths
     }
 
     /// The id of a string, for `Row`'s string fields.
@@ -564,42 +1034,86 @@ impl TraceWriter {
         Ok(())
     }
 
+    /// Call often (record: every poll): sends rows that waited `BATCH_AGE` to the writer
+    /// thread, so a slow trickle of events is checkpointed too, and reports a writer thread
+    /// that stopped on an error (a full disk) even when no rows come.
+    pub fn tick(&mut self) -> Result<()> {
+        if self.cols.rows > 0 && self.last_send.elapsed() >= BATCH_AGE {
+            self.flush_batch()?;
+        }
+        match &mut self.sink {
+            Sink::Inline(enc) => enc.tick(),
+            Sink::Thread { handle, .. } if handle.is_finished() => Err(self.thread_failed().into()),
+            Sink::Failed(e) => Err(e.clone().into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// New metadata for the checkpoints' footers (e.g. once the probes are attached).
+    pub fn set_checkpoint_meta(&mut self, meta: TraceMeta) {
+        match &mut self.sink {
+            Sink::Inline(enc) => enc.meta = meta,
+            Sink::Thread { tx, .. } => {
+                let _ = tx.send(Job::Meta(meta));
+            }
+            _ => {}
+        }
+    }
+
+    /// The writer thread ended early: collect its error and keep it.
+    fn thread_failed(&mut self) -> WriterError {
+        let sink = std::mem::replace(&mut self.sink, Sink::Gone);
+        let err = match sink {
+            Sink::Thread { handle, .. } => match handle.join() {
+                Ok(Err(e)) => WriterError::of(&e),
+                Ok(Ok(_)) => WriterError {
+                    msg: "the Parquet writer thread stopped".into(),
+                    errno: None,
+                },
+                Err(_) => WriterError {
+                    msg: "the Parquet writer thread panicked".into(),
+                    errno: None,
+                },
+            },
+            Sink::Failed(e) => e,
+            _ => WriterError {
+                msg: "the Parquet writer is gone".into(),
+                errno: None,
+            },
+        };
+        self.sink = Sink::Failed(err.clone());
+        err
+    }
+
     fn flush_batch(&mut self) -> Result<()> {
+        self.last_send = Instant::now();
         if self.cols.rows == 0 {
             return Ok(());
         }
         match &mut self.sink {
-            Sink::Inline(w) => w.write(&self.cols.finish(&self.strs.strs)?)?,
+            Sink::Inline(enc) => enc.write(&self.cols.finish(&self.strs.strs)?)?,
             Sink::Thread {
                 tx,
-                queued,
+                budget,
+                cap,
                 strs_sent,
                 ..
             } => {
                 // The rows go as they are (string ids, no Arrow arrays): building the batch is
                 // the thread's work too, so the producer only appends to vectors.
                 let rows = self.cols.rows;
-                let job = Job {
-                    cols: std::mem::take(&mut self.cols),
+                let job = Job::Rows {
+                    cols: Box::new(std::mem::take(&mut self.cols)),
                     new_strs: self.strs.strs[*strs_sent..].to_vec(),
                 };
                 *strs_sent = self.strs.strs.len();
-                queued.fetch_add(rows, AtomicOrdering::Relaxed);
-                if tx.send(job).is_err() {
+                if !budget.take(rows, *cap) || tx.send(job).is_err() {
                     // The thread stopped on an error: collect and report it.
-                    let sink = std::mem::replace(&mut self.sink, Sink::Failed(String::new()));
-                    let msg = match sink {
-                        Sink::Thread { handle, .. } => match handle.join() {
-                            Ok(Err(e)) => format!("writing the Parquet file: {e:#}"),
-                            _ => "the Parquet writer thread stopped".to_string(),
-                        },
-                        _ => unreachable!("matched Sink::Thread above"),
-                    };
-                    self.sink = Sink::Failed(msg.clone());
-                    bail!(msg);
+                    return Err(self.thread_failed().into());
                 }
             }
-            Sink::Failed(msg) => bail!(msg.clone()),
+            Sink::Failed(e) => return Err(e.clone().into()),
+            Sink::Gone => bail!("the Parquet writer is gone"),
         }
         Ok(())
     }
@@ -607,7 +1121,7 @@ impl TraceWriter {
     /// Rows handed to the writer thread that it has not encoded yet (0 without a thread).
     pub fn queued_rows(&self) -> usize {
         match &self.sink {
-            Sink::Thread { queued, .. } => queued.load(AtomicOrdering::Relaxed),
+            Sink::Thread { budget, .. } => budget.used(),
             _ => 0,
         }
     }
@@ -619,35 +1133,74 @@ impl TraceWriter {
     /// Bytes written so far plus the row group being built (an estimate of the file size).
     pub fn bytes_written(&self) -> usize {
         match &self.sink {
-            Sink::Inline(w) => w.bytes_written() + w.in_progress_size(),
+            Sink::Inline(enc) => enc
+                .writer
+                .as_ref()
+                .map_or(0, |w| w.bytes_written() + w.in_progress_size()),
             Sink::Thread { bytes, .. } => bytes.load(AtomicOrdering::Relaxed),
-            Sink::Failed(_) => 0,
+            _ => 0,
         }
     }
 
-    /// Write the remaining rows, the metadata and the footer. Returns the file size.
+    /// Stop the writer thread (after it encoded what it was sent, unless `abort`) and take
+    /// its encoder back.
+    fn stop(&mut self, abort: bool) -> Result<Option<Encoder>> {
+        match std::mem::replace(&mut self.sink, Sink::Gone) {
+            Sink::Inline(enc) => Ok(Some(*enc)),
+            Sink::Thread {
+                tx,
+                handle,
+                abort: a,
+                ..
+            } => {
+                a.store(abort, AtomicOrdering::Relaxed);
+                drop(tx);
+                match handle.join() {
+                    Ok(Ok(enc)) => Ok(Some(enc)),
+                    Ok(Err(_)) if abort => Ok(None),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => bail!("the Parquet writer thread panicked"),
+                }
+            }
+            Sink::Failed(e) => Err(e.into()),
+            Sink::Gone => bail!("the Parquet writer is gone"),
+        }
+    }
+
+    /// Write the remaining rows, the metadata and the footer, and rename the file into
+    /// place. Returns the file size. On an error (a full disk) the error is a `WriteFailed`
+    /// saying what was kept: the rows up to the last checkpoint as a partial trace at the
+    /// target, or the partial file for `recover`.
     pub fn finish(mut self, meta: &TraceMeta) -> Result<u64> {
         let flushed = self.flush_batch();
-        let mut writer = match self.sink {
-            Sink::Inline(w) => *w,
-            Sink::Thread { tx, handle, .. } => {
-                drop(tx);
-                handle
-                    .join()
-                    .map_err(|_| anyhow!("the Parquet writer thread panicked"))??
-            }
-            Sink::Failed(msg) => bail!(msg),
-        };
-        flushed?;
         let mut meta = meta.clone();
         meta.set("schema_version", SCHEMA_VERSION);
         meta.set("rows", self.rows.to_string());
-        for (k, v) in &meta.0 {
-            writer.append_key_value_metadata(KeyValue::new(format!("{META_PREFIX}{k}"), v.clone()));
+        let done = flushed.and_then(|_| {
+            let mut enc = self
+                .stop(false)?
+                .ok_or_else(|| anyhow!("the Parquet writer is gone"))?;
+            enc.finish(&meta)
+        });
+        done.map_err(|e| salvage(&self.paths, self.replace, &meta, &e).into())
+    }
+
+    /// Give up on the file after `cause` (a write error, or any error of the recording):
+    /// the writer thread stops without encoding what waits, and the rows up to the last
+    /// checkpoint become the target, marked partial, with `meta` (see `WriteFailed`).
+    pub fn fail(mut self, meta: &TraceMeta, cause: &anyhow::Error) -> WriteFailed {
+        drop(self.stop(true));
+        salvage(&self.paths, self.replace, meta, cause)
+    }
+}
+
+impl Drop for TraceWriter {
+    fn drop(&mut self) {
+        // Unfinished: stop the thread at once; its encoder leaves a checkpointed partial
+        // file for `recover` and removes one with nothing complete.
+        if !matches!(self.sink, Sink::Gone | Sink::Failed(_)) {
+            drop(self.stop(true));
         }
-        let file = writer.into_inner()?;
-        file.sync_all()?;
-        Ok(file.metadata()?.len())
     }
 }
 
@@ -668,7 +1221,36 @@ pub struct Trace {
 /// Open a trace file and read its footer: the file, its Arrow/Parquet metadata (schema
 /// checked) and napiscope's key/value metadata. Errors name the file and what is wrong.
 fn open_trace(path: &Path) -> Result<(File, ArrowReaderMetadata, TraceMeta)> {
-    let file = File::open(path).with_context(|| format!("cannot open trace {}", path.display()))?;
+    if let Some(p) = output::Paths::of_partial(path) {
+        bail!(
+            "{} is an unfinished recording (of {}){}: run `napiscope recover {}` to make a trace \
+             of it",
+            path.display(),
+            p.target.display(),
+            if p.writer_running() {
+                ", still being written"
+            } else {
+                ""
+            },
+            path.display()
+        );
+    }
+    let file = match File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(p) = output::leftovers(path).pop() {
+                bail!(
+                    "cannot open trace {}: it does not exist, but an interrupted recording of it \
+                     is at {}: run `napiscope recover {}` to make {} from it",
+                    path.display(),
+                    p.partial.display(),
+                    path.display(),
+                    path.display()
+                );
+            }
+            return Err(e).with_context(|| format!("cannot open trace {}", path.display()));
+        }
+        r => r.with_context(|| format!("cannot open trace {}", path.display()))?,
+    };
     let len = file.metadata()?.len();
     if len == 0 {
         bail!(

@@ -20,8 +20,8 @@ pub struct Background {
     boosted: bool,
 }
 
-/// Default queue budget: 1 GiB, or a quarter of the available memory if that is less.
-pub fn default_buffer_mb() -> u64 {
+/// A quarter of the available memory, in MiB (at least 16).
+fn quarter_of_available_mb() -> u64 {
     let avail_kb = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -30,7 +30,28 @@ pub fn default_buffer_mb() -> u64 {
                 .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         })
         .unwrap_or(4 << 20);
-    (avail_kb / 1024 / 4).clamp(16, 1024)
+    (avail_kb / 1024 / 4).max(16)
+}
+
+/// Default queue budget: 1 GiB, or a quarter of the available memory if that is less.
+pub fn default_buffer_mb() -> u64 {
+    quarter_of_available_mb().min(1024)
+}
+
+/// A budget the user asked for, lowered to a quarter of the available memory (with a note
+/// unless `quiet`): more could only end in the out-of-memory killer.
+pub fn cap_buffer_mb(mb: u64, quiet: bool) -> u64 {
+    let limit = quarter_of_available_mb();
+    if mb <= limit {
+        return mb;
+    }
+    if !quiet {
+        eprintln!(
+            "napiscope: note: --encode-buffer-mb {mb} is more than a quarter of the available \
+             memory; using {limit} MiB"
+        );
+    }
+    limit
 }
 
 impl Background {
@@ -40,7 +61,8 @@ impl Background {
         if buffer_mb == 0 {
             return (WriterThread::default(), None);
         }
-        let queue_rows = (buffer_mb as usize * 1024 * 1024 / QUEUED_ROW_BYTES).max(1 << 16);
+        let queue_rows = (buffer_mb.saturating_mul(1024 * 1024) / QUEUED_ROW_BYTES as u64)
+            .clamp(1 << 16, usize::MAX as u64) as usize;
         let tid = Arc::new(AtomicI32::new(0));
         let t = tid.clone();
         let opts = WriterThread {
@@ -51,6 +73,7 @@ impl Background {
                 let ok = set_policy(0, libc::SCHED_IDLE);
                 t.store(if ok { me } else { -1 }, Ordering::SeqCst);
             })),
+            ..WriterThread::default()
         };
         let bg = Background {
             tid,
@@ -171,5 +194,15 @@ mod tests {
         let (opts, bg) = Background::new(0);
         assert!(bg.is_none() && opts.on_start.is_none());
         assert!((16..=1024).contains(&default_buffer_mb()));
+    }
+
+    #[test]
+    fn a_huge_budget_is_capped_to_a_quarter_of_available_memory() {
+        let capped = cap_buffer_mb(99_999_999, true);
+        assert!((16..99_999_999).contains(&capped), "{capped}");
+        assert_eq!(cap_buffer_mb(16, true), 16);
+        // And the writer options for it are a bound, not an allocation.
+        let (opts, _) = Background::new(u64::MAX);
+        assert!(opts.queue_rows > 0);
     }
 }

@@ -463,6 +463,7 @@ pub fn run_verify(
                 all_softirqs: false,
                 classic_tracepoints: false,
                 quiet: true,
+                force: true,
                 control: Some(control),
             };
             let rec = std::thread::spawn(move || record::run(opts));

@@ -429,7 +429,14 @@ mod tests {
             let dir = std::env::temp_dir().join(format!("napiscope-row-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let path = dir.join(format!("rows-{raw_pointers}.parquet"));
-            let mut w = TraceWriter::create_threaded(&path, Default::default()).unwrap();
+            let mut w = TraceWriter::create_threaded(
+                &path,
+                analysis::trace::WriterThread {
+                    replace: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             for r in &raws {
                 let row = d.row(r, &mut w).unwrap();
                 w.push_row(&row).unwrap();

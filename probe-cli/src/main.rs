@@ -98,7 +98,18 @@ enum Cmd {
                             napiscope record -o rps.parquet -C 0,1 --ring-buffer-mb 256\n  \
                             napiscope record --hive fleet/ -d 60   (then: napiscope report fleet/)\n\n\
                             Ctrl-C or SIGTERM stops the recording and still writes a valid file.\n\
-                            Query it with DuckDB: SELECT event, cpu, count(*) FROM 'trace.parquet' GROUP BY ALL;"
+                            Query it with DuckDB: SELECT event, cpu, count(*) FROM 'trace.parquet' GROUP BY ALL;\n\n\
+                            The file: events go to .FILE.napiscope-PID.partial beside FILE, which is\n\
+                            replaced only when the recording is complete. An existing FILE or a symbolic\n\
+                            link is refused (exit 2) unless --force, which replaces it (a link: the link\n\
+                            itself, never the file it points to).\n\
+                            Killed (SIGKILL, out of memory): every second, or every 262,144 events, the\n\
+                            rows so far are flushed and checkpointed; `napiscope recover FILE` then makes\n\
+                            a trace of all events up to the last checkpoint (marked partial). A kill loses\n\
+                            the events since that checkpoint (about 1 s) plus those still waiting for the\n\
+                            encoder (the progress line's \"to encode\").\n\
+                            Disk full or I/O error: the recording stops at once (probes detached, exit 1)\n\
+                            and FILE keeps the events up to the last checkpoint, marked partial."
     )]
     Record {
         /// Output Parquet file
@@ -109,6 +120,10 @@ enum Cmd {
             required_unless_present = "hive"
         )]
         output: Option<PathBuf>,
+        /// Replace FILE if it exists (also a symbolic link: the link is replaced, not
+        /// written through)
+        #[arg(long)]
+        force: bool,
         /// Write into a hive-partitioned tree instead of -o:
         /// DIR/host=<hostname>/kernel=<release>/<UTC start>.parquet (read it with `report DIR`)
         #[arg(long, value_name = "DIR", conflicts_with = "output")]
@@ -122,10 +137,11 @@ enum Cmd {
         /// Ring buffer size in MiB (a power of two); raise it if events are lost
         #[arg(long, default_value_t = 64, value_parser = parse_ring_mb)]
         ring_buffer_mb: u32,
-        /// Memory in MiB for events waiting to be encoded (default: 1024, at most a quarter
-        /// of available memory). While it has room, Parquet encoding runs only on CPU time
-        /// the traced workload leaves idle, so a busy machine is disturbed less and the file
-        /// is finished after the recording stops; 0 encodes at normal priority as events come
+        /// Memory in MiB for events waiting to be encoded (default: 1024; at most a quarter
+        /// of available memory, larger values are lowered to that). While it has room,
+        /// Parquet encoding runs only on CPU time the traced workload leaves idle, so a busy
+        /// machine is disturbed less and the file is finished after the recording stops; 0
+        /// encodes at normal priority as events come. A bound, not allocated up front
         #[arg(long, value_name = "MiB")]
         encode_buffer_mb: Option<u64>,
         /// Write kernel addresses (skb, napi, csd) as they are, not as a per-recording hash
@@ -200,6 +216,23 @@ enum Cmd {
         /// `check` and `report` without holding them in memory here
         #[arg(long, default_value_t = 1, value_name = "N", requires = "output")]
         copies: u32,
+    },
+    /// Make a trace from an interrupted recording (killed, or stopped by a full disk): every
+    /// event up to its last checkpoint, marked partial
+    #[command(
+        after_help = "Examples:\n  napiscope recover trace.parquet        (finds .trace.parquet.napiscope-PID.partial)\n  \
+                            napiscope recover .trace.parquet.napiscope-4242.partial -o saved.parquet"
+    )]
+    Recover {
+        /// The file that was being recorded, or its partial file (.FILE.napiscope-PID.partial)
+        #[arg(value_name = "FILE|PARTIAL")]
+        input: PathBuf,
+        /// Where to write the trace (default: the file that was being recorded)
+        #[arg(short, long, value_name = "FILE.parquet")]
+        output: Option<PathBuf>,
+        /// Replace the output file if it exists
+        #[arg(long)]
+        force: bool,
     },
     /// Check a trace against the reference model; exit 0 conformant, 1 divergent, 2 unusable
     #[command(
@@ -449,8 +482,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             plot,
             baseline,
         }),
+        Cmd::Recover {
+            input,
+            output,
+            force,
+        } => record::run_recover(&input, output.as_deref(), force),
         Cmd::Record {
             output,
+            force,
             hive,
             duration,
             cpus,
@@ -473,7 +512,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 duration,
                 cpus,
                 ring_buffer_mb,
-                encode_buffer_mb: encode_buffer_mb.unwrap_or_else(background::default_buffer_mb),
+                encode_buffer_mb: match encode_buffer_mb {
+                    Some(mb) => background::cap_buffer_mb(mb, quiet),
+                    None => background::default_buffer_mb(),
+                },
+                force,
                 raw_pointers,
                 all_softirqs,
                 classic_tracepoints,
@@ -575,6 +618,15 @@ mod tests {
             vec!["napiscope", "record", "--hive", "fleet", "-d", "1"],
             vec!["napiscope", "verify", "--expect-mode", "B"],
             vec!["napiscope", "scenario", "veth-rps"],
+            vec![
+                "napiscope",
+                "recover",
+                "t.parquet",
+                "-o",
+                "u.parquet",
+                "--force",
+            ],
+            vec!["napiscope", "record", "-o", "x.parquet", "--force"],
             vec![
                 "napiscope",
                 "record",

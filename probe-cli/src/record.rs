@@ -3,12 +3,12 @@
 use std::{
     collections::BTreeMap,
     io::{IsTerminal, Write},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::atomic::{AtomicI32, Ordering},
     time::{Duration, Instant},
 };
 
-use analysis::{TraceMeta, TraceWriter};
+use analysis::{trace::output, TraceMeta, TraceWriter};
 use anyhow::{Context as _, Result};
 use probe_common::{CpuState, Settings};
 
@@ -30,6 +30,8 @@ pub struct RecordOpts {
     /// Memory (MiB) for decoded events waiting for the Parquet encoder; while it has room the
     /// encoder runs only on idle CPU time (`background`). 0: encode at normal priority.
     pub encode_buffer_mb: u64,
+    /// Replace an existing output file (or symbolic link) when the recording is complete.
+    pub force: bool,
     /// Embedding (verify): stop when this turns true, signal readiness once probes are
     /// attached, and add this metadata at the end.
     pub control: Option<Control>,
@@ -315,8 +317,33 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     let mut settings = build_settings(opts.cpus.as_deref(), opts.all_softirqs);
     let ring_sizes = probes::ring_sizes(ring_bytes, crate::system::possible_cpus());
     settings.wakeup_bytes = ring_sizes[0] / 8;
-    // Create the output before loading anything, so a bad path fails fast and clearly.
-    let (writer_opts, mut background) = Background::new(opts.encode_buffer_mb);
+    // What is known from the start goes into every checkpoint's footer too.
+    let mut start_meta: TraceMeta = env.trace_meta();
+    start_meta.set("source", "record");
+    start_meta.set("clock", "CLOCK_MONOTONIC (bpf_ktime_get_ns)");
+    start_meta.set("pointers", if opts.raw_pointers { "raw" } else { "hashed" });
+    start_meta.set("ring_buffer_bytes", ring_bytes.to_string());
+    start_meta.set(
+        "cpu_filter",
+        opts.cpus
+            .as_ref()
+            .map(|c| format!("{c:?}"))
+            .unwrap_or_else(|| "all".into()),
+    );
+    for p in output::leftovers(&opts.output) {
+        eprintln!(
+            "napiscope: note: an interrupted recording of {} is at {}: `napiscope recover {}` \
+             makes a trace of it",
+            opts.output.display(),
+            p.partial.display(),
+            p.partial.display()
+        );
+    }
+    // Create the output before loading anything, so a bad path, an existing file or a link
+    // fails fast and clearly.
+    let (mut writer_opts, mut background) = Background::new(opts.encode_buffer_mb);
+    writer_opts.replace = opts.force;
+    writer_opts.checkpoint_meta = start_meta.clone();
     let mut writer = TraceWriter::create_threaded(&opts.output, writer_opts)
         .map_err(|e| CliError::usage(format!("{e:#}")))?;
     let symbols = Symbols::load();
@@ -384,6 +411,11 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     let start_wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
+    start_meta.set("start_unix_ns", start_wall.as_nanos().to_string());
+    start_meta.set("probes", serde_json::to_string(&probe_results)?);
+    writer.set_checkpoint_meta(start_meta.clone());
+    // An error while recording (a full disk): stop at once, keep what was checkpointed.
+    let mut failure: Option<anyhow::Error> = None;
     let mut summary = RecordSummary::default();
     let mut tally = Tally {
         rps_func: Some(writer.intern(analysis::event::RPS_IPI_FUNC)),
@@ -426,7 +458,16 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         // SAFETY: valid pollfds; EINTR (a signal) just ends the wait.
         unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 20) };
         for ring in &mut rings {
-            drain(ring, &mut decoder, &mut writer, &mut tally)?;
+            if let Err(e) = drain(ring, &mut decoder, &mut writer, &mut tally) {
+                failure = Some(e);
+                break;
+            }
+        }
+        if failure.is_none() {
+            failure = writer.tick().err();
+        }
+        if failure.is_some() {
+            break "write_error";
         }
         let queued = writer.queued_rows();
         summary.max_queued_events = summary.max_queued_events.max(queued as u64);
@@ -471,9 +512,25 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     // (Closing the perf links takes a moment per probe; it is not recording time.)
     drop(loaded);
     // `drain` takes a bounded bite per call: repeat until the rings are empty.
-    for ring in &mut rings {
-        while drain(ring, &mut decoder, &mut writer, &mut tally)? > 0 {}
+    if failure.is_none() {
+        'rings: for ring in &mut rings {
+            loop {
+                match drain(ring, &mut decoder, &mut writer, &mut tally) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        failure = Some(e);
+                        break 'rings;
+                    }
+                }
+            }
+        }
     }
+    let stop_reason = if failure.is_some() {
+        "write_error"
+    } else {
+        stop_reason
+    };
     if tty && !opts.quiet {
         eprintln!();
     }
@@ -496,10 +553,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         _ => None,
     };
 
-    let mut meta: TraceMeta = env.trace_meta();
-    meta.set("source", "record");
-    meta.set("clock", "CLOCK_MONOTONIC (bpf_ktime_get_ns)");
-    meta.set("start_unix_ns", start_wall.as_nanos().to_string());
+    let mut meta = start_meta;
     meta.set("duration_s", format!("{elapsed:.3}"));
     meta.set("stop_reason", stop_reason);
     meta.set("lost_per_cpu", serde_json::to_string(&lost)?);
@@ -508,16 +562,6 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         serde_json::to_string(&tally.seqs.gaps(ncpu))?,
     );
     meta.set("bad_records", tally.bad.to_string());
-    meta.set("pointers", if opts.raw_pointers { "raw" } else { "hashed" });
-    meta.set("ring_buffer_bytes", ring_bytes.to_string());
-    meta.set(
-        "cpu_filter",
-        opts.cpus
-            .as_ref()
-            .map(|c| format!("{c:?}"))
-            .unwrap_or_else(|| "all".into()),
-    );
-    meta.set("probes", serde_json::to_string(&probe_results)?);
     // Events the kernel skipped because another eBPF program ran on the CPU (no seq gap).
     let missed_by_event = missed_by_event(&probe_results, &misses);
     meta.set("missed_by_event", serde_json::to_string(&missed_by_event)?);
@@ -536,6 +580,12 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         for (k, v) in extra.0 {
             meta.set(&k, v);
         }
+    }
+    if let Some(e) = failure {
+        let failed = writer.fail(&meta, &e);
+        return Err(anyhow::Error::new(failed).context(format!(
+            "recording stopped after {elapsed:.1} s (probes detached)"
+        )));
     }
     let queued = writer.queued_rows();
     if let Some(bg) = &mut background {
@@ -579,6 +629,83 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     summary.kernel_counters = kernel.map(|(k, _)| k);
     read_back(&mut summary, &opts.output)?;
     Ok(summary)
+}
+
+/// `napiscope recover`: a trace from an interrupted recording's partial file.
+pub fn run_recover(input: &Path, out: Option<&Path>, force: bool) -> Result<u8> {
+    let paths = match output::Paths::of_partial(input) {
+        Some(p) => p,
+        None => {
+            let mut found = output::leftovers(input);
+            match found.len() {
+                0 => {
+                    return Err(CliError::usage(format!(
+                        "no interrupted recording of {} found (one would be beside it, named \
+                         .{}.napiscope-PID.partial)",
+                        input.display(),
+                        input
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    ))
+                    .into())
+                }
+                1 => found.remove(0),
+                _ => {
+                    return Err(CliError::usage(format!(
+                        "several interrupted recordings of {}: recover one at a time, e.g. \
+                         `napiscope recover {} -o other.parquet`:\n  {}",
+                        input.display(),
+                        found[0].partial.display(),
+                        found
+                            .iter()
+                            .map(|p| p.partial.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n  ")
+                    ))
+                    .into())
+                }
+            }
+        }
+    };
+    if !paths.partial.exists() {
+        return Err(CliError::usage(format!("{}: no such file", paths.partial.display())).into());
+    }
+    if paths.writer_running() {
+        return Err(CliError::usage(format!(
+            "{} is still being written by napiscope (pid {}); stop that recording first (Ctrl-C \
+             or SIGTERM finish a complete file)",
+            paths.partial.display(),
+            paths.pid().unwrap_or(0)
+        ))
+        .into());
+    }
+    let target = out.unwrap_or(&paths.target);
+    match output::recover_to(&paths, target, force, None) {
+        Ok(Some(r)) => {
+            println!(
+                "recovered {} events into {} — every event up to the recording's last \
+                 checkpoint; marked partial (napiscope.partial=true, stop_reason=killed).\n\
+                 next: napiscope check {}",
+                r.rows,
+                r.path.display(),
+                r.path.display()
+            );
+            Ok(0)
+        }
+        Ok(None) => {
+            println!(
+                "{}: the recording stopped before its first checkpoint (about 1 s in), so it \
+                 held no complete events; removed it",
+                paths.partial.display()
+            );
+            Ok(1)
+        }
+        Err(e) if e.downcast_ref::<output::Refused>().is_some() => {
+            Err(CliError::usage(format!("{e:#}")).into())
+        }
+        Err(e) => Err(e.context(format!("recovering {}", paths.partial.display()))),
+    }
 }
 
 /// Decode and write what waits in the ring; returns how many records it took.

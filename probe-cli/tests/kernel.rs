@@ -247,7 +247,8 @@ fn raw_and_classic_receive_tracepoints_record_the_same_values() {
     let mut seen: Vec<Seen> = Vec::new();
     for extra in [&[][..], &["--classic-tracepoints"][..]] {
         let out = tmp("raw-vs-classic.parquet");
-        let rec = start_record(&out, extra);
+        // The second round replaces the first one's file.
+        let rec = start_record(&out, &[extra, &["--force"][..]].concat());
         veth_rps_2000pps_2s();
         let o = stop(rec, libc::SIGINT);
         assert!(o.status.success(), "record {extra:?}: {o:?}");

@@ -328,7 +328,7 @@ fn run_demo(output: &Path, duration: u64) -> Result<()> {
         output.display()
     ));
     let mut rec = Command::new(&bin)
-        .args(["record", "-o"])
+        .args(["record", "--force", "-o"])
         .arg(output)
         .args(["-d", &format!("{duration}s")])
         .spawn()
@@ -508,6 +508,7 @@ fn bench_record(bin: &Path, dir: &Path) -> Result<String> {
                 "record",
                 "-q",
                 "--json",
+                "--force",
                 "-d",
                 "6s",
                 "--ring-buffer-mb",
@@ -742,7 +743,7 @@ fn bench_overhead(bin: &Path, dir: &Path) -> Result<String> {
                     "none" => None,
                     "napiscope" | "napiscope-inline" | "napiscope-classic" => Some(
                         Command::new(bin)
-                            .args(["record", "-q", "--json", "-o"])
+                            .args(["record", "-q", "--json", "--force", "-o"])
                             .arg(&out)
                             .args(match tracer {
                                 "napiscope-inline" => &["--encode-buffer-mb", "0"][..],

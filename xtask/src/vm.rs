@@ -184,7 +184,7 @@ echo "@@TOP-RC $RC"
 grep "not attached" /tmp/top.err | sed 's/^/@@TOP-ERR /'
 echo "@@TOP-END"
 echo "@@HOTPLUG-BEGIN"
-napiscope record -o /tmp/hp.parquet -d 30 --json >/tmp/hp-rec.json 2>/tmp/hp-rec.err &
+napiscope record --force -o /tmp/hp.parquet -d 30 --json >/tmp/hp-rec.json 2>/tmp/hp-rec.err &
 REC=$!
 i=0
 while ! grep -q "probes attached" /tmp/hp-rec.err && [ $i -lt 600 ]; do usleep 100000; i=$((i+1)); done
