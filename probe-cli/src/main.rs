@@ -73,7 +73,9 @@ impl CliError {
                   B  patch present, threads off: same paths as A\n  \
                   C  threads on (thread_backlog_napi or PREEMPT_RT): remote work wakes backlog_napi/N\n\n\
                   Start with `napiscope status`, then `napiscope record -o trace.parquet -d 5`.",
-    after_help = "Exit codes: 0 ok, 1 failure, 2 bad input or missing rights (CAP_BPF + CAP_PERFMON)."
+    after_help = "Exit codes: 0 ok, 1 failure, 2 bad input or missing rights (CAP_BPF + CAP_PERFMON), \
+                  3 incomplete (record, check, verify: the recording misses events the kernel \
+                  counted or the ring lost; nothing diverged)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -109,7 +111,14 @@ enum Cmd {
                             the events since that checkpoint (about 1 s) plus those still waiting for the\n\
                             encoder (the progress line's \"to encode\").\n\
                             Disk full or I/O error: the recording stops at once (probes detached, exit 1)\n\
-                            and FILE keeps the events up to the last checkpoint, marked partial."
+                            and FILE keeps the events up to the last checkpoint, marked partial.\n\n\
+                            Complete? At start and end record reads the kernel's own per-CPU counters\n\
+                            (/proc/net/softnet_stat processed and received_rps, /proc/softirqs NET_RX) and\n\
+                            holds the events against them: netif_receive_skb, csd_function_entry of\n\
+                            rps_trigger_softirq and softirq_entry(NET_RX), per CPU. The summary says per CPU\n\
+                            and counter what matches and what is short (docs/completeness.md).\n\
+                            Exit codes: 0 complete, 3 written but incomplete (short against the kernel's\n\
+                            counters, ring losses, sequence gaps or recursion misses), 1 failed, 2 bad usage."
     )]
     Record {
         /// Output Parquet file
@@ -234,11 +243,16 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Check a trace against the reference model; exit 0 conformant, 1 divergent, 2 unusable
+    /// Check a trace against the reference model; exit 0 conformant, 1 divergent, 2 unusable,
+    /// 3 incomplete
     #[command(
         after_help = "Rules: G1-G7 (all modes), A-1..A-8 (modes A/B), C-1..C-11 (mode C), \
                             from ../shared/design/model.md section 11.\n\
-                            Windows with lost events are INCONCLUSIVE, never FAIL."
+                            Windows with lost events are INCONCLUSIVE, never FAIL; so are the events a\n\
+                            recording's kernel-counter check says are missing (its start/end snapshots\n\
+                            of softnet_stat and /proc/softirqs, held against the trace per CPU).\n\
+                            Exit codes: 0 conformant and complete, 1 a rule diverged, 2 unusable input,\n\
+                            3 no rule diverged but the trace misses events (inconclusive)."
     )]
     Check {
         trace: PathBuf,
@@ -252,7 +266,9 @@ enum Cmd {
         junit: Option<PathBuf>,
     },
     /// CI entry point: run the built-in scenarios on this host, record and check them;
-    /// fail if the kernel's mode is not the expected one or a trace diverges
+    /// fail if the kernel's mode is not the expected one or a trace diverges. A scenario whose
+    /// recording the kernel's counters call incomplete runs again (3 tries); exit 3 if one
+    /// stays incomplete and nothing diverged
     Verify {
         /// Fail unless this host runs this mode (A, B or C)
         #[arg(long, value_parser = conformance::parse_mode)]

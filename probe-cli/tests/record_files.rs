@@ -216,7 +216,7 @@ fn force_replaces_the_file_and_the_link_itself_never_its_target() {
         let sc = scenario_bg(VETH_1S);
         assert!(sc.join().unwrap().status.success());
         let (o, err) = stop(rec, libc::SIGINT);
-        assert!(o.status.success(), "{err}");
+        assert!(matches!(o.status.code(), Some(0) | Some(3)), "{err}");
         let t = analysis::read_trace(path).unwrap();
         assert!(t.events.len() > 5, "a new recording: {}", t.events.len());
         assert_eq!(t.meta.get("source"), Some("record"));
@@ -398,7 +398,7 @@ fn a_huge_encode_buffer_is_capped_and_records() {
     let sc = scenario_bg(VETH_1S);
     assert!(sc.join().unwrap().status.success());
     let (o, err) = stop(rec, libc::SIGINT);
-    assert!(o.status.success(), "{err}");
+    assert!(matches!(o.status.code(), Some(0) | Some(3)), "{err}");
     assert!(
         err.contains("--encode-buffer-mb 99999999 is more than a quarter"),
         "{err}"

@@ -346,7 +346,8 @@ fn run_demo(output: &Path, duration: u64) -> Result<()> {
         &format!("{scenario_secs}s"),
     ]))?;
     let status = rec.wait()?;
-    if !status.success() {
+    // 3: written, and it says which events the kernel counted that it lacks.
+    if !matches!(status.code(), Some(0) | Some(3)) {
         bail!("napiscope record failed ({status})");
     }
     step("checking the recording against the reference model");
