@@ -179,6 +179,9 @@ fn print_completeness(r: &CheckReport) {
             println!("  {l}");
         }
     }
+    for l in analysis::kcounters::blind_lines(&r.blind) {
+        println!("  blind: {l} (inconclusive there)");
+    }
     match r.completeness {
         analysis::kcounters::Completeness::Complete => {
             println!("completeness: complete (every event the kernel counted is in the trace)")
@@ -536,10 +539,15 @@ pub fn run_verify(
                         .kernel_counters
                         .as_ref()
                         .map_or((0, 0), |k| k.short_total());
+                    let n = if min == max {
+                        min.to_string()
+                    } else {
+                        format!("{min}–{max}")
+                    };
                     eprintln!(
-                        "verify: {name}: recording incomplete (the kernel counted {min}–{max} \
-                     events more than were recorded, or the ring lost some): again \
-                     ({attempt}/{VERIFY_ATTEMPTS})"
+                        "verify: {name}: recording incomplete (the kernel counted {n} events \
+                         more than were recorded, or the ring lost some): again \
+                         ({attempt}/{VERIFY_ATTEMPTS})"
                     );
                 }
                 continue;

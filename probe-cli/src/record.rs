@@ -110,6 +110,8 @@ pub struct RecordSummary {
     pub completeness: String,
     /// Per CPU and counter: the kernel's count, the events, and what is short.
     pub kernel_counters: Option<analysis::kcounters::KernelCheck>,
+    /// Per CPU: windows in which the kernel ran none of napiscope's programs.
+    pub blind: Vec<analysis::kcounters::Blind>,
 }
 
 impl RecordSummary {
@@ -535,6 +537,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         eprintln!();
     }
     let lost = lost_per_cpu(&state, ncpu);
+    let blind = blind_per_cpu(&state, ncpu);
     let rows = writer.rows();
     let kernel = match (counters_start, counters_end, tally.edge.take()) {
         (Some(start), Some(end), Some(edge)) => {
@@ -573,6 +576,13 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
             serde_json::to_string(&check.verdict)?.trim_matches('"'),
         );
     }
+    if !blind.is_empty() {
+        meta.set(
+            analysis::kcounters::BLIND_KEY,
+            serde_json::to_string(&blind)?,
+        );
+    }
+    summary.blind = blind;
     let threads = crate::system::backlog_threads();
     meta.set("backlog_threads", serde_json::to_string(&threads)?);
     if let Some(c) = &opts.control {
@@ -720,6 +730,45 @@ fn drain(
     ring.drain(32_768, |item| ingest(item, decoder, writer, tally))
 }
 
+/// Per CPU, the windows in which the kernel ran none of our programs (see CpuState).
+fn blind_per_cpu(
+    state: &aya::maps::PerCpuArray<aya::maps::MapData, CpuState>,
+    ncpu: usize,
+) -> Vec<analysis::kcounters::Blind> {
+    let Ok(values) = state.get(&0, 0) else {
+        return Vec::new();
+    };
+    values
+        .iter()
+        .take(ncpu)
+        .enumerate()
+        .filter(|(_, s)| s.blind_windows > 0)
+        .map(|(cpu, s)| {
+            let kept = (s.blind_windows as usize).min(probe_common::BLIND_LOG);
+            let mut last: Vec<_> = s.blind_log[..]
+                .iter()
+                .filter(|w| w.to_ns > 0)
+                .take(kept)
+                .map(|w| analysis::kcounters::BlindSpan {
+                    from_ns: w.from_ns,
+                    to_ns: w.to_ns,
+                    pid: w.pid,
+                    comm: std::fs::read_to_string(format!("/proc/{}/comm", w.pid))
+                        .ok()
+                        .map(|c| c.trim().to_string()),
+                })
+                .collect();
+            last.sort_by_key(|w| w.from_ns);
+            analysis::kcounters::Blind {
+                cpu: cpu as u32,
+                windows: s.blind_windows,
+                ns: s.blind_ns,
+                last,
+            }
+        })
+        .collect()
+}
+
 fn lost_per_cpu(
     state: &aya::maps::PerCpuArray<aya::maps::MapData, CpuState>,
     ncpu: usize,
@@ -785,6 +834,16 @@ pub fn print_summary(s: &RecordSummary) {
              counters could not be read, so events the kernel skipped would not show"
         ),
         None => {}
+    }
+    let blind = analysis::kcounters::blind_lines(&s.blind);
+    if !blind.is_empty() {
+        println!(
+            "blind windows (the kernel skipped every napiscope program there; `check` treats \
+             them as lost):"
+        );
+        for l in blind {
+            println!("  {l}");
+        }
     }
     if !s.missed_by_event.is_empty() {
         println!(

@@ -222,10 +222,38 @@ pub struct CpuState {
     pub net_rx_start_ns: u64,
     /// Where that NET_RX softirq runs (a `Where` code).
     pub net_rx_where: u32,
+    /// The task sched_switch last switched to on this CPU, pid + 1 (0: none seen yet).
+    pub cur_pid: u32,
+    /// The task it switched from, pid + 1: still current for a moment after the tracepoint.
+    pub prev_pid: u32,
+    pub _pad: u32,
+    /// When that switch happened.
+    pub switch_ns: u64,
+    /// Blind windows: an event came from a task other than the one switched to, so the
+    /// kernel ran none of our programs (not even sched_switch) from the switch until then.
+    pub blind_windows: u64,
+    /// Their total length.
+    pub blind_ns: u64,
+    /// The last `BLIND_LOG` of them, at `blind_windows % BLIND_LOG`.
+    pub blind_log: [BlindWindow; BLIND_LOG],
+}
+
+/// How many blind windows each CPU remembers.
+pub const BLIND_LOG: usize = 8;
+
+/// A stretch of time in which the kernel ran no napiscope program on a CPU while `pid` was
+/// current (a task the kernel does not run eBPF programs for).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BlindWindow {
+    pub from_ns: u64,
+    pub to_ns: u64,
+    pub pid: u32,
     pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<CpuState>() == 56);
+const _: () = assert!(core::mem::size_of::<BlindWindow>() == 24);
+const _: () = assert!(core::mem::size_of::<CpuState>() == 88 + 24 * BLIND_LOG);
 
 /// Where receive work ran: the context of a NET_RX softirq or a NAPI poll (`napiscope top`).
 pub mod where_ {

@@ -13,8 +13,8 @@ use aya_ebpf::{
 };
 use probe_common::{
     where_, CpuCounters, CpuState, Ctx, EventKind, Filter, Inflight, KernelOffsets, RawEvent,
-    Settings, TpOffsets, COMM_LEN, FILTER_COMM, FILTER_DEV, LAT_BUCKETS, MAX_CPUS, NET_RX_SOFTIRQ,
-    PATHS, WOKEN_BACKLOG, WOKEN_KSOFTIRQD,
+    Settings, TpOffsets, BLIND_LOG, COMM_LEN, FILTER_COMM, FILTER_DEV, LAT_BUCKETS, MAX_CPUS,
+    NET_RX_SOFTIRQ, PATHS, WOKEN_BACKLOG, WOKEN_KSOFTIRQD,
 };
 
 /// Written by userspace before loading (from the kernel's tracefs format files).
@@ -224,7 +224,8 @@ fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
         i += 1;
     }
     let ev = unsafe { &mut *ev };
-    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_ns() };
+    ev.ts_ns = now;
     ev.seq = seq;
     ev.cpu = cpu;
     ev.kind = kind as u16;
@@ -243,6 +244,7 @@ fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
         ev.pid = bpf_get_current_pid_tgid() as u32;
         write_current_comm(&mut ev.comm);
     }
+    observe_current(st, ev.pid, now);
     fill(ev);
     // Wake the reader only when a good part of the ring is waiting (it also polls every
     // 20 ms). Asking the ring reads the positions the reader writes: every 64th event will do.
@@ -254,6 +256,48 @@ fn emit(kind: EventKind, fill: impl FnOnce(&mut RawEvent)) {
     };
     entry.submit(flags as u64);
     atomic_inc(&mut st.emitted);
+}
+
+/// How long after sched_switch its `prev` may still be current (the rest of
+/// context_switch runs in prev's context, with interrupts off).
+const SWITCH_TAIL_NS: u64 = 20_000;
+
+/// An event fired with `pid` current. The kernel calls sched_switch's program for every
+/// context switch it lets us see, so a task other than the one switched to means it ran none
+/// of our programs since that switch — not the switch away from that task either: a window
+/// in which this CPU was blind. Recorded, never guessed at: the user-space side says where.
+#[inline(always)]
+fn observe_current(st: &mut CpuState, pid: u32, now: u64) {
+    let cur = st.cur_pid;
+    if cur == 0 || cur == pid.wrapping_add(1) {
+        return;
+    }
+    if st.prev_pid == pid.wrapping_add(1) && now.wrapping_sub(st.switch_ns) < SWITCH_TAIL_NS {
+        return;
+    }
+    let n = st.blind_windows;
+    let slot = (n as usize) & (BLIND_LOG - 1);
+    if let Some(w) = st.blind_log.get_mut(slot) {
+        w.from_ns = st.switch_ns;
+        w.to_ns = now;
+        w.pid = cur - 1;
+    }
+    st.blind_windows = n + 1;
+    st.blind_ns += now.wrapping_sub(st.switch_ns);
+    // Back in step: this task is current now.
+    st.cur_pid = pid.wrapping_add(1);
+    st.prev_pid = 0;
+    st.switch_ns = now;
+}
+
+/// sched_switch from `prev` to `next`, for `observe_current`.
+#[inline(always)]
+fn track_switch(st: &mut CpuState, prev: u32, next: u32) {
+    let now = unsafe { bpf_ktime_get_ns() };
+    observe_current(st, prev, now);
+    st.prev_pid = prev.wrapping_add(1);
+    st.cur_pid = next.wrapping_add(1);
+    st.switch_ns = now;
 }
 
 /// `*v += 1`, atomically; returns the old value (BPF_ATOMIC | BPF_FETCH, kernel ≥ 5.12).
@@ -978,13 +1022,15 @@ pub fn sched_wake_idle_without_ipi(ctx: TracePointContext) -> u32 {
 pub fn sched_switch(ctx: TracePointContext) -> u32 {
     let prev = read_comm(&ctx, off!(switch_prev_comm));
     let next = read_comm(&ctx, off!(switch_next_comm));
-    sched_switch_event(prev, next, || {
+    sched_switch_event(
+        prev,
+        next,
         (
             read(&ctx, off!(switch_prev_pid)),
-            read(&ctx, off!(switch_prev_state)),
             read(&ctx, off!(switch_next_pid)),
-        )
-    })
+        ),
+        || read(&ctx, off!(switch_prev_state)),
+    )
 }
 
 /// TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
@@ -997,26 +1043,33 @@ pub fn sched_switch_btf(ctx: BtfTracePointContext) -> u32 {
     let prev: u64 = ctx.arg(1);
     let next: u64 = ctx.arg(2);
     let prev_state: u64 = ctx.arg(3);
-    sched_switch_event(task_comm(prev), task_comm(next), || {
-        let exit_state = unsafe { btf_load::<u32>(prev, koff!(task_exit_state)) };
-        (
-            task_pid(prev),
-            trace_switch_state(preempt & 1 != 0, prev_state as u32, exit_state),
-            task_pid(next),
-        )
-    })
+    sched_switch_event(
+        task_comm(prev),
+        task_comm(next),
+        (task_pid(prev), task_pid(next)),
+        || {
+            let exit_state = unsafe { btf_load::<u32>(prev, koff!(task_exit_state)) };
+            trace_switch_state(preempt & 1 != 0, prev_state as u32, exit_state)
+        },
+    )
 }
 
-/// `rest` gives (prev pid, prev_state, next pid), read only for the threads that are kept.
+/// `pids` are (prev, next), for every switch (blind-window tracking); `state` gives
+/// prev_state, read only for the threads that are kept.
 #[inline(always)]
 fn sched_switch_event(
     prev: [u8; COMM_LEN],
     next: [u8; COMM_LEN],
-    rest: impl FnOnce() -> (i32, i64, i32),
+    pids: (i32, i32),
+    state_of_prev: impl FnOnce() -> i64,
 ) -> u32 {
+    let (prev_pid, next_pid) = pids;
     // A context switch happens in task context: heal the trackers.
     if let Some(st) = state() {
         st.hardirq_depth = 0;
+        if unsafe { core::ptr::read_volatile(&raw const SETTINGS.events) } != 0 {
+            track_switch(st, prev_pid as u32, next_pid as u32);
+        }
     }
     let next_kind = thread_kind(&next);
     if next_kind != NOT_INTERESTING {
@@ -1031,7 +1084,7 @@ fn sched_switch_event(
     if !interesting_thread(&prev) && next_kind == NOT_INTERESTING {
         return 0;
     }
-    let (prev_pid, prev_state, next_pid) = rest();
+    let prev_state = state_of_prev();
     emit(EventKind::SchedSwitch, |ev| {
         ev.comm = prev;
         ev.pid = prev_pid as u32;

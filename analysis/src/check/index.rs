@@ -847,6 +847,17 @@ fn lost_windows(c: &Cols, facts: SeqFacts, meta: &TraceMeta) -> FastMap<u32, Vec
         }
         out.insert(cpu, w);
     }
+    // Windows in which the kernel ran none of the recorder's programs on a CPU (no seq was
+    // taken, so no gap shows): as lost as any.
+    for b in crate::kcounters::blind_of(meta) {
+        let w = out.entry(b.cpu).or_default();
+        w.extend(b.last.iter().map(|s| (s.from_ns, s.to_ns)));
+        if b.windows as usize > b.last.len() {
+            // Older windows than the log keeps: somewhere before the first one kept.
+            let first = b.last.iter().map(|s| s.from_ns).min().unwrap_or(u64::MAX);
+            w.push((0, first));
+        }
+    }
     out
 }
 

@@ -213,6 +213,8 @@ pub struct CheckReport {
     pub completeness: Completeness,
     /// The kernel-counter check, per CPU and counter (recordings since it exists).
     pub kernel_counters: Option<KernelCheck>,
+    /// Windows in which the kernel ran none of the recorder's programs (lost windows).
+    pub blind: Vec<crate::kcounters::Blind>,
 }
 
 impl CheckReport {
@@ -386,6 +388,7 @@ pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckRe
         rules: results,
         completeness,
         kernel_counters: kernel,
+        blind: crate::kcounters::blind_of(meta),
     }
 }
 
