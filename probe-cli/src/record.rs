@@ -551,7 +551,9 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
             let gaps = tally.seqs.gaps(ncpu);
             let known: Vec<u64> = (0..ncpu).map(|c| lost[c].max(gaps[c])).collect();
             let misses = missed_by_event(&probe_results, &misses).values().sum();
-            Some((snaps.compare(&w, known, misses), snaps))
+            let hotplug = tally.per_kind[analysis::EventKind::CpuhpEnter as usize] > 0
+                || tally.per_kind[analysis::EventKind::CpuhpExit as usize] > 0;
+            Some((snaps.compare(&w, known, misses, hotplug), snaps))
         }
         _ => None,
     };

@@ -25,7 +25,16 @@ pub fn kernel_check(cols: &Cols, meta: &TraceMeta) -> Option<KernelCheck> {
             counts.see(e.cpu(), c, e.ts_ns());
         }
     }
-    Some(snaps.compare(&counts.finish(), known_lost(meta), recursion_misses(meta)))
+    let hotplug = cols
+        .kind
+        .iter()
+        .any(|k| matches!(k, EventKind::CpuhpEnter | EventKind::CpuhpExit));
+    Some(snaps.compare(
+        &counts.finish(),
+        known_lost(meta),
+        recursion_misses(meta),
+        hotplug,
+    ))
 }
 
 /// Events the kernel's recursion guard skipped, all programs together.
