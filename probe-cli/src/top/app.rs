@@ -161,6 +161,11 @@ pub struct App {
     pub ascii: bool,
     /// Lost-by-recursion program runs since start / reset.
     pub missed_total: u64,
+    /// Per (CPU, counter): events the kernel counted that the programs did not, since
+    /// start / reset (only while no filter is set: a filter counts a subset on purpose).
+    pub kernel_short: BTreeMap<(u32, &'static str), u64>,
+    /// Whether the kernel's counters could be read at all.
+    pub kernel_compared: bool,
 }
 
 impl App {
@@ -182,6 +187,8 @@ impl App {
             checks,
             ascii,
             missed_total: 0,
+            kernel_short: BTreeMap::new(),
+            kernel_compared: false,
         }
     }
 
@@ -191,6 +198,15 @@ impl App {
     pub fn push(&mut self, s: Sample) {
         self.checks.observe(&s);
         self.missed_total += s.overall.missed;
+        if self.text_filter.is_none() && !s.kernel.is_empty() {
+            self.kernel_compared = true;
+            for k in &s.kernel {
+                let n = k.short();
+                if n > 0 {
+                    *self.kernel_short.entry((k.cpu, k.counter)).or_default() += n;
+                }
+            }
+        }
         if self.paused {
             return;
         }
@@ -240,6 +256,7 @@ impl App {
         self.history.clear();
         self.samples = 0;
         self.missed_total = 0;
+        self.kernel_short.clear();
         self.checks.reset();
         self.message = Some("history and counts reset".into());
     }
@@ -341,6 +358,40 @@ impl App {
     }
 
     /// The view as JSON (`e` and `--json` share it).
+    /// The comparison with the kernel's own counters, in a few words.
+    pub fn kernel_summary(&self) -> String {
+        if self.text_filter.is_some() {
+            return "kernel counters: not compared (a filter counts a subset)".into();
+        }
+        if !self.kernel_compared {
+            return "kernel counters: not read yet".into();
+        }
+        if self.kernel_short.is_empty() {
+            return "kernel counters: match".into();
+        }
+        let parts: Vec<String> = self
+            .kernel_short
+            .iter()
+            .map(|((cpu, c), n)| format!("cpu{cpu} {c} -{n}"))
+            .collect();
+        format!(
+            "SHORT of the kernel's counters since start: {} (the kernel skipped our programs)",
+            parts.join(", ")
+        )
+    }
+
+    fn kernel_json(&self) -> Value {
+        if self.text_filter.is_some() || !self.kernel_compared {
+            return Value::Null;
+        }
+        let short: serde_json::Map<String, Value> = self
+            .kernel_short
+            .iter()
+            .map(|((cpu, c), n)| (format!("cpu{cpu}.{c}"), json!(n)))
+            .collect();
+        json!({ "complete": short.is_empty(), "short_since_start": short })
+    }
+
     pub fn to_json(&self) -> Value {
         let rows: Vec<Value> = self.rows().iter().map(|c| c.to_json()).collect();
         let (at, overall, paths) = match &self.latest {
@@ -387,6 +438,7 @@ impl App {
             "sort": self.sort.name(),
             "overall": overall,
             "missed_total": self.missed_total,
+            "kernel_counters": self.kernel_json(),
             "cpus": rows,
             "paths": paths,
             "conformance": self.checks,

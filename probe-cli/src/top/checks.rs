@@ -215,6 +215,7 @@ mod tests {
                 interval_s: 1.0,
                 ..Overall::default()
             },
+            kernel: Vec::new(),
         }
     }
 

@@ -402,6 +402,7 @@ fn write_table(out: &mut impl Write, app: &App) -> Result<()> {
         o.self_cpu_pct,
         o.bpf_cpu_pct
     )?;
+    writeln!(out, "{}", app.kernel_summary())?;
     writeln!(
         out,
         "{:>4} {:>8} {:>7} {:>8} {:>6} {:>9} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>8}",

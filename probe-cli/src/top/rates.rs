@@ -20,6 +20,8 @@ pub struct Snapshot {
     pub bpf_ns: u64,
     /// Program runs the kernel skipped (nested in another eBPF program).
     pub misses: u64,
+    /// The kernel's own per-CPU counters, read just before and just after the maps.
+    pub kernel: Option<(analysis::kcounters::Snapshot, analysis::kcounters::Snapshot)>,
 }
 
 /// Latency summary of one path over an interval.
@@ -150,6 +152,69 @@ pub struct Sample {
     pub at: f64,
     pub cpus: Vec<CpuRates>,
     pub overall: Overall,
+    /// Per CPU and counter, what the in-kernel counts lack against the kernel's own
+    /// counters over this interval (empty when they could not be read).
+    pub kernel: Vec<KernelShort>,
+}
+
+/// One CPU and counter over one interval: the kernel counted between `inner` and `outer`
+/// (the reads bracket the maps' read), napiscope's programs counted `counted`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KernelShort {
+    pub cpu: u32,
+    pub counter: &'static str,
+    pub inner: u64,
+    pub outer: u64,
+    pub counted: u64,
+}
+
+impl KernelShort {
+    /// Events the kernel surely counted that the programs did not.
+    pub fn short(&self) -> u64 {
+        self.inner.saturating_sub(self.counted)
+    }
+}
+
+/// What the in-kernel counters hold for each of the kernel's counters (analysis::kcounters).
+fn counted(c: &CpuCounters) -> [(&'static str, u64); 3] {
+    [
+        ("processed", c.deliveries.iter().sum::<u64>() + c.unmatched),
+        ("received_rps", c.rps_ipi_received),
+        ("net_rx", c.net_rx_runs.iter().sum()),
+    ]
+}
+
+fn kernel_shorts(prev: &Snapshot, cur: &Snapshot) -> Vec<KernelShort> {
+    let (Some((plo, phi)), Some((clo, chi))) = (&prev.kernel, &cur.kernel) else {
+        return Vec::new();
+    };
+    let zero = CpuCounters::zeroed();
+    let mut out = Vec::new();
+    for (&cpu, c) in &cur.cpus {
+        let p = prev.cpus.get(&cpu).unwrap_or(&zero);
+        let get = |s: &analysis::kcounters::Snapshot, i: usize| {
+            s.cpu(cpu).and_then(|k| match i {
+                0 => Some(k.processed),
+                1 => Some(k.received_rps),
+                _ => k.net_rx,
+            })
+        };
+        for (i, ((name, now), (_, before))) in counted(c).into_iter().zip(counted(p)).enumerate() {
+            let (Some(a), Some(b), Some(x), Some(y)) =
+                (get(phi, i), get(clo, i), get(plo, i), get(chi, i))
+            else {
+                continue;
+            };
+            out.push(KernelShort {
+                cpu,
+                counter: name,
+                inner: b.wrapping_sub(a) as u64,
+                outer: y.wrapping_sub(x) as u64,
+                counted: now.saturating_sub(before),
+            });
+        }
+    }
+    out
 }
 
 impl Sample {
@@ -171,6 +236,7 @@ impl Sample {
         let ns = secs * 1e9;
         Sample {
             at: cur.at,
+            kernel: kernel_shorts(prev, cur),
             cpus,
             overall: Overall {
                 interval_s: secs,

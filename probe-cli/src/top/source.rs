@@ -54,12 +54,15 @@ impl KernelSource {
 
     pub fn snapshot(&self) -> Result<Snapshot> {
         let at = self.start.elapsed().as_secs_f64();
+        let kernel_lo = crate::kernel_counters::snapshot().ok();
         let per_cpu = self
             .counters
             .get(&0, 0)
             .context("reading the COUNTERS map")?;
+        let kernel_hi = crate::kernel_counters::snapshot().ok();
         let mut snap = Snapshot {
             at,
+            kernel: kernel_lo.zip(kernel_hi),
             ..Snapshot::default()
         };
         for &cpu in &self.cpus {

@@ -76,6 +76,7 @@ fn app_after(seconds: u64, mode_c: bool, ascii: bool) -> App {
         self_cpu_ns: (at * 4e6) as u64,
         bpf_ns: (at * 9e6) as u64,
         misses: 0,
+        kernel: None,
     };
     let mut prev = snap(0.0, &c, &w);
     for s in 1..=seconds {
@@ -208,4 +209,59 @@ fn a_divergence_reaches_the_pane() {
         s.contains("C-3 cpu1: 800 remote packets in the NET_RX softirq"),
         "{s}"
     );
+}
+
+/// The kernel's own counters for CPU 1 (processed, received_rps, NET_RX) at `ts`.
+fn kernel_at(ts: u64, processed: u32, rps: u32, net_rx: u32) -> analysis::kcounters::Snapshot {
+    analysis::kcounters::Snapshot {
+        ts_lo: ts,
+        ts_hi: ts,
+        cpus: vec![analysis::kcounters::CpuCounters {
+            cpu: 1,
+            processed,
+            received_rps: rps,
+            net_rx: Some(net_rx),
+            ..Default::default()
+        }],
+    }
+}
+
+fn counted_snapshot(at: f64, delivered: u64, ipis: u64, runs: u64) -> Snapshot {
+    let mut c = CpuCounters::zeroed();
+    c.deliveries[1] = delivered;
+    c.rps_ipi_received = ipis;
+    c.net_rx_runs[0] = runs;
+    let mut s = Snapshot {
+        at,
+        ..Snapshot::default()
+    };
+    s.cpus.insert(1, c);
+    s
+}
+
+#[test]
+fn top_holds_its_counts_against_the_kernels_counters() {
+    // Interval 1: the kernel counted 1000 packets, 100 IPIs, 100 NET_RX; the programs all.
+    // Interval 2: the kernel 2000 more, the programs 1990 (the kernel skipped 10).
+    let mut s0 = counted_snapshot(0.0, 0, 0, 0);
+    s0.kernel = Some((kernel_at(0, 0, 0, 0), kernel_at(1, 0, 0, 0)));
+    let mut s1 = counted_snapshot(1.0, 1000, 100, 100);
+    s1.kernel = Some((kernel_at(10, 1000, 100, 100), kernel_at(11, 1000, 100, 100)));
+    let mut s2 = counted_snapshot(2.0, 2990, 200, 200);
+    s2.kernel = Some((kernel_at(20, 3000, 200, 200), kernel_at(21, 3000, 200, 200)));
+    let mut app = App::new(header("B"), Checks::new(Mode::B, 0, 2, true), false);
+    assert_eq!(app.kernel_summary(), "kernel counters: not read yet");
+    app.push(Sample::between(&s0, &s1));
+    assert_eq!(app.kernel_summary(), "kernel counters: match");
+    app.push(Sample::between(&s1, &s2));
+    let said = app.kernel_summary();
+    assert!(said.contains("cpu1 processed -10"), "{said}");
+    assert!(!said.contains("received_rps"), "{said}");
+    assert_eq!(
+        app.to_json()["kernel_counters"]["short_since_start"]["cpu1.processed"],
+        10
+    );
+    // A device or task filter counts a subset on purpose: nothing is compared then.
+    app.text_filter = Some(super::app::TextFilter::Dev("veth0".into()));
+    assert!(app.kernel_summary().contains("not compared"));
 }

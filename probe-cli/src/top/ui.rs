@@ -132,6 +132,7 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
             if app.paused {
                 l.push_str(" · PAUSED");
             }
+            l.push_str(&format!(" · {}", app.kernel_summary()));
             l
         }
         None => "waiting for the first interval...".into(),
