@@ -612,6 +612,9 @@ pub fn blind_lines(b: &[Blind]) -> Vec<String> {
         .collect()
 }
 
+/// The metadata key of `record`'s own comparison (a `KernelCheck`).
+pub const CHECK_KEY: &str = "kernel_check";
+
 /// The metadata key holding the two snapshots.
 pub const META_KEY: &str = "kernel_counters";
 

@@ -577,6 +577,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
             "completeness",
             serde_json::to_string(&check.verdict)?.trim_matches('"'),
         );
+        meta.set(analysis::kcounters::CHECK_KEY, serde_json::to_string(check)?);
     }
     if !blind.is_empty() {
         meta.set(

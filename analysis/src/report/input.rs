@@ -44,6 +44,11 @@ pub struct Recording {
     pub cpus: Option<u32>,
     pub start_unix_ns: Option<u64>,
     pub lost_per_cpu: Vec<u64>,
+    /// "complete", "incomplete" or "unknown": the events against the kernel's own counters,
+    /// as `record` found them (None: recorded before napiscope kept them, or simulated).
+    pub completeness: Option<String>,
+    /// Per CPU and counter, as `record` compared them.
+    pub kernel_check: Option<crate::kcounters::KernelCheck>,
     /// Every `napiscope.` key of the footer, as written.
     #[serde(skip)]
     pub meta: BTreeMap<String, String>,
@@ -213,6 +218,10 @@ fn open(path: &Path, partition: BTreeMap<String, String>) -> anyhow::Result<Reco
             .get("lost_per_cpu")
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default(),
+        completeness: get("completeness"),
+        kernel_check: meta
+            .get(crate::kcounters::CHECK_KEY)
+            .and_then(|s| serde_json::from_str(s).ok()),
         meta,
     })
 }

@@ -101,6 +101,45 @@ pub fn header(r: &Report) -> String {
             ""
         }
     );
+    let count = |v: &str| {
+        r.recordings
+            .iter()
+            .filter(|x| x.completeness.as_deref() == Some(v))
+            .count()
+    };
+    let (c, i) = (count("complete"), count("incomplete"));
+    let _ = writeln!(
+        s,
+        "against the kernel's own counters: {c} complete, {i} incomplete, {} not compared",
+        r.recordings.len() - c - i
+    );
+    for x in r
+        .recordings
+        .iter()
+        .filter(|x| x.completeness.as_deref() == Some("incomplete"))
+        .take(5)
+    {
+        let short: Vec<String> = x
+            .kernel_check
+            .as_ref()
+            .map(|k| {
+                k.lines()
+                    .into_iter()
+                    .filter(|l| l.contains("SHORT"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  ! {}: {}",
+            x.path,
+            if short.is_empty() {
+                "events lost or skipped (see its record summary)".to_string()
+            } else {
+                short.join("; ")
+            }
+        );
+    }
     s
 }
 
