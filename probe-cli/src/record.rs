@@ -577,7 +577,10 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
             "completeness",
             serde_json::to_string(&check.verdict)?.trim_matches('"'),
         );
-        meta.set(analysis::kcounters::CHECK_KEY, serde_json::to_string(check)?);
+        meta.set(
+            analysis::kcounters::CHECK_KEY,
+            serde_json::to_string(check)?,
+        );
     }
     if !blind.is_empty() {
         meta.set(

@@ -70,7 +70,7 @@ enum Cmd {
         #[arg(long, default_value = "50M", value_parser = ["1M", "10M", "50M"])]
         check_max: String,
         /// Run one part and keep the other sections of BENCHMARKS.md
-        #[arg(long, value_parser = ["check", "record", "overhead"])]
+        #[arg(long, value_parser = ["check", "record", "overhead", "completeness"])]
         only: Option<String>,
         /// Only `napiscope report` on 1M/10M/50M events (BENCH_REPORT_MAX=10M stops early)
         #[arg(long)]
@@ -454,7 +454,7 @@ fn machine() -> String {
 
 /// Parts of `cargo xtask bench`, each a section of BENCHMARKS.md that a run replaces; the
 /// sections of parts not run are kept (`--only`), as is `--report`'s.
-const PARTS: &[&str] = &["check", "record", "overhead"];
+const PARTS: &[&str] = &["check", "record", "overhead", "completeness"];
 
 fn bench(check_max: &str, only: Option<&str>) -> Result<()> {
     let bin = build_napiscope()?;
@@ -472,6 +472,7 @@ fn bench(check_max: &str, only: Option<&str>) -> Result<()> {
             "check" => bench_check(&bin, &dir, check_max)?,
             "record" if is_root() => bench_record(&bin, &dir)?,
             "overhead" if is_root() => bench_overhead(&bin, &dir)?,
+            "completeness" if is_root() => bench_completeness(&bin, &dir)?,
             _ => format!("## {part}\n\n(skipped: needs root)\n"),
         };
         md = bench_md::put(&md, part, &format!("{}\n\n{stamp}\n", text.trim_end()));
@@ -479,7 +480,7 @@ fn bench(check_max: &str, only: Option<&str>) -> Result<()> {
     let report = bench_report::section_of(&old).unwrap_or_default();
     let mut out = String::from(
         "# napiscope benchmarks\n\nProduced by `cargo xtask bench` (all parts, or one with \
-         `--only check|record|overhead`) and `cargo xtask bench --report`; each section says \
+         `--only check|record|overhead|completeness`) and `cargo xtask bench --report`; each section says \
          when and where it was measured. Release build.\n",
     );
     for part in PARTS {
@@ -497,6 +498,122 @@ fn bench(check_max: &str, only: Option<&str>) -> Result<()> {
     std::fs::write("BENCHMARKS.md", &out)?;
     print!("{out}");
     Ok(())
+}
+
+/// Send rates for the completeness bench; 0 floods.
+const COMPLETENESS_RATES: [u64; 5] = [10_000, 50_000, 100_000, 200_000, 0];
+const COMPLETENESS_RUNS: usize = 3;
+
+/// The highest packet rate at which every recording matches the kernel's own counters, and
+/// what happens above it (needs root): veth + RPS to CPU 1 at fixed rates, 2 s each, 3 runs.
+fn bench_completeness(bin: &Path, dir: &Path) -> Result<String> {
+    let mut rows = Vec::new();
+    let mut highest_clean: Option<f64> = None;
+    let mut above = false;
+    for rate in COMPLETENESS_RATES {
+        let mut cells = Vec::new();
+        let (mut complete, mut pps_sum) = (0, 0.0);
+        for run in 0..COMPLETENESS_RUNS {
+            let f = dir.join(format!("complete-{rate}-{run}.parquet"));
+            let rec = Command::new(bin)
+                .args(["record", "-q", "--json", "--force", "-o"])
+                .arg(&f)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()?;
+            std::thread::sleep(Duration::from_secs(4)); // attaching takes ~3 s
+            let sc = capture(Command::new(bin).args([
+                "scenario",
+                "veth-rps",
+                "--rate",
+                &rate.to_string(),
+                "-d",
+                "2s",
+                "--json",
+            ]))?;
+            std::thread::sleep(Duration::from_millis(300));
+            signal(&rec, "-INT");
+            let out = rec.wait_with_output()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .with_context(|| format!("record --json at rate {rate}"))?;
+            pps_sum += json_num(&sc, "received") / json_num(&sc, "seconds").max(0.001);
+            let mut short: std::collections::BTreeMap<String, u64> = Default::default();
+            for c in v["kernel_counters"]["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if c["result"] == "short" {
+                    *short
+                        .entry(c["counter"].as_str().unwrap_or("?").into())
+                        .or_default() += c["max"].as_u64().unwrap_or(0);
+                }
+            }
+            let (blind_n, blind_ms) =
+                v["blind"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .fold((0, 0.0), |(n, ms), b| {
+                        (
+                            n + b["windows"].as_u64().unwrap_or(0),
+                            ms + b["ns"].as_f64().unwrap_or(0.0) / 1e6,
+                        )
+                    });
+            let lost = v["lost_total"].as_u64().unwrap_or(0);
+            let verdict = v["completeness"].as_str().unwrap_or("?").to_string();
+            if verdict == "complete" {
+                complete += 1;
+            }
+            cells.push(if verdict == "complete" {
+                format!("complete (blind {blind_n}, {blind_ms:.1} ms)")
+            } else {
+                let s: Vec<String> = short.iter().map(|(k, n)| format!("{k} −{n}")).collect();
+                format!(
+                    "**{verdict}**: {}{} (blind {blind_n}, {blind_ms:.1} ms)",
+                    if s.is_empty() {
+                        "–".into()
+                    } else {
+                        s.join(", ")
+                    },
+                    if lost > 0 {
+                        format!(", ring lost {lost}")
+                    } else {
+                        String::new()
+                    }
+                )
+            });
+        }
+        let pps = pps_sum / COMPLETENESS_RUNS as f64;
+        if complete == COMPLETENESS_RUNS && !above {
+            highest_clean = Some(pps);
+        } else {
+            above = true;
+        }
+        rows.push(format!(
+            "| {} | {:.0} | {complete}/{COMPLETENESS_RUNS} | {} |",
+            if rate == 0 {
+                "flood".to_string()
+            } else {
+                rate.to_string()
+            },
+            pps,
+            cells.join("<br>")
+        ));
+    }
+    Ok(format!(
+        "## Completeness: recordings against the kernel's own counters
+
+         `napiscope record` (default settings) around `napiscope scenario veth-rps --rate R -d 2s`          (RPS from CPU 0 to CPU 1), {COMPLETENESS_RUNS} runs per rate; each run's verdict from          its per-CPU check of softnet_stat processed / received_rps and /proc/softirqs NET_RX          against netif_receive_skb / csd_function_entry(rps_trigger_softirq) /          softirq_entry(NET_RX) (docs/completeness.md). Shortfalls are the most the recording can          miss, summed over CPUs; blind = windows in which the kernel ran no napiscope program,          and their total length.
+
+         | rate asked (pkt/s) | received (pkt/s, mean) | complete | runs |
+|---|---|---|---|
+{}
+
+         Highest rate at which every run matched: {}. Above it, recordings go short without a          ring loss: the kernel of this VM runs no eBPF program while its agent's threads are          current (docs/completeness.md), and every such run says so (INCOMPLETE, exit 3).",
+        rows.join("\n"),
+        highest_clean.map_or("none of the rates measured".into(), |p| format!("{p:.0} pkt/s received"))
+    ))
 }
 
 /// Recording under a UDP flood (needs root): events/s, losses, bytes per event.
