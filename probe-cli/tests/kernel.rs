@@ -627,7 +627,16 @@ fn verify_passes_in_the_hosts_mode_and_fails_in_another() {
     let err = String::from_utf8_lossy(&out.stderr);
     let rep: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("verify --json output: {e}; stderr: {err}"));
-    assert_eq!(out.status.code(), Some(0), "verify in mode {live}: {rep:#}");
+    // 0, or 3 when a recording stayed short of the kernel's counters after every retry (on
+    // these VMs the kernel runs no eBPF program while its agent's threads are current:
+    // docs/completeness.md). Either way no rule diverged, and every negative control did.
+    let code = out.status.code();
+    let incomplete = rep["incomplete"] == true;
+    assert_eq!(
+        code,
+        Some(if incomplete { 3 } else { 0 }),
+        "verify in mode {live}: {rep:#}"
+    );
     assert_eq!(rep["passed"], true);
     let scenarios = rep["scenarios"].as_array().unwrap();
     assert!(scenarios.len() >= 2, "{rep:#}");
@@ -636,14 +645,24 @@ fn verify_passes_in_the_hosts_mode_and_fails_in_another() {
         if let Some(n) = s["negative_control"].as_object() {
             assert_eq!(n["diverged"], true, "negative control must diverge: {s:#}");
         }
+        assert!(s["attempts"].as_u64().is_some_and(|a| (1..=3).contains(&a)));
+        if s["completeness"] == "incomplete" {
+            assert_eq!(
+                s["attempts"], 3,
+                "an incomplete scenario is tried 3 times: {s:#}"
+            );
+        }
     }
     // The recordings it kept are checkable on their own, with the same verdict.
     let veth = dir.join("vethrps.parquet");
     if veth.exists() {
         let c = napiscope(&["check", veth.to_str().unwrap(), "--mode", &live]);
+        let veth_incomplete = scenarios
+            .iter()
+            .any(|s| s["scenario"] == "vethrps" && s["completeness"] == "incomplete");
         assert_eq!(
             c.status.code(),
-            Some(0),
+            Some(if veth_incomplete { 3 } else { 0 }),
             "{}",
             String::from_utf8_lossy(&c.stdout)
         );

@@ -602,17 +602,25 @@ fn bench_completeness(bin: &Path, dir: &Path) -> Result<String> {
         ));
     }
     Ok(format!(
-        "## Completeness: recordings against the kernel's own counters
-
-         `napiscope record` (default settings) around `napiscope scenario veth-rps --rate R -d 2s`          (RPS from CPU 0 to CPU 1), {COMPLETENESS_RUNS} runs per rate; each run's verdict from          its per-CPU check of softnet_stat processed / received_rps and /proc/softirqs NET_RX          against netif_receive_skb / csd_function_entry(rps_trigger_softirq) /          softirq_entry(NET_RX) (docs/completeness.md). Shortfalls are the most the recording can          miss, summed over CPUs; blind = windows in which the kernel ran no napiscope program,          and their total length.
-
-         | rate asked (pkt/s) | received (pkt/s, mean) | complete | runs |
-|---|---|---|---|
-{}
-
-         Highest rate at which every run matched: {}. Above it, recordings go short without a          ring loss: the kernel of this VM runs no eBPF program while its agent's threads are          current (docs/completeness.md), and every such run says so (INCOMPLETE, exit 3).",
+        "## Completeness: recordings against the kernel's own counters\n\n\
+         `napiscope record` (default settings) around `napiscope scenario veth-rps --rate R \
+         -d 2s` (RPS from CPU 0 to CPU 1), {COMPLETENESS_RUNS} runs per rate; each run's \
+         verdict from its per-CPU check of softnet_stat processed / received_rps and \
+         /proc/softirqs NET_RX against netif_receive_skb / \
+         csd_function_entry(rps_trigger_softirq) / softirq_entry(NET_RX) \
+         (docs/completeness.md). Shortfalls are the most the recording can miss, summed over \
+         CPUs; blind = windows in which the kernel ran no napiscope program, and their total \
+         length (each window ends at the next event seen, so it can include quiet time).\n\n\
+         | rate asked (pkt/s) | received (pkt/s, mean) | complete | runs |\n\
+         |---|---|---|---|\n{}\n\n\
+         Highest rate at which every run matched: {}. Recordings that go short without a ring \
+         loss do so because the kernel of this VM runs no eBPF program while its agent's \
+         threads are current (docs/completeness.md); every such run says so (INCOMPLETE, \
+         exit 3), and its blind windows say when.",
         rows.join("\n"),
-        highest_clean.map_or("none of the rates measured".into(), |p| format!("{p:.0} pkt/s received"))
+        highest_clean.map_or("none of the rates measured".into(), |p| format!(
+            "{p:.0} pkt/s received"
+        ))
     ))
 }
 
