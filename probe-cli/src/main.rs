@@ -247,7 +247,7 @@ enum Cmd {
     /// 3 incomplete
     #[command(
         after_help = "Rules: G1-G7 (all modes), A-1..A-8 (modes A/B), C-1..C-11 (mode C), \
-                            from ../shared/design/model.md section 11.\n\
+                            from docs/model.md section 11.\n\
                             Windows with lost events are INCONCLUSIVE, never FAIL; so are the events a\n\
                             recording's kernel-counter check says are missing (its start/end snapshots\n\
                             of softnet_stat and /proc/softirqs, held against the trace per CPU).\n\

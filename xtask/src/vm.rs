@@ -1,6 +1,6 @@
 //! `cargo xtask vm-test`: boot Debian kernels under QEMU with an initramfs that carries
 //! napiscope, run `napiscope status --json` and `napiscope verify --json` inside, and collect
-//! a kernel × mode × probes × verdict matrix (../shared/design/kernel-matrix.md).
+//! a kernel × mode × probes × verdict matrix (docs/kernel-matrix.md).
 
 use std::{
     path::{Path, PathBuf},

@@ -1,7 +1,7 @@
 //! Reference model of backlog-NAPI scheduling, before and after "net: Allow to use SMP threads
 //! for backlog NAPI" (dad6b9770263, v6.10; ../shared/seed). Functions are named after the
 //! kernel's (net/core/dev.c) and emit the tracepoints the kernel would emit, through `Tracer`.
-//! "hunk @@ -N" cites the seed patch; "§N" cites ../shared/design/model.md.
+//! "hunk @@ -N" cites the seed patch; "§N" cites docs/model.md.
 //!
 //! Where the kernel may choose (softirq at irq exit or in ksoftirqd, IPI or idle poll), the
 //! caller — the simulator, or a property test — decides; the model only allows legal choices.

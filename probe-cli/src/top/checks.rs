@@ -1,4 +1,4 @@
-//! The conformance pane: rules of the reference model (`../shared/design/model.md` §11) that
+//! The conformance pane: rules of the reference model (`docs/model.md` §11) that
 //! per-interval counters can decide, streamed as `top` runs. Batch-level rules (which enqueue
 //! started a batch, FIFO, budgets) need the events themselves: `napiscope verify` / `check`.
 
