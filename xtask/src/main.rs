@@ -561,6 +561,18 @@ fn bench_completeness(bin: &Path, dir: &Path) -> Result<String> {
                         )
                     });
             let lost = v["lost_total"].as_u64().unwrap_or(0);
+            let gaps: u64 = v["seq_gaps_per_cpu"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g.as_u64())
+                .sum();
+            let misses: u64 = v["missed_by_event"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, n)| n.as_u64())
+                .sum();
             let verdict = v["completeness"].as_str().unwrap_or("?").to_string();
             if verdict == "complete" {
                 complete += 1;
@@ -576,11 +588,15 @@ fn bench_completeness(bin: &Path, dir: &Path) -> Result<String> {
                     } else {
                         s.join(", ")
                     },
-                    if lost > 0 {
-                        format!(", ring lost {lost}")
-                    } else {
-                        String::new()
-                    }
+                    [
+                        ("ring lost", lost),
+                        ("seq gaps", gaps),
+                        ("recursion misses", misses)
+                    ]
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(what, n)| format!(", {what} {n}"))
+                    .collect::<String>()
                 )
             });
         }
