@@ -5,44 +5,16 @@
 //! test reads itself around the whole recording. Needs root (eBPF, network namespaces).
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
-    sync::Mutex,
+    process::{Command, Output},
     time::Duration,
 };
 
 use analysis::EventKind;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_napiscope");
-static SERIAL: Mutex<()> = Mutex::new(());
-/// The lock every napiscope test binary takes before touching the kernel (see kernel.rs).
-const MACHINE_LOCK: &str = "/tmp/napiscope-kernel-tests.lock";
-
-fn kernel_lock() -> (std::sync::MutexGuard<'static, ()>, std::fs::File) {
-    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(MACHINE_LOCK)
-        .unwrap();
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a file descriptor we own; released when the File closes.
-    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
-    (g, f)
-}
-
-fn kernel_tests_enabled() -> bool {
-    if std::env::var_os("NAPISCOPE_SKIP_KERNEL_TESTS").is_some_and(|v| v == "1") {
-        eprintln!("NAPISCOPE_SKIP_KERNEL_TESTS=1: skipping a kernel test");
-        return false;
-    }
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "kernel tests need root");
-    true
-}
+mod common;
+use common::{kernel_lock, kernel_tests_enabled, start_record_args, BIN};
 
 /// softnet_stat processed per CPU (the test's own reading, outside napiscope).
 fn processed() -> Vec<u32> {
@@ -54,34 +26,12 @@ fn processed() -> Vec<u32> {
 }
 
 fn record_around_a_flood(out: &Path) -> Output {
-    let mut rec = Command::new(BIN)
-        .args([
-            "record",
-            "--force",
-            "--json",
-            "--ring-buffer-mb",
-            "256",
-            "-o",
-        ])
-        .arg(out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = rec.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[record] {line}");
-            if line.contains("event probes attached") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-        let _ = rec.kill();
-        panic!("record did not attach within 60 s");
-    }
+    let args = ["--force", "--json", "--ring-buffer-mb", "256", "-o"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.display().to_string()])
+        .collect::<Vec<_>>();
+    let rec = start_record_args(&args);
     std::thread::sleep(Duration::from_millis(300));
     let sc = Command::new(BIN)
         .args(["scenario", "veth-rps", "--sender-cpu", "0", "--rx-cpu", "1"])

@@ -6,53 +6,13 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
 use analysis::{paths, Ctx, EventKind};
 
-const BIN: &str = env!("CARGO_BIN_EXE_napiscope");
-/// Recordings see the whole machine: run one kernel test at a time, in this process (SERIAL)
-/// and across processes (an flock on a file every napiscope test binary shares).
-static SERIAL: Mutex<()> = Mutex::new(());
-const MACHINE_LOCK: &str = "/tmp/napiscope-kernel-tests.lock";
-
-/// Held for the whole test: the in-process mutex, then the machine-wide flock.
-struct KernelLock {
-    _g: std::sync::MutexGuard<'static, ()>,
-    _f: std::fs::File,
-}
-
-fn kernel_lock() -> KernelLock {
-    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(MACHINE_LOCK)
-        .expect("open the kernel-test lock file");
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a file descriptor we own; released when the File closes.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(rc, 0, "flock {MACHINE_LOCK}");
-    KernelLock { _g: g, _f: f }
-}
-
-fn kernel_tests_enabled() -> bool {
-    if std::env::var_os("NAPISCOPE_SKIP_KERNEL_TESTS").is_some_and(|v| v == "1") {
-        eprintln!("NAPISCOPE_SKIP_KERNEL_TESTS=1: skipping a kernel test");
-        return false;
-    }
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "kernel tests need root (eBPF + network namespaces); run `cargo xtask test` as root \
-         or set NAPISCOPE_SKIP_KERNEL_TESTS=1"
-    );
-    true
-}
+mod common;
+use common::{kernel_lock, kernel_tests_enabled, start_record_args, BIN};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("napiscope-test-{}", std::process::id()));
@@ -71,34 +31,6 @@ fn start_record(out: &Path, extra: &[&str]) -> Child {
     let mut args = vec!["-o".to_string(), out.display().to_string()];
     args.extend(extra.iter().map(|s| s.to_string()));
     start_record_args(&args)
-}
-
-/// Start `napiscope record ARGS` and wait until its probes are attached.
-fn start_record_args(args: &[String]) -> Child {
-    let mut child = Command::new(BIN)
-        .arg("record")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn napiscope record");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[record] {line}");
-            if line.contains("event probes attached") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-        // Do not leave a recorder tracing the machine behind a failed test.
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("napiscope record did not report attached probes within 60 s");
-    }
-    child
 }
 
 /// `record` wrote its file: exit 0 (complete) or 3 (the file says what it misses — a flood

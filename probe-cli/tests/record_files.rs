@@ -12,46 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_napiscope");
-/// One kernel test at a time, here (SERIAL) and across test binaries (the flock kernel.rs
-/// takes too).
-static SERIAL: Mutex<()> = Mutex::new(());
-const MACHINE_LOCK: &str = "/tmp/napiscope-kernel-tests.lock";
-
-struct KernelLock {
-    _g: std::sync::MutexGuard<'static, ()>,
-    _f: std::fs::File,
-}
-
-fn kernel_lock() -> KernelLock {
-    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(MACHINE_LOCK)
-        .expect("open the kernel-test lock file");
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a file descriptor we own; released when the File closes.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(rc, 0, "flock {MACHINE_LOCK}");
-    KernelLock { _g: g, _f: f }
-}
-
-fn kernel_tests_enabled() -> bool {
-    if std::env::var_os("NAPISCOPE_SKIP_KERNEL_TESTS").is_some_and(|v| v == "1") {
-        eprintln!("NAPISCOPE_SKIP_KERNEL_TESTS=1: skipping a kernel test");
-        return false;
-    }
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "kernel tests need root (eBPF + network namespaces); run `cargo xtask test` as root \
-         or set NAPISCOPE_SKIP_KERNEL_TESTS=1"
-    );
-    true
-}
+mod common;
+use common::{kernel_lock, kernel_tests_enabled, BIN};
 
 fn tmp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("napiscope-files-{}-{name}", std::process::id()));
@@ -348,7 +310,8 @@ fn a_full_disk_stops_the_recording_quickly_with_a_clear_error() {
     // Encoding at normal priority, so the file grows while the flood runs (with the idle
     // encoder a flood starves it: the disk fills, and the error comes, once it runs).
     let mut rec = start_record(&out, &["--encode-buffer-mb", "0"]);
-    let flood = scenario_bg(&["veth-rps", "--rate", "0", "-d", "6s"]);
+    // Long enough that the disk fills well before it ends (~6 s here at ~1 MiB of file).
+    let flood = scenario_bg(&["veth-rps", "--rate", "0", "-d", "15s"]);
     let t0 = Instant::now();
     let status = loop {
         if let Some(s) = rec.child.try_wait().unwrap() {
@@ -366,7 +329,7 @@ fn a_full_disk_stops_the_recording_quickly_with_a_clear_error() {
     flood.join().unwrap();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
-        took < Duration::from_secs(6),
+        took < Duration::from_secs(13),
         "stopped while the flood still ran: {took:?}"
     );
     assert!(

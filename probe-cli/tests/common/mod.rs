@@ -1,0 +1,81 @@
+//! What every real-kernel test binary shares: one kernel test at a time on the machine, the
+//! root / skip switch, and starting `napiscope record` until its probes are attached.
+// Each test binary uses its own part of this.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::Duration,
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_napiscope");
+/// Recordings see the whole machine: one kernel test at a time, in this process (SERIAL) and
+/// across processes (an flock on a file every napiscope test binary shares).
+static SERIAL: Mutex<()> = Mutex::new(());
+const MACHINE_LOCK: &str = "/tmp/napiscope-kernel-tests.lock";
+
+/// Held for the whole test: the in-process mutex, then the machine-wide flock.
+pub struct KernelLock {
+    _g: std::sync::MutexGuard<'static, ()>,
+    _f: std::fs::File,
+}
+
+pub fn kernel_lock() -> KernelLock {
+    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(MACHINE_LOCK)
+        .expect("open the kernel-test lock file");
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; released when the File closes.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {MACHINE_LOCK}");
+    KernelLock { _g: g, _f: f }
+}
+
+pub fn kernel_tests_enabled() -> bool {
+    if std::env::var_os("NAPISCOPE_SKIP_KERNEL_TESTS").is_some_and(|v| v == "1") {
+        eprintln!("NAPISCOPE_SKIP_KERNEL_TESTS=1: skipping a kernel test");
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "kernel tests need root (eBPF + network namespaces); run `cargo xtask test` as root \
+         or set NAPISCOPE_SKIP_KERNEL_TESTS=1"
+    );
+    true
+}
+
+/// Start `napiscope record ARGS` and wait until its probes are attached.
+pub fn start_record_args(args: &[String]) -> Child {
+    let mut child = Command::new(BIN)
+        .arg("record")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn napiscope record");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[record] {line}");
+            if line.contains("event probes attached") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        // Do not leave a recorder tracing the machine behind a failed test.
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("napiscope record did not report attached probes within 60 s");
+    }
+    child
+}
