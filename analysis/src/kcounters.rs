@@ -109,7 +109,8 @@ pub struct CpuCounters {
 }
 
 impl CpuCounters {
-    fn get(&self, c: Counter) -> Option<u32> {
+    /// The value of a compared counter (None: /proc/softirqs had no column for this CPU).
+    pub fn get(&self, c: Counter) -> Option<u32> {
         match c {
             Counter::Processed => Some(self.processed),
             Counter::ReceivedRps => Some(self.received_rps),

@@ -223,18 +223,10 @@ impl Tally {
     fn see_row(&mut self, r: &analysis::trace::Row) {
         self.see(r.event, r.cpu, r.seq);
         if let Some(edge) = &mut self.edge {
-            use analysis::{kcounters::Counter, EventKind as K};
-            let counter = match r.event {
-                K::NetifReceiveSkb => Some(Counter::Processed),
-                K::CsdFunctionEntry if r.func.is_some() && r.func == self.rps_func => {
-                    Some(Counter::ReceivedRps)
-                }
-                K::SoftirqEntry if r.vec == Some(analysis::kcounters::NET_RX_VEC) => {
-                    Some(Counter::NetRx)
-                }
-                _ => None,
-            };
-            if let Some(c) = counter {
+            // The row's func is an interned id: only the RPS IPI's name matters to the table.
+            let rps = r.func.is_some() && r.func == self.rps_func;
+            let func = rps.then_some(analysis::event::RPS_IPI_FUNC);
+            if let Some(c) = analysis::kcounters::counter_of(r.event, r.vec, func) {
                 edge.see(r.cpu, c, r.ts_ns);
             }
         }

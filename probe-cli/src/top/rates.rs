@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use analysis::kcounters::Counter;
 use probe_common::{where_, CpuCounters, LAT_BUCKETS, PATHS, PATH_NAMES};
 use serde_json::{json, Value};
 
@@ -175,13 +176,13 @@ impl KernelShort {
     }
 }
 
-/// What the in-kernel counters hold for each of the kernel's counters (analysis::kcounters).
-fn counted(c: &CpuCounters) -> [(&'static str, u64); 3] {
-    [
-        ("processed", c.deliveries.iter().sum::<u64>() + c.unmatched),
-        ("received_rps", c.rps_ipi_received),
-        ("net_rx", c.net_rx_runs.iter().sum()),
-    ]
+/// What the in-kernel counters hold for one of the kernel's counters (analysis::kcounters).
+fn counted(c: &CpuCounters, counter: Counter) -> u64 {
+    match counter {
+        Counter::Processed => c.deliveries.iter().sum::<u64>() + c.unmatched,
+        Counter::ReceivedRps => c.rps_ipi_received,
+        Counter::NetRx => c.net_rx_runs.iter().sum(),
+    }
 }
 
 fn kernel_shorts(prev: &Snapshot, cur: &Snapshot) -> Vec<KernelShort> {
@@ -192,25 +193,18 @@ fn kernel_shorts(prev: &Snapshot, cur: &Snapshot) -> Vec<KernelShort> {
     let mut out = Vec::new();
     for (&cpu, c) in &cur.cpus {
         let p = prev.cpus.get(&cpu).unwrap_or(&zero);
-        let get = |s: &analysis::kcounters::Snapshot, i: usize| {
-            s.cpu(cpu).and_then(|k| match i {
-                0 => Some(k.processed),
-                1 => Some(k.received_rps),
-                _ => k.net_rx,
-            })
-        };
-        for (i, ((name, now), (_, before))) in counted(c).into_iter().zip(counted(p)).enumerate() {
-            let (Some(a), Some(b), Some(x), Some(y)) =
-                (get(phi, i), get(clo, i), get(plo, i), get(chi, i))
+        for counter in Counter::ALL {
+            let get = |s: &analysis::kcounters::Snapshot| s.cpu(cpu).and_then(|k| k.get(counter));
+            let (Some(a), Some(b), Some(x), Some(y)) = (get(phi), get(clo), get(plo), get(chi))
             else {
                 continue;
             };
             out.push(KernelShort {
                 cpu,
-                counter: name,
+                counter: counter.name(),
                 inner: b.wrapping_sub(a) as u64,
                 outer: y.wrapping_sub(x) as u64,
-                counted: now.saturating_sub(before),
+                counted: counted(c, counter).saturating_sub(counted(p, counter)),
             });
         }
     }
