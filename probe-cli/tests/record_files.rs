@@ -5,15 +5,14 @@
 //! capped. Real kernel, real traffic: root. Set NAPISCOPE_SKIP_KERNEL_TESTS=1 to skip.
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Output},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 mod common;
-use common::{kernel_lock, kernel_tests_enabled, BIN};
+use common::{kernel_lock, kernel_tests_enabled, start_record_keeping_stderr, BIN};
 
 fn tmp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("napiscope-files-{}-{name}", std::process::id()));
@@ -55,33 +54,9 @@ impl Rec {
 
 /// Start `napiscope record -o OUT EXTRA...` and wait until its probes are attached.
 fn start_record(out: &Path, extra: &[&str]) -> Rec {
-    let mut child = Command::new(BIN)
-        .arg("record")
-        .arg("-o")
-        .arg(out)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn napiscope record");
-    let stderr = child.stderr.take().unwrap();
-    let err = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let e = err.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[record] {line}");
-            if line.contains("event probes attached") {
-                let _ = tx.send(());
-            }
-            e.lock().unwrap().push(line);
-        }
-    });
-    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("napiscope record did not report attached probes within 60 s");
-    }
+    let mut args = vec!["-o".to_string(), out.display().to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let (child, err) = start_record_keeping_stderr(&args);
     Rec { child, err }
 }
 

@@ -6,7 +6,7 @@
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -54,6 +54,11 @@ pub fn kernel_tests_enabled() -> bool {
 
 /// Start `napiscope record ARGS` and wait until its probes are attached.
 pub fn start_record_args(args: &[String]) -> Child {
+    start_record_keeping_stderr(args).0
+}
+
+/// Like `start_record_args`, keeping every stderr line (echoed as it comes) for the test.
+pub fn start_record_keeping_stderr(args: &[String]) -> (Child, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(BIN)
         .arg("record")
         .args(args)
@@ -62,13 +67,16 @@ pub fn start_record_args(args: &[String]) -> Child {
         .spawn()
         .expect("spawn napiscope record");
     let stderr = child.stderr.take().unwrap();
+    let err = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = std::sync::mpsc::channel();
+    let e = err.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("[record] {line}");
             if line.contains("event probes attached") {
                 let _ = tx.send(());
             }
+            e.lock().unwrap_or_else(|p| p.into_inner()).push(line);
         }
     });
     if rx.recv_timeout(Duration::from_secs(60)).is_err() {
@@ -77,5 +85,5 @@ pub fn start_record_args(args: &[String]) -> Child {
         let _ = child.wait();
         panic!("napiscope record did not report attached probes within 60 s");
     }
-    child
+    (child, err)
 }
