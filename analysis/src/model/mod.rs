@@ -1,5 +1,5 @@
 //! Reference model of backlog-NAPI scheduling, before and after "net: Allow to use SMP threads
-//! for backlog NAPI" (dad6b9770263, v6.10; ../shared/seed). Functions are named after the
+//! for backlog NAPI" (dad6b9770263, v6.10; docs/seed/). Functions are named after the
 //! kernel's (net/core/dev.c) and emit the tracepoints the kernel would emit, through `Tracer`.
 //! "hunk @@ -N" cites the seed patch; "§N" cites docs/model.md.
 //!
