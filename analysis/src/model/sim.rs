@@ -143,151 +143,202 @@ pub fn simulate(o: &SimOpts) -> Simulation {
     let ncpu = o.ncpu.max(1);
     let mut p = Params::new(o.mode, ncpu);
     p.features = o.features;
-    let mut k = Kernel::new(p);
-    let mut rng = Rng(o.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let mut c = Collector {
-        events: Vec::new(),
-        clock: vec![1_000_000; ncpu],
+    let mut sim = Driver {
+        k: Kernel::new(p),
+        c: Collector {
+            events: Vec::new(),
+            clock: vec![1_000_000; ncpu],
+        },
+        rng: Rng(o.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+        // The idle loop's choice (poll with the IPI pending, or take it) has its own stream,
+        // so adding a draw elsewhere does not reshuffle it.
+        idle_rng: Rng(o.seed ^ 0x1d1e),
+        agenda: BinaryHeap::new(),
+        order: 0,
     };
-    let mut agenda: BinaryHeap<Reverse<(u64, u64, Action)>> = BinaryHeap::new();
-    let mut order = 0u64;
-    let mut push = |agenda: &mut BinaryHeap<_>, t: u64, a: Action| {
-        order += 1;
-        agenda.push(Reverse((t, order, a)));
-    };
+    sim.push_workload(o, ncpu);
+    while let Some(Reverse((when, _, action))) = sim.agenda.pop() {
+        let cpu = action.cpu();
+        sim.c.clock[cpu] = sim.c.clock[cpu].max(when);
+        match action {
+            Action::Send { cpu, target, skb } => sim.send(cpu, target, skb),
+            Action::Ipi { cpu, idle } => sim.ipi(cpu, idle),
+            Action::ThreadRun { cpu } => sim.backlog_thread_runs(cpu),
+            Action::Ksoftirqd { cpu } => sim.ksoftirqd_runs(cpu),
+        }
+        sim.schedule_pending(when);
+    }
+    let events = numbered(sim.c.events);
+    Simulation {
+        events,
+        meta: sim_meta(o, ncpu),
+        kernel: sim.k,
+    }
+}
 
-    // The workload: bursts (to build multi-poll batches) separated by pauses.
-    let mut t = 1_000_000u64;
-    for i in 0..o.packets {
-        t += if rng.chance(25) {
-            rng.below(300) // burst
-        } else {
-            2_000 + rng.below(40_000)
-        };
-        let (cpu, target) = match o.workload {
-            Workload::Rps => (0, 1 % ncpu),
-            Workload::Loopback => (0, 0),
-            Workload::Mixed => (
-                rng.below(ncpu as u64) as usize,
-                rng.below(ncpu as u64) as usize,
-            ),
-        };
-        let skb = 0x5ead_0000_0000 + i as u64 * 0x100;
-        push(&mut agenda, t, Action::Send { cpu, target, skb });
+impl Action {
+    fn cpu(&self) -> usize {
+        match *self {
+            Action::Send { cpu, .. }
+            | Action::Ipi { cpu, .. }
+            | Action::ThreadRun { cpu }
+            | Action::Ksoftirqd { cpu } => cpu,
+        }
+    }
+}
+
+/// The simulation's state: the model, what it emitted, the seeded choices, and the agenda of
+/// what happens next (time, insertion order, action).
+struct Driver {
+    k: Kernel,
+    c: Collector,
+    rng: Rng,
+    idle_rng: Rng,
+    agenda: BinaryHeap<Reverse<(u64, u64, Action)>>,
+    order: u64,
+}
+
+impl Driver {
+    fn push(&mut self, t: u64, a: Action) {
+        self.order += 1;
+        self.agenda.push(Reverse((t, self.order, a)));
     }
 
-    let mut idle_choice = {
-        let mut r = Rng(o.seed ^ 0x1d1e);
-        move |_cpu: usize| r.chance(20)
-    };
-    while let Some(Reverse((when, _, action))) = agenda.pop() {
-        match action {
-            Action::Send { cpu, target, skb } => {
-                c.clock[cpu] = c.clock[cpu].max(when);
-                let sender = Exec {
-                    cpu,
-                    ctx: Ctx::Task,
-                    comm: "udp-sender".into(),
-                    pid: 1000 + cpu as i32,
-                };
-                // netif_rx runs with BH disabled; pending softirqs run at local_bh_enable.
-                k.netif_rx(&mut c, &sender, skb, target, "veth-sim");
-                if k.sd[cpu].netrx_pending {
-                    if rng.chance(5) {
-                        wake_ksoftirqd(&mut k, &mut c, &sender);
-                    } else {
-                        let sx = Exec {
-                            ctx: Ctx::Softirq,
-                            ..sender
-                        };
-                        k.net_rx_action(&mut c, &sx, &mut idle_choice);
-                    }
-                }
-            }
-            Action::Ipi {
-                cpu,
-                idle: via_idle,
-            } => {
-                c.clock[cpu] = c.clock[cpu].max(when);
-                let x = Exec {
-                    ctx: if via_idle { Ctx::Task } else { Ctx::Hardirq },
-                    ..idle(cpu)
-                };
-                k.rps_trigger_softirq(&mut c, &x);
-                if k.sd[cpu].netrx_pending {
-                    // irq exit (or the idle loop's post-flush do_softirq) runs it here.
-                    let sx = Exec {
-                        ctx: Ctx::Softirq,
-                        ..idle(cpu)
-                    };
-                    k.net_rx_action(&mut c, &sx, &mut idle_choice);
-                }
-            }
-            Action::ThreadRun { cpu } => {
-                c.clock[cpu] = c.clock[cpu].max(when);
-                let comm = backlog_thread_comm(cpu);
-                let pid = backlog_thread_pid(cpu);
-                sched_switch(&mut c, &idle(cpu), comm.clone(), pid, "R");
-                k.sd[cpu].thread = ThreadState::Running;
-                let tx = Exec {
-                    cpu,
-                    ctx: Ctx::Task,
-                    comm: comm.clone(),
-                    pid,
-                };
-                while k.backlog_napi_should_run(cpu) {
-                    k.napi_threaded_poll_loop(&mut c, &tx, &mut idle_choice);
-                    if k.sd[cpu].netrx_pending {
-                        // local_bh_enable in the thread runs the softirq as this task.
-                        let sx = Exec {
-                            ctx: Ctx::Softirq,
-                            ..tx.clone()
-                        };
-                        k.net_rx_action(&mut c, &sx, &mut idle_choice);
-                    }
-                }
-                k.sd[cpu].thread = ThreadState::Sleeping;
-                sched_switch(&mut c, &tx, format!("swapper/{cpu}"), 0, "S");
-            }
-            Action::Ksoftirqd { cpu } => {
-                c.clock[cpu] = c.clock[cpu].max(when);
-                let comm = ksoftirqd_comm(cpu);
-                let pid = 10 + cpu as i32;
-                sched_switch(&mut c, &idle(cpu), comm.clone(), pid, "R");
-                let kx = Exec {
-                    cpu,
-                    ctx: Ctx::Task,
-                    comm,
-                    pid,
-                };
-                if k.sd[cpu].netrx_pending {
-                    let sx = Exec {
-                        ctx: Ctx::Softirq,
-                        ..kx.clone()
-                    };
-                    k.net_rx_action(&mut c, &sx, &mut idle_choice);
-                }
-                sched_switch(&mut c, &kx, format!("swapper/{cpu}"), 0, "S");
+    /// The workload: bursts (to build multi-poll batches) separated by pauses.
+    fn push_workload(&mut self, o: &SimOpts, ncpu: usize) {
+        let mut t = 1_000_000u64;
+        for i in 0..o.packets {
+            t += if self.rng.chance(25) {
+                self.rng.below(300) // burst
+            } else {
+                2_000 + self.rng.below(40_000)
+            };
+            let (cpu, target) = match o.workload {
+                Workload::Rps => (0, 1 % ncpu),
+                Workload::Loopback => (0, 0),
+                Workload::Mixed => (
+                    self.rng.below(ncpu as u64) as usize,
+                    self.rng.below(ncpu as u64) as usize,
+                ),
+            };
+            let skb = 0x5ead_0000_0000 + i as u64 * 0x100;
+            self.push(t, Action::Send { cpu, target, skb });
+        }
+    }
+
+    /// net_rx_action as `x`, with the idle loop's choices drawn from their own stream.
+    fn net_rx_action(&mut self, x: &Exec) {
+        let idle_rng = &mut self.idle_rng;
+        self.k
+            .net_rx_action(&mut self.c, x, &mut |_cpu: usize| idle_rng.chance(20));
+    }
+
+    fn send(&mut self, cpu: usize, target: usize, skb: u64) {
+        let sender = Exec {
+            cpu,
+            ctx: Ctx::Task,
+            comm: "udp-sender".into(),
+            pid: 1000 + cpu as i32,
+        };
+        // netif_rx runs with BH disabled; pending softirqs run at local_bh_enable.
+        self.k
+            .netif_rx(&mut self.c, &sender, skb, target, "veth-sim");
+        if self.k.sd[cpu].netrx_pending {
+            if self.rng.chance(5) {
+                wake_ksoftirqd(&mut self.k, &mut self.c, &sender);
+            } else {
+                self.net_rx_action(&Exec {
+                    ctx: Ctx::Softirq,
+                    ..sender
+                });
             }
         }
-        for pend in std::mem::take(&mut k.pending) {
+    }
+
+    fn ipi(&mut self, cpu: usize, via_idle: bool) {
+        let x = Exec {
+            ctx: if via_idle { Ctx::Task } else { Ctx::Hardirq },
+            ..idle(cpu)
+        };
+        self.k.rps_trigger_softirq(&mut self.c, &x);
+        if self.k.sd[cpu].netrx_pending {
+            // irq exit (or the idle loop's post-flush do_softirq) runs it here.
+            self.net_rx_action(&Exec {
+                ctx: Ctx::Softirq,
+                ..idle(cpu)
+            });
+        }
+    }
+
+    fn backlog_thread_runs(&mut self, cpu: usize) {
+        let comm = backlog_thread_comm(cpu);
+        let pid = backlog_thread_pid(cpu);
+        sched_switch(&mut self.c, &idle(cpu), comm.clone(), pid, "R");
+        self.k.sd[cpu].thread = ThreadState::Running;
+        let tx = Exec {
+            cpu,
+            ctx: Ctx::Task,
+            comm,
+            pid,
+        };
+        while self.k.backlog_napi_should_run(cpu) {
+            let idle_rng = &mut self.idle_rng;
+            self.k
+                .napi_threaded_poll_loop(&mut self.c, &tx, &mut |_cpu: usize| idle_rng.chance(20));
+            if self.k.sd[cpu].netrx_pending {
+                // local_bh_enable in the thread runs the softirq as this task.
+                self.net_rx_action(&Exec {
+                    ctx: Ctx::Softirq,
+                    ..tx.clone()
+                });
+            }
+        }
+        self.k.sd[cpu].thread = ThreadState::Sleeping;
+        sched_switch(&mut self.c, &tx, format!("swapper/{cpu}"), 0, "S");
+    }
+
+    fn ksoftirqd_runs(&mut self, cpu: usize) {
+        let comm = ksoftirqd_comm(cpu);
+        let pid = 10 + cpu as i32;
+        sched_switch(&mut self.c, &idle(cpu), comm.clone(), pid, "R");
+        let kx = Exec {
+            cpu,
+            ctx: Ctx::Task,
+            comm,
+            pid,
+        };
+        if self.k.sd[cpu].netrx_pending {
+            self.net_rx_action(&Exec {
+                ctx: Ctx::Softirq,
+                ..kx.clone()
+            });
+        }
+        sched_switch(&mut self.c, &kx, format!("swapper/{cpu}"), 0, "S");
+    }
+
+    /// What the kernel left pending (an IPI in flight, a runnable thread) happens after a
+    /// drawn delay.
+    fn schedule_pending(&mut self, when: u64) {
+        for pend in std::mem::take(&mut self.k.pending) {
             let (delay, a) = match pend {
                 Pending::Ipi { cpu, idle } => {
-                    (2_000 + rng.below(10_000), Action::Ipi { cpu, idle })
+                    (2_000 + self.rng.below(10_000), Action::Ipi { cpu, idle })
                 }
                 Pending::ThreadRunnable { cpu } => {
-                    (3_000 + rng.below(30_000), Action::ThreadRun { cpu })
+                    (3_000 + self.rng.below(30_000), Action::ThreadRun { cpu })
                 }
                 Pending::Ksoftirqd { cpu } => {
-                    (3_000 + rng.below(20_000), Action::Ksoftirqd { cpu })
+                    (3_000 + self.rng.below(20_000), Action::Ksoftirqd { cpu })
                 }
             };
-            let now = c.clock.iter().copied().max().unwrap_or(when).max(when);
-            push(&mut agenda, now + delay, a);
+            let now = self.c.clock.iter().copied().max().unwrap_or(when).max(when);
+            self.push(now + delay, a);
         }
     }
+}
 
-    let mut events = c.events;
+/// Events in time order, each CPU's numbered from 0 (as the recorder's per-CPU seq).
+fn numbered(mut events: Vec<Event>) -> Vec<Event> {
     events.sort_by_key(|e| (e.ts_ns, e.cpu));
     let mut seq: HashMap<u32, u64> = HashMap::new();
     for e in &mut events {
@@ -295,6 +346,10 @@ pub fn simulate(o: &SimOpts) -> Simulation {
         e.seq = *s;
         *s += 1;
     }
+    events
+}
+
+fn sim_meta(o: &SimOpts, ncpu: usize) -> TraceMeta {
     let mut meta = TraceMeta::default();
     meta.set("source", "simulate");
     meta.set("mode", o.mode.as_str());
@@ -317,11 +372,7 @@ pub fn simulate(o: &SimOpts) -> Simulation {
             serde_json::to_string(&threads).unwrap_or_default(),
         );
     }
-    Simulation {
-        events,
-        meta,
-        kernel: k,
-    }
+    meta
 }
 
 fn wake_ksoftirqd(k: &mut Kernel, c: &mut Collector, x: &Exec) {
