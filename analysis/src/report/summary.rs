@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result};
-use polars::prelude::{df, DataFrame, DataType, IntoLazy};
+use polars::prelude::{df, DataFrame, DataType, IntoLazy, LazyFrame};
 use serde::Serialize;
 
 use super::{
@@ -183,10 +183,50 @@ fn bin_ns(span_ns: u64) -> u64 {
 /// Summarise the recordings `recs` (indices into the report's input list).
 pub fn summarize(recs: &[(usize, &Recording)]) -> Result<Summary> {
     let events = query::scan(recs)?;
-
-    // Per (file, cpu) counts; seq gaps and spans are per file, summed here.
-    let pc = query::collect(query::per_cpu(events.clone())).context("per-CPU counts")?;
     let mut cpus: BTreeMap<u32, CpuRow> = BTreeMap::new();
+    let starts = add_counts(&events, &mut cpus)?;
+    add_lost(recs, &mut cpus);
+    add_wakeups(&events, &mut cpus)?;
+    add_softirq_time(&events, &mut cpus)?;
+    // The deliveries are the one per-packet frame; everything else is aggregated in polars.
+    let dl = query::collect(query::deliveries(events)).context("packet pairing")?;
+    let per = query::collect(query::paths_per_cpu(dl.clone().lazy()))?;
+    let (pcpu, ppath, pn) = (u64s(&per, "cpu")?, u64s(&per, "path")?, u64s(&per, "n")?);
+    for i in 0..per.height() {
+        row(&mut cpus, pcpu[i])
+            .deliveries
+            .add(ppath[i] as usize, pn[i]);
+    }
+    let mut totals = totals_of(&mut cpus);
+    let span_ns: u64 = starts.values().map(|(a, b)| b.saturating_sub(*a)).sum();
+    totals.span_s = span_ns as f64 / 1e9;
+
+    let paths = path_rows(&dl, &totals)?;
+    let timeline = timeline(&dl, &starts)?;
+    Ok(Summary {
+        totals,
+        paths,
+        cpus: cpus.into_values().collect(),
+        timeline,
+    })
+}
+
+/// The row of `cpu`, made when first seen.
+fn row(cpus: &mut BTreeMap<u32, CpuRow>, cpu: u64) -> &mut CpuRow {
+    let cpu = cpu as u32;
+    cpus.entry(cpu).or_insert_with(|| CpuRow {
+        cpu,
+        ..Default::default()
+    })
+}
+
+/// Per (file, cpu) counts; seq gaps are per file, summed here. Returns each file's first and
+/// last timestamp.
+fn add_counts(
+    events: &LazyFrame,
+    cpus: &mut BTreeMap<u32, CpuRow>,
+) -> Result<BTreeMap<u32, (u64, u64)>> {
+    let pc = query::collect(query::per_cpu(events.clone())).context("per-CPU counts")?;
     let mut starts: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     let cols = [
         "file",
@@ -207,18 +247,12 @@ pub fn summarize(recs: &[(usize, &Recording)]) -> Result<Summary> {
         "rps_ipis_received",
     ];
     let v: Vec<Vec<u64>> = cols.iter().map(|c| u64s(&pc, c)).collect::<Result<_>>()?;
-    let rows = (0..pc.height()).map(|i| v.iter().map(|c| c[i]).collect::<Vec<u64>>());
-    for row in rows {
-        let g = |k: usize| row[k];
-        let (file, cpu) = (g(0) as u32, g(1) as u32);
-        let r = cpus.entry(cpu).or_insert_with(|| CpuRow {
-            cpu,
-            ..Default::default()
-        });
+    for i in 0..pc.height() {
+        let row_i: Vec<u64> = v.iter().map(|c| c[i]).collect();
+        let g = |k: usize| row_i[k];
+        let r = row(cpus, g(1));
         r.events += g(2);
         r.seq_gaps += (g(4) - g(3) + 1).saturating_sub(g(2));
-        let s = starts.entry(file).or_insert((u64::MAX, 0));
-        *s = (s.0.min(g(5)), s.1.max(g(6)));
         r.enqueued += g(7);
         r.net_rx_raises += g(8);
         r.net_rx_entries += g(9);
@@ -228,20 +262,24 @@ pub fn summarize(recs: &[(usize, &Recording)]) -> Result<Summary> {
         r.backlog_polls += g(13);
         r.rps_ipis_sent += g(14);
         r.rps_ipis_received += g(15);
+        let s = starts.entry(g(0) as u32).or_insert((u64::MAX, 0));
+        *s = (s.0.min(g(5)), s.1.max(g(6)));
     }
+    Ok(starts)
+}
+
+/// Events the recorder knew it lost (its metadata), per CPU.
+fn add_lost(recs: &[(usize, &Recording)], cpus: &mut BTreeMap<u32, CpuRow>) {
     for (_, rec) in recs {
         for (cpu, n) in rec.lost_per_cpu.iter().enumerate() {
             if *n > 0 {
-                cpus.entry(cpu as u32)
-                    .or_insert_with(|| CpuRow {
-                        cpu: cpu as u32,
-                        ..Default::default()
-                    })
-                    .lost_recorded += n;
+                row(cpus, cpu as u64).lost_recorded += n;
             }
         }
     }
+}
 
+fn add_wakeups(events: &LazyFrame, cpus: &mut BTreeMap<u32, CpuRow>) -> Result<()> {
     let wk = query::collect(query::wakeups(events.clone())).context("wake-ups")?;
     let (tc, ks, bl) = (
         u64s(&wk, "target_cpu")?,
@@ -249,14 +287,15 @@ pub fn summarize(recs: &[(usize, &Recording)]) -> Result<Summary> {
         u64s(&wk, "backlog_wakeups")?,
     );
     for i in 0..wk.height() {
-        let r = cpus.entry(tc[i] as u32).or_insert_with(|| CpuRow {
-            cpu: tc[i] as u32,
-            ..Default::default()
-        });
+        let r = row(cpus, tc[i]);
         r.ksoftirqd_wakeups += ks[i];
         r.backlog_thread_wakeups += bl[i];
     }
+    Ok(())
+}
 
+/// NET_RX softirq time, on CPUs that already have a row.
+fn add_softirq_time(events: &LazyFrame, cpus: &mut BTreeMap<u32, CpuRow>) -> Result<()> {
     let st = query::collect(query::softirq_time(events.clone())).context("softirq time")?;
     let (sc, sns, sruns) = (
         u64s(&st, "cpu")?,
@@ -269,26 +308,17 @@ pub fn summarize(recs: &[(usize, &Recording)]) -> Result<Summary> {
             r.softirq_runs += sruns[i];
         }
     }
+    Ok(())
+}
 
-    // The deliveries are the one per-packet frame; everything else is aggregated in polars.
-    let dl = query::collect(query::deliveries(events)).context("packet pairing")?;
-    let per = query::collect(query::paths_per_cpu(dl.clone().lazy()))?;
-    let (pcpu, ppath, pn) = (u64s(&per, "cpu")?, u64s(&per, "path")?, u64s(&per, "n")?);
-    for i in 0..per.height() {
-        let r = cpus.entry(pcpu[i] as u32).or_insert_with(|| CpuRow {
-            cpu: pcpu[i] as u32,
-            ..Default::default()
-        });
-        r.deliveries.add(ppath[i] as usize, pn[i]);
-    }
-
-    let mut totals = Totals::default();
+/// Each CPU's ratios, and the totals over all CPUs (span_s is the caller's).
+fn totals_of(cpus: &mut BTreeMap<u32, CpuRow>) -> Totals {
+    let mut t = Totals::default();
     for r in cpus.values_mut() {
         r.delivered = r.deliveries.total();
         r.mean_batch = ratio(r.napi_packets, r.napi_polls);
         r.ipis_per_packet = ratio(r.rps_ipis_received, r.delivered);
         r.wakeups_per_packet = ratio(r.ksoftirqd_wakeups + r.backlog_thread_wakeups, r.delivered);
-        let t = &mut totals;
         t.events += r.events;
         t.enqueued += r.enqueued;
         t.delivered += r.delivered;
@@ -306,26 +336,12 @@ pub fn summarize(recs: &[(usize, &Recording)]) -> Result<Summary> {
         t.lost_recorded += r.lost_recorded;
         t.seq_gaps += r.seq_gaps;
     }
-    totals.ipis_per_packet = ratio(totals.rps_ipis_sent, totals.delivered);
-    totals.wakeups_per_packet = ratio(
-        totals.ksoftirqd_wakeups + totals.backlog_thread_wakeups,
-        totals.delivered,
-    );
-    totals.mean_batch = ratio(totals.napi_packets, totals.napi_polls);
-    totals.budget_exhausted_pct =
-        ratio(totals.budget_exhausted, totals.napi_polls).map(|r| r * 100.0);
-    totals.softirq_ns_per_packet = ratio(totals.softirq_time_ns, totals.delivered);
-    let span_ns: u64 = starts.values().map(|(a, b)| b.saturating_sub(*a)).sum();
-    totals.span_s = span_ns as f64 / 1e9;
-
-    let paths = path_rows(&dl, &totals)?;
-    let timeline = timeline(&dl, &starts)?;
-    Ok(Summary {
-        totals,
-        paths,
-        cpus: cpus.into_values().collect(),
-        timeline,
-    })
+    t.ipis_per_packet = ratio(t.rps_ipis_sent, t.delivered);
+    t.wakeups_per_packet = ratio(t.ksoftirqd_wakeups + t.backlog_thread_wakeups, t.delivered);
+    t.mean_batch = ratio(t.napi_packets, t.napi_polls);
+    t.budget_exhausted_pct = ratio(t.budget_exhausted, t.napi_polls).map(|r| r * 100.0);
+    t.softirq_ns_per_packet = ratio(t.softirq_time_ns, t.delivered);
+    t
 }
 
 fn path_rows(dl: &DataFrame, totals: &Totals) -> Result<Vec<PathRow>> {
