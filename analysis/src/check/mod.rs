@@ -8,7 +8,7 @@ pub mod complete;
 pub mod index;
 mod kinds;
 mod percpu;
-mod rules;
+pub mod rules;
 pub mod seqscan;
 pub mod sparse;
 
@@ -76,7 +76,7 @@ pub struct RuleResult {
 const MAX_DIVERGENCES: usize = 10;
 
 impl RuleResult {
-    fn new(id: &'static str, title: &'static str) -> RuleResult {
+    pub(crate) fn new(id: &'static str, title: &'static str) -> RuleResult {
         RuleResult {
             id,
             title,
@@ -296,12 +296,7 @@ pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckRe
     let tm = trace_mode(&ix);
     let (mode, mode_source) = resolve_mode(forced, &tm, meta);
     let ctx = rules::Ctx::new(&ix, meta, mode);
-    let mut results = rules::common(&ctx);
-    match mode {
-        Some(Mode::A | Mode::B) => results.extend(rules::mode_ab(&ctx)),
-        Some(Mode::C) => results.extend(rules::mode_c(&ctx)),
-        None => {}
-    }
+    let mut results = rules::run(&ctx);
     if tm.inconsistent {
         let mut r = RuleResult::new("MODE", "the trace shows one mode");
         r.fail(Divergence {
