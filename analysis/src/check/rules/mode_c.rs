@@ -4,7 +4,7 @@
 use super::{Ctx, EnqueueCalls};
 use crate::{
     check::{
-        cols::FastMap,
+        cols::{FastMap, E},
         describe,
         index::{Class, Poll},
         Divergence, RuleResult,
@@ -55,24 +55,33 @@ pub(super) fn c1(c: &Ctx, mut r: RuleResult) -> RuleResult {
         }
     }
     for e in c.ix.all(EventKind::SchedSwitch) {
-        let prev = e.comm_thread();
-        let next = e.target_thread();
-        for n in [prev, next].into_iter().flatten() {
-            if n < 100 && n != e.cpu() {
-                r.fail(Divergence {
-                    rule: r.id,
-                    cpu: e.cpu(),
-                    ts_ns: e.ts_ns(),
-                    message: format!("backlog_napi/{n} ran on CPU {}", e.cpu()),
-                    expected: format!("backlog_napi/{n} is bound to CPU {n}"),
-                    events: vec![describe(e)],
-                });
-            } else {
-                r.pass();
-            }
+        // The thread switched from, then the one switched to. Two ifs, not a loop over
+        // [prev, next]: LLVM vectorized that loop into 10× the instructions.
+        if let Some(n) = e.comm_thread() {
+            bound(&mut r, e, n);
+        }
+        if let Some(n) = e.target_thread() {
+            bound(&mut r, e, n);
         }
     }
     r.finish()
+}
+
+/// C-1 for one sched_switch: backlog_napi/n (n < 100: longer names are truncated) runs on
+/// CPU n.
+fn bound(r: &mut RuleResult, e: E, n: u32) {
+    if n < 100 && n != e.cpu() {
+        r.fail(Divergence {
+            rule: r.id,
+            cpu: e.cpu(),
+            ts_ns: e.ts_ns(),
+            message: format!("backlog_napi/{n} ran on CPU {}", e.cpu()),
+            expected: format!("backlog_napi/{n} is bound to CPU {n}"),
+            events: vec![describe(e)],
+        });
+    } else {
+        r.pass();
+    }
 }
 
 pub(super) fn c2(c: &Ctx, mut r: RuleResult) -> RuleResult {
