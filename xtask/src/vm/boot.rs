@@ -60,7 +60,13 @@ pub fn boot(k: &KernelSpec, vmlinuz: &Path, initrd: &Path, dir: &Path) -> Result
         .context("running qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
     let secs = t.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-    let uname = tagged(&text, "@@UNAME ").map(str::to_string);
+    Ok((read_log(&text, status.code(), &log), secs))
+}
+
+/// What the guest said on its serial console (`text`, written to `log`), as the matrix reads
+/// it; `qemu_exit` is QEMU's exit code.
+fn read_log(text: &str, qemu_exit: Option<i32>, log: &Path) -> Value {
+    let uname = tagged(text, "@@UNAME ").map(str::to_string);
     // A guest oops (seen once in ~12 boots: int3 in handle_softirqs while tracepoints were
     // being patched in or out under multi-threaded TCG) is an emulation/guest failure, not a
     // verdict: the caller boots once more and reports it.
@@ -68,32 +74,29 @@ pub fn boot(k: &KernelSpec, vmlinuz: &Path, initrd: &Path, dir: &Path) -> Result
         .lines()
         .find(|l| l.contains("Kernel panic") || l.contains("Oops:"))
         .map(|l| l.trim().to_string());
-    let status_json = between(&text, "@@STATUS-BEGIN", "@@STATUS-END").and_then(json_in);
-    let verify_json = between(&text, "@@VERIFY-BEGIN", "@@VERIFY-RC").and_then(json_in);
-    let rc = tagged(&text, "@@VERIFY-RC ").and_then(|s| s.parse::<i32>().ok());
+    let status_json = between(text, "@@STATUS-BEGIN", "@@STATUS-END").and_then(json_in);
+    let verify_json = between(text, "@@VERIFY-BEGIN", "@@VERIFY-RC").and_then(json_in);
+    let rc = tagged(text, "@@VERIFY-RC ").and_then(|s| s.parse::<i32>().ok());
     // Untraced UDP floods: the patch's own claims (loopback throughput with threads on, and
     // RPS over loopback by IPI vs by thread) compared across boots of the same kernel.
-    let runs = between(&text, "@@FLOOD-BEGIN", "@@FLOOD-END")
+    let runs = between(text, "@@FLOOD-BEGIN", "@@FLOOD-END")
         .map(json_objects)
         .unwrap_or_default();
     let flood = flood_summary(&runs);
-    let top = top_summary(&text);
-    let hotplug = hotplug_summary(&text);
-    Ok((
-        json!({
-            "top": top,
-            "hotplug": hotplug,
-            "qemu_exit": status.code(),
-            "uname": uname,
-            "status": status_json,
-            "verify": verify_json,
-            "verify_rc": rc,
-            "flood": flood,
-            "panic": panic,
-            "log": log.display().to_string(),
-        }),
-        secs,
-    ))
+    let top = top_summary(text);
+    let hotplug = hotplug_summary(text);
+    json!({
+        "top": top,
+        "hotplug": hotplug,
+        "qemu_exit": qemu_exit,
+        "uname": uname,
+        "status": status_json,
+        "verify": verify_json,
+        "verify_rc": rc,
+        "flood": flood,
+        "panic": panic,
+        "log": log.display().to_string(),
+    })
 }
 
 fn between<'a>(log: &'a str, begin: &str, end: &str) -> Option<&'a str> {
@@ -259,4 +262,80 @@ fn top_summary(text: &str) -> Value {
         .collect();
     json!({ "rc": rc, "intervals": lines.len(), "cpu1": cpu1, "failed_rules": failed,
             "rejected": rejected })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A serial log as /init prints it, with kernel lines and carriage returns in between.
+    const LOG: &str = "[    0.1] Linux version 6.12\r\n\
+@@UNAME 6.12.9-amd64\r\n\
+@@STATUS-BEGIN\r\n[    1.2] random: crng init\r\n{\"mode\": \"C\",\r\n \"probes\": []}\r\n[    1.3] eth0: up\r\n@@STATUS-END\r\n\
+@@VERIFY-BEGIN\n{\"passed\": true, \"scenarios\": []}\n@@VERIFY-RC 3\n@@VERIFY-END\n\
+@@TOP-BEGIN\n\
+{\"overall\": {\"interval_s\": 1.0}, \"cpus\": [{\"cpu\": 1, \"deliveries\": {\"remote_softirq\": 10, \"backlog_thread\": 4.4}, \"rps_ipi_received\": 2}]}\n\
+{\"overall\": {\"interval_s\": 2.0}, \"cpus\": [{\"cpu\": 0}, {\"cpu\": 1, \"deliveries\": {\"remote_softirq\": 5}}], \"conformance\": {\"rules\": [{\"id\": \"T1\", \"failed\": 0}, {\"id\": \"T2\", \"failed\": 3}]}}\n\
+@@TOP-RC 1\n@@TOP-ERR tp_btf/napi_poll not attached: verifier said no\n@@TOP-ERR kprobe x not attached: ENOENT\n@@TOP-END\n\
+@@HOTPLUG-BEGIN\n{\"hotplug\": {\"offline_at\": 1.0, \"online_at\": 2.0}, \"received\": 900}\n\
+@@HOTPLUG-REC-RC 0\n{\"events\": 5000, \"per_event\": {\"cpuhp_enter\": 3, \"cpuhp_exit\": 4}}\n\
+@@HOTPLUG-CHECK\n{\"verdict\": \"PASS\", \"rules\": [{\"id\": \"R1\", \"verdict\": \"FAIL\"}, {\"id\": \"R2\", \"verdict\": \"PASS\"}], \"hotplug_windows\": 1}\n\
+@@HOTPLUG-CHECK-RC 0\n@@HOTPLUG-END\n\
+@@FLOOD-BEGIN\n\
+{\"scenario\": \"Loopback\", \"received\": 1000, \"seconds\": 1, \"sent\": 1000, \"system\": {\"context_switches\": 500, \"call_ipis\": 10, \"resched_ipis\": 10}}\n\
+{\"scenario\": \"Loopback\", \"received\": 3000, \"seconds\": 1, \"sent\": 3000, \"system\": {\"context_switches\": 300}}\n\
+{\"scenario\": \"Loopback\", \"received\": 2000, \"seconds\": 1, \"sent\": 2000, \"system\": {}}\n\
+@@FLOOD-END\n";
+
+    #[test]
+    fn the_tagged_sections_are_read_through_kernel_noise() {
+        let v = read_log(LOG, Some(0), Path::new("/tmp/6.12.log"));
+        assert_eq!(v["uname"], "6.12.9-amd64");
+        assert_eq!(v["status"]["mode"], "C");
+        assert_eq!(v["verify"]["passed"], true);
+        assert_eq!(v["verify_rc"], 3);
+        assert_eq!(v["panic"], Value::Null);
+        assert_eq!(v["qemu_exit"], 0);
+        assert_eq!(v["log"], "/tmp/6.12.log");
+        let oops = format!("{LOG}[ 9.9] Oops: int3 in handle_softirqs\n");
+        assert_eq!(
+            read_log(&oops, None, Path::new("x"))["panic"],
+            "[ 9.9] Oops: int3 in handle_softirqs"
+        );
+    }
+
+    #[test]
+    fn top_sums_cpu_1_over_its_intervals() {
+        let top = top_summary(LOG);
+        assert_eq!(top["rc"], 1);
+        assert_eq!(top["intervals"], 2);
+        assert_eq!(top["cpu1"]["remote_softirq"], 20.0);
+        assert_eq!(top["cpu1"]["backlog_thread"], 4.0);
+        assert_eq!(top["cpu1"]["rps_ipi_received"], 2.0);
+        assert_eq!(top["failed_rules"], json!(["T2"]));
+        assert_eq!(
+            top["rejected"],
+            json!(["tp_btf/napi_poll not attached: verifier said no"])
+        );
+    }
+
+    #[test]
+    fn hotplug_and_floods_are_summarised() {
+        let hp = hotplug_summary(LOG);
+        assert_eq!(hp["scenario"]["online_at"], 2.0);
+        assert_eq!(hp["received"], 900);
+        assert_eq!(hp["record_rc"], 0);
+        assert_eq!(hp["events"], 5000);
+        assert_eq!(hp["cpuhp_events"], 7);
+        assert_eq!(hp["check_rc"], 0);
+        assert_eq!(hp["failed_rules"], json!(["R1"]));
+        let runs = json_objects(between(LOG, "@@FLOOD-BEGIN", "@@FLOOD-END").unwrap());
+        assert_eq!(runs.len(), 3);
+        let flood = flood_summary(&runs);
+        assert_eq!(flood.len(), 1, "no LoopbackRps runs, no LoopbackRps entry");
+        assert_eq!(flood[0]["runs"], 3);
+        assert_eq!(flood[0]["received_pps"], 2000.0);
+        assert_eq!(flood[0]["context_switches_per_packet"], 0.1);
+        assert_eq!(flood[0]["ipis_per_packet"], 0.0);
+    }
 }

@@ -335,3 +335,137 @@ fn top_markdown(rows: &[Value]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> Value {
+        json!({"mode": "C", "kernel_release": "6.12.9-amd64", "probes": [
+            {"name": "napi_poll", "attached": true, "role": "event", "kind": "tp_btf"},
+            {"name": "softirq_raise", "attached": true, "role": "event", "kind": "raw_tracepoint"},
+            {"name": "softirq_entry", "attached": true, "role": "event", "kind": "raw_tracepoint"},
+            {"name": "netif_rx", "attached": true, "role": "event", "kind": "tracepoint"},
+            {"name": "ctx", "attached": true, "role": "context", "kind": "raw_tracepoint"},
+            {"name": "csd_queue_cpu", "attached": false, "kind": "tp_btf", "reason": "no such tracepoint"},
+            {"name": "rps_trigger", "attached": false, "kind": "kprobe", "reason": "busy"},
+        ]})
+    }
+
+    fn verify(diverged: bool) -> Value {
+        json!({"passed": true, "scenarios": [{
+            "scenario": "loopback-rps", "verdict": "PASS",
+            "negative_control": {"diverged": diverged, "checked_as": "B", "failed_rules": ["C1", "C4"]},
+            "report": {"kernel_counters": {"checks": [
+                {"counter": "received_rps", "result": "short", "max": 4}]}},
+        }]})
+    }
+
+    /// A passing 6.12-threads row, with `top` as the guest's top summary.
+    fn threads_row(top: &Value) -> Value {
+        let (status, verify) = (status(), verify(true));
+        let null = Value::Null;
+        row(
+            "6.12-threads",
+            "thread_backlog_napi",
+            "C",
+            &status,
+            &verify,
+            Some(0),
+            12.34,
+            &null,
+            top,
+        )
+    }
+
+    #[test]
+    fn a_row_counts_probes_and_decides_the_verdict() {
+        let r = threads_row(&Value::Null);
+        assert_eq!(r["event_probes_attached"], 4);
+        assert_eq!(r["event_probe_kinds"], "1 classic, 2 raw, 1 tp_btf");
+        assert_eq!(
+            r["not_attached"],
+            json!(["csd_queue_cpu (no such tracepoint)"])
+        );
+        assert_eq!(r["scenarios"][0]["short"], "received_rps 4");
+        assert_eq!(r["seconds"], 12.3);
+        assert_eq!(r["passed"], true);
+        let passed = |expect, verify: &Value, rc, top: &Value| {
+            row(
+                "k",
+                "",
+                expect,
+                &status(),
+                verify,
+                rc,
+                1.0,
+                &Value::Null,
+                top,
+            )["passed"]
+                == true
+        };
+        assert!(
+            !passed("B", &verify(true), Some(0), &Value::Null),
+            "wrong mode"
+        );
+        assert!(
+            passed("C", &verify(true), Some(3), &Value::Null),
+            "short, controls diverged"
+        );
+        assert!(
+            !passed("C", &verify(false), Some(3), &Value::Null),
+            "short, a control did not"
+        );
+        assert!(!passed("C", &verify(true), Some(1), &Value::Null));
+        let top = json!({"rc": 0, "intervals": 5, "rejected": []});
+        assert!(passed("C", &verify(true), Some(0), &top));
+        let refused = json!({"rc": 0, "intervals": 5, "rejected": ["napi_poll: verifier"]});
+        assert!(!passed("C", &verify(true), Some(0), &refused));
+    }
+
+    #[test]
+    fn the_markdown_has_a_line_per_kernel_in_each_table() {
+        let top = json!({"rc": 0, "intervals": 5, "rejected": [], "failed_rules": [],
+                         "cpu1": {"remote_softirq": 12.0, "backlog_thread": 3.0}});
+        let mut r = threads_row(&top);
+        r["hotplug"] = json!({"scenario": {"offline_at": 1.0, "online_at": 2.5}, "received": 900,
+                              "events": 5000, "cpuhp_events": 7, "verdict": "PASS", "check_rc": 0});
+        let host = row(
+            "host",
+            "",
+            "B",
+            &Value::Null,
+            &Value::Null,
+            None,
+            1.0,
+            &Value::Null,
+            &Value::Null,
+        );
+        let md = markdown(
+            &[r, host],
+            "2025-01-31 12:00 UTC",
+            "cargo xtask vm-test --all",
+        );
+        assert!(md.starts_with(
+            "# napiscope kernel matrix\n\n`cargo xtask vm-test --all`, 2025-01-31 12:00 UTC."
+        ));
+        assert!(md.contains(
+            "| 6.12-threads | 6.12.9-amd64 | thread_backlog_napi | C | C | 4 (1 classic, 2 raw, 1 tp_btf) | \
+             loopback-rps PASS; as B diverges: C1 C4; incomplete: short of the kernel's received_rps 4 | PASS | 12.3 s |\n"
+        ), "{md}");
+        assert!(
+            md.contains("| host | ? | – | B | ? | 0 () |  | **FAIL** | 1.0 s |\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 6.12-threads | thread_backlog_napi | 0 | 12 | 3 | – | – | – | – |\n"),
+            "{md}"
+        );
+        assert!(md.contains("| 6.12-threads | thread_backlog_napi | 1.00 → 2.50 | 900 | 5000 | 7 | PASS (exit 0) |\n"), "{md}");
+        assert!(
+            md.ends_with("- 6.12-threads: csd_queue_cpu (no such tracepoint)\n"),
+            "{md}"
+        );
+        assert!(!md.contains("| host | – | 0"), "the host has no top row");
+    }
+}
