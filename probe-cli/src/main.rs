@@ -1,26 +1,19 @@
 //! `napiscope`: how this Linux kernel schedules receive-path work (NAPI, NET_RX softirq,
 //! ksoftirqd, RPS IPIs, backlog_napi threads), live and on record.
 
-mod background;
-mod btf;
-mod conformance;
-mod decode;
-mod huge_alloc;
-mod kernel_counters;
-mod probes;
-mod record;
-mod report;
-mod ring;
-mod scenario;
-mod status;
-mod symbols;
-mod system;
-mod top;
-mod tracefs;
+mod cmd;
+mod kernel;
+mod recorder;
+mod traffic;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
+
+use cmd::{report, status, top, verify as conformance};
+use kernel::{huge_alloc, system};
+use recorder::{self as record, background};
+use traffic as scenario;
 
 #[global_allocator]
 static ALLOC: huge_alloc::HugeAlloc = huge_alloc::HugeAlloc;

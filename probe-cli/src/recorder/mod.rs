@@ -1,5 +1,7 @@
 //! `napiscope record`: kernel events → Parquet, with a live progress line and per-CPU losses.
 
+pub mod background;
+
 use std::{
     collections::BTreeMap,
     io::{IsTerminal, Write},
@@ -13,9 +15,11 @@ use anyhow::{Context as _, Result};
 use probe_common::{CpuState, Settings};
 
 use crate::{
-    background::Background, decode::Decoder, probes, ring::RingReader, status, symbols::Symbols,
+    cmd::status,
+    kernel::{decode::Decoder, probes, ring::RingReader, symbols::Symbols},
     CliError,
 };
+use background::Background;
 
 pub struct RecordOpts {
     pub output: PathBuf,
@@ -293,7 +297,7 @@ pub fn build_settings(cpus: Option<&[u32]>, all_softirqs: bool) -> Settings {
 }
 
 pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
-    let rights = crate::system::Rights::current();
+    let rights = crate::kernel::system::Rights::current();
     if !rights.can_trace() {
         return Err(CliError::rights(&rights).into());
     }
@@ -309,7 +313,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     }
     let ring_bytes = opts.ring_buffer_mb * 1024 * 1024;
     let mut settings = build_settings(opts.cpus.as_deref(), opts.all_softirqs);
-    let ring_sizes = probes::ring_sizes(ring_bytes, crate::system::possible_cpus());
+    let ring_sizes = probes::ring_sizes(ring_bytes, crate::kernel::system::possible_cpus());
     settings.wakeup_bytes = ring_sizes[0] / 8;
     // What is known from the start goes into every checkpoint's footer too.
     let mut start_meta: TraceMeta = env.trace_meta();
@@ -417,7 +421,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     };
     // The kernel's counters at the start, once every probe is attached: the window a
     // complete recording accounts for event by event.
-    let counters_start = match crate::kernel_counters::snapshot() {
+    let counters_start = match crate::kernel::counters::snapshot() {
         Ok(s) => Some(s),
         Err(e) => {
             eprintln!("napiscope: note: no kernel-counter cross-check: {e:#}");
@@ -500,7 +504,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
     }
     let counters_end = counters_start
         .as_ref()
-        .and_then(|_| crate::kernel_counters::snapshot().ok());
+        .and_then(|_| crate::kernel::counters::snapshot().ok());
     let misses = loaded.recursion_misses();
     // Detach first so no new events arrive, then drain what is already in the ring.
     // (Closing the perf links takes a moment per probe; it is not recording time.)
@@ -538,7 +542,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
                 start,
                 end,
                 cpus: opts.cpus.clone(),
-                recorded: crate::kernel_counters::recorded(&probe_results),
+                recorded: crate::kernel::counters::recorded(&probe_results),
             };
             let gaps = tally.seqs.gaps(ncpu);
             let known: Vec<u64> = (0..ncpu).map(|c| lost[c].max(gaps[c])).collect();
@@ -581,7 +585,7 @@ pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
         );
     }
     summary.blind = blind;
-    let threads = crate::system::backlog_threads();
+    let threads = crate::kernel::system::backlog_threads();
     meta.set("backlog_threads", serde_json::to_string(&threads)?);
     if let Some(c) = &opts.control {
         let extra = c.extra_meta.lock().map(|m| m.clone()).unwrap_or_default();
@@ -919,7 +923,7 @@ mod replay {
     use probe_common::RawEvent;
 
     use super::*;
-    use crate::symbols::Symbols;
+    use crate::kernel::symbols::Symbols;
 
     fn name16(s: &str) -> [u8; 16] {
         let mut b = [0u8; 16];

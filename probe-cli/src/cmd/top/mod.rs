@@ -26,7 +26,11 @@ use crossterm::{
 };
 use ratatui::{backend::CrosstermBackend, Terminal};
 
-use crate::{conformance, probes, record, status, system, CliError};
+use crate::{
+    cmd::{status, verify as conformance},
+    kernel::{probes, system},
+    recorder as record, CliError,
+};
 use app::{Action, App, Header, TextFilter};
 use checks::Checks;
 use rates::{human, human_ns, Sample};

@@ -6,10 +6,12 @@ use analysis::{mode::ModeVerdict, TraceMeta};
 use serde::Serialize;
 
 use crate::{
-    probes::{self, ProbeResult},
-    record::build_settings,
-    system::{self, Kernel, Rights},
-    tracefs::{self, TracefsInfo},
+    kernel::{
+        probes::{self, ProbeResult},
+        system::{self, Kernel, Rights},
+        tracefs::{self, TracefsInfo},
+    },
+    recorder::build_settings,
 };
 
 #[derive(Serialize)]
@@ -97,7 +99,7 @@ pub fn gather() -> Status {
             &t,
             &build_settings(None, false),
             4096 * 16,
-            &crate::symbols::Symbols::load(),
+            &crate::kernel::symbols::Symbols::load(),
             true,
         ) {
             Ok(mut loaded) => {

@@ -12,7 +12,7 @@ use aya::{
 use probe_common::{CpuState, Settings, TpOffsets, RINGS};
 use serde::Serialize;
 
-use crate::tracefs;
+use crate::kernel::tracefs;
 
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/napiscope-probes"));
 
@@ -450,7 +450,7 @@ impl Loaded {
 
     /// The event rings some CPU writes to (see `ring_sizes`).
     pub fn take_rings(&mut self) -> Result<Vec<RingBuf<MapData>>> {
-        (0..used_rings(crate::system::possible_cpus()))
+        (0..used_rings(crate::kernel::system::possible_cpus()))
             .map(|i| {
                 let name = format!("EVENTS{i}");
                 let map = self
@@ -493,16 +493,16 @@ pub fn load(
     tracefs: &Path,
     settings: &Settings,
     ring_bytes: u32,
-    symbols: &crate::symbols::Symbols,
+    symbols: &crate::kernel::symbols::Symbols,
     prefer_raw: bool,
 ) -> Result<Loaded> {
     let (offsets, bad) = offsets(tracefs);
-    let found = match crate::btf::Btf::from_sys_fs() {
-        Ok(b) => crate::btf::kernel_offsets(&b),
-        Err(e) => crate::btf::Found::none(&e),
+    let found = match crate::kernel::btf::Btf::from_sys_fs() {
+        Ok(b) => crate::kernel::btf::kernel_offsets(&b),
+        Err(e) => crate::kernel::btf::Found::none(&e),
     };
     let rps_func = symbols.addr_of("rps_trigger_softirq").unwrap_or(0);
-    let sizes = ring_sizes(ring_bytes, crate::system::possible_cpus());
+    let sizes = ring_sizes(ring_bytes, crate::kernel::system::possible_cpus());
     let names: Vec<String> = (0..RINGS).map(|i| format!("EVENTS{i}")).collect();
     let mut loader = EbpfLoader::new();
     loader

@@ -22,7 +22,7 @@ use analysis::{
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use crate::{record, scenario, status, system, CliError};
+use crate::{cmd::status, kernel::system, recorder as record, traffic as scenario, CliError};
 
 pub struct SimArgs {
     pub mode: Mode,
@@ -461,7 +461,7 @@ pub fn run_verify(
                 duration: None,
                 cpus: None,
                 ring_buffer_mb: 64,
-                encode_buffer_mb: crate::background::default_buffer_mb(),
+                encode_buffer_mb: crate::recorder::background::default_buffer_mb(),
                 raw_pointers: false,
                 all_softirqs: false,
                 classic_tracepoints: false,

@@ -332,7 +332,7 @@ impl App {
                 self.cpu_filter = None;
                 self.message = Some("showing all CPUs".into());
             }
-            Input::Cpus(s) => match crate::system::parse_cpu_list(s.trim()) {
+            Input::Cpus(s) => match crate::kernel::system::parse_cpu_list(s.trim()) {
                 Some(list) => {
                     self.message = Some(format!("showing CPUs {}", s.trim()));
                     self.cpu_filter = Some(list);
