@@ -5,6 +5,7 @@
 pub mod btf;
 pub mod counters;
 pub mod decode;
+pub mod env;
 pub mod huge_alloc;
 pub mod probes;
 pub mod ring;

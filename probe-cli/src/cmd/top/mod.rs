@@ -27,9 +27,9 @@ use crossterm::{
 use ratatui::{backend::CrosstermBackend, Terminal};
 
 use crate::{
-    cmd::{status, verify as conformance},
-    kernel::{probes, system},
-    recorder as record, CliError,
+    cli::{parse_duration, parse_mode, CliError},
+    kernel::{env::Environment, probes, system},
+    signals,
 };
 use app::{Action, App, Header, TextFilter};
 use checks::Checks;
@@ -39,7 +39,7 @@ use source::KernelSource;
 #[derive(clap::Args)]
 pub struct TopArgs {
     /// Time between updates: 1s, 500ms, 2 (0.1 s to 60 s)
-    #[arg(short, long, default_value = "1s", value_parser = crate::parse_duration)]
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
     interval: Duration,
     /// Print a table per interval instead of the full-screen view (like `mpstat 1`)
     #[arg(long)]
@@ -51,7 +51,7 @@ pub struct TopArgs {
     #[arg(short = 'n', long, value_name = "N")]
     count: Option<u64>,
     /// Check the kernel against this mode (A, B or C) instead of the detected one
-    #[arg(long, value_parser = conformance::parse_mode)]
+    #[arg(long, value_parser = parse_mode)]
     expect_mode: Option<Mode>,
     /// Show only these CPUs, e.g. 0,2-3 (the `c` key changes it)
     #[arg(short = 'C', long, value_name = "CPUS")]
@@ -106,7 +106,7 @@ pub fn run(a: TopArgs) -> Result<u8> {
     if !rights.can_trace() {
         return Err(CliError::rights(&rights).into());
     }
-    let env = status::Environment::gather();
+    let env = Environment::gather();
     let Some(tracefs) = env.tracefs_path() else {
         return Err(CliError::usage(format!("tracefs unavailable: {}", env.tracefs.state)).into());
     };
@@ -143,7 +143,7 @@ pub fn run(a: TopArgs) -> Result<u8> {
     let mut app = App::new(header, checks, ascii);
     app.cpu_filter = cpu_filter;
     app.text_filter = text_filter;
-    let stop = record::stop_flag_on_signals();
+    let stop = signals::stop_flag_on_signals();
     eprintln!(
         "napiscope: counting on {} CPUs; mode {} ({} probes attached)",
         online.len(),
@@ -159,12 +159,7 @@ pub fn run(a: TopArgs) -> Result<u8> {
     }
 }
 
-fn header(
-    env: &status::Environment,
-    src: &KernelSource,
-    expect: Option<Mode>,
-    every: Duration,
-) -> Header {
+fn header(env: &Environment, src: &KernelSource, expect: Option<Mode>, every: Duration) -> Header {
     let results = &src.loaded.results;
     // Tracepoints are the baseline; function probes are extras where the kernel allows them.
     let events: Vec<&probes::ProbeResult> = results
