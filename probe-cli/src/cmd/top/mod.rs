@@ -4,6 +4,7 @@
 
 mod app;
 mod checks;
+mod detail;
 mod rates;
 mod source;
 #[cfg(test)]
