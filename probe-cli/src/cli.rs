@@ -1,11 +1,11 @@
 //! What every command shares about talking to its caller: the error that carries an exit
 //! code, the exit codes themselves, and the argument parsers more than one command uses.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use analysis::mode::Mode;
 
-use crate::kernel::system;
+use crate::kernel::{env::Environment, system};
 
 /// Exit codes: 0 success, 1 failure / divergence, 2 unusable input or missing rights,
 /// 3 (`INCOMPLETE`) inconclusive: the recording misses events (the kernel's counters say so,
@@ -41,6 +41,23 @@ impl CliError {
             r.euid
         ))
     }
+}
+
+/// What a command that loads probes starts from: the caller may trace (else exit 2 saying
+/// which rights are missing), this machine's environment, and where tracefs is.
+pub fn tracing_env() -> Result<(Environment, PathBuf), CliError> {
+    let rights = system::Rights::current();
+    if !rights.can_trace() {
+        return Err(CliError::rights(&rights));
+    }
+    let env = Environment::gather();
+    let Some(tracefs) = env.tracefs_path() else {
+        return Err(CliError::usage(format!(
+            "tracefs unavailable: {}",
+            env.tracefs.state
+        )));
+    };
+    Ok((env, tracefs))
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

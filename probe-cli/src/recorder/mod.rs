@@ -22,7 +22,7 @@ use aya::maps::{MapData, PerCpuArray};
 use probe_common::{CpuState, Settings};
 
 use crate::{
-    cli::CliError,
+    cli::{tracing_env, CliError},
     kernel::{
         decode::Decoder,
         env::Environment,
@@ -70,14 +70,7 @@ pub struct Control {
 }
 
 pub fn run(opts: RecordOpts) -> Result<RecordSummary> {
-    let rights = system::Rights::current();
-    if !rights.can_trace() {
-        return Err(CliError::rights(&rights).into());
-    }
-    let env = Environment::gather();
-    let Some(tracefs) = env.tracefs_path() else {
-        return Err(CliError::usage(format!("tracefs unavailable: {}", env.tracefs.state)).into());
-    };
+    let (env, tracefs) = tracing_env()?;
     if !env.kernel.btf {
         eprintln!(
             "napiscope: note: no BTF at /sys/kernel/btf/vmlinux; the receive-path and \

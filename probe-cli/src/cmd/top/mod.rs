@@ -28,7 +28,7 @@ use crossterm::{
 use ratatui::{backend::CrosstermBackend, Terminal};
 
 use crate::{
-    cli::{parse_duration, parse_mode, CliError},
+    cli::{parse_duration, parse_mode, tracing_env, CliError},
     kernel::{env::Environment, probes, system},
     signals,
 };
@@ -103,14 +103,7 @@ pub fn run(a: TopArgs) -> Result<u8> {
         Some(s) => TextFilter::parse(s).map_err(|e| CliError::usage(format!("--filter: {e}")))?,
         None => None,
     };
-    let rights = system::Rights::current();
-    if !rights.can_trace() {
-        return Err(CliError::rights(&rights).into());
-    }
-    let env = Environment::gather();
-    let Some(tracefs) = env.tracefs_path() else {
-        return Err(CliError::usage(format!("tracefs unavailable: {}", env.tracefs.state)).into());
-    };
+    let (env, tracefs) = tracing_env()?;
     let online = system::online_cpus();
     // Attaching ~30 tracepoints patches kernel text and takes a few seconds: say so.
     eprintln!("napiscope: loading and attaching probes...");
