@@ -9,7 +9,7 @@ use probe_common::{CpuCounters, Filter, FILTER_COMM, FILTER_DEV, FILTER_NONE};
 
 use super::app::TextFilter;
 use super::rates::Snapshot;
-use crate::{probes, symbols::Symbols};
+use crate::kernel::{probes, symbols::Symbols};
 
 pub struct KernelSource {
     pub loaded: probes::Loaded,
@@ -54,12 +54,12 @@ impl KernelSource {
 
     pub fn snapshot(&self) -> Result<Snapshot> {
         let at = self.start.elapsed().as_secs_f64();
-        let kernel_lo = crate::kernel_counters::snapshot().ok();
+        let kernel_lo = crate::kernel::counters::snapshot().ok();
         let per_cpu = self
             .counters
             .get(&0, 0)
             .context("reading the COUNTERS map")?;
-        let kernel_hi = crate::kernel_counters::snapshot().ok();
+        let kernel_hi = crate::kernel::counters::snapshot().ok();
         let mut snap = Snapshot {
             at,
             kernel: kernel_lo.zip(kernel_hi),

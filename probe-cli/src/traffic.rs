@@ -268,11 +268,53 @@ fn mask(cpu: u32) -> String {
     format!("{:x}", 1u64 << cpu)
 }
 
+/// Run the scenario: its namespaces, a receiver, the sender (and the CPU hotplug), then the
+/// namespaces removed.
 pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
     remove_stale();
     let pid = std::process::id();
     let port = 9000 + (pid % 1000) as u16;
-    let (_guards, tx_ns, rx_ns, src, dst) = match opts.kind {
+    let (_guards, tx_ns, rx_ns, src, dst) = namespaces(opts, pid, port)?;
+    let received = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let rx_thread = receiver(rx_ns, dst, received.clone(), done.clone())?;
+
+    let start = Instant::now();
+    let before = SystemDelta::read();
+    let hotplug = opts
+        .hotplug_cpu
+        .map(|cpu| hotplug(cpu, start, opts.duration, stop.clone()));
+    let sent = {
+        let opts = opts.clone();
+        let stop = stop.clone();
+        let h = thread::spawn(move || send(&opts, &tx_ns, src, dst, &stop));
+        h.join()
+            .map_err(|_| anyhow::anyhow!("sender thread panicked"))??
+    };
+    // Let the last packets arrive before the receiver stops.
+    thread::sleep(Duration::from_millis(100));
+    let system = SystemDelta::read().since(before);
+    let hotplug = hotplug.map(|h| h.join().unwrap_or_default());
+    done.store(true, Ordering::SeqCst);
+    let _ = rx_thread.join();
+    Ok(Report {
+        scenario: format!("{:?}", opts.kind),
+        sent,
+        received: received.load(Ordering::Relaxed),
+        seconds: start.elapsed().as_secs_f64(),
+        system,
+        hotplug,
+    })
+}
+
+/// The scenario's namespaces (removed when the guards drop): the sender's and the
+/// receiver's namespace names and addresses.
+fn namespaces(
+    opts: &Opts,
+    pid: u32,
+    port: u16,
+) -> Result<(Vec<Netns>, String, String, SocketAddr, SocketAddr)> {
+    Ok(match opts.kind {
         Kind::VethRps => {
             let a = Netns::create(&format!("napiscope-{pid}-a"))?;
             let b = Netns::create(&format!("napiscope-{pid}-b"))?;
@@ -305,113 +347,110 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
             let an = a.name.clone();
             (vec![a], an.clone(), an, src, dst)
         }
-    };
-    let received = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-
-    // Receiver: bound before the first packet, so nothing is answered with ICMP.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
-    let rx_thread = {
-        let (received, done) = (received.clone(), done.clone());
-        thread::spawn(move || -> Result<()> {
-            let r = (|| {
-                enter_netns(&rx_ns)?;
-                let sock = UdpSocket::bind(dst).with_context(|| format!("binding {dst}"))?;
-                sock.set_read_timeout(Some(Duration::from_millis(50)))?;
-                Ok(sock)
-            })();
-            let sock = match r {
-                Ok(s) => {
-                    let _ = ready_tx.send(Ok(()));
-                    s
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return Ok(());
-                }
-            };
-            let mut buf = [0u8; 2048];
-            while !done.load(Ordering::SeqCst) {
-                if sock.recv(&mut buf).is_ok() {
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Ok(())
-        })
-    };
-    ready_rx.recv().context("receiver thread died")??;
-
-    let start = Instant::now();
-    let before = SystemDelta::read();
-    let hotplug = opts.hotplug_cpu.map(|cpu| {
-        let (stop, d) = (stop.clone(), opts.duration);
-        thread::spawn(move || {
-            let _guard = OnlineGuard(cpu);
-            let mut h = Hotplug {
-                cpu,
-                ..Hotplug::default()
-            };
-            let wait_until = |t: Duration| {
-                while start.elapsed() < t && !stop.load(Ordering::SeqCst) {
-                    thread::sleep(Duration::from_millis(5));
-                }
-            };
-            wait_until(d / 3);
-            if let Err(e) = set_online(cpu, false) {
-                h.error = Some(format!("{e:#}"));
-                return h;
-            }
-            h.offline_at = Some(start.elapsed().as_secs_f64());
-            wait_until(d * 2 / 3);
-            match set_online(cpu, true) {
-                Ok(()) => h.online_at = Some(start.elapsed().as_secs_f64()),
-                Err(e) => h.error = Some(format!("{e:#}")),
-            }
-            h
-        })
-    });
-    let sent = {
-        let opts = opts.clone();
-        let stop = stop.clone();
-        let h = thread::spawn(move || -> Result<u64> {
-            enter_netns(&tx_ns)?;
-            pin_to(opts.sender_cpu)?;
-            let sock = UdpSocket::bind(src)?;
-            let payload = [0x5au8; 64];
-            let gap = (opts.rate > 0).then(|| Duration::from_secs_f64(1.0 / opts.rate as f64));
-            let mut sent = 0u64;
-            let t0 = Instant::now();
-            while t0.elapsed() < opts.duration && !stop.load(Ordering::SeqCst) {
-                // ENOBUFS under a flood is expected: count only what the stack accepted.
-                if sock.send_to(&payload, dst).is_ok() {
-                    sent += 1;
-                }
-                if let Some(g) = gap {
-                    let due = t0 + g.mul_f64(sent as f64);
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                        thread::sleep(wait);
-                    }
-                }
-            }
-            Ok(sent)
-        });
-        h.join()
-            .map_err(|_| anyhow::anyhow!("sender thread panicked"))??
-    };
-    // Let the last packets arrive before the receiver stops.
-    thread::sleep(Duration::from_millis(100));
-    let system = SystemDelta::read().since(before);
-    let hotplug = hotplug.map(|h| h.join().unwrap_or_default());
-    done.store(true, Ordering::SeqCst);
-    let _ = rx_thread.join();
-    Ok(Report {
-        scenario: format!("{:?}", opts.kind),
-        sent,
-        received: received.load(Ordering::Relaxed),
-        seconds: start.elapsed().as_secs_f64(),
-        system,
-        hotplug,
     })
+}
+
+/// The receiver thread, counting into `received` until `done`. Returns once it is bound,
+/// before the first packet, so nothing is answered with ICMP.
+fn receiver(
+    rx_ns: String,
+    dst: SocketAddr,
+    received: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+) -> Result<thread::JoinHandle<Result<()>>> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+    let rx_thread = thread::spawn(move || -> Result<()> {
+        let r = (|| {
+            enter_netns(&rx_ns)?;
+            let sock = UdpSocket::bind(dst).with_context(|| format!("binding {dst}"))?;
+            sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+            Ok(sock)
+        })();
+        let sock = match r {
+            Ok(s) => {
+                let _ = ready_tx.send(Ok(()));
+                s
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return Ok(());
+            }
+        };
+        let mut buf = [0u8; 2048];
+        while !done.load(Ordering::SeqCst) {
+            if sock.recv(&mut buf).is_ok() {
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    });
+    ready_rx.recv().context("receiver thread died")??;
+    Ok(rx_thread)
+}
+
+/// `--hotplug-cpu`: `cpu` offline for the middle third of `d` after `start`, then online
+/// again (also when this thread ends early: `OnlineGuard`).
+fn hotplug(
+    cpu: u32,
+    start: Instant,
+    d: Duration,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<Hotplug> {
+    thread::spawn(move || {
+        let _guard = OnlineGuard(cpu);
+        let mut h = Hotplug {
+            cpu,
+            ..Hotplug::default()
+        };
+        let wait_until = |t: Duration| {
+            while start.elapsed() < t && !stop.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(5));
+            }
+        };
+        wait_until(d / 3);
+        if let Err(e) = set_online(cpu, false) {
+            h.error = Some(format!("{e:#}"));
+            return h;
+        }
+        h.offline_at = Some(start.elapsed().as_secs_f64());
+        wait_until(d * 2 / 3);
+        match set_online(cpu, true) {
+            Ok(()) => h.online_at = Some(start.elapsed().as_secs_f64()),
+            Err(e) => h.error = Some(format!("{e:#}")),
+        }
+        h
+    })
+}
+
+/// The sender (on its own thread, which it pins and moves into `tx_ns`): UDP to `dst` at
+/// `opts.rate` for `opts.duration`; returns how many packets the stack accepted.
+fn send(
+    opts: &Opts,
+    tx_ns: &str,
+    src: SocketAddr,
+    dst: SocketAddr,
+    stop: &AtomicBool,
+) -> Result<u64> {
+    enter_netns(tx_ns)?;
+    pin_to(opts.sender_cpu)?;
+    let sock = UdpSocket::bind(src)?;
+    let payload = [0x5au8; 64];
+    let gap = (opts.rate > 0).then(|| Duration::from_secs_f64(1.0 / opts.rate as f64));
+    let mut sent = 0u64;
+    let t0 = Instant::now();
+    while t0.elapsed() < opts.duration && !stop.load(Ordering::SeqCst) {
+        // ENOBUFS under a flood is expected: count only what the stack accepted.
+        if sock.send_to(&payload, dst).is_ok() {
+            sent += 1;
+        }
+        if let Some(g) = gap {
+            let due = t0 + g.mul_f64(sent as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                thread::sleep(wait);
+            }
+        }
+    }
+    Ok(sent)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use analysis::kcounters::{Counter, Snapshot};
 use anyhow::{Context as _, Result};
 
-use crate::probes::ProbeResult;
+use crate::kernel::probes::ProbeResult;
 
 /// CLOCK_MONOTONIC now, in nanoseconds.
 pub fn monotonic_ns() -> u64 {

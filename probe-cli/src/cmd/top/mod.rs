@@ -4,6 +4,7 @@
 
 mod app;
 mod checks;
+mod detail;
 mod rates;
 mod source;
 #[cfg(test)]
@@ -26,7 +27,11 @@ use crossterm::{
 };
 use ratatui::{backend::CrosstermBackend, Terminal};
 
-use crate::{conformance, probes, record, status, system, CliError};
+use crate::{
+    cli::{parse_duration, parse_mode, tracing_env, CliError},
+    kernel::{env::Environment, probes, system},
+    signals,
+};
 use app::{Action, App, Header, TextFilter};
 use checks::Checks;
 use rates::{human, human_ns, Sample};
@@ -35,7 +40,7 @@ use source::KernelSource;
 #[derive(clap::Args)]
 pub struct TopArgs {
     /// Time between updates: 1s, 500ms, 2 (0.1 s to 60 s)
-    #[arg(short, long, default_value = "1s", value_parser = crate::parse_duration)]
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
     interval: Duration,
     /// Print a table per interval instead of the full-screen view (like `mpstat 1`)
     #[arg(long)]
@@ -47,7 +52,7 @@ pub struct TopArgs {
     #[arg(short = 'n', long, value_name = "N")]
     count: Option<u64>,
     /// Check the kernel against this mode (A, B or C) instead of the detected one
-    #[arg(long, value_parser = conformance::parse_mode)]
+    #[arg(long, value_parser = parse_mode)]
     expect_mode: Option<Mode>,
     /// Show only these CPUs, e.g. 0,2-3 (the `c` key changes it)
     #[arg(short = 'C', long, value_name = "CPUS")]
@@ -98,14 +103,7 @@ pub fn run(a: TopArgs) -> Result<u8> {
         Some(s) => TextFilter::parse(s).map_err(|e| CliError::usage(format!("--filter: {e}")))?,
         None => None,
     };
-    let rights = system::Rights::current();
-    if !rights.can_trace() {
-        return Err(CliError::rights(&rights).into());
-    }
-    let env = status::Environment::gather();
-    let Some(tracefs) = env.tracefs_path() else {
-        return Err(CliError::usage(format!("tracefs unavailable: {}", env.tracefs.state)).into());
-    };
+    let (env, tracefs) = tracing_env()?;
     let online = system::online_cpus();
     // Attaching ~30 tracepoints patches kernel text and takes a few seconds: say so.
     eprintln!("napiscope: loading and attaching probes...");
@@ -139,7 +137,7 @@ pub fn run(a: TopArgs) -> Result<u8> {
     let mut app = App::new(header, checks, ascii);
     app.cpu_filter = cpu_filter;
     app.text_filter = text_filter;
-    let stop = record::stop_flag_on_signals();
+    let stop = signals::stop_flag_on_signals();
     eprintln!(
         "napiscope: counting on {} CPUs; mode {} ({} probes attached)",
         online.len(),
@@ -155,12 +153,7 @@ pub fn run(a: TopArgs) -> Result<u8> {
     }
 }
 
-fn header(
-    env: &status::Environment,
-    src: &KernelSource,
-    expect: Option<Mode>,
-    every: Duration,
-) -> Header {
+fn header(env: &Environment, src: &KernelSource, expect: Option<Mode>, every: Duration) -> Header {
     let results = &src.loaded.results;
     // Tracepoints are the baseline; function probes are extras where the kernel allows them.
     let events: Vec<&probes::ProbeResult> = results

@@ -26,7 +26,7 @@ use analysis::{
 use anyhow::{bail, Result};
 use probe_common::RawEvent;
 
-use crate::symbols::Symbols;
+use crate::kernel::symbols::Symbols;
 
 pub struct Decoder {
     symbols: Symbols,
