@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes as Buffer};
 use parquet::{
     basic::{Encoding, Type as Phys},
-    column::page::Page,
+    column::page::{Page, PageReader},
     file::{
         metadata::RowGroupMetaData,
         properties::ReaderProperties,
@@ -20,14 +20,13 @@ use parquet::{
     },
 };
 
-use super::codec::{self, Bytes};
-use crate::{
-    check::{
-        cols::{Cols, Strings, Sym},
-        seqscan::SeqScan,
-        sparse::Sparse,
-    },
+use super::{
+    codec::{self, Bytes},
+    cols::{Cols, Strings, Sym},
     event::{Ctx, EventKind},
+    schema::columns,
+    seqscan::SeqScan,
+    sparse::Sparse,
 };
 
 /// What a column's values become in `Cols`.
@@ -609,46 +608,15 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
     for g in 0..md.num_row_groups() {
         let rg = groups.get(md, g, None)?;
         let n = md.row_group(g).num_rows().max(0) as usize;
-        let pages = |name: &str| -> Result<_> {
+        let mut pages = |name: &str| -> Result<Pages> {
             let (i, phys, nullable) = leaf(name)?;
             Ok((rg.get_column_page_reader(i)?, phys, nullable))
         };
-        macro_rules! ints {
-            ($name:literal, $sink:expr) => {{
-                let (p, phys, nullable) = pages($name)?;
-                int_column(p, n, phys, nullable, &mut s, $sink)?;
-            }};
-        }
-        ints!("ts_ns", Sink::Dense(&mut c.ts, Null::As(0)));
-        ints!("cpu", Sink::Dense(&mut c.cpu, Null::As(0)));
-        group_seq.clear();
-        ints!("seq", Sink::Dense(&mut group_seq, Null::As(0)));
+        read_group(&mut c, &mut pages, n, &mut s, empty, &mut group_seq)?;
         ensure!(group_seq.len() == n, "seq has the wrong row count");
         for (k, q) in group_seq.iter().enumerate() {
             seq.push(c.ts[start + k], c.cpu[start + k] as u32, *q);
         }
-        ints!("pid", Sink::Dense(&mut c.pid, Null::As(0)));
-        ints!("vec", Sink::Sparse(&mut c.vec));
-        ints!("napi", Sink::Sparse(&mut c.napi));
-        ints!("skb", Sink::Sparse(&mut c.skb));
-        ints!("work", Sink::Sparse(&mut c.work));
-        ints!("budget", Sink::Sparse(&mut c.budget));
-        ints!("ret", Sink::Sparse(&mut c.ret));
-        ints!("target_cpu", Sink::Sparse(&mut c.target_cpu));
-        macro_rules! strs {
-            ($name:literal, $sink:expr) => {{
-                let (p, phys, nullable) = pages($name)?;
-                ensure!(phys == Phys::BYTE_ARRAY, "column {} is {phys}", $name);
-                str_column(p, n, nullable, &mut s, &mut c.strs, $sink)?;
-            }};
-        }
-        strs!("event", Sink::Dense(&mut c.kind, Null::Refused));
-        strs!("ctx", Sink::Dense(&mut c.ctx, Null::Refused));
-        strs!("comm", Sink::Dense(&mut c.comm, Null::As(empty)));
-        strs!("dev", Sink::Sparse(&mut c.dev));
-        strs!("target_comm", Sink::Sparse(&mut c.target_comm));
-        strs!("prev_state", Sink::Sparse(&mut c.prev_state));
-        strs!("func", Sink::Sparse(&mut c.func));
         start += n;
         ensure!(
             c.len() == start && c.consistent_but_seq(),
@@ -679,4 +647,64 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
         ensure!(c.seq.len() == c.len(), "seq has the wrong row count");
     }
     Ok(c)
+}
+
+/// A column chunk's pages, their physical type, and whether the column is nullable.
+type Pages = (Box<dyn PageReader>, Phys, bool);
+
+/// One row group's columns into `c` (the ones the checker reads, `schema::columns!`); seq
+/// into `seq` instead, for the caller to scan.
+fn read_group(
+    c: &mut Cols,
+    pages: &mut dyn FnMut(&str) -> Result<Pages>,
+    n: usize,
+    s: &mut Scratch,
+    empty: Sym,
+    seq: &mut Vec<u64>,
+) -> Result<()> {
+    macro_rules! each {
+        (required { $($(#[$rm:meta])* $r:ident: $rt:tt, $ra:ident, $rc:ident, $rk:tt;)* }
+         nullable { $($(#[$om:meta])* $o:ident: $ot:tt, $oa:ident, $oc:ident, $ok:tt;)* }) => {
+            $(column!(req $rc $r $rk);)*
+            $(column!(opt $oc $o $ok);)*
+        };
+    }
+    macro_rules! column {
+        ($q:ident $c:ident $n:ident -) => {};
+        (req num $n:ident ($f:ident: $k:ty, scanned)) => {{
+            seq.clear();
+            ints!($n, Sink::Dense(&mut *seq, Null::As(0)));
+        }};
+        (req num $n:ident ($f:ident: $k:ty $(, $msg:literal)?)) => {
+            ints!($n, Sink::Dense(&mut c.$f, Null::As(0)))
+        };
+        (opt num $n:ident ($f:ident: $k:ty $(, $msg:literal)?)) => {
+            ints!($n, Sink::Sparse(&mut c.$f))
+        };
+        (req name $n:ident ($f:ident: $k:ty)) => {
+            strs!($n, Sink::Dense(&mut c.$f, Null::Refused))
+        };
+        (req text $n:ident ($f:ident: $k:ty)) => {
+            strs!($n, Sink::Dense(&mut c.$f, Null::As(empty)))
+        };
+        (opt text $n:ident ($f:ident: $k:ty)) => {
+            strs!($n, Sink::Sparse(&mut c.$f))
+        };
+    }
+    macro_rules! ints {
+        ($n:ident, $sink:expr) => {{
+            let (p, phys, nullable) = pages(stringify!($n))?;
+            int_column(p, n, phys, nullable, &mut *s, $sink)?;
+        }};
+    }
+    macro_rules! strs {
+        ($n:ident, $sink:expr) => {{
+            let (p, phys, nullable) = pages(stringify!($n))?;
+            let name = stringify!($n);
+            ensure!(phys == Phys::BYTE_ARRAY, "column {name} is {phys}");
+            str_column(p, n, nullable, &mut *s, &mut c.strs, $sink)?;
+        }};
+    }
+    columns!(each);
+    Ok(())
 }
