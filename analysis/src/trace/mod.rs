@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 
 mod arrow_cols;
+mod chunks;
 mod codec;
 pub mod cols;
 mod direct;
@@ -22,6 +23,7 @@ mod encoder;
 pub mod event;
 mod failure;
 pub mod fastmap;
+mod groups;
 pub mod output;
 mod reader;
 mod row;

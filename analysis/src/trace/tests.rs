@@ -283,3 +283,35 @@ fn damaged_pages_give_errors_not_panics() {
     assert!(damaged > 10, "{damaged}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// trace is the ground floor: outside its tests, nothing in it names a module of the crate
+/// but trace's own (`crate::check`, `crate::model`, `crate::event` ... are all above or
+/// beside it; `super::` inside trace stays inside).
+#[test]
+fn layers_point_down() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/trace");
+    let mut files = 0;
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let path = f.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".rs") || name == "tests.rs" || name == "file_tests.rs" {
+            continue;
+        }
+        files += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        // A file's own test module may use the layers above (the simulator's traces).
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        for (n, line) in code.lines().enumerate() {
+            let mut rest = line;
+            while let Some(at) = rest.find("crate::") {
+                rest = &rest[at + "crate::".len()..];
+                assert!(
+                    rest.starts_with("trace"),
+                    "{name}:{}: trace imports from above it: {line}",
+                    n + 1
+                );
+            }
+        }
+    }
+    assert!(files > 10, "{files} files in {}", dir.display());
+}
