@@ -27,9 +27,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{EventKind, RPS_IPI_FUNC};
-
-/// The NET_RX softirq vector.
-pub const NET_RX_VEC: u32 = 3;
+use probe_common::NET_RX_SOFTIRQ;
 
 /// The compared counters, in the order of the table above.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -90,7 +88,7 @@ pub fn counter_of(kind: EventKind, vec: Option<u32>, func: Option<&str>) -> Opti
     match kind {
         EventKind::NetifReceiveSkb => Some(Counter::Processed),
         EventKind::CsdFunctionEntry if func == Some(RPS_IPI_FUNC) => Some(Counter::ReceivedRps),
-        EventKind::SoftirqEntry if vec == Some(NET_RX_VEC) => Some(Counter::NetRx),
+        EventKind::SoftirqEntry if vec == Some(NET_RX_SOFTIRQ) => Some(Counter::NetRx),
         _ => None,
     }
 }

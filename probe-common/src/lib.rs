@@ -147,7 +147,7 @@ impl Ctx {
 pub const COMM_LEN: usize = 16;
 
 /// One event as written into the ring buffer. Which generic field carries what depends on
-/// `kind`; the table lives in `probe-cli/src/decode.rs` and in docs/schema.md.
+/// `kind`: the table is `analysis::ring_fields!` (analysis/src/trace/schema.rs), its prose docs/schema.md.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct RawEvent {

@@ -5,15 +5,18 @@
 use std::{collections::HashMap, num::NonZeroU32};
 
 use super::{
-    cols::{Cols, FastMap, E},
     kinds::{self, kind_table, KindRows, Wanted, KINDS},
     percpu::PerCpu,
-    seqscan::{self, SeqFacts},
 };
 use crate::{
     event::{Ctx, EventKind, BACKLOG_DEV},
     paths::MATCH_WINDOW_NS,
-    trace::TraceMeta,
+    trace::{
+        cols::{Cols, E},
+        fastmap::FastMap,
+        seqscan::{self, SeqFacts},
+        TraceMeta,
+    },
 };
 
 /// One skb's netif_rx paired with its netif_receive_skb. Rows are u32, as everywhere in

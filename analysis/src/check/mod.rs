@@ -3,19 +3,17 @@
 //! enqueue that found the backlog idle scheduled anything, and FIFO makes it the batch's first
 //! delivered skb. Windows that lost events give INCONCLUSIVE, never FAIL.
 
-pub mod cols;
 pub mod complete;
 pub mod index;
 mod kinds;
 mod percpu;
 mod rules;
-pub mod seqscan;
-pub mod sparse;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::trace::cols::{Cols, E, NO_SYM};
 use crate::{
     event::RPS_IPI_FUNC,
     kcounters::{Completeness, KernelCheck},
@@ -23,7 +21,6 @@ use crate::{
     paths::{classify_task, TaskKind},
     trace::{Trace, TraceMeta},
 };
-use cols::{Cols, E, NO_SYM};
 use index::{Class, Index};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -389,6 +386,12 @@ pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckRe
         completeness,
         kernel_counters: kernel,
         blind: crate::kcounters::blind_of(meta),
+    }
+}
+
+impl std::fmt::Debug for E<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&describe(*self))
     }
 }
 

@@ -2,7 +2,6 @@
 //! inconclusive, and explains every failure with what the model expected instead.
 
 use super::{
-    cols::{FastMap, Sym, E},
     describe,
     index::{Batch, Class, Finder, Index},
     percpu::PerCpu,
@@ -11,9 +10,14 @@ use super::{
 use crate::{
     event::{Ctx as ExecCtx, EventKind, RPS_IPI_FUNC},
     mode::Mode,
-    model::{backlog_thread_comm, Features, NET_RX_SOFTIRQ},
-    trace::TraceMeta,
+    model::{backlog_thread_comm, Features},
+    trace::{
+        cols::{Sym, E},
+        fastmap::FastMap,
+        TraceMeta,
+    },
 };
+use probe_common::NET_RX_SOFTIRQ;
 
 pub struct Ctx<'b> {
     pub ix: &'b Index,

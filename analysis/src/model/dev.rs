@@ -4,6 +4,7 @@
 //! process_backlog, napi_threaded_poll_loop) and CPU hot-unplug (dev_cpu_dead).
 
 use super::*;
+use probe_common::NET_RX_SOFTIRQ;
 
 impl Kernel {
     /// `netif_rx` (§2.1): enqueue on the current CPU's choice of backlog, emitting

@@ -4,7 +4,7 @@
 //! holds its seq column in memory: 8 bytes a row the checker would write, page-fault and
 //! read back once. `Index::build` runs it over `Cols::seq` when a reader kept that column.
 
-use super::cols::FastMap;
+use super::fastmap::FastMap;
 
 /// One CPU's sequence numbers so far.
 #[derive(Clone, Debug, PartialEq)]
