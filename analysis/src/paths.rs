@@ -6,10 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::{
-    event::{Ctx, Event, EventKind, RPS_IPI_FUNC},
-    trace::cols::Cols,
-};
+use crate::event::{Ctx, Event, EventKind, RPS_IPI_FUNC};
 use probe_common::NET_RX_SOFTIRQ;
 
 /// skb addresses are reused by the slab allocator: only pair events this close in time.
@@ -103,8 +100,8 @@ pub fn classify_task(enqueue_cpu: u32, cpu: u32, ctx: Ctx, task: TaskKind) -> Pa
     }
 }
 
-/// The fields following a packet reads, borrowed from an `Event` or from a row of the
-/// checker's columns (`steps_of_cols`): `record` reads its file back that way, without
+/// The fields following a packet reads, borrowed from an `Event` or from a row of
+/// `StepRows` (the checker's columns): `record` reads its file back that way, without
 /// building an `Event` (and its strings) per row.
 #[derive(Clone, Copy, Debug)]
 pub struct Step<'a> {
@@ -139,28 +136,16 @@ impl<'a> From<&'a Event> for Step<'a> {
     }
 }
 
-/// Every row of the columns as a `Step`.
-pub fn steps_of_cols(c: &Cols) -> Vec<Step<'_>> {
-    (0..c.len())
-        .map(|i| {
-            let e = c.row(i);
-            Step {
-                ts: e.ts_ns(),
-                cpu: e.cpu(),
-                // A reader drops seq only from rows already in time order, where the
-                // row number keeps the ties in place.
-                seq: c.seq.get(i).copied().unwrap_or(i as u64),
-                kind: e.event(),
-                ctx: e.ctx(),
-                comm: e.comm(),
-                skb: e.skb(),
-                func: e.func(),
-                vec: e.vec(),
-                target_cpu: e.target_cpu(),
-                backlog_poll: e.is_backlog_poll(),
-            }
-        })
-        .collect()
+/// Rows that read as `Step`s without an `Event` each: the checker's columns implement it
+/// (in `check`, which stands on this module).
+pub trait StepRows {
+    fn rows(&self) -> usize;
+    fn step(&self, i: usize) -> Step<'_>;
+}
+
+/// Every row as a `Step`.
+pub fn steps_of_cols<R: StepRows>(c: &R) -> Vec<Step<'_>> {
+    (0..c.rows()).map(|i| c.step(i)).collect()
 }
 
 fn steps(events: &[Event]) -> Vec<Step<'_>> {
@@ -212,7 +197,7 @@ pub fn deliveries_of(sorted: &[Step]) -> Vec<Delivery> {
 
 /// What `record` prints at the end, from the file's columns: deliveries per path and the
 /// number of complete RPS hops.
-pub fn summary_of_cols(c: &Cols) -> (BTreeMap<&'static str, u64>, usize) {
+pub fn summary_of_cols<R: StepRows>(c: &R) -> (BTreeMap<&'static str, u64>, usize) {
     let mut s = steps_of_cols(c);
     sort(&mut s);
     let d = deliveries_of(&s);
@@ -331,23 +316,8 @@ pub fn rps_hops_of(ev: &[Step], deliveries: &[Delivery]) -> Vec<RpsHop> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_column_path_counts_what_the_event_path_counts() {
-        use crate::model::sim::{simulate, SimOpts, Workload};
-        for mode in [crate::mode::Mode::B, crate::mode::Mode::C] {
-            let mut o = SimOpts::new(mode, 4, Workload::Mixed);
-            o.packets = 400;
-            let events = simulate(&o).events;
-            let d = deliveries(&events);
-            let (paths, hops) = summary_of_cols(&Cols::from_events(&events));
-            assert_eq!(paths, path_counts(&d));
-            assert_eq!(hops, rps_hops(&events).len());
-            assert!(paths.values().sum::<u64>() > 300, "{paths:?}");
-            if mode == crate::mode::Mode::B {
-                assert!(hops > 50, "{hops} hops");
-            }
-        }
-    }
+    // The column path (`summary_of_cols`) is tested where the columns implement
+    // `StepRows`: check/tally.rs.
 
     fn ev(ts: u64, cpu: u32, kind: EventKind, f: impl FnOnce(&mut Event)) -> Event {
         let mut e = Event::new(ts, cpu, ts, kind);

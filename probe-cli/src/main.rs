@@ -111,13 +111,15 @@ enum Cmd {
     /// Check a trace against the reference model; exit 0 conformant, 1 divergent, 2 unusable,
     /// 3 incomplete
     #[command(
-        after_help = "Rules: G1-G7 (all modes), A-1..A-8 (modes A/B), C-1..C-11 (mode C), \
+        // The rule list is the checker's table (analysis::check::rules::RULES).
+        after_help = format!("Rules: {}, \
                             from docs/model.md section 11.\n\
                             Windows with lost events are INCONCLUSIVE, never FAIL; so are the events a\n\
                             recording's kernel-counter check says are missing (its start/end snapshots\n\
                             of softnet_stat and /proc/softirqs, held against the trace per CPU).\n\
                             Exit codes: 0 conformant and complete, 1 a rule diverged, 2 unusable input,\n\
-                            3 no rule diverged but the trace misses events (inconclusive)."
+                            3 no rule diverged but the trace misses events (inconclusive).",
+            analysis::check::rules::summary())
     )]
     Check(cmd::check::Args),
     /// CI entry point: run the built-in scenarios on this host, record and check them;

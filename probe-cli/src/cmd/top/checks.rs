@@ -2,10 +2,158 @@
 //! per-interval counters can decide, streamed as `top` runs. Batch-level rules (which enqueue
 //! started a batch, FIFO, budgets) need the events themselves: `napiscope verify` / `check`.
 
-use analysis::mode::Mode;
+use analysis::{check::rules::rule_of, mode::Mode};
 use serde::Serialize;
 
-use super::rates::Sample;
+use super::rates::{CpuRates, Sample};
+
+/// The pane's rules: the checker's rules (`analysis::check::rules::RULES`, whose `live`
+/// says what the pane shows) that counters can decide, each with its counter check.
+const LIVE: [Live; 6] = [
+    Live::each_interval("A-1", a1)
+        .at_start(|threads, _| (threads == 0, format!("{threads} backlog_napi threads"))),
+    Live::each_interval("A-2", a2),
+    Live::each_interval("A-3", a3).needs_ipi(),
+    Live::at_start_only("C-1", |threads, cpus| {
+        (
+            threads == cpus,
+            format!("{threads} backlog_napi threads for {cpus} CPUs"),
+        )
+    }),
+    Live::each_interval("C-2", c2),
+    Live::each_interval("C-3", c3),
+];
+
+/// A check at start: (backlog_napi threads, online CPUs) → (held, what was seen).
+type AtStart = fn(usize, usize) -> (bool, String);
+/// A check of one CPU's interval: (held, what was seen), or None when the interval says
+/// nothing about the rule.
+type PerInterval = fn(&Interval, &CpuRates) -> Option<(bool, String)>;
+
+/// A rule's counter check.
+struct Live {
+    id: &'static str,
+    /// Decided once when `top` starts, from the host's backlog_napi threads and online
+    /// CPUs: a fact of the host.
+    start: Option<AtStart>,
+    /// Decided per CPU and interval, when the interval says something about it: (held,
+    /// what was seen).
+    interval: Option<PerInterval>,
+    /// Only shown when the kernel lets `top` count RPS IPIs.
+    needs_ipi: bool,
+}
+
+impl Live {
+    const fn each_interval(id: &'static str, f: PerInterval) -> Live {
+        Live {
+            id,
+            start: None,
+            interval: Some(f),
+            needs_ipi: false,
+        }
+    }
+
+    const fn at_start_only(id: &'static str, f: AtStart) -> Live {
+        Live {
+            id,
+            start: Some(f),
+            interval: None,
+            needs_ipi: false,
+        }
+    }
+
+    const fn at_start(mut self, f: AtStart) -> Live {
+        self.start = Some(f);
+        self
+    }
+
+    const fn needs_ipi(mut self) -> Live {
+        self.needs_ipi = true;
+        self
+    }
+
+    /// What the pane shows for it, from the checker's table.
+    fn says(&self) -> &'static str {
+        rule_of(self.id)
+            .and_then(|r| r.live)
+            .expect("a pane rule is a checker rule with a live title")
+    }
+
+    fn holds_in(&self, mode: Mode) -> bool {
+        rule_of(self.id).is_some_and(|r| r.modes.covers(Some(mode)))
+    }
+}
+
+/// One interval of one sample, as the counter checks read it.
+struct Interval<'a> {
+    dt: f64,
+    /// RPS IPIs received per CPU in the previous interval (a batch's IPI can land in the
+    /// interval before its packets).
+    prev_ipi_rx: &'a [(u32, f64)],
+}
+
+impl Interval<'_> {
+    /// A rate as a count over the interval.
+    fn n(&self, rate: f64) -> u64 {
+        (rate * self.dt).round() as u64
+    }
+}
+
+fn a1(iv: &Interval, c: &CpuRates) -> Option<(bool, String)> {
+    let thread = iv.n(c.deliveries[3]) + iv.n(c.packets_where[3]);
+    Some((
+        thread == 0,
+        format!("{thread} packets in backlog_napi/{}", c.cpu),
+    ))
+}
+
+fn a2(iv: &Interval, c: &CpuRates) -> Option<(bool, String)> {
+    if iv.n(c.backlog_polls) == 0 {
+        return None;
+    }
+    let outside = iv.n(c.packets_where[3]);
+    Some((
+        outside == 0,
+        format!("{outside} backlog packets outside softirq"),
+    ))
+}
+
+fn a3(iv: &Interval, c: &CpuRates) -> Option<(bool, String)> {
+    let remote = iv.n(c.deliveries[1]);
+    if remote == 0 {
+        return None;
+    }
+    let before = iv
+        .prev_ipi_rx
+        .iter()
+        .find(|(cpu, _)| *cpu == c.cpu)
+        .map_or(0.0, |(_, r)| *r);
+    let ipis = iv.n(c.rps_ipi_received) + before.round() as u64;
+    Some((ipis > 0, format!("{remote} remote packets, no RPS IPI")))
+}
+
+fn c2(iv: &Interval, c: &CpuRates) -> Option<(bool, String)> {
+    let ipis = iv.n(c.rps_ipi_sent) + iv.n(c.rps_ipi_received);
+    Some((
+        ipis == 0,
+        format!(
+            "{} RPS IPIs sent, {} received",
+            iv.n(c.rps_ipi_sent),
+            iv.n(c.rps_ipi_received)
+        ),
+    ))
+}
+
+fn c3(iv: &Interval, c: &CpuRates) -> Option<(bool, String)> {
+    let remote = iv.n(c.deliveries[1]);
+    if remote + iv.n(c.deliveries[3]) == 0 {
+        return None;
+    }
+    Some((
+        remote == 0,
+        format!("{remote} remote packets in the NET_RX softirq"),
+    ))
+}
 
 /// A rule as the pane shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -45,30 +193,15 @@ const KEEP: usize = 50;
 impl Checks {
     /// `threads`: the backlog_napi threads found at start; `cpus`: online CPUs.
     pub fn new(mode: Mode, threads: usize, cpus: usize, ipi_visible: bool) -> Checks {
-        let rules: Vec<(&'static str, &'static str)> = match mode {
-            Mode::A | Mode::B => {
-                let mut r = vec![
-                    ("A-1", "no backlog_napi thread work"),
-                    ("A-2", "backlog polled in softirq"),
-                ];
-                if ipi_visible {
-                    r.push(("A-3", "remote work follows an RPS IPI"));
-                }
-                r
-            }
-            Mode::C => vec![
-                ("C-1", "one backlog_napi thread per CPU"),
-                ("C-2", "no RPS IPIs"),
-                ("C-3", "remote work in backlog_napi"),
-            ],
-        };
+        let shown = |l: &&Live| l.holds_in(mode) && (ipi_visible || !l.needs_ipi);
         let mut c = Checks {
             mode: mode.as_str(),
-            rules: rules
-                .into_iter()
-                .map(|(id, says)| RuleState {
-                    id,
-                    says,
+            rules: LIVE
+                .iter()
+                .filter(shown)
+                .map(|l| RuleState {
+                    id: l.id,
+                    says: l.says(),
                     evaluated: 0,
                     failed: 0,
                 })
@@ -77,20 +210,12 @@ impl Checks {
             mode_enum: mode,
             prev_ipi_rx: Vec::new(),
         };
-        // Thread counts are a fact of the host, decided once.
-        let (id, ok, detail) = match mode {
-            Mode::A | Mode::B => (
-                "A-1",
-                threads == 0,
-                format!("{threads} backlog_napi threads"),
-            ),
-            Mode::C => (
-                "C-1",
-                threads == cpus,
-                format!("{threads} backlog_napi threads for {cpus} CPUs"),
-            ),
-        };
-        c.record(0.0, id, u32::MAX, ok, detail);
+        for l in LIVE.iter().filter(|l| l.holds_in(mode)) {
+            if let Some(f) = l.start {
+                let (ok, detail) = f(threads, cpus);
+                c.record(0.0, l.id, u32::MAX, ok, detail);
+            }
+        }
         c
     }
 
@@ -119,68 +244,16 @@ impl Checks {
 
     pub fn observe(&mut self, s: &Sample) {
         let dt = s.overall.interval_s;
-        let n = |rate: f64| (rate * dt).round() as u64;
+        let prev = std::mem::take(&mut self.prev_ipi_rx);
+        let iv = Interval {
+            dt,
+            prev_ipi_rx: &prev,
+        };
+        let mode = self.mode_enum;
         for c in &s.cpus {
-            match self.mode_enum {
-                Mode::A | Mode::B => {
-                    let thread = n(c.deliveries[3]) + n(c.packets_where[3]);
-                    self.record(
-                        s.at,
-                        "A-1",
-                        c.cpu,
-                        thread == 0,
-                        format!("{thread} packets in backlog_napi/{}", c.cpu),
-                    );
-                    if n(c.backlog_polls) > 0 {
-                        let outside = n(c.packets_where[3]);
-                        self.record(
-                            s.at,
-                            "A-2",
-                            c.cpu,
-                            outside == 0,
-                            format!("{outside} backlog packets outside softirq"),
-                        );
-                    }
-                    let remote = n(c.deliveries[1]);
-                    if remote > 0 {
-                        let before = self
-                            .prev_ipi_rx
-                            .iter()
-                            .find(|(cpu, _)| *cpu == c.cpu)
-                            .map_or(0.0, |(_, r)| *r);
-                        let ipis = n(c.rps_ipi_received) + before.round() as u64;
-                        self.record(
-                            s.at,
-                            "A-3",
-                            c.cpu,
-                            ipis > 0,
-                            format!("{remote} remote packets, no RPS IPI"),
-                        );
-                    }
-                }
-                Mode::C => {
-                    let ipis = n(c.rps_ipi_sent) + n(c.rps_ipi_received);
-                    self.record(
-                        s.at,
-                        "C-2",
-                        c.cpu,
-                        ipis == 0,
-                        format!(
-                            "{} RPS IPIs sent, {} received",
-                            n(c.rps_ipi_sent),
-                            n(c.rps_ipi_received)
-                        ),
-                    );
-                    let remote = n(c.deliveries[1]);
-                    if remote + n(c.deliveries[3]) > 0 {
-                        self.record(
-                            s.at,
-                            "C-3",
-                            c.cpu,
-                            remote == 0,
-                            format!("{remote} remote packets in the NET_RX softirq"),
-                        );
-                    }
+            for l in LIVE.iter().filter(|l| l.holds_in(mode)) {
+                if let Some((ok, detail)) = l.interval.and_then(|f| f(&iv, c)) {
+                    self.record(s.at, l.id, c.cpu, ok, detail);
                 }
             }
         }
@@ -259,6 +332,29 @@ mod tests {
         k.observe(&sample(2.0, vec![remote(1, 100.0, 20.0)]));
         let ids: Vec<_> = k.divergences.iter().map(|d| d.rule).collect();
         assert_eq!(ids, ["C-2", "C-3"]);
+    }
+
+    #[test]
+    fn the_pane_shows_the_checker_table_live_rules() {
+        let live: Vec<&str> = analysis::check::rules::RULES
+            .iter()
+            .filter(|r| r.live.is_some())
+            .map(|r| r.id)
+            .collect();
+        let pane: Vec<&str> = LIVE.iter().map(|l| l.id).collect();
+        assert_eq!(pane, live);
+        let says: Vec<&str> = LIVE.iter().map(Live::says).collect();
+        assert_eq!(
+            says,
+            [
+                "no backlog_napi thread work",
+                "backlog polled in softirq",
+                "remote work follows an RPS IPI",
+                "one backlog_napi thread per CPU",
+                "no RPS IPIs",
+                "remote work in backlog_napi",
+            ]
+        );
     }
 
     #[test]
