@@ -60,9 +60,21 @@ const FLOORS: &[(&str, &[Floor])] = &[
     (
         "probe-cli",
         &[
-            Floor { level: 0, modules: &["kernel"], apart: false },
-            Floor { level: 1, modules: &["cli", "output", "signals"], apart: false },
-            Floor { level: 2, modules: &["recorder", "traffic", "bench"], apart: false },
+            Floor {
+                level: 0,
+                modules: &["kernel"],
+                apart: false,
+            },
+            Floor {
+                level: 1,
+                modules: &["cli", "output", "signals"],
+                apart: false,
+            },
+            Floor {
+                level: 2,
+                modules: &["recorder", "traffic", "bench"],
+                apart: false,
+            },
             Floor {
                 level: 3,
                 modules: &[
@@ -78,7 +90,11 @@ const FLOORS: &[(&str, &[Floor])] = &[
                 ],
                 apart: true,
             },
-            Floor { level: 4, modules: &["cmd", ""], apart: false },
+            Floor {
+                level: 4,
+                modules: &["cmd", ""],
+                apart: false,
+            },
         ],
     ),
 ];
