@@ -108,8 +108,6 @@ fn failed_rules(r: &CheckReport) -> Vec<&'static str> {
 /// How often `verify` runs a scenario whose recording came out incomplete.
 const VERIFY_ATTEMPTS: u32 = 3;
 
-// Long: one scenario's record-drive-check attempt loop, read top to bottom; the rules-table
-// work of #18 edits this body at the same time, so it is split after that lands.
 fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, seconds: u64) -> Result<u8> {
     let rights = system::Rights::current();
     // SAFETY: geteuid has no preconditions.
@@ -122,8 +120,6 @@ fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, seconds: u6
     let env = Environment::gather();
     let live = env.mode.mode;
     let checked_as = expect.unwrap_or(live);
-    let online = env.kernel.cpus_online.clone();
-    let (s_cpu, t_cpu) = (online[0], *online.get(1).unwrap_or(&online[0]));
     let dir = match keep {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
@@ -132,153 +128,23 @@ fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, seconds: u6
         None => std::env::temp_dir().join(format!("napiscope-verify-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir)?;
-    let mut plan = vec![(scenario::Kind::Loopback, s_cpu, s_cpu, "lo")];
-    let mut skipped = Vec::new();
-    if t_cpu != s_cpu {
-        match scenario::veth_available() {
-            Ok(()) => plan.insert(0, (scenario::Kind::VethRps, s_cpu, t_cpu, "nsc1")),
-            Err(why) => skipped.push(format!("veth-rps: {why}")),
-        }
-        plan.push((scenario::Kind::LoopbackRps, s_cpu, t_cpu, "lo"));
-    } else {
-        skipped.push("veth-rps, loopback-rps: only one CPU online".to_string());
-    }
+    let (plan, skipped) = plan(&env.kernel.cpus_online);
     let stop_all = signals::stop_flag_on_signals();
     let mut results = Vec::new();
-    for (kind, sender, rx, dev) in plan {
+    for step in plan {
         if stop_all.load(Ordering::SeqCst) {
             anyhow::bail!("interrupted");
         }
-        let name = format!("{kind:?}").to_lowercase();
-        if !json {
-            eprintln!("verify: {name}: sender CPU {sender} → receive CPU {rx}, {seconds}s");
-        }
-        // A recording the kernel's counters call incomplete proves nothing either way: run
-        // the scenario again (the kernel skipping our programs is rare and brief).
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let path = dir.join(format!("{name}.parquet"));
-            let _ = std::fs::remove_file(&path);
-            let stop = Arc::new(AtomicBool::new(false));
-            let (ready_tx, ready_rx) = mpsc::channel();
-            let extra = Arc::new(Mutex::new(TraceMeta::default()));
-            let control = record::Control {
-                stop: stop.clone(),
-                ready: ready_tx,
-                extra_meta: extra.clone(),
-            };
-            let opts = record::RecordOpts {
-                output: path.clone(),
-                duration: None,
-                cpus: None,
-                ring_buffer_mb: 64,
-                encode_buffer_mb: background::default_buffer_mb(),
-                raw_pointers: false,
-                all_softirqs: false,
-                classic_tracepoints: false,
-                quiet: true,
-                force: true,
-                control: Some(control),
-            };
-            let rec = std::thread::spawn(move || record::run(opts));
-            if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-                stop.store(true, Ordering::SeqCst);
-                return match rec.join() {
-                    Ok(Err(e)) => Err(e),
-                    _ => Err(anyhow::anyhow!("recording did not start")),
-                };
-            }
-            let rps_before = received_rps();
-            let rep = scenario::run(
-                &scenario::Opts {
-                    kind,
-                    sender_cpu: sender,
-                    rx_cpu: rx,
-                    duration: Duration::from_secs(seconds),
-                    rate: 2000,
-                    hotplug_cpu: None,
-                },
-                stop_all.clone(),
-            );
-            std::thread::sleep(Duration::from_millis(200));
-            {
-                let mut m = extra.lock().unwrap_or_else(|e| e.into_inner());
-                m.set("scenario", name.clone());
-                if kind != scenario::Kind::Loopback {
-                    m.set("expect_rps_dev", dev);
-                    m.set("expect_rps_cpu", rx.to_string());
-                }
-                if let (Some(a), Some(b)) = (rps_before, received_rps()) {
-                    m.set(
-                        "softnet_received_rps_delta",
-                        (b.saturating_sub(a)).to_string(),
-                    );
-                }
-            }
-            stop.store(true, Ordering::SeqCst);
-            let rec = rec
-                .join()
-                .map_err(|_| anyhow::anyhow!("recording thread panicked"))??;
-            let rep = rep?;
-            let trace = analysis::read_trace(&path)?;
-            let report = check::check(&trace, Some(checked_as));
-            let negative_control = (kind != scenario::Kind::Loopback).then(|| {
-                let wrong = if checked_as == Mode::C {
-                    Mode::B
-                } else {
-                    Mode::C
-                };
-                let r = check::check(&trace, Some(wrong));
-                NegativeControl {
-                    checked_as: wrong,
-                    diverged: r.divergent(),
-                    failed_rules: failed_rules(&r),
-                }
-            });
-            if !json {
-                eprintln!(
-                    "verify: {name}: {} events, sent {} received {}: {}",
-                    rec.events,
-                    rep.sent,
-                    rep.received,
-                    report.verdict.name()
-                );
-            }
-            if report.incomplete() && attempt < VERIFY_ATTEMPTS {
-                if !json {
-                    let (min, max) = report
-                        .kernel_counters
-                        .as_ref()
-                        .map_or((0, 0), |k| k.short_total());
-                    let n = if min == max {
-                        min.to_string()
-                    } else {
-                        format!("{min}–{max}")
-                    };
-                    eprintln!(
-                        "verify: {name}: recording incomplete (the kernel counted {n} events \
-                         more than were recorded, or the ring lost some): again \
-                         ({attempt}/{VERIFY_ATTEMPTS})"
-                    );
-                }
-                continue;
-            }
-            results.push(ScenarioResult {
-                completeness: report.completeness,
-                attempts: attempt,
-                scenario: name.clone(),
-                sent: rep.sent,
-                received: rep.received,
-                trace: path.display().to_string(),
-                verdict: report.verdict,
-                failed_rules: failed_rules(&report),
-                paths: report.paths.clone(),
-                negative_control,
-                report,
-            });
-            break;
-        }
+        let run = Run {
+            step,
+            name: format!("{:?}", step.kind).to_lowercase(),
+            dir: &dir,
+            seconds,
+            checked_as,
+            json,
+            stop_all: &stop_all,
+        };
+        results.push(run.scenario()?);
     }
     let mode_ok = expect.is_none_or(|m| m == live);
     // An incomplete recording's negative control may find nothing to diverge on: it is
@@ -318,6 +184,208 @@ fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, seconds: u6
     } else {
         0
     })
+}
+
+/// One scenario of the plan: its traffic, sender and receive CPU, and the device RPS
+/// steers on.
+#[derive(Clone, Copy)]
+struct Step {
+    kind: scenario::Kind,
+    sender: u32,
+    rx: u32,
+    dev: &'static str,
+}
+
+/// The scenarios this machine can run (veth-rps first when it has two CPUs and veth), and
+/// why the others are skipped.
+fn plan(online: &[u32]) -> (Vec<Step>, Vec<String>) {
+    let (s_cpu, t_cpu) = (online[0], *online.get(1).unwrap_or(&online[0]));
+    let step = |kind, rx, dev| Step {
+        kind,
+        sender: s_cpu,
+        rx,
+        dev,
+    };
+    let mut plan = vec![step(scenario::Kind::Loopback, s_cpu, "lo")];
+    let mut skipped = Vec::new();
+    if t_cpu != s_cpu {
+        match scenario::veth_available() {
+            Ok(()) => plan.insert(0, step(scenario::Kind::VethRps, t_cpu, "nsc1")),
+            Err(why) => skipped.push(format!("veth-rps: {why}")),
+        }
+        plan.push(step(scenario::Kind::LoopbackRps, t_cpu, "lo"));
+    } else {
+        skipped.push("veth-rps, loopback-rps: only one CPU online".to_string());
+    }
+    (plan, skipped)
+}
+
+/// One scenario's run: record while the traffic runs, then check the recording.
+struct Run<'a> {
+    step: Step,
+    name: String,
+    dir: &'a Path,
+    seconds: u64,
+    checked_as: Mode,
+    json: bool,
+    stop_all: &'a Arc<AtomicBool>,
+}
+
+impl Run<'_> {
+    /// A recording the kernel's counters call incomplete proves nothing either way: run the
+    /// scenario again (the kernel skipping our programs is rare and brief), up to
+    /// VERIFY_ATTEMPTS times.
+    fn scenario(&self) -> Result<ScenarioResult> {
+        let (name, json) = (&self.name, self.json);
+        if !json {
+            eprintln!(
+                "verify: {name}: sender CPU {} → receive CPU {}, {}s",
+                self.step.sender, self.step.rx, self.seconds
+            );
+        }
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let (path, rec, rep) = self.record_traffic()?;
+            let trace = analysis::read_trace(&path)?;
+            let report = check::check(&trace, Some(self.checked_as));
+            let negative_control = (self.step.kind != scenario::Kind::Loopback)
+                .then(|| negative_control(&trace, self.checked_as));
+            if !json {
+                eprintln!(
+                    "verify: {name}: {} events, sent {} received {}: {}",
+                    rec.events,
+                    rep.sent,
+                    rep.received,
+                    report.verdict.name()
+                );
+            }
+            if report.incomplete() && attempt < VERIFY_ATTEMPTS {
+                if !json {
+                    say_again(name, &report, attempt);
+                }
+                continue;
+            }
+            return Ok(ScenarioResult {
+                completeness: report.completeness,
+                attempts: attempt,
+                scenario: name.clone(),
+                sent: rep.sent,
+                received: rep.received,
+                trace: path.display().to_string(),
+                verdict: report.verdict,
+                failed_rules: failed_rules(&report),
+                paths: report.paths.clone(),
+                negative_control,
+                report,
+            });
+        }
+    }
+
+    /// Record (in a thread of this process) while the scenario's traffic runs; the
+    /// recording carries what the checker must know of the scenario in its metadata.
+    fn record_traffic(&self) -> Result<(PathBuf, record::RecordSummary, scenario::Report)> {
+        let Step {
+            kind,
+            sender,
+            rx,
+            dev,
+        } = self.step;
+        let path = self.dir.join(format!("{}.parquet", self.name));
+        let _ = std::fs::remove_file(&path);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let extra = Arc::new(Mutex::new(TraceMeta::default()));
+        let control = record::Control {
+            stop: stop.clone(),
+            ready: ready_tx,
+            extra_meta: extra.clone(),
+        };
+        let opts = record::RecordOpts {
+            output: path.clone(),
+            duration: None,
+            cpus: None,
+            ring_buffer_mb: 64,
+            encode_buffer_mb: background::default_buffer_mb(),
+            raw_pointers: false,
+            all_softirqs: false,
+            classic_tracepoints: false,
+            quiet: true,
+            force: true,
+            control: Some(control),
+        };
+        let rec = std::thread::spawn(move || record::run(opts));
+        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            stop.store(true, Ordering::SeqCst);
+            return match rec.join() {
+                Ok(Err(e)) => Err(e),
+                _ => Err(anyhow::anyhow!("recording did not start")),
+            };
+        }
+        let rps_before = received_rps();
+        let rep = scenario::run(
+            &scenario::Opts {
+                kind,
+                sender_cpu: sender,
+                rx_cpu: rx,
+                duration: Duration::from_secs(self.seconds),
+                rate: 2000,
+                hotplug_cpu: None,
+            },
+            self.stop_all.clone(),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        {
+            let mut m = extra.lock().unwrap_or_else(|e| e.into_inner());
+            m.set("scenario", self.name.clone());
+            if kind != scenario::Kind::Loopback {
+                m.set("expect_rps_dev", dev);
+                m.set("expect_rps_cpu", rx.to_string());
+            }
+            if let (Some(a), Some(b)) = (rps_before, received_rps()) {
+                m.set(
+                    "softnet_received_rps_delta",
+                    (b.saturating_sub(a)).to_string(),
+                );
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        let rec = rec
+            .join()
+            .map_err(|_| anyhow::anyhow!("recording thread panicked"))??;
+        Ok((path, rec, rep?))
+    }
+}
+
+/// The same trace checked against the other mode's model must diverge.
+fn negative_control(trace: &analysis::Trace, checked_as: Mode) -> NegativeControl {
+    let wrong = if checked_as == Mode::C {
+        Mode::B
+    } else {
+        Mode::C
+    };
+    let r = check::check(trace, Some(wrong));
+    NegativeControl {
+        checked_as: wrong,
+        diverged: r.divergent(),
+        failed_rules: failed_rules(&r),
+    }
+}
+
+fn say_again(name: &str, report: &CheckReport, attempt: u32) {
+    let (min, max) = report
+        .kernel_counters
+        .as_ref()
+        .map_or((0, 0), |k| k.short_total());
+    let n = if min == max {
+        min.to_string()
+    } else {
+        format!("{min}–{max}")
+    };
+    eprintln!(
+        "verify: {name}: recording incomplete (the kernel counted {n} events more than were \
+         recorded, or the ring lost some): again ({attempt}/{VERIFY_ATTEMPTS})"
+    );
 }
 
 fn print_verify(v: &VerifyReport) {
