@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::event::{Ctx, Event, EventKind, RPS_IPI_FUNC};
+use probe_common::NET_RX_SOFTIRQ;
 
 /// skb addresses are reused by the slab allocator: only pair events this close in time.
 pub const MATCH_WINDOW_NS: u64 = 1_000_000_000;
-const NET_RX: u32 = 3;
 
 /// Where a packet's receive work ran (the classes `report` and `check` count).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -273,7 +273,7 @@ pub fn rps_hops_of(ev: &[Step], deliveries: &[Delivery]) -> Vec<RpsHop> {
     }
     let entries = times_by_cpu(ev, |e| e.kind == EventKind::CsdFunctionEntry && rps(e));
     let netrx = times_by_cpu(ev, |e| {
-        e.kind == EventKind::SoftirqEntry && e.vec == Some(NET_RX)
+        e.kind == EventKind::SoftirqEntry && e.vec == Some(NET_RX_SOFTIRQ)
     });
     let polls = times_by_cpu(ev, |e| e.backlog_poll);
     let mut hops = Vec::new();

@@ -2,9 +2,8 @@
 //! recording stored them (`kcounters`), and against its known losses.
 
 use crate::{
-    check::cols::Cols,
     kcounters::{counter_of, Counter, KernelCheck, Snapshots, META_KEY},
-    trace::TraceMeta,
+    trace::{cols::Cols, TraceMeta},
     EventKind,
 };
 

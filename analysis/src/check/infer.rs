@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 
-use super::{cols::NO_SYM, index::Class, index::Index, Divergence, RuleResult};
+use super::{index::Class, index::Index, Divergence, RuleResult};
+use crate::trace::cols::NO_SYM;
 use crate::{event::RPS_IPI_FUNC, mode::Mode, trace::TraceMeta};
 
 /// What a trace alone says about the mode (§12.2).

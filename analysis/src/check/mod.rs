@@ -7,7 +7,6 @@
 //! each a `result::RuleResult`), the per-path tallies (`tally.rs`) and the kernel-counter
 //! check (`complete.rs`) make the `CheckReport`.
 
-pub mod cols;
 pub mod complete;
 pub mod index;
 mod infer;
@@ -15,20 +14,18 @@ mod kinds;
 mod percpu;
 mod result;
 pub mod rules;
-pub mod seqscan;
-pub mod sparse;
 mod tally;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::trace::cols::{Cols, E};
 use crate::{
     kcounters::{Completeness, KernelCheck},
     mode::Mode,
     trace::{Trace, TraceMeta},
 };
-use cols::{Cols, E};
 use index::Index;
 pub use infer::{resolve_mode, trace_mode, TraceModeEvidence};
 pub use result::{Divergence, RuleResult, Verdict};
@@ -142,6 +139,12 @@ pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckRe
         completeness,
         kernel_counters: kernel,
         blind: crate::kcounters::blind_of(meta),
+    }
+}
+
+impl std::fmt::Debug for E<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&describe(*self))
     }
 }
 

@@ -1,7 +1,7 @@
 //! `PerCpu<T>`: a value per CPU number, in a vector for the usual small numbers and a map
 //! for the rest. The checker looks such values up per event: an index, not a hash.
 
-use super::cols::FastMap;
+use crate::trace::fastmap::FastMap;
 
 /// CPU numbers below this index a vector; the rest (a parsed `backlog_napi/N` can be any
 /// number) a map.

@@ -3,11 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{
-    cols::Cols,
-    index::{Class, Index},
-};
+use super::index::{Class, Index};
 use crate::paths::{classify_task, Path, Step, StepRows, TaskKind};
+use crate::trace::cols::Cols;
 
 /// Packets by path (`Path::name`), from the deliveries the index paired.
 pub(super) fn packets_by_path(ix: &Index) -> BTreeMap<String, u64> {

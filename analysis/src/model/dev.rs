@@ -4,6 +4,7 @@
 //! process_backlog, napi_threaded_poll_loop) and CPU hot-unplug (dev_cpu_dead).
 
 use super::*;
+use probe_common::NET_RX_SOFTIRQ;
 
 impl Kernel {
     /// `netif_rx` (§2.1): enqueue on the current CPU's choice of backlog, emitting
@@ -43,7 +44,9 @@ impl Kernel {
         k.target_cpu = Some(cpu as i32);
         tr.emit(x, k);
         let qlen = self.qlen(cpu);
-        if qlen > self.p.max_backlog || !self.sd[cpu].online {
+        // No online check: get_rps_cpu steers only to online CPUs, and what reaches a CPU
+        // going down before dev_cpu_dead ran is queued and re-injected by it (net/core/dev.c).
+        if qlen > self.p.max_backlog {
             self.sd[cpu].dropped += 1;
             return 1; // NET_RX_DROP
         }
@@ -151,12 +154,13 @@ impl Kernel {
         &mut self,
         tr: &mut dyn Tracer,
         x: &Exec,
+        sd: usize,
         idle_poll: &mut dyn FnMut(usize) -> bool,
     ) {
         if self.p.use_backlog_threads() {
             return;
         }
-        let list = std::mem::take(&mut self.sd[x.cpu].rps_ipi_list);
+        let list = std::mem::take(&mut self.sd[sd].rps_ipi_list);
         for t in list {
             if !self.sd[t].online {
                 continue;
@@ -218,20 +222,23 @@ impl Kernel {
     /// `process_backlog(napi, quota)` (hunk @@ -5985): send pending RPS IPIs first (A/B),
     /// deliver up to `quota` skbs; when both queues are empty clear SCHED/SCHED_THREADED
     /// but keep THREADED. Returns work; `work < quota` ⇔ the batch is complete.
+    ///
+    /// Every queue and flag here is the NAPI owner's: the kernel takes `sd` as
+    /// `container_of(napi, struct softnet_data, backlog)`, not this CPU's softnet_data.
     pub fn process_backlog(
         &mut self,
         tr: &mut dyn Tracer,
         x: &Exec,
+        owner: usize,
         quota: i32,
         idle_poll: &mut dyn FnMut(usize) -> bool,
     ) -> i32 {
-        let me = x.cpu;
-        if self.sd_has_rps_ipi_waiting(me) {
-            self.net_rps_action_and_irq_enable(tr, x, idle_poll);
+        if self.sd_has_rps_ipi_waiting(owner) {
+            self.net_rps_action_and_irq_enable(tr, x, owner, idle_poll);
         }
         let mut work = 0;
         loop {
-            while let Some(skb) = self.sd[me].process_queue.pop_front() {
+            while let Some(skb) = self.sd[owner].process_queue.pop_front() {
                 let mut e = ev(EventKind::NetifReceiveSkb);
                 e.skb = Some(skb);
                 e.len = Some(64);
@@ -242,7 +249,7 @@ impl Kernel {
                     return work;
                 }
             }
-            let sd = &mut self.sd[me];
+            let sd = &mut self.sd[owner];
             if sd.input_pkt_queue.is_empty() {
                 // napi->state &= NAPIF_STATE_THREADED
                 sd.backlog.sched = false;
@@ -282,7 +289,7 @@ impl Kernel {
             let Some(owner) = self.sd[me].poll_list.pop_front() else {
                 break;
             };
-            let work = self.process_backlog(tr, x, self.p.weight, idle_poll);
+            let work = self.process_backlog(tr, x, owner, self.p.weight, idle_poll);
             self.napi_poll_event(tr, x, owner, work);
             budget -= work;
             if work == self.p.weight {
@@ -296,7 +303,7 @@ impl Kernel {
             tr.emit(x, r);
             self.sd[me].netrx_pending = true;
         }
-        self.net_rps_action_and_irq_enable(tr, x, idle_poll);
+        self.net_rps_action_and_irq_enable(tr, x, me, idle_poll);
         let mut e = ev(EventKind::SoftirqExit);
         e.vec = Some(NET_RX_SOFTIRQ);
         tr.emit(x, e);
@@ -322,7 +329,8 @@ impl Kernel {
                 break; // __napi_poll polls only a scheduled NAPI
             }
             self.sd[me].in_napi_threaded_poll = true;
-            let work = self.process_backlog(tr, x, self.p.weight, idle_poll);
+            // backlog_napi/N polls per_cpu(softnet_data, N).backlog (run_backlog_napi).
+            let work = self.process_backlog(tr, x, me, self.p.weight, idle_poll);
             self.napi_poll_event(tr, x, me, work);
             self.sd[me].in_napi_threaded_poll = false;
             if work < self.p.weight {
@@ -331,9 +339,11 @@ impl Kernel {
         }
     }
 
-    /// `dev_cpu_dead(oldcpu)` on a surviving CPU (§8.2): reset the dead CPU's backlog
-    /// (keeping THREADED), forward its pending RPS IPIs (A/B), re-inject its queued skbs
-    /// with netif_rx on this CPU (they are re-steered; here: to `retarget`).
+    /// `dev_cpu_dead(oldcpu)` on a surviving CPU (§8.2): of the NAPIs on the dead CPU's
+    /// poll_list, its backlog is reset keeping THREADED ("process_backlog() must be called by
+    /// cpu owning percpu backlog"); a backlog *not* on that list keeps its state. Then its
+    /// pending RPS IPIs go out (A/B), and its queued skbs are re-injected with netif_rx on
+    /// this CPU (re-steered; here: to `retarget`).
     pub fn dev_cpu_dead(
         &mut self,
         tr: &mut dyn Tracer,
@@ -343,9 +353,12 @@ impl Kernel {
         idle_poll: &mut dyn FnMut(usize) -> bool,
     ) {
         self.sd[oldcpu].online = false;
-        self.sd[oldcpu].poll_list.clear();
-        self.sd[oldcpu].backlog.sched = false;
-        self.sd[oldcpu].backlog.sched_threaded = false;
+        for owner in std::mem::take(&mut self.sd[oldcpu].poll_list) {
+            // napi->state &= NAPIF_STATE_THREADED (device NAPIs, not modelled, would move
+            // to this CPU's poll_list).
+            self.sd[owner].backlog.sched = false;
+            self.sd[owner].backlog.sched_threaded = false;
+        }
         if self.sd[oldcpu].thread != ThreadState::Absent {
             self.sd[oldcpu].thread = ThreadState::Parked;
         }

@@ -16,8 +16,6 @@ use crate::{
     mode::Mode,
 };
 
-pub const NET_RX_SOFTIRQ: u32 = 3;
-
 /// Version features that change what is observable (§3, §2.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Features {

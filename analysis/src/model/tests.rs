@@ -171,10 +171,10 @@ fn process_backlog_returns_quota_until_drained() {
     for i in 0..100 {
         k.enqueue_to_backlog(&mut log, &task(0), i, 0);
     }
-    let w1 = k.process_backlog(&mut log, &softirq(0), 64, &mut no_idle);
+    let w1 = k.process_backlog(&mut log, &softirq(0), 0, 64, &mut no_idle);
     assert_eq!(w1, 64);
     assert!(k.sd[0].backlog.sched, "quota reached: still scheduled");
-    let w2 = k.process_backlog(&mut log, &softirq(0), 64, &mut no_idle);
+    let w2 = k.process_backlog(&mut log, &softirq(0), 0, 64, &mut no_idle);
     assert_eq!(w2, 36);
     assert!(!k.sd[0].backlog.sched);
 }
@@ -200,7 +200,7 @@ fn dev_cpu_dead_reinjects_on_the_surviving_cpu() {
     let mut log = Log::default();
     k.enqueue_to_backlog(&mut log, &task(0), 7, 1);
     k.dev_cpu_dead(&mut log, &task(0), 1, 0, &mut no_idle);
-    assert!(!k.sd[1].online && !k.sd[1].backlog.sched);
+    assert!(!k.sd[1].online);
     assert_eq!(k.sd[0].input_pkt_queue, VecDeque::from(vec![7]));
     let rx: Vec<_> = log
         .0
@@ -209,6 +209,76 @@ fn dev_cpu_dead_reinjects_on_the_surviving_cpu() {
         .collect();
     assert_eq!(rx.len(), 1, "re-injected with netif_rx on the control CPU");
     assert_eq!(rx[0].0, 0);
+}
+
+/// dev_cpu_dead resets a backlog only when it finds it on the dead CPU's poll_list; one
+/// scheduled remotely whose IPI never arrived keeps SCHED (net/core/dev.c dev_cpu_dead:
+/// `if (napi->poll == process_backlog) napi->state &= NAPIF_STATE_THREADED` in the
+/// poll_list walk, nothing else touches the state).
+#[test]
+fn dev_cpu_dead_resets_only_a_backlog_on_the_dead_cpus_poll_list() {
+    // Scheduled from CPU 0 (RPS IPI queued on CPU 0, not yet sent): not on CPU 1's list.
+    let mut k = Kernel::new(Params::new(Mode::B, 2));
+    let mut log = Log::default();
+    k.enqueue_to_backlog(&mut log, &task(0), 7, 1);
+    assert!(k.sd[1].poll_list.is_empty() && k.sd[1].backlog.sched);
+    k.dev_cpu_dead(&mut log, &task(0), 1, 0, &mut no_idle);
+    assert!(
+        k.sd[1].backlog.sched,
+        "not on the poll_list: state left as it was"
+    );
+
+    // Scheduled locally on CPU 1: on its poll_list, so reset (THREADED kept).
+    let mut k = Kernel::new(Params::new(Mode::C, 2));
+    k.enqueue_to_backlog(&mut log, &task(1), 8, 1);
+    assert_eq!(k.sd[1].poll_list, VecDeque::from(vec![1]));
+    k.sd[1].backlog.sched_threaded = true;
+    k.dev_cpu_dead(&mut log, &task(0), 1, 0, &mut no_idle);
+    let b = k.sd[1].backlog;
+    assert!(!b.sched && !b.sched_threaded && b.threaded, "{b:?}");
+    assert!(k.sd[1].poll_list.is_empty());
+}
+
+/// A CPU on its way down (cpu_online cleared, dev_cpu_dead not yet run) still queues what
+/// is enqueued to it: enqueue_to_backlog has no online check. dev_cpu_dead re-injects it.
+#[test]
+fn an_skb_enqueued_to_a_cpu_going_down_is_queued_then_reinjected() {
+    let mut k = Kernel::new(Params::new(Mode::B, 2));
+    let mut log = Log::default();
+    k.sd[1].online = false;
+    assert_eq!(
+        k.enqueue_to_backlog(&mut log, &task(1), 9, 1),
+        0,
+        "queued, not dropped"
+    );
+    assert_eq!(k.sd[1].dropped, 0);
+    k.dev_cpu_dead(&mut log, &task(0), 1, 0, &mut no_idle);
+    assert_eq!(k.sd[0].input_pkt_queue, VecDeque::from(vec![9]));
+}
+
+/// process_backlog drains the NAPI owner's queues, whichever CPU runs it.
+#[test]
+fn process_backlog_drains_the_owners_queue() {
+    let mut k = Kernel::new(Params::new(Mode::B, 2));
+    let mut log = Log::default();
+    k.enqueue_to_backlog(&mut log, &task(1), 5, 1);
+    k.enqueue_to_backlog(&mut log, &task(0), 6, 0);
+    let w = k.process_backlog(&mut log, &softirq(0), 1, 64, &mut no_idle);
+    assert_eq!(w, 1);
+    assert!(k.sd[1].input_pkt_queue.is_empty() && k.sd[1].process_queue.is_empty());
+    assert!(!k.sd[1].backlog.sched, "the owner's SCHED is cleared");
+    assert_eq!(
+        k.sd[0].input_pkt_queue,
+        VecDeque::from(vec![6]),
+        "CPU 0's queue untouched"
+    );
+    let got: Vec<u64> = log
+        .0
+        .iter()
+        .filter(|(_, e)| e.event == EventKind::NetifReceiveSkb)
+        .filter_map(|(_, e)| e.skb)
+        .collect();
+    assert_eq!(got, vec![5]);
 }
 
 #[test]

@@ -6,8 +6,8 @@ use polars::prelude::*;
 
 use super::input::Recording;
 use crate::{event::RPS_IPI_FUNC, paths::MATCH_WINDOW_NS};
+use probe_common::NET_RX_SOFTIRQ;
 
-pub const NET_RX: u32 = 3;
 /// Path codes in the `path` column, in the order of `paths::Path`.
 pub const PATH_NAMES: [&str; 4] = [
     "local_softirq",
@@ -139,7 +139,7 @@ pub fn deliveries(events: LazyFrame) -> LazyFrame {
 
 /// Per (file, CPU): event counts and everything the per-CPU table sums.
 pub fn per_cpu(events: LazyFrame) -> LazyFrame {
-    let net_rx = || col("vec").eq(lit(NET_RX));
+    let net_rx = || col("vec").eq(lit(NET_RX_SOFTIRQ));
     let poll = || ev("napi_poll");
     events.group_by([col("file"), col("cpu")]).agg([
         len().cast(DataType::UInt64).alias("events"),
@@ -199,7 +199,7 @@ pub fn softirq_time(events: LazyFrame) -> LazyFrame {
             entry
                 .clone()
                 .or(ev("softirq_exit"))
-                .and(col("vec").eq(lit(NET_RX))),
+                .and(col("vec").eq(lit(NET_RX_SOFTIRQ))),
         )
         .select([
             col("file"),

@@ -12,7 +12,8 @@ use std::{
 
 use super::output::{self, Paths};
 use super::*;
-use crate::event::{Ctx, EventKind};
+use crate::event::{Ctx, Event, EventKind};
+use anyhow::Result;
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("napiscope-file-{}-{name}", std::process::id()));

@@ -1,16 +1,38 @@
-//! What every real-kernel test binary shares: one kernel test at a time on the machine, the
-//! root / skip switch, and starting `napiscope record` until its probes are attached.
+//! What the CLI test binaries share: running napiscope and temporary paths; and for the
+//! real-kernel ones, one kernel test at a time on the machine, the root / skip switch, and
+//! starting `napiscope record` until its probes are attached.
 // Each test binary uses its own part of this.
 #![allow(dead_code)]
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_napiscope");
+
+/// Run napiscope with `args` to the end.
+pub fn napiscope(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+/// A path in this test process's temporary directory.
+pub fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("napiscope-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// A directory in this test process's temporary directory, created.
+pub fn tmp_dir(name: &str) -> PathBuf {
+    let d = tmp(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 /// Recordings see the whole machine: one kernel test at a time, in this process (SERIAL) and
 /// across processes (an flock on a file every napiscope test binary shares).
 static SERIAL: Mutex<()> = Mutex::new(());

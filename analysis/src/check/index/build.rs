@@ -10,14 +10,17 @@ use super::{
 };
 use crate::{
     check::{
-        cols::{Cols, FastMap, E},
         kinds::{self, KindRows, Wanted, KINDS},
         percpu::PerCpu,
-        seqscan::{self, SeqFacts},
     },
     event::{Ctx, EventKind, BACKLOG_DEV},
     paths::MATCH_WINDOW_NS,
-    trace::TraceMeta,
+    trace::{
+        cols::{Cols, E},
+        fastmap::FastMap,
+        seqscan::{self, SeqFacts},
+        TraceMeta,
+    },
 };
 
 impl Index {

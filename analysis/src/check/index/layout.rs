@@ -1,7 +1,7 @@
 //! Where the index's rows sit: CPUs as dense slots, rows grouped by a key, and the
 //! permutation that puts a trace's rows in time order.
 
-use crate::check::cols::{Cols, FastMap};
+use crate::trace::{cols::Cols, fastmap::FastMap};
 
 /// Row indices grouped by a key, each group in row (time) order, all in one vector: no
 /// vector per group to grow, and a row's placement is one store.

@@ -1,13 +1,7 @@
 //! The windows in which a trace lost events, per CPU: from gaps in its sequence numbers,
 //! the recorder's loss counters and the kernel's blind windows.
 
-use crate::{
-    check::{
-        cols::{Cols, FastMap},
-        seqscan::SeqFacts,
-    },
-    trace::TraceMeta,
-};
+use crate::trace::{cols::Cols, fastmap::FastMap, seqscan::SeqFacts, TraceMeta};
 
 /// Per CPU: windows with lost events, from gaps in that CPU's sequence numbers (`facts`,
 /// over the rows in time order) and from the recorder's loss counters. A CPU whose sequence

@@ -13,11 +13,16 @@ mod lost;
 use std::{collections::HashMap, num::NonZeroU32};
 
 use super::{
-    cols::{Cols, FastMap, E},
     kinds::{self, kind_table, KINDS},
     percpu::PerCpu,
 };
-use crate::event::EventKind;
+use crate::{
+    event::EventKind,
+    trace::{
+        cols::{Cols, E},
+        fastmap::FastMap,
+    },
+};
 pub use build::{poll_class, HOTPLUG_TAIL_NS};
 use layout::{CpuSlots, Groups};
 

@@ -3,7 +3,10 @@ use super::{
     lost::lost_windows,
     *,
 };
-use crate::{check::seqscan, event::Event, trace::TraceMeta};
+use crate::{
+    event::Event,
+    trace::{seqscan, TraceMeta},
+};
 
 #[test]
 fn loss_windows_from_seq_gaps_in_and_out_of_time_order() {

@@ -3,14 +3,9 @@
 
 use super::Ctx;
 use crate::{
-    check::{
-        cols::{FastMap, E},
-        describe,
-        index::Class,
-        percpu::PerCpu,
-        Divergence, RuleResult, Verdict,
-    },
+    check::{describe, index::Class, percpu::PerCpu, Divergence, RuleResult, Verdict},
     event::EventKind,
+    trace::{cols::E, fastmap::FastMap},
 };
 
 pub(super) fn g1(c: &Ctx, mut r: RuleResult) -> RuleResult {

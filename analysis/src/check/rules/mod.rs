@@ -14,7 +14,6 @@ mod mode_ab;
 mod mode_c;
 
 use super::{
-    cols::{Sym, E},
     describe,
     index::{Batch, Delivery, Finder, Index},
     RuleResult,
@@ -22,9 +21,13 @@ use super::{
 use crate::{
     event::{EventKind, RPS_IPI_FUNC},
     mode::Mode,
-    model::{Features, NET_RX_SOFTIRQ},
-    trace::TraceMeta,
+    model::Features,
+    trace::{
+        cols::{Sym, E},
+        TraceMeta,
+    },
 };
+use probe_common::NET_RX_SOFTIRQ;
 use Modes::{All, AB, C};
 
 #[rustfmt::skip]

@@ -4,13 +4,13 @@
 use super::{Ctx, EnqueueCalls};
 use crate::{
     check::{
-        cols::{FastMap, E},
         describe,
         index::{Class, Poll},
         Divergence, RuleResult,
     },
     event::{Ctx as ExecCtx, EventKind},
     model::backlog_thread_comm,
+    trace::{cols::E, fastmap::FastMap},
 };
 
 pub(super) fn c1(c: &Ctx, mut r: RuleResult) -> RuleResult {

@@ -1,0 +1,57 @@
+//! One row of a napiscope trace: the typed form shared by `record`, `simulate`, `check` and
+//! `report`. Its fields are the Parquet columns (docs/schema.md), in order: made from the
+//! one table of them, `schema::columns!`.
+
+pub use probe_common::{Ctx, EventKind};
+
+use super::schema::columns;
+
+/// A column's type in `Event`: strings owned.
+macro_rules! owned {
+    (text $t:tt) => {
+        String
+    };
+    ($c:ident $t:ty) => {
+        $t
+    };
+}
+
+macro_rules! event_struct {
+    (required { $($(#[$rm:meta])* $r:ident: $rt:tt, $ra:ident, $rc:ident, $rk:tt;)* }
+     nullable { $($(#[$om:meta])* $o:ident: $ot:tt, $oa:ident, $oc:ident, $ok:tt;)* }) => {
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct Event {
+            $($(#[$rm])* pub $r: owned!($rc $rt),)*
+            $($(#[$om])* pub $o: Option<owned!($oc $ot)>,)*
+        }
+
+        impl Event {
+            /// The required columns given, every nullable one null.
+            #[allow(clippy::too_many_arguments)]
+            pub fn with_required($($r: owned!($rc $rt)),*) -> Event {
+                Event {
+                    $($r,)*
+                    $($o: None,)*
+                }
+            }
+        }
+    };
+}
+columns!(event_struct);
+
+impl Event {
+    /// An event of a task (ctx task, no comm, pid 0), every nullable column null.
+    pub fn new(ts_ns: u64, cpu: u32, seq: u64, event: EventKind) -> Event {
+        Event::with_required(ts_ns, cpu, seq, event, Ctx::Task, String::new(), 0)
+    }
+
+    /// A poll of a CPU's backlog NAPI: it never has a device (model.md §1.2).
+    pub fn is_backlog_poll(&self) -> bool {
+        self.event == EventKind::NapiPoll && self.dev.as_deref() == Some(BACKLOG_DEV)
+    }
+}
+
+/// The device name napi:napi_poll prints for a NAPI without a device: the per-CPU backlog.
+pub const BACKLOG_DEV: &str = "(no_device)";
+/// The csd function of an RPS IPI.
+pub const RPS_IPI_FUNC: &str = "rps_trigger_softirq";

@@ -1,0 +1,110 @@
+//! What every command shares about talking to its caller: the error that carries an exit
+//! code, the exit codes themselves, and the argument parsers more than one command uses.
+
+use std::{path::PathBuf, time::Duration};
+
+use analysis::mode::Mode;
+
+use crate::kernel::{env::Environment, system};
+
+/// Exit codes: 0 success, 1 failure / divergence, 2 unusable input or missing rights,
+/// 3 (`INCOMPLETE`) inconclusive: the recording misses events (the kernel's counters say so,
+/// or the ring lost some) and nothing diverged.
+pub const INCOMPLETE: u8 = 3;
+
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub msg: String,
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl CliError {
+    pub fn usage(msg: impl Into<String>) -> CliError {
+        CliError {
+            code: 2,
+            msg: msg.into(),
+        }
+    }
+    pub fn rights(r: &system::Rights) -> CliError {
+        CliError::usage(format!(
+            "missing {} (euid {}): tracing loads eBPF programs. Run as root (sudo napiscope ...) \
+             or grant the binary the capabilities: sudo setcap cap_bpf,cap_perfmon+ep $(which napiscope)",
+            r.missing().join(" and "),
+            r.euid
+        ))
+    }
+}
+
+/// What a command that loads probes starts from: the caller may trace (else exit 2 saying
+/// which rights are missing), this machine's environment, and where tracefs is.
+pub fn tracing_env() -> Result<(Environment, PathBuf), CliError> {
+    let rights = system::Rights::current();
+    if !rights.can_trace() {
+        return Err(CliError::rights(&rights));
+    }
+    let env = Environment::gather();
+    let Some(tracefs) = env.tracefs_path() else {
+        return Err(CliError::usage(format!(
+            "tracefs unavailable: {}",
+            env.tracefs.state
+        )));
+    };
+    Ok((env, tracefs))
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; use e.g. 10, 10s, 500ms, 2m"))?;
+    let secs = match unit {
+        "s" => v,
+        "ms" => v / 1000.0,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` in `{s}`; use ms, s, m or h")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("duration must be positive, got `{s}`"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub fn parse_mode(s: &str) -> Result<Mode, String> {
+    Mode::parse(s).ok_or_else(|| format!("unknown mode `{s}`: use A, B or C"))
+}
+
+/// A CPU that is not online, as a usage error naming the online ones.
+pub fn unknown_cpu(c: u32, online: &[u32]) -> CliError {
+    CliError::usage(format!(
+        "unknown CPU {c}: online CPUs are {}",
+        crate::output::fmt_cpus(online)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+    }
+}

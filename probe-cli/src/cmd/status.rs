@@ -1,0 +1,157 @@
+//! `napiscope status`: what this host is, which mode it runs, what we may do, what attaches.
+
+use serde::Serialize;
+
+use crate::kernel::{
+    env::Environment,
+    probes::{self, build_settings, ProbeResult},
+    system::{Kernel, Rights},
+    tracefs::TracefsInfo,
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Machine-readable output (one JSON object)
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<u8> {
+    let s = gather();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print(&s);
+    }
+    Ok(0)
+}
+
+#[derive(Serialize)]
+pub struct Status {
+    pub napiscope_version: &'static str,
+    pub kernel_release: String,
+    pub mode: &'static str,
+    pub mode_description: &'static str,
+    pub mode_evidence: Vec<String>,
+    pub anomalies: Vec<String>,
+    pub kernel: Kernel,
+    pub rights: Rights,
+    pub tracefs: TracefsInfo,
+    pub btf: bool,
+    pub kprobes: bool,
+    pub fentry: String,
+    pub probes: Vec<ProbeResult>,
+}
+
+pub fn gather() -> Status {
+    let env = Environment::gather();
+    let mut fentry = "not probed: needs CAP_BPF + CAP_PERFMON".to_string();
+    let mut probe_results = match (env.rights.can_trace(), env.tracefs_path()) {
+        (false, _) => not_tried(&format!(
+            "not tried: loading eBPF needs {} (run as root)",
+            env.rights.missing().join(" and ")
+        )),
+        (true, None) => not_tried("not tried: tracefs unavailable"),
+        (true, Some(t)) => match probes::load(
+            &t,
+            &build_settings(None, false),
+            4096 * 16,
+            &crate::kernel::symbols::Symbols::load(),
+            true,
+        ) {
+            Ok(mut loaded) => {
+                fentry = match loaded.fentry_available() {
+                    Ok(()) => "available (a test program loaded on net_rx_action)".into(),
+                    Err(e) => format!("unavailable: {e}"),
+                };
+                loaded.results.clone()
+            }
+            Err(e) => not_tried(&format!("eBPF load failed: {e:#}")),
+        },
+    };
+    if !probe_results
+        .iter()
+        .any(|p| p.name == "rps_trigger_softirq")
+    {
+        probe_results.push(ProbeResult {
+            name: "rps_trigger_softirq".into(),
+            kind: "kprobe",
+            role: probes::Role::Event,
+            program: None,
+            attached: false,
+            reason: probe_results.first().and_then(|p| p.reason.clone()),
+            fallback: None,
+        });
+    };
+    Status {
+        napiscope_version: env!("CARGO_PKG_VERSION"),
+        kernel_release: env.kernel.release.clone(),
+        mode: env.mode.mode.as_str(),
+        mode_description: env.mode.mode.describe(),
+        mode_evidence: env.mode.evidence.clone(),
+        anomalies: env.mode.anomalies.clone(),
+        btf: env.kernel.btf,
+        kprobes: env.kernel.kprobes,
+        fentry,
+        kernel: env.kernel,
+        rights: env.rights,
+        tracefs: env.tracefs,
+        probes: probe_results,
+    }
+}
+
+fn not_tried(why: &str) -> Vec<ProbeResult> {
+    probes::SPECS
+        .iter()
+        .map(|s| ProbeResult {
+            reason: Some(why.to_string()),
+            ..ProbeResult::new(format!("{}:{}", s.category, s.event), "tracepoint", s.role)
+        })
+        .collect()
+}
+
+pub fn print(s: &Status) {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!("napiscope {}", s.napiscope_version);
+    println!("kernel      {} ({})", s.kernel_release, s.kernel.version);
+    println!("mode        {} — {}", s.mode, s.mode_description);
+    for e in &s.mode_evidence {
+        println!("            · {e}");
+    }
+    for a in &s.anomalies {
+        println!("            ! anomaly: {a}");
+    }
+    println!(
+        "cpus        online {:?}, possible {}",
+        s.kernel.cpus_online, s.kernel.cpus_possible
+    );
+    println!(
+        "rights      euid {}, CAP_BPF {}, CAP_PERFMON {}",
+        s.rights.euid,
+        yes(s.rights.cap_bpf),
+        yes(s.rights.cap_perfmon)
+    );
+    println!(
+        "tracefs     {} ({})",
+        s.tracefs.path.as_deref().unwrap_or("-"),
+        s.tracefs.state
+    );
+    println!("btf         {}", yes(s.btf));
+    println!("kprobes     {}", yes(s.kprobes));
+    println!("fentry      {}", s.fentry);
+    println!("probes:");
+    for p in &s.probes {
+        let mark = if p.attached { "ok " } else { "-- " };
+        let role = match p.role {
+            probes::Role::Event => "",
+            probes::Role::Context => " [context]",
+        };
+        match &p.reason {
+            Some(r) if !p.attached => println!("  {mark}{:<42} {}{role}: {r}", p.name, p.kind),
+            _ => println!("  {mark}{:<42} {}{role}", p.name, p.kind),
+        }
+        if let (true, Some(f)) = (p.attached, &p.fallback) {
+            println!("       {} because {f}", p.kind);
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! What every command that traces first gathers about this machine: the kernel and its mode
+//! (A/B/C) with evidence, the caller's rights, tracefs; and the metadata a trace keeps of it.
+
+use std::path::PathBuf;
+
+use analysis::{mode::ModeVerdict, TraceMeta};
+use serde::Serialize;
+
+use super::{
+    system::{self, Kernel, Rights},
+    tracefs::{self, TracefsInfo},
+};
+
+#[derive(Serialize)]
+pub struct Environment {
+    pub kernel: Kernel,
+    pub mode: ModeVerdict,
+    pub rights: Rights,
+    pub tracefs: TracefsInfo,
+}
+
+impl Environment {
+    pub fn gather() -> Environment {
+        let tracefs = tracefs::find_or_mount();
+        let tpath = tracefs.path.as_ref().map(PathBuf::from);
+        let (kernel, mode) = system::kernel(tpath.as_deref());
+        Environment {
+            kernel,
+            mode,
+            rights: Rights::current(),
+            tracefs,
+        }
+    }
+
+    pub fn tracefs_path(&self) -> Option<PathBuf> {
+        self.tracefs.path.as_ref().map(PathBuf::from)
+    }
+
+    /// The metadata every trace carries about the machine it came from.
+    pub fn trace_meta(&self) -> TraceMeta {
+        let mut m = TraceMeta::default();
+        m.set("napiscope_version", env!("CARGO_PKG_VERSION"));
+        m.set("kernel_release", &self.kernel.release);
+        m.set("kernel_version", &self.kernel.version);
+        m.set("cmdline", &self.kernel.cmdline);
+        m.set("mode", self.mode.mode.as_str());
+        m.set(
+            "mode_evidence",
+            serde_json::to_string(&self.mode.evidence).unwrap_or_default(),
+        );
+        m.set("cpus", self.kernel.cpus_possible.to_string());
+        m.set(
+            "cpus_online",
+            serde_json::to_string(&self.kernel.cpus_online).unwrap_or_default(),
+        );
+        m.set("preempt_rt", self.kernel.preempt_rt.to_string());
+        m.set("hostname", hostname());
+        m
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}

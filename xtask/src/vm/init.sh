@@ -1,0 +1,54 @@
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mkdir -p /var && ln -s /run /var/run
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t bpf bpf /sys/fs/bpf 2>/dev/null
+ip link set lo up
+EXPECT=$(sed -n 's/.*napiscope.expect=\([ABC]\).*/\1/p' /proc/cmdline)
+echo "@@UNAME $(uname -r)"
+echo "@@STATUS-BEGIN"
+napiscope status --json
+echo "@@STATUS-END"
+echo "@@VERIFY-BEGIN"
+napiscope verify --json --seconds 1 --expect-mode "$EXPECT" --keep /tmp/verify
+echo "@@VERIFY-RC $?"
+echo "@@VERIFY-END"
+echo "@@TOP-BEGIN"
+napiscope top --json -n 5 --interval 1s --expect-mode "$EXPECT" >/tmp/top.json 2>/tmp/top.err &
+TOP=$!
+i=0
+while ! grep -q "counting on" /tmp/top.err && [ $i -lt 600 ]; do usleep 100000; i=$((i+1)); done
+napiscope scenario loopback-rps -d 3s >/dev/null 2>&1
+wait $TOP
+RC=$?
+cat /tmp/top.json
+echo "@@TOP-RC $RC"
+grep "not attached" /tmp/top.err | sed 's/^/@@TOP-ERR /'
+echo "@@TOP-END"
+echo "@@HOTPLUG-BEGIN"
+napiscope record --force -o /tmp/hp.parquet -d 30 --json >/tmp/hp-rec.json 2>/tmp/hp-rec.err &
+REC=$!
+i=0
+while ! grep -q "probes attached" /tmp/hp-rec.err && [ $i -lt 600 ]; do usleep 100000; i=$((i+1)); done
+napiscope scenario loopback-rps --hotplug-cpu 1 -d 3s --json
+usleep 500000
+kill -INT $REC
+wait $REC
+echo "@@HOTPLUG-REC-RC $?"
+cat /tmp/hp-rec.json
+echo "@@HOTPLUG-CHECK"
+napiscope check /tmp/hp.parquet --json --mode "$EXPECT"
+echo "@@HOTPLUG-CHECK-RC $?"
+echo "@@HOTPLUG-END"
+echo "@@FLOOD-BEGIN"
+for rep in 1 2 3 4 5; do
+  for s in loopback loopback-rps; do napiscope scenario $s --rate 0 -d 1s --json; done
+done
+echo "@@FLOOD-END"
+poweroff -f

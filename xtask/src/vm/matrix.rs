@@ -1,0 +1,471 @@
+//! The kernel matrix: one row per kernel from what its guest said, and matrix.md from the rows.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::util::short_by_counter;
+
+/// What one kernel's guest (or the host) said: `status --json`, `verify --json` and its exit
+/// code, the seconds the boot took, and the boot's flood and top summaries (null on the host).
+#[allow(clippy::too_many_arguments)]
+pub fn row(
+    name: &str,
+    cmdline: &str,
+    expect: &str,
+    status: &Value,
+    verify: &Value,
+    rc: Option<i32>,
+    secs: f64,
+    flood: &Value,
+    top: &Value,
+) -> Value {
+    let probes = status["probes"].as_array().cloned().unwrap_or_default();
+    let (attached, kinds) = attached_event_probes(&probes);
+    let missing: Vec<String> = probes
+        .iter()
+        .filter(|p| p["attached"] == false && p["kind"] != "kprobe")
+        .map(|p| {
+            format!(
+                "{} ({})",
+                p["name"].as_str().unwrap_or(""),
+                p["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let scenarios: Vec<Value> = verify["scenarios"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            json!({
+                "scenario": s["scenario"],
+                "verdict": s["verdict"],
+                "failed_rules": s["failed_rules"],
+                "paths": s["paths"],
+                "negative_control": s["negative_control"],
+                "completeness": s["completeness"],
+                "short": short_of(s),
+            })
+        })
+        .collect();
+    let mode = status["mode"].as_str().unwrap_or("?");
+    let passed =
+        verify_ok(rc, &scenarios) && verify["passed"] == true && mode == expect && top_ok(top);
+    json!({
+        "kernel": name,
+        "release": status["kernel_release"],
+        "cmdline": cmdline,
+        "expected_mode": expect,
+        "mode": mode,
+        "mode_evidence": status["mode_evidence"],
+        "backlog_threads": status["kernel"]["backlog_threads"],
+        "event_probes_attached": attached,
+        "event_probe_kinds": kinds,
+        "not_attached": missing,
+        "scenarios": scenarios,
+        "skipped": verify["skipped"],
+        "verify_passed": verify["passed"],
+        "passed": passed,
+        "seconds": (secs * 10.0).round() / 10.0,
+        "flood": flood,
+        "top": top,
+    })
+}
+
+/// How many event probes attached, and how: tp_btf / raw_tracepoint / tracepoint / kprobe,
+/// e.g. "6 tp_btf, 14 raw".
+fn attached_event_probes(probes: &[Value]) -> (usize, String) {
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    let attached = probes
+        .iter()
+        .filter(|p| p["attached"] == true && p["role"] == "event");
+    let mut n = 0;
+    for p in attached {
+        n += 1;
+        let k = p["kind"].as_str().unwrap_or("?");
+        *kinds
+            .entry(
+                k.replace("raw_tracepoint", "raw")
+                    .replace("tracepoint", "classic"),
+            )
+            .or_default() += 1;
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    (n, kinds.join(", "))
+}
+
+/// top runs where the guest ran it (the host row has none): 5 intervals, no divergence.
+fn top_ok(top: &Value) -> bool {
+    top.is_null()
+        || (top["rc"] == 0
+            && top["intervals"] == 5
+            && top["rejected"].as_array().is_none_or(|r| r.is_empty()))
+}
+
+/// Exit 3: no rule diverged, but a recording stayed short of the kernel's counters (6.1's
+/// kprobe on rps_trigger_softirq is skipped without a count while another kprobe program
+/// runs). It still qualifies the kernel when every negative control diverged: the trace
+/// had the evidence to tell the modes apart.
+fn verify_ok(rc: Option<i32>, scenarios: &[Value]) -> bool {
+    let controls_diverged = scenarios
+        .iter()
+        .all(|s| s["negative_control"].is_null() || s["negative_control"]["diverged"] == true);
+    rc == Some(0) || (rc == Some(3) && controls_diverged)
+}
+
+/// "received_rps 4, processed 2": what a scenario's recording lacked against the kernel's
+/// counters, summed over CPUs (empty when complete).
+fn short_of(s: &Value) -> String {
+    short_by_counter(&s["report"]["kernel_counters"])
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A row's kernel name and its cmdline cell ("–" when empty), the first two columns of
+/// every table.
+fn kernel_cells(r: &Value) -> (&str, &str) {
+    (
+        r["kernel"].as_str().unwrap_or(""),
+        r["cmdline"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+            .unwrap_or("–"),
+    )
+}
+
+/// The strings in a JSON array (none if it is not one).
+fn strs(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default()
+}
+
+fn hotplug_markdown(rows: &[Value]) -> String {
+    let mut s = String::from(
+        "\nCPU hotplug in the same guests: `napiscope record` runs while \
+         `napiscope scenario loopback-rps --hotplug-cpu 1 -d 3s` takes CPU 1 (the RPS target) \
+         offline for the middle second, then `napiscope check` (hotplug windows are \
+         INCONCLUSIVE by model.md §8.2, never FAIL):\n\n\
+         | kernel | cmdline | CPU 1 offline → online (s) | packets received | events recorded | cpuhp events | check |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for r in rows.iter().filter(|r| r["hotplug"].is_object()) {
+        let h = &r["hotplug"];
+        let sc = &h["scenario"];
+        let when = match (sc["offline_at"].as_f64(), sc["online_at"].as_f64()) {
+            (Some(a), Some(b)) => format!("{a:.2} → {b:.2}"),
+            _ => format!("failed: {}", sc["error"].as_str().unwrap_or("no report")),
+        };
+        let (kernel, cmdline) = kernel_cells(r);
+        s.push_str(&format!(
+            "| {kernel} | {cmdline} | {when} | {} | {} | {} | {} (exit {}) |\n",
+            h["received"],
+            h["events"],
+            h["cpuhp_events"],
+            h["verdict"].as_str().unwrap_or("?"),
+            h["check_rc"],
+        ));
+    }
+    s
+}
+
+/// The patch's own claims, as its users would check them: untraced floods, medians of 5.
+fn flood_markdown(rows: &[Value]) -> String {
+    let mut s = String::from(
+        "\nThe patch's claims, untraced (`napiscope scenario S --rate 0 -d 1s` five times each, \
+         medians; packets received per second, and per packet sent the machine's context \
+         switches (/proc/stat) and IPIs (/proc/interrupts CAL + RES); TCG, so compare kernels \
+         and boots, not absolute numbers):\n\n\
+         | kernel | cmdline | loopback pkt/s | ctx sw/pkt | IPIs/pkt | loopback-rps pkt/s | ctx sw/pkt | IPIs/pkt |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    let get = |r: &Value, name: &str, key: &str| -> Option<f64> {
+        r["flood"]
+            .as_array()?
+            .iter()
+            .find(|x| x["scenario"] == name)?[key]
+            .as_f64()
+    };
+    let fmt = |v: Option<f64>, digits: usize| v.map_or("?".into(), |v| format!("{v:.digits$}"));
+    for r in rows.iter().filter(|r| r["flood"].is_array()) {
+        let (kernel, cmdline) = kernel_cells(r);
+        s.push_str(&format!(
+            "| {kernel} | {cmdline} | {} | {} | {} | {} | {} | {} |\n",
+            fmt(get(r, "Loopback", "received_pps"), 0),
+            fmt(get(r, "Loopback", "context_switches_per_packet"), 2),
+            fmt(get(r, "Loopback", "ipis_per_packet"), 3),
+            fmt(get(r, "LoopbackRps", "received_pps"), 0),
+            fmt(get(r, "LoopbackRps", "context_switches_per_packet"), 2),
+            fmt(get(r, "LoopbackRps", "ipis_per_packet"), 3),
+        ));
+    }
+    // Threads off vs on on the same kernel build, same VM configuration.
+    let by = |k: &str| rows.iter().find(|r| r["kernel"] == k);
+    if let (Some(off), Some(on)) = (by("6.12"), by("6.12-threads")) {
+        let ratio = |name: &str| match (
+            get(on, name, "received_pps"),
+            get(off, name, "received_pps"),
+        ) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "?".into(),
+        };
+        s.push_str(&format!(
+            "\n6.12 with thread_backlog_napi vs without: loopback throughput ×{} (the patch: \
+             the local-CPU shortcut \"restores the loopback throughput\", so ≈ 1); loopback + RPS \
+             ×{} (the patch: IPI and thread \"mostly the same\").\n",
+            ratio("Loopback"),
+            ratio("LoopbackRps"),
+        ));
+    }
+    s
+}
+
+/// matrix.md: the verdicts, then top's counters, hotplug, the untraced floods, and the probes
+/// that did not attach.
+pub fn markdown(rows: &[Value], date: &str, command: &str) -> String {
+    let mut s = format!(
+        "# napiscope kernel matrix\n\n`{command}`, {date}. Debian kernels booted under QEMU (TCG, 2 vCPUs); \
+         inside: `napiscope status --json` and `napiscope verify --json --expect-mode M`.\n\n\
+         | kernel | release | cmdline | expected | found | event probes | scenarios (verdict; negative control) | result | time |\n\
+         |---|---|---|---|---|---|---|---|---|\n"
+    );
+    for r in rows {
+        let sc: Vec<String> = r["scenarios"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(scenario_cell)
+            .collect();
+        let probes_cell = format!(
+            "{} ({})",
+            r["event_probes_attached"],
+            r["event_probe_kinds"].as_str().unwrap_or("")
+        );
+        let (kernel, cmdline) = kernel_cells(r);
+        s.push_str(&format!(
+            "| {kernel} | {} | {cmdline} | {} | {} | {} | {} | {} | {} s |\n",
+            r["release"].as_str().unwrap_or("?"),
+            r["expected_mode"].as_str().unwrap_or(""),
+            r["mode"].as_str().unwrap_or("?"),
+            probes_cell,
+            sc.join("<br>"),
+            if r["passed"] == true {
+                "PASS"
+            } else {
+                "**FAIL**"
+            },
+            r["seconds"]
+        ));
+    }
+    s.push_str(&top_markdown(rows));
+    s.push_str(&hotplug_markdown(rows));
+    s.push_str(&flood_markdown(rows));
+    s.push_str("\nNot attached per kernel (reason):\n\n");
+    for r in rows {
+        let m = strs(&r["not_attached"]);
+        if !m.is_empty() {
+            s.push_str(&format!(
+                "- {}: {}\n",
+                r["kernel"].as_str().unwrap_or(""),
+                m.join("; ")
+            ));
+        }
+    }
+    s
+}
+
+/// "loopback-rps PASS; as B diverges: C1 C2": one scenario's verdict, its negative control,
+/// and what its recording lacked.
+fn scenario_cell(x: &Value) -> String {
+    let nc = match x["negative_control"].as_object() {
+        Some(n) if n["diverged"] == true => format!(
+            "; as {} diverges: {}",
+            n["checked_as"].as_str().unwrap_or("?"),
+            strs(&n["failed_rules"]).join(" ")
+        ),
+        Some(_) => "; negative control did NOT diverge".into(),
+        None => String::new(),
+    };
+    let short = x["short"].as_str().filter(|s| !s.is_empty());
+    format!(
+        "{} {}{nc}{}",
+        x["scenario"].as_str().unwrap_or("?"),
+        x["verdict"].as_str().unwrap_or("?"),
+        short
+            .map(|s| format!("; incomplete: short of the kernel's {s}"))
+            .unwrap_or_default()
+    )
+}
+
+fn top_markdown(rows: &[Value]) -> String {
+    let mut s = String::from(
+        "\n`napiscope top --json -n 5 --expect-mode M` in the same guests while loopback-rps sends \
+         3 s from CPU 0 to CPU 1 (in-kernel counters; packets and IPIs on CPU 1 over the 5 s):\n\n\
+         | kernel | cmdline | top exit | remote softirq | backlog thread | ksoftirqd | RPS IPIs received | backlog_napi wake-ups | diverged |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows.iter().filter(|r| r["top"].is_object()) {
+        let t = &r["top"];
+        let n = |k: &str| {
+            t["cpu1"][k]
+                .as_f64()
+                .map_or("–".into(), |v| format!("{v:.0}"))
+        };
+        let failed = strs(&t["failed_rules"]);
+        let (kernel, cmdline) = kernel_cells(r);
+        s.push_str(&format!(
+            "| {kernel} | {cmdline} | {} | {} | {} | {} | {} | {} | {} |\n",
+            t["rc"],
+            n("remote_softirq"),
+            n("backlog_thread"),
+            n("ksoftirqd"),
+            n("rps_ipi_received"),
+            n("backlog_woken"),
+            if failed.is_empty() {
+                "–".to_string()
+            } else {
+                failed.join(" ")
+            },
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> Value {
+        json!({"mode": "C", "kernel_release": "6.12.9-amd64", "probes": [
+            {"name": "napi_poll", "attached": true, "role": "event", "kind": "tp_btf"},
+            {"name": "softirq_raise", "attached": true, "role": "event", "kind": "raw_tracepoint"},
+            {"name": "softirq_entry", "attached": true, "role": "event", "kind": "raw_tracepoint"},
+            {"name": "netif_rx", "attached": true, "role": "event", "kind": "tracepoint"},
+            {"name": "ctx", "attached": true, "role": "context", "kind": "raw_tracepoint"},
+            {"name": "csd_queue_cpu", "attached": false, "kind": "tp_btf", "reason": "no such tracepoint"},
+            {"name": "rps_trigger", "attached": false, "kind": "kprobe", "reason": "busy"},
+        ]})
+    }
+
+    fn verify(diverged: bool) -> Value {
+        json!({"passed": true, "scenarios": [{
+            "scenario": "loopback-rps", "verdict": "PASS",
+            "negative_control": {"diverged": diverged, "checked_as": "B", "failed_rules": ["C1", "C4"]},
+            "report": {"kernel_counters": {"checks": [
+                {"counter": "received_rps", "result": "short", "max": 4}]}},
+        }]})
+    }
+
+    /// A passing 6.12-threads row, with `top` as the guest's top summary.
+    fn threads_row(top: &Value) -> Value {
+        let (status, verify) = (status(), verify(true));
+        let null = Value::Null;
+        row(
+            "6.12-threads",
+            "thread_backlog_napi",
+            "C",
+            &status,
+            &verify,
+            Some(0),
+            12.34,
+            &null,
+            top,
+        )
+    }
+
+    #[test]
+    fn a_row_counts_probes_and_decides_the_verdict() {
+        let r = threads_row(&Value::Null);
+        assert_eq!(r["event_probes_attached"], 4);
+        assert_eq!(r["event_probe_kinds"], "1 classic, 2 raw, 1 tp_btf");
+        assert_eq!(
+            r["not_attached"],
+            json!(["csd_queue_cpu (no such tracepoint)"])
+        );
+        assert_eq!(r["scenarios"][0]["short"], "received_rps 4");
+        assert_eq!(r["seconds"], 12.3);
+        assert_eq!(r["passed"], true);
+        let passed = |expect, verify: &Value, rc, top: &Value| {
+            row(
+                "k",
+                "",
+                expect,
+                &status(),
+                verify,
+                rc,
+                1.0,
+                &Value::Null,
+                top,
+            )["passed"]
+                == true
+        };
+        assert!(
+            !passed("B", &verify(true), Some(0), &Value::Null),
+            "wrong mode"
+        );
+        assert!(
+            passed("C", &verify(true), Some(3), &Value::Null),
+            "short, controls diverged"
+        );
+        assert!(
+            !passed("C", &verify(false), Some(3), &Value::Null),
+            "short, a control did not"
+        );
+        assert!(!passed("C", &verify(true), Some(1), &Value::Null));
+        let top = json!({"rc": 0, "intervals": 5, "rejected": []});
+        assert!(passed("C", &verify(true), Some(0), &top));
+        let refused = json!({"rc": 0, "intervals": 5, "rejected": ["napi_poll: verifier"]});
+        assert!(!passed("C", &verify(true), Some(0), &refused));
+    }
+
+    #[test]
+    fn the_markdown_has_a_line_per_kernel_in_each_table() {
+        let top = json!({"rc": 0, "intervals": 5, "rejected": [], "failed_rules": [],
+                         "cpu1": {"remote_softirq": 12.0, "backlog_thread": 3.0}});
+        let mut r = threads_row(&top);
+        r["hotplug"] = json!({"scenario": {"offline_at": 1.0, "online_at": 2.5}, "received": 900,
+                              "events": 5000, "cpuhp_events": 7, "verdict": "PASS", "check_rc": 0});
+        let host = row(
+            "host",
+            "",
+            "B",
+            &Value::Null,
+            &Value::Null,
+            None,
+            1.0,
+            &Value::Null,
+            &Value::Null,
+        );
+        let md = markdown(
+            &[r, host],
+            "2025-01-31 12:00 UTC",
+            "cargo xtask vm-test --all",
+        );
+        assert!(md.starts_with(
+            "# napiscope kernel matrix\n\n`cargo xtask vm-test --all`, 2025-01-31 12:00 UTC."
+        ));
+        assert!(md.contains(
+            "| 6.12-threads | 6.12.9-amd64 | thread_backlog_napi | C | C | 4 (1 classic, 2 raw, 1 tp_btf) | \
+             loopback-rps PASS; as B diverges: C1 C4; incomplete: short of the kernel's received_rps 4 | PASS | 12.3 s |\n"
+        ), "{md}");
+        assert!(
+            md.contains("| host | ? | – | B | ? | 0 () |  | **FAIL** | 1.0 s |\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 6.12-threads | thread_backlog_napi | 0 | 12 | 3 | – | – | – | – |\n"),
+            "{md}"
+        );
+        assert!(md.contains("| 6.12-threads | thread_backlog_napi | 1.00 → 2.50 | 900 | 5000 | 7 | PASS (exit 0) |\n"), "{md}");
+        assert!(
+            md.ends_with("- 6.12-threads: csd_queue_cpu (no such tracepoint)\n"),
+            "{md}"
+        );
+        assert!(!md.contains("| host | – | 0"), "the host has no top row");
+    }
+}

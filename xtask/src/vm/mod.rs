@@ -1,0 +1,281 @@
+//! `cargo xtask vm-test`: boot Debian kernels under QEMU with an initramfs that carries
+//! napiscope, run `napiscope status --json` and `napiscope verify --json` inside, and collect
+//! a kernel × mode × probes × verdict matrix (docs/kernel-matrix.md).
+//!
+//! `builder` fetches the kernels and builds the initramfs, `boot` boots one and reads its
+//! serial log, `matrix` turns what the guests said into rows and matrix.md.
+
+use std::{path::Path, process::Command, time::Instant};
+
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+
+use crate::util::{apt_install, have_command, run, step, utc_now};
+
+mod boot;
+mod builder;
+mod matrix;
+
+pub struct KernelSpec {
+    pub name: &'static str,
+    /// Debian suite the package comes from.
+    pub suite: &'static str,
+    /// Meta package whose dependency names the current ABI (e.g. linux-image-amd64).
+    pub meta: &'static str,
+    pub cmdline: &'static str,
+    /// The mode napiscope must find there.
+    pub expect: &'static str,
+}
+
+pub const KERNELS: &[KernelSpec] = &[
+    KernelSpec {
+        name: "6.1",
+        suite: "bookworm",
+        meta: "linux-image-amd64",
+        cmdline: "",
+        expect: "A",
+    },
+    KernelSpec {
+        name: "6.1-rt",
+        suite: "bookworm",
+        meta: "linux-image-rt-amd64",
+        cmdline: "",
+        expect: "A",
+    },
+    KernelSpec {
+        name: "6.12",
+        suite: "trixie",
+        meta: "linux-image-amd64",
+        cmdline: "",
+        expect: "B",
+    },
+    KernelSpec {
+        name: "6.12-threads",
+        suite: "trixie",
+        meta: "linux-image-amd64",
+        cmdline: "thread_backlog_napi",
+        expect: "C",
+    },
+    KernelSpec {
+        name: "6.12-rt",
+        suite: "trixie",
+        meta: "linux-image-rt-amd64",
+        cmdline: "",
+        expect: "C",
+    },
+];
+
+pub fn vm_test(selected: &[String], all: bool, host: bool, napiscope: &Path) -> Result<()> {
+    let napiscope = &std::fs::canonicalize(napiscope)?;
+    let missing: Vec<&str> = [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("busybox", "busybox-static"),
+    ]
+    .into_iter()
+    .filter(|(b, _)| !have_command(b))
+    .map(|(_, p)| p)
+    .collect();
+    if !missing.is_empty() {
+        step(&format!("installing {}", missing.join(" ")));
+        run(&mut apt_install(&missing))?;
+    }
+    std::fs::create_dir_all("target/vm-test")?;
+    let dir = std::fs::canonicalize("target/vm-test")?;
+    let kernels = select(selected, all);
+    if kernels.is_empty() && !host {
+        let names: Vec<&str> = KERNELS.iter().map(|k| k.name).collect();
+        bail!("unknown kernel(s) {selected:?}; choose from {names:?} or --all");
+    }
+    let initrd = dir.join("initramfs.cpio.gz");
+    step("building the initramfs (busybox, ip, napiscope)");
+    builder::build_initramfs(napiscope, &initrd)?;
+    let mut rows = Vec::new();
+    if host {
+        rows.push(host_row(napiscope)?);
+    }
+    for k in kernels {
+        rows.push(kernel_row(k, &initrd, &dir)?);
+    }
+    let date = utc_now()?;
+    std::fs::write(
+        dir.join("matrix.json"),
+        serde_json::to_string_pretty(&rows)?,
+    )?;
+    let md = matrix::markdown(&rows, &date, &command(selected, all));
+    std::fs::write(dir.join("matrix.md"), &md)?;
+    print!("{md}");
+    if rows.iter().any(|r| r["passed"] != true) {
+        bail!("some kernels did not pass (see target/vm-test/matrix.md and the serial logs)");
+    }
+    Ok(())
+}
+
+/// The kernels `--kernel NAME…` names, in the table's order (all of them with `--all`); names
+/// that are not in the table are passed over.
+fn select(selected: &[String], all: bool) -> Vec<&'static KernelSpec> {
+    KERNELS
+        .iter()
+        .filter(|k| all || selected.iter().any(|s| s == k.name))
+        .collect()
+}
+
+/// The command line matrix.md says it came from.
+fn command(selected: &[String], all: bool) -> String {
+    if all {
+        "cargo xtask vm-test --all".to_string()
+    } else {
+        format!(
+            "cargo xtask vm-test --kernel {}",
+            selected.join(" --kernel ")
+        )
+    }
+}
+
+/// The host kernel's row: `status` and `verify` run here, expecting mode B.
+fn host_row(napiscope: &Path) -> Result<Value> {
+    step("host kernel");
+    let t = Instant::now();
+    let st: Value = serde_json::from_slice(
+        &Command::new(napiscope)
+            .args(["status", "--json"])
+            .output()?
+            .stdout,
+    )?;
+    let out = Command::new(napiscope)
+        .args(["verify", "--json", "--seconds", "1", "--expect-mode", "B"])
+        .output()?;
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    Ok(matrix::row(
+        "host",
+        "",
+        "B",
+        &st,
+        &v,
+        out.status.code(),
+        t.elapsed().as_secs_f64(),
+        &Value::Null,
+        &Value::Null,
+    ))
+}
+
+/// Fetch `k`, boot it (once more if the guest kernel panicked) and make its row.
+fn kernel_row(k: &KernelSpec, initrd: &Path, dir: &Path) -> Result<Value> {
+    let vmlinuz = builder::fetch_kernel(k, dir)?;
+    step(&format!(
+        "booting {} ({}) {}",
+        k.name,
+        vmlinuz.display(),
+        k.cmdline
+    ));
+    let (mut res, mut secs) = boot::boot(k, &vmlinuz, initrd, dir)?;
+    let mut guest_panics = Vec::new();
+    if let Some(p) = res["panic"].as_str() {
+        step(&format!(
+            "{}: the guest kernel panicked ({p}); booting once more",
+            k.name
+        ));
+        let _ = std::fs::rename(
+            dir.join(format!("{}.log", k.name)),
+            dir.join(format!("{}.panic.log", k.name)),
+        );
+        guest_panics.push(p.to_string());
+        (res, secs) = boot::boot(k, &vmlinuz, initrd, dir)?;
+    }
+    if res["status"].is_null() {
+        eprintln!(
+            "xtask: {}: no status from the guest; serial log: {}",
+            k.name, res["log"]
+        );
+    }
+    let mut r = matrix::row(
+        k.name,
+        k.cmdline,
+        k.expect,
+        &res["status"],
+        &res["verify"],
+        res["verify_rc"].as_i64().map(|v| v as i32),
+        secs,
+        &res["flood"],
+        &res["top"],
+    );
+    // CPU 1 went offline and came back during traffic; the kernel lived, the recording
+    // is valid, and the checker did not call §8.2's unspecified window a divergence.
+    let hp = &res["hotplug"];
+    r["hotplug"] = hp.clone();
+    if !hotplug_ok(hp) {
+        r["passed"] = json!(false);
+    }
+    // A second panic fails the row: one retry only.
+    if let Some(p) = res["panic"].as_str() {
+        guest_panics.push(p.to_string());
+        r["passed"] = json!(false);
+    }
+    r["guest_panics"] = json!(guest_panics);
+    step(&format!(
+        "{}: mode {} (expected {}), verify {} in {:.0}s",
+        k.name,
+        r["mode"],
+        k.expect,
+        if r["passed"] == true { "PASS" } else { "FAIL" },
+        secs
+    ));
+    Ok(r)
+}
+
+/// Whether the hotplug run passed: the scenario took CPU 1 offline and back without an
+/// error, and `record` and `check` both exited 0.
+fn hotplug_ok(hp: &Value) -> bool {
+    hp["scenario"]["error"].is_null()
+        && hp["scenario"]["online_at"].is_number()
+        && hp["record_rc"] == 0
+        && hp["check_rc"] == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(ks: &[&KernelSpec]) -> Vec<&'static str> {
+        ks.iter().map(|k| k.name).collect()
+    }
+
+    #[test]
+    fn kernels_are_selected_by_name_in_table_order() {
+        let sel = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&select(&sel(&["6.12-threads", "6.1"]), false)),
+            ["6.1", "6.12-threads"]
+        );
+        assert_eq!(names(&select(&sel(&["6.1", "7.0"]), false)), ["6.1"]);
+        assert!(select(&sel(&["7.0"]), false).is_empty());
+        assert_eq!(select(&[], true).len(), KERNELS.len());
+        assert_eq!(
+            command(&sel(&["6.1", "6.12-rt"]), false),
+            "cargo xtask vm-test --kernel 6.1 --kernel 6.12-rt"
+        );
+        assert_eq!(command(&[], true), "cargo xtask vm-test --all");
+    }
+
+    #[test]
+    fn each_kernel_expects_the_mode_of_its_patch() {
+        let expect = |n: &str| KERNELS.iter().find(|k| k.name == n).map(|k| k.expect);
+        assert_eq!(expect("6.1"), Some("A"));
+        assert_eq!(expect("6.12"), Some("B"));
+        assert_eq!(expect("6.12-threads"), Some("C"));
+        let threads = KERNELS.iter().find(|k| k.name == "6.12-threads").unwrap();
+        assert_eq!(threads.cmdline, "thread_backlog_napi");
+    }
+
+    #[test]
+    fn hotplug_passes_only_when_cpu_1_came_back_and_both_commands_exited_0() {
+        let ok = json!({"scenario": {"online_at": 2.0}, "record_rc": 0, "check_rc": 0});
+        assert!(hotplug_ok(&ok));
+        let mut failed = ok.clone();
+        failed["scenario"]["error"] = json!("EBUSY");
+        assert!(!hotplug_ok(&failed));
+        let mut check_failed = ok.clone();
+        check_failed["check_rc"] = json!(1);
+        assert!(!hotplug_ok(&check_failed));
+        assert!(!hotplug_ok(&Value::Null));
+    }
+}
