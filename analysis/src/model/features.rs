@@ -186,10 +186,15 @@ fn from_evidence(row: &FeatureRow, ev: &Evidence) -> Option<(bool, String)> {
             return Some((!row.on_if_present, w.clone()));
         }
     }
-    row.proofs.iter().find_map(|p| match seen(p) {
-        Some(Seen::Present(w)) => Some((row.on_if_present, w.clone())),
-        _ => None,
-    })
+    let present: Vec<&str> = row
+        .proofs
+        .iter()
+        .filter_map(|p| match seen(p) {
+            Some(Seen::Present(w)) => Some(w.as_str()),
+            _ => None,
+        })
+        .collect();
+    (!present.is_empty()).then(|| (row.on_if_present, present.join("; ")))
 }
 
 fn unseen(row: &FeatureRow, ev: &Evidence) -> String {
