@@ -307,6 +307,21 @@ impl Features {
     }
 }
 
+/// What `check` reports of the features: the recorded rows and the values the rules used.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckedFeatures {
+    pub used: Features,
+    pub recorded: Vec<Decided>,
+}
+
+impl CheckedFeatures {
+    /// Only for recordings that kept their features.
+    pub fn of(meta: &TraceMeta, used: Features) -> Option<CheckedFeatures> {
+        let recorded = serde_json::from_str(meta.get(META_KEY)?).ok()?;
+        Some(CheckedFeatures { used, recorded })
+    }
+}
+
 #[cfg(test)]
 #[path = "features_tests.rs"]
 mod tests;

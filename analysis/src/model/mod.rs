@@ -17,8 +17,8 @@ use crate::{
     mode::Mode,
 };
 
-/// Version features that change what is observable (§3, §2.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Version features that change what is observable (§3, §2.2); `features.rs` decides them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Features {
     /// F1: `sd->in_net_rx_action` — no NET_RX raise from inside net_rx_action (≥ v6.8 era).
     pub f1_in_net_rx_action: bool,
