@@ -87,13 +87,9 @@ pub fn major_minor(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-pub fn classify_live(f: &LiveFacts) -> ModeVerdict {
-    let mut evidence = Vec::new();
-    let mut anomalies = Vec::new();
-    let token = cmdline_has_thread_token(&f.cmdline);
-    let rt = is_preempt_rt(f);
-    let threads = !f.backlog_threads.is_empty();
-    let patch = if !f.patch_symbols.is_empty() {
+/// Whether the backlog-NAPI patch is in: kallsyms, else BTF, else (said so) the version.
+fn patch_present(f: &LiveFacts, threads: bool, evidence: &mut Vec<String>) -> bool {
+    if !f.patch_symbols.is_empty() {
         evidence.push(format!(
             "patch present: /proc/kallsyms has {}",
             f.patch_symbols.join(", ")
@@ -132,7 +128,16 @@ pub fn classify_live(f: &LiveFacts) -> ModeVerdict {
             f.release
         ));
         present
-    };
+    }
+}
+
+pub fn classify_live(f: &LiveFacts) -> ModeVerdict {
+    let mut evidence = Vec::new();
+    let mut anomalies = Vec::new();
+    let token = cmdline_has_thread_token(&f.cmdline);
+    let rt = is_preempt_rt(f);
+    let threads = !f.backlog_threads.is_empty();
+    let patch = patch_present(f, threads, &mut evidence);
     if threads {
         evidence.push(format!(
             "{} backlog_napi thread(s) running: {}",

@@ -880,7 +880,11 @@ fn record_keeps_features_with_evidence_and_check_uses_them() {
     assert_eq!(ids, ["F1", "F2", "F4", "F5", "F6", "F7"]);
     for d in &rows {
         assert!(!d.evidence.is_empty(), "{d:?}");
-        assert_eq!(d.from_evidence, !d.evidence.starts_with("by version"), "{d:?}");
+        assert_eq!(
+            d.from_evidence,
+            !d.evidence.starts_with("by version"),
+            "{d:?}"
+        );
     }
     let row = |id: &str| rows.iter().find(|d| d.id == id).unwrap();
     if Path::new("/sys/kernel/btf/vmlinux").exists() {

@@ -227,7 +227,11 @@ pub fn decide(ev: &Evidence) -> Vec<Decided> {
                     let on = (row.by_version)(v.unwrap_or((6, 18)));
                     let why = format!(
                         "by version: {} ({}); {}",
-                        if ev.release.is_empty() { "?" } else { &ev.release },
+                        if ev.release.is_empty() {
+                            "?"
+                        } else {
+                            &ev.release
+                        },
                         row.version_rule,
                         unseen(row, ev)
                     );

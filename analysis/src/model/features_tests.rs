@@ -31,7 +31,9 @@ fn version_alone_matches_the_mainline_rules() {
     let f = Features::for_release("6.18.44");
     assert!(f.f7_raise_irqoff && !f.f4_ksoftirqd_deferral);
     let d = decide(&ev("6.12.0", &[]));
-    assert!(d.iter().all(|x| !x.from_evidence && x.evidence.starts_with("by version")));
+    assert!(d
+        .iter()
+        .all(|x| !x.from_evidence && x.evidence.starts_with("by version")));
 }
 
 #[test]
@@ -49,9 +51,15 @@ fn f2_needs_both_flags() {
         &[(IN_THR, present("x")), (IN_RX, present("y"))],
     ));
     assert!(get(&d, "F2").on);
-    let d = decide(&ev("6.1.0", &[(IN_THR, present("x")), (IN_RX, absent("y"))]));
+    let d = decide(&ev(
+        "6.1.0",
+        &[(IN_THR, present("x")), (IN_RX, absent("y"))],
+    ));
     assert!(!get(&d, "F2").on);
-    let d = decide(&ev("6.12.0", &[(IN_THR, absent("no in_napi_threaded_poll"))]));
+    let d = decide(&ev(
+        "6.12.0",
+        &[(IN_THR, absent("no in_napi_threaded_poll"))],
+    ));
     assert!(!get(&d, "F2").on);
     assert_eq!(get(&d, "F2").evidence, "no in_napi_threaded_poll");
 }
@@ -89,7 +97,10 @@ fn f6_absent_on_a_6_6_backport_style_kernel() {
 #[test]
 fn f7_from_a_changelog_backport_else_by_version() {
     let p = Proof::Changelog("net: Handle napi_schedule() calls from non-interrupt");
-    let d = decide(&ev("6.12.118+deb13-amd64", &[(p, present("changelog.Debian"))]));
+    let d = decide(&ev(
+        "6.12.118+deb13-amd64",
+        &[(p, present("changelog.Debian"))],
+    ));
     assert!(get(&d, "F7").on && get(&d, "F7").from_evidence);
     let d = decide(&ev("6.12.118+deb13-amd64", &[(p, absent("no line"))]));
     assert!(!get(&d, "F7").on);

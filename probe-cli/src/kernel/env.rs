@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use analysis::{
-    model::features::{Decided, META_KEY},
     mode::ModeVerdict,
+    model::features::{Decided, META_KEY},
     TraceMeta,
 };
 use serde::Serialize;

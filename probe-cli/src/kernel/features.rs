@@ -76,7 +76,10 @@ fn tracepoint(src: &Sources, sys: &str, ev: &str) -> Seen {
             return Seen::Present(format!("tracefs has events/{sys}/{ev}"));
         }
     }
-    if src.btf.is_some_and(|b| b.has_typedef(&format!("btf_trace_{ev}"))) {
+    if src
+        .btf
+        .is_some_and(|b| b.has_typedef(&format!("btf_trace_{ev}")))
+    {
         return Seen::Present(format!("BTF has btf_trace_{ev}"));
     }
     match (src.tracefs.is_some(), src.btf.is_some()) {
