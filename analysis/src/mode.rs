@@ -50,6 +50,8 @@ pub struct LiveFacts {
     pub patch_symbols: Vec<String>,
     /// Whether /proc/kallsyms could be read at all.
     pub kallsyms_readable: bool,
+    /// Patch functions found in the kernel's BTF (None: no BTF); asked when kallsyms is not.
+    pub btf_patch_funcs: Option<Vec<String>>,
     /// comms of running `backlog_napi/N` threads.
     pub backlog_threads: Vec<String>,
     /// CONFIG_PREEMPT_RT=y from the kernel config, when a config was found.
@@ -85,13 +87,9 @@ pub fn major_minor(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-pub fn classify_live(f: &LiveFacts) -> ModeVerdict {
-    let mut evidence = Vec::new();
-    let mut anomalies = Vec::new();
-    let token = cmdline_has_thread_token(&f.cmdline);
-    let rt = is_preempt_rt(f);
-    let threads = !f.backlog_threads.is_empty();
-    let patch = if !f.patch_symbols.is_empty() {
+/// Whether the backlog-NAPI patch is in: kallsyms, else BTF, else (said so) the version.
+fn patch_present(f: &LiveFacts, threads: bool, evidence: &mut Vec<String>) -> bool {
+    if !f.patch_symbols.is_empty() {
         evidence.push(format!(
             "patch present: /proc/kallsyms has {}",
             f.patch_symbols.join(", ")
@@ -100,6 +98,20 @@ pub fn classify_live(f: &LiveFacts) -> ModeVerdict {
     } else if threads {
         evidence.push("patch present: backlog_napi threads exist".into());
         true
+    } else if let (false, Some(funcs)) = (f.kallsyms_readable, &f.btf_patch_funcs) {
+        if funcs.is_empty() {
+            evidence.push(
+                "patch absent: the kernel's BTF has neither backlog_napi_should_run nor \
+                 run_backlog_napi (/proc/kallsyms unreadable)"
+                    .into(),
+            );
+        } else {
+            evidence.push(format!(
+                "patch present: the kernel's BTF has {} (/proc/kallsyms unreadable)",
+                funcs.join(", ")
+            ));
+        }
+        !funcs.is_empty()
     } else if f.kallsyms_readable {
         evidence.push(
             "patch absent: /proc/kallsyms has neither backlog_napi_should_run nor run_backlog_napi"
@@ -116,7 +128,16 @@ pub fn classify_live(f: &LiveFacts) -> ModeVerdict {
             f.release
         ));
         present
-    };
+    }
+}
+
+pub fn classify_live(f: &LiveFacts) -> ModeVerdict {
+    let mut evidence = Vec::new();
+    let mut anomalies = Vec::new();
+    let token = cmdline_has_thread_token(&f.cmdline);
+    let rt = is_preempt_rt(f);
+    let threads = !f.backlog_threads.is_empty();
+    let patch = patch_present(f, threads, &mut evidence);
     if threads {
         evidence.push(format!(
             "{} backlog_napi thread(s) running: {}",
@@ -179,6 +200,7 @@ mod tests {
             cmdline: "console=ttyS0 quiet".into(),
             patch_symbols: vec!["backlog_napi_should_run".into()],
             kallsyms_readable: true,
+            btf_patch_funcs: None,
             backlog_threads: vec![],
             config_preempt_rt: None,
         }
@@ -225,6 +247,23 @@ mod tests {
         let v = classify_live(&f);
         assert_eq!(v.mode, Mode::A);
         assert!(v.evidence.iter().any(|e| e.contains("guessing")));
+    }
+
+    #[test]
+    fn unreadable_kallsyms_asks_btf_before_the_version() {
+        let mut f = facts();
+        f.patch_symbols.clear();
+        f.kallsyms_readable = false;
+        // A 6.1 backport: the version would say A, the BTF shows the patch.
+        f.release = "6.1.0-56-amd64".into();
+        f.btf_patch_funcs = Some(vec!["backlog_napi_should_run".into()]);
+        let v = classify_live(&f);
+        assert_eq!(v.mode, Mode::B);
+        assert!(v.evidence[0].contains("BTF"), "{:?}", v.evidence);
+        // And a 6.12 string with a BTF that lacks them is A.
+        f.release = "6.12.0".into();
+        f.btf_patch_funcs = Some(vec![]);
+        assert_eq!(classify_live(&f).mode, Mode::A);
     }
 
     #[test]

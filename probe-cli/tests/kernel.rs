@@ -9,7 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use analysis::{paths, Ctx, EventKind};
+use analysis::{
+    model::features::{Decided, META_KEY},
+    paths, Ctx, EventKind,
+};
 
 mod common;
 use common::{kernel_lock, kernel_tests_enabled, napiscope, start_record_args, tmp, tmp_dir, BIN};
@@ -837,4 +840,80 @@ fn report_on_a_hive_recording_shows_where_rps_work_ran() {
     let t = String::from_utf8_lossy(&text.stdout);
     assert!(t.contains("remote_softirq") && t.contains("cpu1"), "{t}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `check --json` of a recording.
+fn check_json(path: &Path) -> serde_json::Value {
+    let o = napiscope(&["check", "--json", &path.display().to_string()]);
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("check --json: {e}: {}", String::from_utf8_lossy(&o.stderr)))
+}
+
+/// `record` keeps each version feature (F1–F7) with the evidence that decided it, and `check`
+/// holds the recording to those recorded features, not to its release string.
+#[test]
+fn record_keeps_features_with_evidence_and_check_uses_them() {
+    let _g = kernel_lock();
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let out = tmp("features.parquet");
+    let rec = start_record_args(&[
+        "-o".into(),
+        out.display().to_string(),
+        "-d".into(),
+        "3s".into(),
+    ]);
+    let s = Command::new(BIN)
+        .args(["scenario", "loopback", "--sender-cpu", "0", "-d", "1s"])
+        .args(["--rate", "1000"])
+        .output()
+        .unwrap();
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    let o = rec.wait_with_output().unwrap();
+    assert!(matches!(o.status.code(), Some(0) | Some(3)), "{o:?}");
+
+    let t = analysis::read_trace(&out).unwrap();
+    let rows: Vec<Decided> =
+        serde_json::from_str(t.meta.get(META_KEY).expect("kernel_features recorded")).unwrap();
+    let ids: Vec<&str> = rows.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["F1", "F2", "F4", "F5", "F6", "F7"]);
+    for d in &rows {
+        assert!(!d.evidence.is_empty(), "{d:?}");
+        assert_eq!(
+            d.from_evidence,
+            !d.evidence.starts_with("by version"),
+            "{d:?}"
+        );
+    }
+    let row = |id: &str| rows.iter().find(|d| d.id == id).unwrap();
+    if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        // A ≥ 6.10 kernel with BTF (this host: 6.18): the members and symbols decide.
+        for id in ["F1", "F2", "F5", "F6"] {
+            assert!(row(id).on && row(id).from_evidence, "{:?}", row(id));
+        }
+        assert!(row("F1").evidence.contains("in_net_rx_action"));
+        assert!(row("F6").evidence.contains("kick_defer_list_purge"));
+    }
+
+    // check reports what it used: the recorded rows.
+    let v = check_json(&out);
+    let recorded: Vec<Decided> = serde_json::from_value(v["features"]["recorded"].clone()).unwrap();
+    assert_eq!(recorded, rows);
+    for d in &rows {
+        assert_eq!(v["features"]["used"][&d.field], d.on, "{}", d.id);
+    }
+
+    // The same recording under a 6.1 release string: by version F1, F5, F6 would be off and
+    // F4 on; check must still use the recorded evidence.
+    let mut meta = t.meta.clone();
+    meta.set("kernel_release", "6.1.0-56-amd64");
+    let relabelled = tmp("features-6.1.parquet");
+    analysis::write_trace(&relabelled, &t.events, &meta).unwrap();
+    let v = check_json(&relabelled);
+    for d in &rows {
+        assert_eq!(v["features"]["used"][&d.field], d.on, "{} relabelled", d.id);
+    }
+    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(&relabelled);
 }

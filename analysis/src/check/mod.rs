@@ -62,6 +62,10 @@ pub struct CheckReport {
     pub kernel_counters: Option<KernelCheck>,
     /// Windows in which the kernel ran none of the recorder's programs (lost windows).
     pub blind: Vec<crate::kcounters::Blind>,
+    /// The version features the rules used, when the recording kept them with their evidence
+    /// (older recordings and simulated traces: absent, the release string decides).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<crate::model::features::CheckedFeatures>,
 }
 
 impl CheckReport {
@@ -139,6 +143,7 @@ pub fn check_cols(cols: Cols, meta: &TraceMeta, forced: Option<Mode>) -> CheckRe
         completeness,
         kernel_counters: kernel,
         blind: crate::kcounters::blind_of(meta),
+        features: crate::model::features::CheckedFeatures::of(meta, ctx.features),
     }
 }
 

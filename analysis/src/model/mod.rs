@@ -7,6 +7,7 @@
 //! caller — the simulator, or a property test — decides; the model only allows legal choices.
 
 mod dev;
+pub mod features;
 pub mod sim;
 
 use std::collections::VecDeque;
@@ -16,8 +17,8 @@ use crate::{
     mode::Mode,
 };
 
-/// Version features that change what is observable (§3, §2.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Version features that change what is observable (§3, §2.2); `features.rs` decides them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Features {
     /// F1: `sd->in_net_rx_action` — no NET_RX raise from inside net_rx_action (≥ v6.8 era).
     pub f1_in_net_rx_action: bool,
@@ -31,21 +32,6 @@ pub struct Features {
     pub f6_defer_kick_backlog: bool,
     /// F7: ____napi_schedule uses raise_softirq_irqoff (≥ v6.14, 77e45145e303).
     pub f7_raise_irqoff: bool,
-}
-
-impl Features {
-    /// Features of a mainline/stable kernel by release string (e.g. "6.12.118+deb13-amd64").
-    pub fn for_release(release: &str) -> Features {
-        let v = crate::mode::major_minor(release).unwrap_or((6, 18));
-        Features {
-            f1_in_net_rx_action: v >= (6, 8),
-            f2_rps_raise_suppression: v >= (6, 8),
-            f4_ksoftirqd_deferral: v < (6, 5),
-            f5_csd_tracepoints: v >= (6, 4),
-            f6_defer_kick_backlog: v >= (6, 10),
-            f7_raise_irqoff: v >= (6, 14),
-        }
-    }
 }
 
 #[derive(Clone, Debug)]

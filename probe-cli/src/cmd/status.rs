@@ -1,5 +1,6 @@
 //! `napiscope status`: what this host is, which mode it runs, what we may do, what attaches.
 
+use analysis::model::features::Decided;
 use serde::Serialize;
 
 use crate::kernel::{
@@ -34,6 +35,8 @@ pub struct Status {
     pub mode_description: &'static str,
     pub mode_evidence: Vec<String>,
     pub anomalies: Vec<String>,
+    /// F1–F7 (model.md §2.2, §3), each with the evidence that decided it.
+    pub features: Vec<Decided>,
     pub kernel: Kernel,
     pub rights: Rights,
     pub tracefs: TracefsInfo,
@@ -90,6 +93,7 @@ pub fn gather() -> Status {
         mode_description: env.mode.mode.describe(),
         mode_evidence: env.mode.evidence.clone(),
         anomalies: env.mode.anomalies.clone(),
+        features: env.features.clone(),
         btf: env.kernel.btf,
         kprobes: env.kernel.kprobes,
         fentry,
@@ -120,6 +124,11 @@ pub fn print(s: &Status) {
     }
     for a in &s.anomalies {
         println!("            ! anomaly: {a}");
+    }
+    println!("features    (model.md §2.2; \"by version\": nothing observable decided)");
+    for f in &s.features {
+        let on = if f.on { "on " } else { "off" };
+        println!("            {} {on} {:<25} {}", f.id, f.field, f.evidence);
     }
     println!(
         "cpus        online {:?}, possible {}",

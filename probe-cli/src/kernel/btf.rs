@@ -26,6 +26,7 @@ const TYPEDEF: u32 = 8;
 const VOLATILE: u32 = 9;
 const CONST: u32 = 10;
 const RESTRICT: u32 = 11;
+const FUNC: u32 = 12;
 const FUNC_PROTO: u32 = 13;
 const VAR: u32 = 14;
 const DATASEC: u32 = 15;
@@ -225,6 +226,20 @@ impl Btf {
             }
         }
         Ok(None)
+    }
+
+    /// Whether the kernel's BTF has a function `name` (static ones too, when not inlined).
+    pub fn has_func(&self, name: &str) -> bool {
+        self.types
+            .iter()
+            .any(|t| t.kind == FUNC && self.name(t.name_off) == name)
+    }
+
+    /// Whether the kernel's BTF has typedef `name` (`btf_trace_<event>` for a tracepoint).
+    pub fn has_typedef(&self, name: &str) -> bool {
+        self.types
+            .iter()
+            .any(|t| t.kind == TYPEDEF && self.name(t.name_off) == name)
     }
 
     /// A short C-like spelling of a type, enough to compare argument lists:

@@ -3,10 +3,16 @@
 
 use std::path::PathBuf;
 
-use analysis::{mode::ModeVerdict, TraceMeta};
+use analysis::{
+    mode::ModeVerdict,
+    model::features::{Decided, META_KEY},
+    TraceMeta,
+};
 use serde::Serialize;
 
 use super::{
+    btf::Btf,
+    features::{self, Sources},
     system::{self, Kernel, Rights},
     tracefs::{self, TracefsInfo},
 };
@@ -15,6 +21,8 @@ use super::{
 pub struct Environment {
     pub kernel: Kernel,
     pub mode: ModeVerdict,
+    /// F1–F7 of this kernel, each with its evidence.
+    pub features: Vec<Decided>,
     pub rights: Rights,
     pub tracefs: TracefsInfo,
 }
@@ -23,10 +31,20 @@ impl Environment {
     pub fn gather() -> Environment {
         let tracefs = tracefs::find_or_mount();
         let tpath = tracefs.path.as_ref().map(PathBuf::from);
-        let (kernel, mode) = system::kernel(tpath.as_deref());
+        let kallsyms = features::kallsyms_names();
+        let btf = Btf::from_sys_fs().ok();
+        let (kernel, mode) = system::kernel(tpath.as_deref(), kallsyms.as_ref(), btf.as_ref());
+        let features = features::gather(&Sources {
+            release: &kernel.release,
+            btf: btf.as_ref(),
+            kallsyms: kallsyms.as_ref(),
+            tracefs: tpath.as_deref(),
+            changelog: features::changelog(&kernel.release),
+        });
         Environment {
             kernel,
             mode,
+            features,
             rights: Rights::current(),
             tracefs,
         }
@@ -47,6 +65,10 @@ impl Environment {
         m.set(
             "mode_evidence",
             serde_json::to_string(&self.mode.evidence).unwrap_or_default(),
+        );
+        m.set(
+            META_KEY,
+            serde_json::to_string(&self.features).unwrap_or_default(),
         );
         m.set("cpus", self.kernel.cpus_possible.to_string());
         m.set(

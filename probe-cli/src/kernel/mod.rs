@@ -6,6 +6,7 @@ pub mod btf;
 pub mod counters;
 pub mod decode;
 pub mod env;
+pub mod features;
 pub mod huge_alloc;
 pub mod probes;
 pub mod ring;

@@ -1,9 +1,11 @@
 //! Facts about the running kernel and our rights, read from /proc, /sys and uname.
 
-use std::{fs, path::Path};
+use std::{collections::HashSet, fs, path::Path};
 
 use analysis::mode::{LiveFacts, ModeVerdict};
 use serde::Serialize;
+
+use super::btf::Btf;
 
 pub const PATCH_SYMBOLS: [&str; 2] = ["backlog_napi_should_run", "run_backlog_napi"];
 
@@ -122,18 +124,16 @@ pub fn possible_cpus() -> u32 {
         .unwrap_or(1)
 }
 
-/// Scan /proc/kallsyms once for the patch's symbols. None when it cannot be read.
-fn patch_symbols() -> Option<Vec<String>> {
-    let text = fs::read_to_string("/proc/kallsyms").ok()?;
-    let mut found: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(2))
-        .filter(|s| PATCH_SYMBOLS.contains(s) || *s == "register_kprobe")
-        .map(str::to_string)
+/// The patch's symbols (and `register_kprobe`) among /proc/kallsyms' names.
+fn patch_symbols(names: &HashSet<String>) -> Vec<String> {
+    let mut found: Vec<String> = PATCH_SYMBOLS
+        .iter()
+        .chain(&["register_kprobe"])
+        .filter(|s| names.contains(**s))
+        .map(|s| s.to_string())
         .collect();
     found.sort();
-    found.dedup();
-    Some(found)
+    found
 }
 
 pub fn backlog_threads() -> Vec<String> {
@@ -158,13 +158,18 @@ fn config_preempt_rt(release: &str) -> Option<bool> {
     Some(text.lines().any(|l| l.trim() == "CONFIG_PREEMPT_RT=y"))
 }
 
-pub fn kernel(tracefs: Option<&Path>) -> (Kernel, ModeVerdict) {
+/// The kernel's facts and mode; `kallsyms` (its names) and `btf` are None when unreadable.
+pub fn kernel(
+    tracefs: Option<&Path>,
+    kallsyms: Option<&HashSet<String>>,
+    btf: Option<&Btf>,
+) -> (Kernel, ModeVerdict) {
     let (release, version) = uname();
     let cmdline = fs::read_to_string("/proc/cmdline")
         .unwrap_or_default()
         .trim()
         .to_string();
-    let syms = patch_symbols();
+    let syms = kallsyms.map(patch_symbols);
     let threads = backlog_threads();
     let facts = LiveFacts {
         release: release.clone(),
@@ -177,6 +182,14 @@ pub fn kernel(tracefs: Option<&Path>) -> (Kernel, ModeVerdict) {
             .cloned()
             .collect(),
         kallsyms_readable: syms.is_some(),
+        // BTF lists the patch's static functions too: evidence when kallsyms is closed.
+        btf_patch_funcs: btf.map(|b| {
+            PATCH_SYMBOLS
+                .iter()
+                .filter(|f| b.has_func(f))
+                .map(|f| f.to_string())
+                .collect()
+        }),
         backlog_threads: threads.clone(),
         config_preempt_rt: config_preempt_rt(&release),
     };

@@ -206,16 +206,8 @@ pub struct Ctx<'b> {
 
 impl<'b> Ctx<'b> {
     pub fn new(ix: &'b Index, meta: &'b TraceMeta, mode: Option<Mode>) -> Ctx<'b> {
-        let features = match meta.get("kernel_release") {
-            Some(r) if r != "model" => Features::for_release(r),
-            _ => meta
-                .get("features")
-                .map(|f| Features {
-                    f5_csd_tracepoints: !f.contains("f5_csd_tracepoints: false"),
-                    ..Features::for_release("6.18")
-                })
-                .unwrap_or_else(|| Features::for_release("6.18")),
-        };
+        // Recorded features (evidence), else the release string (old recordings).
+        let features = Features::from_meta(meta);
         let probes = meta
             .get("probes")
             .and_then(|p| serde_json::from_str::<Vec<serde_json::Value>>(p).ok());
