@@ -46,7 +46,7 @@ enum Cmd {
     /// Boot Debian kernels under QEMU and run `napiscope status` and `verify` inside; writes
     /// target/vm-test/matrix.{json,md}
     VmTest {
-        /// Kernels to boot: 6.1, 6.1-rt, 6.12, 6.12-threads, 6.12-rt
+        /// Kernels to boot: 6.1, 6.1-rt, 6.12, 6.12-threads, 6.12-rt, 6.18, 7.3, 7.3-rt
         #[arg(long = "kernel", value_name = "NAME")]
         kernels: Vec<String>,
         /// Every kernel, plus the host

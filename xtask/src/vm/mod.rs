@@ -20,10 +20,12 @@ pub struct KernelSpec {
     pub name: &'static str,
     /// Debian suite the package comes from.
     pub suite: &'static str,
-    /// Meta package whose dependency names the current ABI (e.g. linux-image-amd64).
-    pub meta: &'static str,
+    /// A meta package whose dependency names the current ABI (linux-image-amd64), or an
+    /// image package by its exact name (linux-image-7.3.4+deb13-amd64) to pin a version.
+    pub package: &'static str,
     pub cmdline: &'static str,
-    /// The mode napiscope must find there.
+    /// The mode this kernel should be in (from its patch and configuration). The guest does
+    /// not get it: it verifies in the mode its own evidence shows, and the row compares.
     pub expect: &'static str,
 }
 
@@ -31,35 +33,58 @@ pub const KERNELS: &[KernelSpec] = &[
     KernelSpec {
         name: "6.1",
         suite: "bookworm",
-        meta: "linux-image-amd64",
+        package: "linux-image-amd64",
         cmdline: "",
         expect: "A",
     },
     KernelSpec {
         name: "6.1-rt",
         suite: "bookworm",
-        meta: "linux-image-rt-amd64",
+        package: "linux-image-rt-amd64",
         cmdline: "",
         expect: "A",
     },
     KernelSpec {
         name: "6.12",
         suite: "trixie",
-        meta: "linux-image-amd64",
+        package: "linux-image-amd64",
         cmdline: "",
         expect: "B",
     },
     KernelSpec {
         name: "6.12-threads",
         suite: "trixie",
-        meta: "linux-image-amd64",
+        package: "linux-image-amd64",
         cmdline: "thread_backlog_napi",
         expect: "C",
     },
     KernelSpec {
         name: "6.12-rt",
         suite: "trixie",
-        meta: "linux-image-rt-amd64",
+        package: "linux-image-rt-amd64",
+        cmdline: "",
+        expect: "C",
+    },
+    // trixie-backports, pinned: the patch is in, threads off unless PREEMPT_RT.
+    KernelSpec {
+        name: "6.18",
+        suite: "trixie-backports",
+        package: "linux-image-6.18.15+deb13-amd64",
+        cmdline: "",
+        expect: "B",
+    },
+    // From 6.19 linux-image-<abi> is a metapackage over linux-binary/-modules/-base.
+    KernelSpec {
+        name: "7.3",
+        suite: "trixie-backports",
+        package: "linux-image-7.3.4+deb13-amd64",
+        cmdline: "",
+        expect: "B",
+    },
+    KernelSpec {
+        name: "7.3-rt",
+        suite: "trixie-backports",
+        package: "linux-image-7.3.4+deb13-rt-amd64",
         cmdline: "",
         expect: "C",
     },
@@ -160,14 +185,24 @@ fn host_row(napiscope: &Path) -> Result<Value> {
 
 /// Fetch `k`, boot it (once more if the guest kernel panicked) and make its row.
 fn kernel_row(k: &KernelSpec, initrd: &Path, dir: &Path) -> Result<Value> {
-    let vmlinuz = builder::fetch_kernel(k, dir)?;
+    let fetched = builder::fetch_kernel(k, dir)?;
+    let vmlinuz = &fetched.vmlinuz;
+    let kinitrd = dir.join(format!("initramfs-{}.cpio.gz", k.name));
+    builder::kernel_initrd(initrd, &fetched, &kinitrd)?;
+    let initrd = &kinitrd;
     step(&format!(
-        "booting {} ({}) {}",
+        "booting {} ({}, {} layout: {}) {}",
         k.name,
         vmlinuz.display(),
+        if fetched.packages.split() {
+            "split"
+        } else {
+            "one-package"
+        },
+        fetched.packages.parts.join(" "),
         k.cmdline
     ));
-    let (mut res, mut secs) = boot::boot(k, &vmlinuz, initrd, dir)?;
+    let (mut res, mut secs) = boot::boot(k, vmlinuz, initrd, dir)?;
     let mut guest_panics = Vec::new();
     if let Some(p) = res["panic"].as_str() {
         step(&format!(
@@ -179,7 +214,7 @@ fn kernel_row(k: &KernelSpec, initrd: &Path, dir: &Path) -> Result<Value> {
             dir.join(format!("{}.panic.log", k.name)),
         );
         guest_panics.push(p.to_string());
-        (res, secs) = boot::boot(k, &vmlinuz, initrd, dir)?;
+        (res, secs) = boot::boot(k, vmlinuz, initrd, dir)?;
     }
     if res["status"].is_null() {
         eprintln!(
@@ -211,6 +246,24 @@ fn kernel_row(k: &KernelSpec, initrd: &Path, dir: &Path) -> Result<Value> {
         r["passed"] = json!(false);
     }
     r["guest_panics"] = json!(guest_panics);
+    r["packages"] = json!(fetched
+        .versions
+        .iter()
+        .map(|(p, v)| format!("{p} {v}"))
+        .collect::<Vec<_>>());
+    r["package_layout"] = json!(if fetched.packages.split() {
+        "split (linux-image metapackage; vmlinuz in linux-binary)"
+    } else {
+        "one package (linux-image)"
+    });
+    let l = &fetched.located;
+    r["kernel_files"] = json!({
+        "abi": l.abi,
+        "vmlinuz": format!("{} {}", l.vmlinuz.0, l.vmlinuz.1),
+        "config": l.config.as_ref().map(|(p, f)| format!("{p} {f}")),
+        "modules": l.modules.iter().map(|(m, p, f)| format!("{m}: {p} {f}")).collect::<Vec<_>>(),
+    });
+    r["guest_modules"] = res["modules"].clone();
     step(&format!(
         "{}: mode {} (expected {}), verify {} in {:.0}s",
         k.name,
@@ -262,8 +315,31 @@ mod tests {
         assert_eq!(expect("6.1"), Some("A"));
         assert_eq!(expect("6.12"), Some("B"));
         assert_eq!(expect("6.12-threads"), Some("C"));
+        assert_eq!(expect("6.18"), Some("B"));
+        assert_eq!(expect("7.3"), Some("B"));
+        assert_eq!(
+            expect("7.3-rt"),
+            Some("C"),
+            "PREEMPT_RT turns the threads on"
+        );
         let threads = KERNELS.iter().find(|k| k.name == "6.12-threads").unwrap();
         assert_eq!(threads.cmdline, "thread_backlog_napi");
+        assert_eq!(KERNELS.len(), 8);
+        // Backports move on: their kernels are pinned by exact package name.
+        for k in KERNELS.iter().filter(|k| k.suite == "trixie-backports") {
+            let v = k.name.trim_end_matches("-rt");
+            assert!(
+                k.package.starts_with(&format!("linux-image-{v}."))
+                    && k.package.ends_with(if k.name.ends_with("-rt") {
+                        "-rt-amd64"
+                    } else {
+                        "+deb13-amd64"
+                    }),
+                "{} → {}",
+                k.name,
+                k.package
+            );
+        }
     }
 
     #[test]
