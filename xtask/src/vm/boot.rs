@@ -180,6 +180,8 @@ fn hotplug_summary(text: &str) -> Value {
         "received": scenario.map(|s| s["received"].clone()),
         "record_rc": code("@@HOTPLUG-REC-RC "),
         "events": rec.first().map(|r| r["events"].clone()),
+        "record_completeness": rec.first().map(|r| r["completeness"].clone()),
+        "missed_by_event": rec.first().map(|r| r["missed_by_event"].clone()),
         "cpuhp_events": rec.first().map(|r| {
             r["per_event"]["cpuhp_enter"].as_u64().unwrap_or(0)
                 + r["per_event"]["cpuhp_exit"].as_u64().unwrap_or(0)

@@ -50,6 +50,7 @@ pub fn row(
                 "sent": s["sent"],
                 "received": s["received"],
                 "rules": rule_verdicts(&s["report"]["rules"]),
+                "divergences": failed_divergences(&s["report"]["rules"]),
                 "short": short_of(s),
             })
         })
@@ -113,6 +114,28 @@ fn rule_verdicts(rules: &Value) -> Value {
         })
         .unwrap_or_default();
     json!(rules)
+}
+
+/// The first divergence of each FAIL rule, as the checker wrote it (message, what the model
+/// expected, the events): the evidence a failing row carries.
+fn failed_divergences(rules: &Value) -> Value {
+    let out: Vec<Value> = rules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["verdict"] == "FAIL")
+        .filter_map(|r| r["divergences"].as_array()?.first().cloned())
+        .map(|d| {
+            json!({
+                "rule": d["rule"],
+                "cpu": d["cpu"],
+                "message": d["message"],
+                "expected": d["expected"],
+                "events": d["events"],
+            })
+        })
+        .collect();
+    json!(out)
 }
 
 /// The mode evidence, short: "patch symbols; 2 backlog_napi threads; PREEMPT_RT" (the
@@ -263,8 +286,20 @@ fn hotplug_markdown(rows: &[Value]) -> String {
             _ => format!("failed: {}", sc["error"].as_str().unwrap_or("no report")),
         };
         let (kernel, cmdline) = kernel_cells(r);
+        // What the kernel said it skipped of napiscope's programs (`record`'s missed_by_event).
+        let missed = h["missed_by_event"]
+            .as_object()
+            .filter(|m| !m.is_empty())
+            .map(|m| {
+                let v: Vec<String> = m.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                format!(
+                    "; recording incomplete, the kernel skipped programs: {}",
+                    v.join(", ")
+                )
+            })
+            .unwrap_or_default();
         s.push_str(&format!(
-            "| {kernel} | {cmdline} | {when} | {} | {} | {} | {} (exit {}) |\n",
+            "| {kernel} | {cmdline} | {when} | {} | {} | {} | {} (exit {}{missed}) |\n",
             h["received"],
             h["events"],
             h["cpuhp_events"],
@@ -373,6 +408,7 @@ pub fn markdown(rows: &[Value], date: &str, command: &str) -> String {
         ));
     }
     s.push_str(&rules_markdown(rows));
+    s.push_str(&divergences_markdown(rows));
     s.push_str(&top_markdown(rows));
     s.push_str(&hotplug_markdown(rows));
     s.push_str(&flood_markdown(rows));
@@ -454,6 +490,32 @@ fn rules_markdown(rows: &[Value]) -> String {
                 x["received"],
                 rules_cell(&x["rules"]),
             ));
+        }
+    }
+    s
+}
+
+/// The first divergence of every failed rule, with its events: what a FAIL row rests on.
+fn divergences_markdown(rows: &[Value]) -> String {
+    let mut s = String::new();
+    for r in rows {
+        for x in r["scenarios"].as_array().into_iter().flatten() {
+            for d in x["divergences"].as_array().into_iter().flatten() {
+                if s.is_empty() {
+                    s.push_str("\nDivergences (the first of each failed rule, as `verify --json` reported it):\n\n");
+                }
+                s.push_str(&format!(
+                    "- {} {}: **{}** {} — expected: {}\n",
+                    r["kernel"].as_str().unwrap_or(""),
+                    x["scenario"].as_str().unwrap_or("?"),
+                    d["rule"].as_str().unwrap_or("?"),
+                    d["message"].as_str().unwrap_or(""),
+                    d["expected"].as_str().unwrap_or(""),
+                ));
+                for e in strs(&d["events"]) {
+                    s.push_str(&format!("  - `{e}`\n"));
+                }
+            }
         }
     }
     s
@@ -688,6 +750,15 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| 6.12-threads | thread_backlog_napi | 1.00 → 2.50 | 900 | 5000 | 7 | PASS (exit 0) |\n"), "{md}");
+        let mut rt = threads_row(&top);
+        rt["kernel"] = json!("7.3-rt");
+        rt["hotplug"] = json!({"scenario": {"offline_at": 1.0, "online_at": 2.0}, "received": 5991,
+                               "events": 66235, "cpuhp_events": 158, "verdict": "PASS", "check_rc": 3,
+                               "missed_by_event": {"softirq_entry": 1, "softirq_exit": 2}});
+        assert!(hotplug_markdown(&[rt]).contains(
+            "| 7.3-rt | thread_backlog_napi | 1.00 → 2.00 | 5991 | 66235 | 158 | PASS (exit 3; recording \
+             incomplete, the kernel skipped programs: softirq_entry 1, softirq_exit 2) |\n"
+        ));
         assert!(
             md.ends_with("- 6.12-threads: csd_queue_cpu (no such tracepoint)\n"),
             "{md}"
