@@ -158,7 +158,10 @@ fn command(selected: &[String], all: bool) -> String {
 
 /// The host kernel's row: `status` and `verify` run here, expecting mode B.
 fn host_row(napiscope: &Path) -> Result<Value> {
-    step("host kernel");
+    step("host kernel (waiting for the machine's kernel-test lock)");
+    // verify's recordings see the whole machine: take the lock napiscope's real-kernel tests
+    // hold, so another run's traffic does not land in these traces (released on return).
+    let _lock = machine_lock()?;
     let t = Instant::now();
     let st: Value = serde_json::from_slice(
         &Command::new(napiscope)
@@ -181,6 +184,21 @@ fn host_row(napiscope: &Path) -> Result<Value> {
         &Value::Null,
         &Value::Null,
     ))
+}
+
+/// The flock on /tmp/napiscope-kernel-tests.lock that probe-cli's kernel tests share.
+fn machine_lock() -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/napiscope-kernel-tests.lock")?;
+    // SAFETY: flock on a descriptor this function owns; released when the File closes.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        bail!("flock /tmp/napiscope-kernel-tests.lock failed");
+    }
+    Ok(f)
 }
 
 /// Fetch `k`, boot it (once more if the guest kernel panicked) and make its row.
