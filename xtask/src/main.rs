@@ -52,6 +52,9 @@ enum Cmd {
         /// Every kernel, plus the host
         #[arg(long)]
         all: bool,
+        /// Boot nothing: write matrix.md and readme-table.md again from a matrix.json
+        #[arg(long, value_name = "MATRIX.json", conflicts_with_all = ["kernels", "all"])]
+        render: Option<PathBuf>,
     },
     /// Measure napiscope's throughput and cost on this machine; writes BENCHMARKS.md
     Bench {
@@ -87,7 +90,14 @@ fn main() -> Result<()> {
             setup()?;
             run::run_demo(&output, duration)
         }
-        Cmd::VmTest { kernels, all } => {
+        Cmd::VmTest {
+            kernels,
+            all,
+            render,
+        } => {
+            if let Some(json) = render {
+                return vm::render(&json);
+            }
             setup()?;
             let bin = build_napiscope()?;
             vm::vm_test(&kernels, all, all, &bin)

@@ -426,6 +426,94 @@ pub fn markdown(rows: &[Value], date: &str, command: &str) -> String {
     s
 }
 
+/// The README's matrix: per kernel, the Debian packages' layout, the mode expected and the one
+/// the guest's evidence shows, verify's verdict per scenario, the negative control, what the
+/// recordings lacked, and the boot's time.
+pub fn readme_table(rows: &[Value]) -> String {
+    let mut s = String::from(
+        "| kernel | release | packages | expected → found (evidence) | verify per scenario | negative control (other mode's rules) | incomplete | result | time |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let (kernel, cmdline) = kernel_cells(r);
+        let name = if cmdline == "–" {
+            kernel.to_string()
+        } else {
+            format!("{kernel} ({cmdline})")
+        };
+        let layout = match r["package_layout"].as_str() {
+            Some(l) if l.starts_with("split") => "linux-binary + linux-modules + linux-base",
+            Some(_) => "linux-image",
+            None => "–",
+        };
+        let found = r["mode"].as_str().unwrap_or("?");
+        let mark = if found == r["expected_mode"] {
+            ""
+        } else {
+            " **MISMATCH**"
+        };
+        let scs: Vec<&Value> = r["scenarios"].as_array().into_iter().flatten().collect();
+        let verdicts: Vec<String> = scs
+            .iter()
+            .map(|x| {
+                let v = x["verdict"].as_str().unwrap_or("?");
+                let failed = strs(&x["failed_rules"]);
+                let v = if v == "FAIL" {
+                    format!("**FAIL** {}", failed.join(" "))
+                } else {
+                    v.to_string()
+                };
+                format!("{} {v}", x["scenario"].as_str().unwrap_or("?"))
+            })
+            .collect();
+        let controls: Vec<String> = scs
+            .iter()
+            .filter_map(|x| x["negative_control"].as_object())
+            .map(|n| {
+                let as_ = n["checked_as"].as_str().unwrap_or("?");
+                if n["diverged"] == true {
+                    format!("as {as_}: FAIL {}", strs(&n["failed_rules"]).join(" "))
+                } else {
+                    format!("as {as_}: **passed (blind)**")
+                }
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let short: Vec<String> = scs
+            .iter()
+            .filter_map(|x| {
+                let sh = x["short"].as_str().filter(|s| !s.is_empty())?;
+                Some(format!("{}: {sh}", x["scenario"].as_str().unwrap_or("?")))
+            })
+            .collect();
+        s.push_str(&format!(
+            "| {name} | {} | {layout} | {} → {found}{mark} ({}) | {} | {} | {} | {} | {} s |\n",
+            r["release"].as_str().unwrap_or("?"),
+            r["expected_mode"].as_str().unwrap_or("?"),
+            evidence_cell(&r["mode_evidence"]),
+            verdicts.join(", "),
+            if controls.is_empty() {
+                "–".to_string()
+            } else {
+                controls.join("; ")
+            },
+            if short.is_empty() {
+                "–".to_string()
+            } else {
+                short.join("; ")
+            },
+            if r["passed"] == true {
+                "PASS"
+            } else {
+                "**FAIL**"
+            },
+            r["seconds"],
+        ));
+    }
+    s
+}
+
 /// "loopback-rps PASS; as B diverges: C1 C2": one scenario's verdict, its negative control,
 /// and what its recording lacked.
 fn scenario_cell(x: &Value) -> String {
@@ -764,5 +852,17 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("| host | – | 0"), "the host has no top row");
+        let mut split = threads_row(&top);
+        split["package_layout"] = json!("split (linux-image metapackage; vmlinuz in linux-binary)");
+        split["mode"] = json!("B");
+        let t = readme_table(&[split]);
+        assert!(
+            t.ends_with(
+                "| 6.12-threads (thread_backlog_napi) | 6.12.9-amd64 | linux-binary + linux-modules + linux-base | \
+                 C → B **MISMATCH** (patch symbols in kallsyms; 2 backlog_napi threads; thread_backlog_napi on cmdline) | \
+                 loopback-rps PASS | as B: FAIL C1 C4 | loopback-rps: received_rps 4 | PASS | 12.3 s |\n"
+            ),
+            "{t}"
+        );
     }
 }

@@ -122,16 +122,43 @@ pub fn vm_test(selected: &[String], all: bool, host: bool, napiscope: &Path) -> 
         rows.push(kernel_row(k, &initrd, &dir)?);
     }
     let date = utc_now()?;
+    for r in &mut rows {
+        r["date"] = json!(date);
+        r["command"] = json!(command(selected, all));
+    }
     std::fs::write(
         dir.join("matrix.json"),
         serde_json::to_string_pretty(&rows)?,
     )?;
     let md = matrix::markdown(&rows, &date, &command(selected, all));
     std::fs::write(dir.join("matrix.md"), &md)?;
+    std::fs::write(dir.join("readme-table.md"), matrix::readme_table(&rows))?;
     print!("{md}");
     if rows.iter().any(|r| r["passed"] != true) {
         bail!("some kernels did not pass (see target/vm-test/matrix.md and the serial logs)");
     }
+    Ok(())
+}
+
+/// matrix.md and readme-table.md again, beside `json` (a matrix.json), from its rows.
+pub fn render(json: &Path) -> Result<()> {
+    let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(json)?)?;
+    let dir = json.parent().unwrap_or(Path::new("."));
+    let date = rows
+        .iter()
+        .find_map(|r| r["date"].as_str())
+        .map_or_else(utc_now, |d| Ok(d.to_string()))?;
+    let cmd = rows
+        .iter()
+        .find_map(|r| r["command"].as_str())
+        .unwrap_or("cargo xtask vm-test")
+        .to_string();
+    std::fs::write(dir.join("matrix.md"), matrix::markdown(&rows, &date, &cmd))?;
+    std::fs::write(dir.join("readme-table.md"), matrix::readme_table(&rows))?;
+    step(&format!(
+        "wrote matrix.md and readme-table.md in {}",
+        dir.display()
+    ));
     Ok(())
 }
 
