@@ -468,17 +468,15 @@ pub fn readme_table(rows: &[Value]) -> String {
             .collect();
         let controls: Vec<String> = scs
             .iter()
-            .filter_map(|x| x["negative_control"].as_object())
-            .map(|n| {
+            .filter_map(|x| Some((x["scenario"].as_str()?, x["negative_control"].as_object()?)))
+            .map(|(sc, n)| {
                 let as_ = n["checked_as"].as_str().unwrap_or("?");
                 if n["diverged"] == true {
-                    format!("as {as_}: FAIL {}", strs(&n["failed_rules"]).join(" "))
+                    format!("{sc} as {as_}: FAIL {}", strs(&n["failed_rules"]).join(" "))
                 } else {
-                    format!("as {as_}: **passed (blind)**")
+                    format!("{sc} as {as_}: **passed (blind)**")
                 }
             })
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
             .collect();
         let short: Vec<String> = scs
             .iter()
@@ -860,7 +858,7 @@ mod tests {
             t.ends_with(
                 "| 6.12-threads (thread_backlog_napi) | 6.12.9-amd64 | linux-binary + linux-modules + linux-base | \
                  C → B **MISMATCH** (patch symbols in kallsyms; 2 backlog_napi threads; thread_backlog_napi on cmdline) | \
-                 loopback-rps PASS | as B: FAIL C1 C4 | loopback-rps: received_rps 4 | PASS | 12.3 s |\n"
+                 loopback-rps PASS | loopback-rps as B: FAIL C1 C4 | loopback-rps: received_rps 4 | PASS | 12.3 s |\n"
             ),
             "{t}"
         );
