@@ -65,11 +65,23 @@ pub fn row(
             strs(&status["mode_evidence"]).join("; ")
         )
     };
-    let passed = verify_ok(rc, &scenarios)
-        && verify["passed"] == true
-        && mode == expect
-        && verify["checked_as"].as_str().is_none_or(|m| m == mode)
-        && top_ok(top);
+    let mut why = Vec::new();
+    if mode != expect {
+        why.push(format!("mode {mode}, expected {expect}"));
+    }
+    if !(verify_ok(rc, &scenarios) && verify["passed"] == true) {
+        why.push(format!(
+            "verify exit {}",
+            rc.map_or("none".to_string(), |c| c.to_string())
+        ));
+    }
+    if verify["checked_as"].as_str().is_some_and(|m| m != mode) {
+        why.push("verify checked another mode".into());
+    }
+    if !top_ok(top) {
+        why.push(format!("top exit {}", top["rc"]));
+    }
+    let passed = why.is_empty();
     json!({
         "kernel": name,
         "release": status["kernel_release"],
@@ -88,6 +100,7 @@ pub fn row(
         "skipped": verify["skipped"],
         "verify_passed": verify["passed"],
         "passed": passed,
+        "failed_because": why,
         "seconds": (secs * 10.0).round() / 10.0,
         "flood": flood,
         "top": top,
@@ -399,11 +412,7 @@ pub fn markdown(rows: &[Value], date: &str, command: &str) -> String {
             evidence_cell(&r["mode_evidence"]),
             probes_cell,
             sc.join("<br>"),
-            if r["passed"] == true {
-                "PASS"
-            } else {
-                "**FAIL**"
-            },
+            result_cell(r),
             r["seconds"]
         ));
     }
@@ -501,15 +510,24 @@ pub fn readme_table(rows: &[Value]) -> String {
             } else {
                 short.join("; ")
             },
-            if r["passed"] == true {
-                "PASS"
-            } else {
-                "**FAIL**"
-            },
+            result_cell(r),
             r["seconds"],
         ));
     }
     s
+}
+
+/// "PASS", or "**FAIL** (verify exit 1; hotplug …)" with the row's reasons.
+fn result_cell(r: &Value) -> String {
+    if r["passed"] == true {
+        return "PASS".into();
+    }
+    let why = strs(&r["failed_because"]);
+    if why.is_empty() {
+        "**FAIL**".into()
+    } else {
+        format!("**FAIL** ({})", why.join("; "))
+    }
 }
 
 /// "loopback-rps PASS; as B diverges: C1 C2": one scenario's verdict, its negative control,
@@ -746,6 +764,8 @@ mod tests {
             mismatch["mode_check"]
         );
         assert_eq!(r["mode_check"], "matches");
+        assert_eq!(mismatch["failed_because"], json!(["mode C, expected B"]));
+        assert_eq!(r["failed_because"], json!([]));
         assert_eq!(r["verified_as"], "C");
         assert_eq!(r["scenarios"][0]["rules"][1]["warned"], 3);
         let mut verified_as_b = verify(true);
@@ -820,7 +840,7 @@ mod tests {
         ), "{md}");
         assert!(
             md.contains(
-                "| host | ? | – | B | **? (MISMATCH)** |  | 0 () |  | **FAIL** | 1.0 s |\n"
+                "| host | ? | – | B | **? (MISMATCH)** |  | 0 () |  | **FAIL** (mode ?, expected B; verify exit none) | 1.0 s |\n"
             ),
             "{md}"
         );
