@@ -125,6 +125,8 @@ pub struct Located {
     pub config: Option<(String, String)>,
     /// Module name → where its .ko(.xz/.zst) is; a module the packages lack is absent.
     pub modules: Vec<(String, String, String)>,
+    /// The modules looked for (a cached result for another list is looked up again).
+    pub wanted: Vec<String>,
 }
 
 /// The path column of `dpkg-deb -c` output (`./boot/vmlinuz-6.1.0-57-amd64`).
@@ -162,7 +164,9 @@ pub fn locate(lists: &[(String, String)], wanted: &[&str]) -> Option<Located> {
         .filter_map(|m| {
             all.iter()
                 .find(|(_, p)| {
-                    p.starts_with(&format!("./usr/lib/modules/{abi}/kernel/"))
+                    // bookworm's packages keep /lib/modules, trixie's /usr/lib/modules.
+                    (p.starts_with(&format!("./usr/lib/modules/{abi}/kernel/"))
+                        || p.starts_with(&format!("./lib/modules/{abi}/kernel/")))
                         && module_name(p).is_some_and(|n| n == normalise(m))
                 })
                 .map(|(pkg, p)| (m.to_string(), pkg.to_string(), p.to_string()))
@@ -173,6 +177,7 @@ pub fn locate(lists: &[(String, String)], wanted: &[&str]) -> Option<Located> {
         vmlinuz: (vpkg.to_string(), vpath.to_string()),
         config,
         modules,
+        wanted: wanted.iter().map(|m| m.to_string()).collect(),
     })
 }
 
@@ -277,10 +282,10 @@ pub fn fetch_kernel(k: &KernelSpec, dir: &Path) -> Result<Fetched> {
         .collect();
     let kdir = dir.join("kernels").join(&image);
     let cached = kdir.join("located.json");
-    let located: Located = match std::fs::read(&cached)
+    let located: Option<Located> = std::fs::read(&cached)
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-    {
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let located = match located.filter(|l: &Located| l.wanted == GUEST_MODULES) {
         Some(l) => l,
         None => {
             let _ = std::fs::remove_dir_all(&kdir);
@@ -522,6 +527,23 @@ mod tests {
                 "./usr/lib/modules/6.18.15+deb13-amd64/kernel/drivers/net/veth.ko.xz".to_string()
             )],
             "a module the packages lack is left out, not invented"
+        );
+    }
+
+    #[test]
+    fn bookworm_keeps_its_modules_in_lib() {
+        let image = "linux-image-6.1.0-57-amd64";
+        let files = list(&[
+            "./boot/vmlinuz-6.1.0-57-amd64",
+            "./boot/config-6.1.0-57-amd64",
+            "./lib/modules/6.1.0-57-amd64/kernel/drivers/net/veth.ko",
+            "./lib/modules/6.1.0-58-amd64/kernel/drivers/net/veth.ko",
+        ]);
+        let l = locate(&[(image.into(), files)], GUEST_MODULES).unwrap();
+        assert_eq!(l.abi, "6.1.0-57-amd64");
+        assert_eq!(
+            l.modules[0].2,
+            "./lib/modules/6.1.0-57-amd64/kernel/drivers/net/veth.ko"
         );
     }
 
