@@ -119,7 +119,12 @@ pub fn vm_test(selected: &[String], all: bool, host: bool, napiscope: &Path) -> 
         rows.push(host_row(napiscope)?);
     }
     for k in kernels {
-        rows.push(kernel_row(k, &initrd, &dir)?);
+        // One kernel that cannot be fetched or booted (a full disk, a package gone from the
+        // archive) is a failing row; the other kernels' rows are still written.
+        rows.push(kernel_row(k, &initrd, &dir).unwrap_or_else(|e| {
+            eprintln!("xtask: {}: {e:#}", k.name);
+            error_row(k, &format!("{e:#}"))
+        }));
     }
     let date = utc_now()?;
     for r in &mut rows {
@@ -336,6 +341,24 @@ fn kernel_row(k: &KernelSpec, initrd: &Path, dir: &Path) -> Result<Value> {
     Ok(r)
 }
 
+/// The row of a kernel that did not get as far as a guest.
+fn error_row(k: &KernelSpec, error: &str) -> Value {
+    let mut r = matrix::row(
+        k.name,
+        k.cmdline,
+        k.expect,
+        &Value::Null,
+        &Value::Null,
+        None,
+        0.0,
+        &Value::Null,
+        &Value::Null,
+    );
+    r["passed"] = json!(false);
+    r["failed_because"] = json!([format!("not booted: {error}")]);
+    r
+}
+
 /// Whether the hotplug run passed: the scenario took CPU 1 offline and back without an
 /// error, and `record` and `check` both exited 0 — or 3, "incomplete": the kernel skipped
 /// some of napiscope's programs (its recursion guard; `record` has exited 3 for that since
@@ -406,6 +429,18 @@ mod tests {
                 k.package
             );
         }
+    }
+
+    #[test]
+    fn a_kernel_that_did_not_boot_is_a_failing_row_that_says_why() {
+        let k = KERNELS.iter().find(|k| k.name == "7.3-rt").unwrap();
+        let r = error_row(k, "apt-cache: No space left on device");
+        assert_eq!(r["kernel"], "7.3-rt");
+        assert_eq!(r["passed"], false);
+        assert_eq!(
+            r["failed_because"],
+            json!(["not booted: apt-cache: No space left on device"])
+        );
     }
 
     #[test]
