@@ -46,12 +46,15 @@ enum Cmd {
     /// Boot Debian kernels under QEMU and run `napiscope status` and `verify` inside; writes
     /// target/vm-test/matrix.{json,md}
     VmTest {
-        /// Kernels to boot: 6.1, 6.1-rt, 6.12, 6.12-threads, 6.12-rt
+        /// Kernels to boot: 6.1, 6.1-rt, 6.12, 6.12-threads, 6.12-rt, 6.18, 7.3, 7.3-rt
         #[arg(long = "kernel", value_name = "NAME")]
         kernels: Vec<String>,
         /// Every kernel, plus the host
         #[arg(long)]
         all: bool,
+        /// Boot nothing: write matrix.md and readme-table.md again from a matrix.json
+        #[arg(long, value_name = "MATRIX.json", conflicts_with_all = ["kernels", "all"])]
+        render: Option<PathBuf>,
     },
     /// Measure napiscope's throughput and cost on this machine; writes BENCHMARKS.md
     Bench {
@@ -87,7 +90,14 @@ fn main() -> Result<()> {
             setup()?;
             run::run_demo(&output, duration)
         }
-        Cmd::VmTest { kernels, all } => {
+        Cmd::VmTest {
+            kernels,
+            all,
+            render,
+        } => {
+            if let Some(json) = render {
+                return vm::render(&json);
+            }
             setup()?;
             let bin = build_napiscope()?;
             vm::vm_test(&kernels, all, all, &bin)

@@ -46,20 +46,52 @@ pub fn row(
                 "paths": s["paths"],
                 "negative_control": s["negative_control"],
                 "completeness": s["completeness"],
+                "attempts": s["attempts"],
+                "sent": s["sent"],
+                "received": s["received"],
+                "rules": rule_verdicts(&s["report"]["rules"]),
+                "divergences": failed_divergences(&s["report"]["rules"]),
                 "short": short_of(s),
             })
         })
         .collect();
+    // The mode comes from the guest's evidence; the table's expectation is only compared.
     let mode = status["mode"].as_str().unwrap_or("?");
-    let passed =
-        verify_ok(rc, &scenarios) && verify["passed"] == true && mode == expect && top_ok(top);
+    let mode_check = if mode == expect {
+        "matches".to_string()
+    } else {
+        format!(
+            "MISMATCH: the table expects {expect}, the guest's evidence says {mode} ({})",
+            strs(&status["mode_evidence"]).join("; ")
+        )
+    };
+    let mut why = Vec::new();
+    if mode != expect {
+        why.push(format!("mode {mode}, expected {expect}"));
+    }
+    if !(verify_ok(rc, &scenarios) && verify["passed"] == true) {
+        why.push(format!(
+            "verify exit {}",
+            rc.map_or("none".to_string(), |c| c.to_string())
+        ));
+    }
+    if verify["checked_as"].as_str().is_some_and(|m| m != mode) {
+        why.push("verify checked another mode".into());
+    }
+    if !top_ok(top) {
+        why.push(format!("top exit {}", top["rc"]));
+    }
+    let passed = why.is_empty();
     json!({
         "kernel": name,
         "release": status["kernel_release"],
         "cmdline": cmdline,
         "expected_mode": expect,
         "mode": mode,
+        "mode_check": mode_check,
+        "verified_as": verify["checked_as"],
         "mode_evidence": status["mode_evidence"],
+        "anomalies": status["anomalies"],
         "backlog_threads": status["kernel"]["backlog_threads"],
         "event_probes_attached": attached,
         "event_probe_kinds": kinds,
@@ -68,10 +100,116 @@ pub fn row(
         "skipped": verify["skipped"],
         "verify_passed": verify["passed"],
         "passed": passed,
+        "failed_because": why,
         "seconds": (secs * 10.0).round() / 10.0,
         "flood": flood,
         "top": top,
     })
+}
+
+/// Each rule of a check report: its verdict and instance counts ("A-1": PASS, 5960 passed).
+fn rule_verdicts(rules: &Value) -> Value {
+    let rules: Vec<Value> = rules
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .map(|r| {
+                    json!({
+                        "id": r["id"],
+                        "verdict": r["verdict"],
+                        "passed": r["passed"],
+                        "failed": r["failed"],
+                        "warned": r["warned"],
+                        "inconclusive": r["inconclusive"],
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!(rules)
+}
+
+/// The first divergence of each FAIL rule, as the checker wrote it (message, what the model
+/// expected, the events): the evidence a failing row carries.
+fn failed_divergences(rules: &Value) -> Value {
+    let out: Vec<Value> = rules
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["verdict"] == "FAIL")
+        .filter_map(|r| r["divergences"].as_array()?.first().cloned())
+        .map(|d| {
+            json!({
+                "rule": d["rule"],
+                "cpu": d["cpu"],
+                "message": d["message"],
+                "expected": d["expected"],
+                "events": d["events"],
+            })
+        })
+        .collect();
+    json!(out)
+}
+
+/// The mode evidence, short: "patch symbols; 2 backlog_napi threads; PREEMPT_RT" (the
+/// sentences `status` writes, each shortened where it is one of the known ones).
+pub fn evidence_cell(evidence: &Value) -> String {
+    strs(evidence)
+        .iter()
+        .map(|e| {
+            if e.starts_with("patch present: /proc/kallsyms") {
+                "patch symbols in kallsyms".to_string()
+            } else if e.starts_with("patch absent: /proc/kallsyms") {
+                "no patch symbols in kallsyms".to_string()
+            } else if e.starts_with("no backlog_napi/N threads") {
+                "no backlog_napi threads".to_string()
+            } else if let Some(n) = e
+                .split_once(" backlog_napi thread(s) running")
+                .map(|(n, _)| n)
+            {
+                format!("{n} backlog_napi threads")
+            } else if *e == "cmdline has thread_backlog_napi" {
+                "thread_backlog_napi on cmdline".to_string()
+            } else if *e == "kernel is PREEMPT_RT" {
+                "PREEMPT_RT".to_string()
+            } else {
+                e.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// "PASS A-1 A-2; WARN A-3; INCONCLUSIVE A-8 (1)" — rule ids by verdict; failed ones with
+/// their failing instance count.
+fn rules_cell(rules: &Value) -> String {
+    let mut by: BTreeMap<u8, Vec<String>> = BTreeMap::new();
+    for r in rules.as_array().into_iter().flatten() {
+        let v = r["verdict"].as_str().unwrap_or("?");
+        let rank = match v {
+            "FAIL" => 0,
+            "WARN" => 1,
+            "PASS" => 2,
+            _ => 3,
+        };
+        let id = r["id"].as_str().unwrap_or("?");
+        let n = match v {
+            "FAIL" => r["failed"].as_u64(),
+            "WARN" => r["warned"].as_u64(),
+            _ => None,
+        };
+        by.entry(rank).or_default().push(match n {
+            Some(n) => format!("{id} ({n})"),
+            None => id.to_string(),
+        });
+    }
+    by.iter()
+        .map(|(rank, ids)| {
+            let name = ["**FAIL**", "WARN", "PASS", "INCONCLUSIVE"][*rank as usize];
+            format!("{name} {}", ids.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// How many event probes attached, and how: tp_btf / raw_tracepoint / tracepoint / kprobe,
@@ -161,8 +299,20 @@ fn hotplug_markdown(rows: &[Value]) -> String {
             _ => format!("failed: {}", sc["error"].as_str().unwrap_or("no report")),
         };
         let (kernel, cmdline) = kernel_cells(r);
+        // What the kernel said it skipped of napiscope's programs (`record`'s missed_by_event).
+        let missed = h["missed_by_event"]
+            .as_object()
+            .filter(|m| !m.is_empty())
+            .map(|m| {
+                let v: Vec<String> = m.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                format!(
+                    "; recording incomplete, the kernel skipped programs: {}",
+                    v.join(", ")
+                )
+            })
+            .unwrap_or_default();
         s.push_str(&format!(
-            "| {kernel} | {cmdline} | {when} | {} | {} | {} | {} (exit {}) |\n",
+            "| {kernel} | {cmdline} | {when} | {} | {} | {} | {} (exit {}{missed}) |\n",
             h["received"],
             h["events"],
             h["cpuhp_events"],
@@ -229,9 +379,11 @@ fn flood_markdown(rows: &[Value]) -> String {
 pub fn markdown(rows: &[Value], date: &str, command: &str) -> String {
     let mut s = format!(
         "# napiscope kernel matrix\n\n`{command}`, {date}. Debian kernels booted under QEMU (TCG, 2 vCPUs); \
-         inside: `napiscope status --json` and `napiscope verify --json --expect-mode M`.\n\n\
-         | kernel | release | cmdline | expected | found | event probes | scenarios (verdict; negative control) | result | time |\n\
-         |---|---|---|---|---|---|---|---|---|\n"
+         inside: `napiscope status --json`, then `napiscope verify --json --expect-mode M` with M the mode that status found.\n\n\
+         The expected mode is this table's; the found one is what the guest's own evidence \
+         shows (`status`), and verify, top and check run in it.\n\n\
+         | kernel | release | cmdline | expected | found | evidence | event probes | scenarios (verdict; negative control) | result | time |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n"
     );
     for r in rows {
         let sc: Vec<String> = r["scenarios"]
@@ -247,21 +399,25 @@ pub fn markdown(rows: &[Value], date: &str, command: &str) -> String {
             r["event_probe_kinds"].as_str().unwrap_or("")
         );
         let (kernel, cmdline) = kernel_cells(r);
+        let found = r["mode"].as_str().unwrap_or("?");
+        let found = if found == r["expected_mode"] {
+            found.to_string()
+        } else {
+            format!("**{found} (MISMATCH)**")
+        };
         s.push_str(&format!(
-            "| {kernel} | {} | {cmdline} | {} | {} | {} | {} | {} | {} s |\n",
+            "| {kernel} | {} | {cmdline} | {} | {found} | {} | {} | {} | {} | {} s |\n",
             r["release"].as_str().unwrap_or("?"),
             r["expected_mode"].as_str().unwrap_or(""),
-            r["mode"].as_str().unwrap_or("?"),
+            evidence_cell(&r["mode_evidence"]),
             probes_cell,
             sc.join("<br>"),
-            if r["passed"] == true {
-                "PASS"
-            } else {
-                "**FAIL**"
-            },
+            result_cell(r),
             r["seconds"]
         ));
     }
+    s.push_str(&rules_markdown(rows));
+    s.push_str(&divergences_markdown(rows));
     s.push_str(&top_markdown(rows));
     s.push_str(&hotplug_markdown(rows));
     s.push_str(&flood_markdown(rows));
@@ -277,6 +433,101 @@ pub fn markdown(rows: &[Value], date: &str, command: &str) -> String {
         }
     }
     s
+}
+
+/// The README's matrix: per kernel, the Debian packages' layout, the mode expected and the one
+/// the guest's evidence shows, verify's verdict per scenario, the negative control, what the
+/// recordings lacked, and the boot's time.
+pub fn readme_table(rows: &[Value]) -> String {
+    let mut s = String::from(
+        "| kernel | release | packages | expected → found (evidence) | verify per scenario | negative control (other mode's rules) | incomplete | result | time |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let (kernel, cmdline) = kernel_cells(r);
+        let name = if cmdline == "–" {
+            kernel.to_string()
+        } else {
+            format!("{kernel} ({cmdline})")
+        };
+        let layout = match r["package_layout"].as_str() {
+            Some(l) if l.starts_with("split") => "linux-binary + linux-modules + linux-base",
+            Some(_) => "linux-image",
+            None => "–",
+        };
+        let found = r["mode"].as_str().unwrap_or("?");
+        let mark = if found == r["expected_mode"] {
+            ""
+        } else {
+            " **MISMATCH**"
+        };
+        let scs: Vec<&Value> = r["scenarios"].as_array().into_iter().flatten().collect();
+        let verdicts: Vec<String> = scs
+            .iter()
+            .map(|x| {
+                let v = x["verdict"].as_str().unwrap_or("?");
+                let failed = strs(&x["failed_rules"]);
+                let v = if v == "FAIL" {
+                    format!("**FAIL** {}", failed.join(" "))
+                } else {
+                    v.to_string()
+                };
+                format!("{} {v}", x["scenario"].as_str().unwrap_or("?"))
+            })
+            .collect();
+        let controls: Vec<String> = scs
+            .iter()
+            .filter_map(|x| Some((x["scenario"].as_str()?, x["negative_control"].as_object()?)))
+            .map(|(sc, n)| {
+                let as_ = n["checked_as"].as_str().unwrap_or("?");
+                if n["diverged"] == true {
+                    format!("{sc} as {as_}: FAIL {}", strs(&n["failed_rules"]).join(" "))
+                } else {
+                    format!("{sc} as {as_}: **passed (blind)**")
+                }
+            })
+            .collect();
+        let short: Vec<String> = scs
+            .iter()
+            .filter_map(|x| {
+                let sh = x["short"].as_str().filter(|s| !s.is_empty())?;
+                Some(format!("{}: {sh}", x["scenario"].as_str().unwrap_or("?")))
+            })
+            .collect();
+        s.push_str(&format!(
+            "| {name} | {} | {layout} | {} → {found}{mark} ({}) | {} | {} | {} | {} | {} s |\n",
+            r["release"].as_str().unwrap_or("?"),
+            r["expected_mode"].as_str().unwrap_or("?"),
+            evidence_cell(&r["mode_evidence"]),
+            verdicts.join(", "),
+            if controls.is_empty() {
+                "–".to_string()
+            } else {
+                controls.join("; ")
+            },
+            if short.is_empty() {
+                "–".to_string()
+            } else {
+                short.join("; ")
+            },
+            result_cell(r),
+            r["seconds"],
+        ));
+    }
+    s
+}
+
+/// "PASS", or "**FAIL** (verify exit 1; hotplug …)" with the row's reasons.
+fn result_cell(r: &Value) -> String {
+    if r["passed"] == true {
+        return "PASS".into();
+    }
+    let why = strs(&r["failed_because"]);
+    if why.is_empty() {
+        "**FAIL**".into()
+    } else {
+        format!("**FAIL** ({})", why.join("; "))
+    }
 }
 
 /// "loopback-rps PASS; as B diverges: C1 C2": one scenario's verdict, its negative control,
@@ -300,6 +551,78 @@ fn scenario_cell(x: &Value) -> String {
             .map(|s| format!("; incomplete: short of the kernel's {s}"))
             .unwrap_or_default()
     )
+}
+
+/// Per kernel and scenario: packets, the paths they took, each rule's verdict in the found
+/// mode, the negative control's, and what the recording lacked against the kernel's counters.
+fn rules_markdown(rows: &[Value]) -> String {
+    let mut s = String::from(
+        "\nPer rule, in the found mode (`verify --json`; WARN/FAIL with their instance counts), \
+         and the negative control (the same trace checked as the other mode; it must diverge):\n\n\
+         | kernel | scenario | sent / received | paths | rules | negative control | incomplete |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        for x in r["scenarios"].as_array().into_iter().flatten() {
+            let paths = x["paths"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let nc = match x["negative_control"].as_object() {
+                Some(n) if n["diverged"] == true => format!(
+                    "as {}: diverges ({})",
+                    n["checked_as"].as_str().unwrap_or("?"),
+                    strs(&n["failed_rules"]).join(" ")
+                ),
+                Some(n) => format!(
+                    "as {}: **did NOT diverge**",
+                    n["checked_as"].as_str().unwrap_or("?")
+                ),
+                None => "–".into(),
+            };
+            let short = x["short"].as_str().filter(|s| !s.is_empty()).unwrap_or("–");
+            s.push_str(&format!(
+                "| {} | {} | {} / {} | {paths} | {} | {nc} | {short} |\n",
+                r["kernel"].as_str().unwrap_or(""),
+                x["scenario"].as_str().unwrap_or("?"),
+                x["sent"],
+                x["received"],
+                rules_cell(&x["rules"]),
+            ));
+        }
+    }
+    s
+}
+
+/// The first divergence of every failed rule, with its events: what a FAIL row rests on.
+fn divergences_markdown(rows: &[Value]) -> String {
+    let mut s = String::new();
+    for r in rows {
+        for x in r["scenarios"].as_array().into_iter().flatten() {
+            for d in x["divergences"].as_array().into_iter().flatten() {
+                if s.is_empty() {
+                    s.push_str("\nDivergences (the first of each failed rule, as `verify --json` reported it):\n\n");
+                }
+                s.push_str(&format!(
+                    "- {} {}: **{}** {} — expected: {}\n",
+                    r["kernel"].as_str().unwrap_or(""),
+                    x["scenario"].as_str().unwrap_or("?"),
+                    d["rule"].as_str().unwrap_or("?"),
+                    d["message"].as_str().unwrap_or(""),
+                    d["expected"].as_str().unwrap_or(""),
+                ));
+                for e in strs(&d["events"]) {
+                    s.push_str(&format!("  - `{e}`\n"));
+                }
+            }
+        }
+    }
+    s
 }
 
 fn top_markdown(rows: &[Value]) -> String {
@@ -341,7 +664,11 @@ mod tests {
     use super::*;
 
     fn status() -> Value {
-        json!({"mode": "C", "kernel_release": "6.12.9-amd64", "probes": [
+        json!({"mode": "C", "kernel_release": "6.12.9-amd64",
+               "mode_evidence": ["patch present: /proc/kallsyms has backlog_napi_should_run, run_backlog_napi",
+                                 "2 backlog_napi thread(s) running: backlog_napi/0 backlog_napi/1",
+                                 "cmdline has thread_backlog_napi"],
+               "probes": [
             {"name": "napi_poll", "attached": true, "role": "event", "kind": "tp_btf"},
             {"name": "softirq_raise", "attached": true, "role": "event", "kind": "raw_tracepoint"},
             {"name": "softirq_entry", "attached": true, "role": "event", "kind": "raw_tracepoint"},
@@ -353,11 +680,17 @@ mod tests {
     }
 
     fn verify(diverged: bool) -> Value {
-        json!({"passed": true, "scenarios": [{
-            "scenario": "loopback-rps", "verdict": "PASS",
+        json!({"passed": true, "checked_as": "C", "scenarios": [{
+            "scenario": "loopback-rps", "verdict": "PASS", "sent": 2000, "received": 1999,
+            "paths": {"backlog_thread": 1999},
             "negative_control": {"diverged": diverged, "checked_as": "B", "failed_rules": ["C1", "C4"]},
             "report": {"kernel_counters": {"checks": [
-                {"counter": "received_rps", "result": "short", "max": 4}]}},
+                {"counter": "received_rps", "result": "short", "max": 4}]},
+                "rules": [
+                    {"id": "C-1", "verdict": "PASS", "passed": 1999, "failed": 0, "warned": 0, "inconclusive": 0},
+                    {"id": "C-2", "verdict": "WARN", "passed": 10, "failed": 0, "warned": 3, "inconclusive": 0},
+                    {"id": "G6", "verdict": "INCONCLUSIVE", "passed": 0, "failed": 0, "warned": 0, "inconclusive": 0},
+                    {"id": "C-3", "verdict": "PASS", "passed": 5, "failed": 0, "warned": 0, "inconclusive": 0}]},
         }]})
     }
 
@@ -408,6 +741,39 @@ mod tests {
             !passed("B", &verify(true), Some(0), &Value::Null),
             "wrong mode"
         );
+        let mismatch = row(
+            "k",
+            "",
+            "B",
+            &status(),
+            &verify(true),
+            Some(0),
+            1.0,
+            &Value::Null,
+            &Value::Null,
+        );
+        assert_eq!(
+            mismatch["mode"], "C",
+            "the mode is the guest's, not the table's"
+        );
+        assert!(
+            mismatch["mode_check"].as_str().unwrap().starts_with(
+                "MISMATCH: the table expects B, the guest's evidence says C (patch present"
+            ),
+            "{}",
+            mismatch["mode_check"]
+        );
+        assert_eq!(r["mode_check"], "matches");
+        assert_eq!(mismatch["failed_because"], json!(["mode C, expected B"]));
+        assert_eq!(r["failed_because"], json!([]));
+        assert_eq!(r["verified_as"], "C");
+        assert_eq!(r["scenarios"][0]["rules"][1]["warned"], 3);
+        let mut verified_as_b = verify(true);
+        verified_as_b["checked_as"] = json!("B");
+        assert!(
+            !passed("C", &verified_as_b, Some(0), &Value::Null),
+            "verify must have checked in the found mode"
+        );
         assert!(
             passed("C", &verify(true), Some(3), &Value::Null),
             "short, controls diverged"
@@ -421,6 +787,24 @@ mod tests {
         assert!(passed("C", &verify(true), Some(0), &top));
         let refused = json!({"rc": 0, "intervals": 5, "rejected": ["napi_poll: verifier"]});
         assert!(!passed("C", &verify(true), Some(0), &refused));
+    }
+
+    #[test]
+    fn evidence_is_shortened_only_where_it_is_known() {
+        let e = json!([
+            "patch absent: /proc/kallsyms has neither backlog_napi_should_run nor run_backlog_napi",
+            "no backlog_napi/N threads",
+            "kernel is PREEMPT_RT",
+            "/proc/kallsyms unreadable; guessing from release 6.1.0"
+        ]);
+        assert_eq!(
+            evidence_cell(&e),
+            "no patch symbols in kallsyms; no backlog_napi threads; PREEMPT_RT; \
+             /proc/kallsyms unreadable; guessing from release 6.1.0"
+        );
+        let failed =
+            json!([{"id": "C-3", "verdict": "FAIL", "failed": 7}, {"id": "G1", "verdict": "PASS"}]);
+        assert_eq!(rules_cell(&failed), "**FAIL** C-3 (7); PASS G1");
     }
 
     #[test]
@@ -450,11 +834,21 @@ mod tests {
             "# napiscope kernel matrix\n\n`cargo xtask vm-test --all`, 2025-01-31 12:00 UTC."
         ));
         assert!(md.contains(
-            "| 6.12-threads | 6.12.9-amd64 | thread_backlog_napi | C | C | 4 (1 classic, 2 raw, 1 tp_btf) | \
+            "| 6.12-threads | 6.12.9-amd64 | thread_backlog_napi | C | C | patch symbols in kallsyms; 2 backlog_napi threads; \
+             thread_backlog_napi on cmdline | 4 (1 classic, 2 raw, 1 tp_btf) | \
              loopback-rps PASS; as B diverges: C1 C4; incomplete: short of the kernel's received_rps 4 | PASS | 12.3 s |\n"
         ), "{md}");
         assert!(
-            md.contains("| host | ? | – | B | ? | 0 () |  | **FAIL** | 1.0 s |\n"),
+            md.contains(
+                "| host | ? | – | B | **? (MISMATCH)** |  | 0 () |  | **FAIL** (mode ?, expected B; verify exit none) | 1.0 s |\n"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| 6.12-threads | loopback-rps | 2000 / 1999 | backlog_thread 1999 | \
+                 WARN C-2 (3); PASS C-1 C-3; INCONCLUSIVE G6 | as B: diverges (C1 C4) | received_rps 4 |\n"
+            ),
             "{md}"
         );
         assert!(
@@ -462,10 +856,31 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| 6.12-threads | thread_backlog_napi | 1.00 → 2.50 | 900 | 5000 | 7 | PASS (exit 0) |\n"), "{md}");
+        let mut rt = threads_row(&top);
+        rt["kernel"] = json!("7.3-rt");
+        rt["hotplug"] = json!({"scenario": {"offline_at": 1.0, "online_at": 2.0}, "received": 5991,
+                               "events": 66235, "cpuhp_events": 158, "verdict": "PASS", "check_rc": 3,
+                               "missed_by_event": {"softirq_entry": 1, "softirq_exit": 2}});
+        assert!(hotplug_markdown(&[rt]).contains(
+            "| 7.3-rt | thread_backlog_napi | 1.00 → 2.00 | 5991 | 66235 | 158 | PASS (exit 3; recording \
+             incomplete, the kernel skipped programs: softirq_entry 1, softirq_exit 2) |\n"
+        ));
         assert!(
             md.ends_with("- 6.12-threads: csd_queue_cpu (no such tracepoint)\n"),
             "{md}"
         );
         assert!(!md.contains("| host | – | 0"), "the host has no top row");
+        let mut split = threads_row(&top);
+        split["package_layout"] = json!("split (linux-image metapackage; vmlinuz in linux-binary)");
+        split["mode"] = json!("B");
+        let t = readme_table(&[split]);
+        assert!(
+            t.ends_with(
+                "| 6.12-threads (thread_backlog_napi) | 6.12.9-amd64 | linux-binary + linux-modules + linux-base | \
+                 C → B **MISMATCH** (patch symbols in kallsyms; 2 backlog_napi threads; thread_backlog_napi on cmdline) | \
+                 loopback-rps PASS | loopback-rps as B: FAIL C1 C4 | loopback-rps: received_rps 4 | PASS | 12.3 s |\n"
+            ),
+            "{t}"
+        );
     }
 }
