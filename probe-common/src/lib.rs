@@ -150,7 +150,8 @@ impl Ctx {
 pub const COMM_LEN: usize = 16;
 
 /// One event as written into the ring buffer. Which generic field carries what depends on
-/// `kind`: the table is `analysis::ring_fields!` (analysis/src/trace/schema.rs), its prose docs/schema.md.
+/// `kind`: the table is `analysis::ring_fields!` (analysis/src/trace/schema.rs); its prose,
+/// docs/schema.md.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct RawEvent {
