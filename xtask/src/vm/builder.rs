@@ -247,6 +247,8 @@ fn deb_version(deb: &Path) -> String {
         .replace("%3a", ":")
 }
 
+// long: the two package layouts (image up to 6.18, binary/modules/base from 6.19) are
+// handled in one pass over the downloaded packages, read top to bottom.
 /// Download (once) and unpack a kernel: image, config and the guest's modules, from the
 /// packages that hold them in either layout.
 pub fn fetch_kernel(k: &KernelSpec, dir: &Path) -> Result<Fetched> {

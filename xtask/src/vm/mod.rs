@@ -14,6 +14,7 @@ use crate::util::{apt_install, have_command, run, step, utc_now};
 
 mod boot;
 mod builder;
+mod markdown;
 mod matrix;
 
 pub struct KernelSpec {
@@ -233,6 +234,8 @@ fn machine_lock() -> Result<std::fs::File> {
     Ok(f)
 }
 
+// long: fetch, boot, retry on a guest panic and the row are one sequence whose early
+// returns each become a failing row; split, every step would re-thread the same five values.
 /// Fetch `k`, boot it (once more if the guest kernel panicked) and make its row.
 fn kernel_row(k: &KernelSpec, initrd: &Path, dir: &Path) -> Result<Value> {
     let fetched = builder::fetch_kernel(k, dir)?;
