@@ -309,7 +309,7 @@ impl Kernel {
         tr.emit(x, e);
     }
 
-    /// `backlog_napi_should_run` (hunk @@ -6691 ff.): SCHED_THREADED is set.
+    /// `backlog_napi_should_run` (hunk @@ -11659): SCHED_THREADED is set.
     pub fn backlog_napi_should_run(&self, cpu: usize) -> bool {
         self.sd[cpu].backlog.sched_threaded
     }

@@ -109,7 +109,7 @@ impl Softnet {
         Softnet {
             input_pkt_queue: VecDeque::new(),
             process_queue: VecDeque::new(),
-            // backlog_napi_setup (hunk @@ -6691 ff.) sets THREADED on the thread's first run.
+            // backlog_napi_setup (hunk @@ -11659) sets THREADED on the thread's first run.
             backlog: NapiState {
                 threaded: threads,
                 ..NapiState::default()
