@@ -1,7 +1,7 @@
 //! What userspace writes into the object before loading it (read-only data the verifier sees
 //! as known values), and the readers for it.
 
-use probe_common::{KernelOffsets, Settings, TpOffsets, MAX_CPUS};
+use probe_common::{KernelOffsets, Settings, TpOffsets, MAX_CPUS, NET_RX_SOFTIRQ};
 
 /// Written by userspace before loading (from the kernel's tracefs format files).
 #[unsafe(no_mangle)]
@@ -72,7 +72,7 @@ pub static RPS_FUNC: u64 = 0;
 #[unsafe(no_mangle)]
 pub static SETTINGS: Settings = Settings {
     cpu_mask: [u64::MAX; 16],
-    softirq_mask: 1 << 3,
+    softirq_mask: 1 << NET_RX_SOFTIRQ,
     wakeup_bytes: 1 << 20,
     events: 1,
     counters: 0,
