@@ -15,17 +15,11 @@ use std::{
     process::Command,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_napiscope");
+mod common;
+use common::{tmp_dir, BIN};
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
-}
-
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("napiscope-golden-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// Compare `got` with tests/golden/`name`, or write it there under NAPISCOPE_BLESS=1.
