@@ -31,7 +31,45 @@ pub mod report;
 /// sections of parts not run are kept (`--only`), as is `--report`'s.
 const PARTS: &[&str] = &["check", "record", "overhead", "completeness"];
 
+/// Parts whose numbers are eBPF programs' cost, which `kernel.bpf_stats_enabled=1` inflates.
+const TRACING_PARTS: &[&str] = &["record", "overhead", "completeness"];
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// Why these parts must not run now, if they must not: with BPF statistics on, every eBPF
+/// program run also takes two timestamps and updates per-CPU counters, which napiscope (many
+/// programs per packet) pays far more for than perf (none): on 2026-12-03 it turned the overhead
+/// table upside down (napiscope 47–49% of untraced packets/s with them on, 51–52% off).
+fn bpf_stats_refusal(parts: &[&str], stats_on: bool) -> Option<String> {
+    let hit: Vec<&str> = parts
+        .iter()
+        .copied()
+        .filter(|p| TRACING_PARTS.contains(p))
+        .collect();
+    (stats_on && !hit.is_empty()).then(|| {
+        format!(
+            "kernel.bpf_stats_enabled is 1: every eBPF program run is also timed and counted, \
+             which would overstate the eBPF tracers' cost in {} (napiscope runs several \
+             programs per packet, perf none). Switch it off with `sysctl -w kernel.bpf_stats_enabled=0` and run \
+             the bench again (or run `--only check`, which does not trace)",
+            hit.join(", ")
+        )
+    })
+}
+
+fn bpf_stats_on() -> bool {
+    std::fs::read_to_string(BPF_STATS).is_ok_and(|v| v.trim() != "0")
+}
+
 pub fn bench(check_max: &str, only: Option<&str>) -> Result<()> {
+    let parts: Vec<&str> = PARTS
+        .iter()
+        .copied()
+        .filter(|p| only.is_none_or(|o| o == *p))
+        .collect();
+    if let Some(why) = bpf_stats_refusal(&parts, bpf_stats_on()) {
+        anyhow::bail!(why);
+    }
     let bin = build_napiscope()?;
     let dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&dir)?;
@@ -41,15 +79,29 @@ pub fn bench(check_max: &str, only: Option<&str>) -> Result<()> {
     if !md.contains(&md::marker("check", true)) {
         md = String::new(); // an older layout: start over (the report section is kept below)
     }
-    for part in PARTS.iter().filter(|p| only.is_none_or(|o| o == **p)) {
-        let text = match *part {
+    for part in parts {
+        let text = match part {
             "check" => check::bench_check(&bin, &dir, check_max)?,
             "record" if is_root() => record::bench_record(&bin, &dir)?,
             "overhead" if is_root() => overhead::bench_overhead(&bin, &dir)?,
             "completeness" if is_root() => completeness::bench_completeness(&bin, &dir)?,
             _ => format!("## {part}\n\n(skipped: needs root)\n"),
         };
-        md = md::put(&md, part, &format!("{}\n\n{stamp}\n", text.trim_end()));
+        // Something else may have switched BPF statistics on while this part ran: say so
+        // beside its numbers rather than publish them as clean.
+        let warn = match bpf_stats_refusal(&[part], bpf_stats_on()) {
+            Some(_) => {
+                "\n\n**Warning:** `kernel.bpf_stats_enabled` was 1 at the end of this part; its \
+                        eBPF costs are overstated."
+                    .to_string()
+            }
+            None => String::new(),
+        };
+        md = md::put(
+            &md,
+            part,
+            &format!("{}{warn}\n\n{stamp}\n", text.trim_end()),
+        );
     }
     let out = assemble(&md, &report::section_of(&old).unwrap_or_default());
     std::fs::write("BENCHMARKS.md", &out)?;
@@ -129,6 +181,19 @@ fn scenario_json(bin: &Path, name: &str, rate: u64, secs: &str) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bpf_statistics_refuse_only_the_tracing_parts() {
+        assert!(bpf_stats_refusal(PARTS, false).is_none());
+        assert!(bpf_stats_refusal(&["check"], true).is_none());
+        let why = bpf_stats_refusal(PARTS, true).expect("refused");
+        assert!(why.contains("record, overhead, completeness"), "{why}");
+        assert!(
+            why.contains("sysctl -w kernel.bpf_stats_enabled=0"),
+            "{why}"
+        );
+        assert!(bpf_stats_refusal(&["overhead"], true).is_some());
+    }
 
     #[test]
     fn assemble_orders_parts_fills_gaps_and_appends_the_report() {
