@@ -60,6 +60,10 @@ pub fn tracing_env() -> Result<(Environment, PathBuf), CliError> {
     Ok((env, tracefs))
 }
 
+/// The longest duration a flag takes: a year. Longer ones are typing mistakes, and deadlines
+/// (`Instant + d`) would overflow and panic far below `Duration::MAX`.
+const MAX_DURATION_SECS: f64 = 365.0 * 86_400.0;
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
@@ -79,7 +83,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(format!("duration must be positive, got `{s}`"));
     }
+    if secs > MAX_DURATION_SECS {
+        return Err(format!("`{s}` is longer than a year; use at most 8760h"));
+    }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// A `-C` CPU list (`0,2-3`) of online CPUs, or a usage error naming the online ones.
+pub fn parse_cpus(s: &str) -> Result<Vec<u32>, CliError> {
+    let online = system::online_cpus();
+    let cpus = system::parse_cpu_list(s)
+        .ok_or_else(|| CliError::usage(format!("`{s}` is not a CPU list; use e.g. 0,2-3")))?;
+    if cpus.is_empty() {
+        return Err(CliError::usage("the CPU list is empty"));
+    }
+    if let Some(c) = cpus.iter().find(|c| !online.contains(c)) {
+        return Err(unknown_cpu(*c, &online));
+    }
+    Ok(cpus)
 }
 
 pub fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -106,5 +127,15 @@ mod tests {
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+        // Once a panic ("cannot convert float seconds to Duration"), then an Instant overflow.
+        assert!(parse_duration("99999999999999999999")
+            .unwrap_err()
+            .contains("longer than a year"));
+        assert!(parse_duration("1e400").is_err());
+        assert_eq!(
+            parse_duration("8760h").unwrap(),
+            Duration::from_secs(31_536_000)
+        );
+        assert!(parse_duration("8761h").is_err());
     }
 }

@@ -174,14 +174,56 @@ fn main() -> ExitCode {
     if matches!(cli.cmd, Cmd::Check(_) | Cmd::Simulate(_)) {
         kernel::huge_alloc::tune_heap();
     }
-    match run(cli) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
+    quiet_stdout_panics();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)));
+    match outcome {
+        Ok(Ok(code)) => ExitCode::from(code),
+        // The reader went away (`top --no-tui | head -1`): the command has cleaned up while the
+        // error travelled here; end quietly, as the print-only commands do by SIGPIPE.
+        Ok(Err(e)) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             let code = e.downcast_ref::<cli::CliError>().map_or(1, |c| c.code);
             eprintln!("napiscope: error: {e:#}");
             ExitCode::from(code)
         }
+        Err(panic) => match stdout_failure(panic.as_ref()) {
+            Some(why) => {
+                eprintln!("napiscope: error: cannot write to standard output: {why}");
+                ExitCode::from(1)
+            }
+            None => std::panic::resume_unwind(panic),
+        },
     }
+}
+
+/// What `println!` panics with when stdout fails (a full disk, a closed pipe with SIGPIPE
+/// ignored): the standard library's message, the only handle it gives.
+const STDOUT_PANIC: &str = "failed printing to stdout: ";
+
+fn stdout_failure(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    let msg = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())?;
+    msg.strip_prefix(STDOUT_PANIC).map(str::to_string)
+}
+
+/// A failed print is an I/O error, not a bug: keep the panic's report off stderr (main says it
+/// in one line after the command's destructors ran) and leave every other panic's as it is.
+fn quiet_stdout_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if stdout_failure(info.payload()).is_none() {
+            default(info);
+        }
+    }));
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 #[cfg(test)]
@@ -247,6 +289,24 @@ mod tests {
         assert!(Cli::try_parse_from(["napiscope", "report"]).is_err());
         assert!(Cli::try_parse_from(["napiscope", "record", "-d", "1"]).is_err());
         assert!(Cli::try_parse_from(["napiscope", "record", "-o", "x", "--hive", "d"]).is_err());
+    }
+
+    #[test]
+    fn a_failed_print_is_told_apart_from_other_panics() {
+        let full = std::panic::catch_unwind(|| {
+            panic!("{STDOUT_PANIC}No space left on device (os error 28)")
+        })
+        .unwrap_err();
+        assert_eq!(
+            stdout_failure(full.as_ref()).as_deref(),
+            Some("No space left on device (os error 28)")
+        );
+        let bug = std::panic::catch_unwind(|| panic!("index out of bounds")).unwrap_err();
+        assert!(stdout_failure(bug.as_ref()).is_none());
+        let pipe = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing the table");
+        assert!(is_broken_pipe(&pipe));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
     }
 
     #[test]

@@ -214,4 +214,52 @@ fn top_rejects_bad_input_with_exit_2() {
     let out = napiscope(&["top", "--json", "--filter", "pid=1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("dev=NAME or comm=NAME"));
+    // Refused as record refuses it, not an empty table.
+    let out = napiscope(&["top", "--no-tui", "-C", "99"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown CPU 99"), "{err}");
+    // Once a panic: "cannot convert float seconds to Duration".
+    for args in [
+        &["top", "--no-tui", "-i", "99999999999999999999"][..],
+        &[
+            "record",
+            "-o",
+            "/tmp/x.parquet",
+            "-d",
+            "99999999999999999999",
+        ],
+        &["verify", "--duration", "99999999999999999999s"],
+    ] {
+        let out = napiscope(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("longer than a year"), "{args:?}: {err}");
+    }
+}
+
+/// Output to a full disk is an I/O error said in one line with exit 1, never a panic.
+#[test]
+fn output_to_a_full_disk_is_an_error_not_a_panic() {
+    let dir = tmp_dir("full");
+    let f = dir.join("t.parquet");
+    simulate_mixed_2cpus("B", "2000", &["-o", f.to_str().unwrap()]);
+    let trace = f.to_str().unwrap();
+    for args in [
+        &["check", "--mode", "B", trace][..],
+        &["check", "--mode", "B", "--json", trace],
+        &["status"],
+        &["status", "--json"],
+    ] {
+        let full = std::fs::File::create("/dev/full").expect("/dev/full");
+        let out = Command::new(BIN).args(args).stdout(full).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot write to standard output: No space left on device"),
+            "{args:?}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

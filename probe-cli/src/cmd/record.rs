@@ -9,8 +9,7 @@ use std::{
 use anyhow::Result;
 
 use crate::{
-    cli::{parse_duration, unknown_cpu, CliError, INCOMPLETE},
-    kernel::system,
+    cli::{parse_cpus, parse_duration, CliError, INCOMPLETE},
     output::fmt_counts,
     recorder::{self, background, RecordSummary},
 };
@@ -108,21 +107,6 @@ fn parse_ring_mb(s: &str) -> Result<u32, String> {
         ));
     }
     Ok(v)
-}
-
-fn parse_cpus(s: &str) -> Result<Vec<u32>, CliError> {
-    let online = system::online_cpus();
-    let cpus = system::parse_cpu_list(s)
-        .ok_or_else(|| CliError::usage(format!("`{s}` is not a CPU list; use e.g. 0,2-3")))?;
-    if cpus.is_empty() {
-        return Err(CliError::usage("the CPU list is empty"));
-    }
-    for c in &cpus {
-        if !online.contains(c) {
-            return Err(unknown_cpu(*c, &online));
-        }
-    }
-    Ok(cpus)
 }
 
 pub fn print_summary(s: &RecordSummary) {

@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use crate::{
-    cli::{parse_mode, CliError, INCOMPLETE},
+    cli::{parse_duration, parse_mode, CliError, INCOMPLETE},
     kernel::{env::Environment, system},
     output::fmt_counts,
     recorder::{self as record, background},
@@ -37,13 +37,20 @@ pub struct Args {
     /// Keep the scenario recordings in this directory
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
-    /// Seconds of traffic per scenario
-    #[arg(long, default_value_t = 2)]
-    seconds: u64,
+    /// Traffic per scenario (10s, 500ms, 1m; a bare number is seconds)
+    #[arg(
+        short,
+        long,
+        alias = "seconds",
+        default_value = "2s",
+        value_parser = parse_duration,
+        value_name = "DURATION"
+    )]
+    duration: Duration,
 }
 
 pub fn run(a: Args) -> Result<u8> {
-    run_verify(a.expect_mode, a.json, a.keep.as_deref(), a.seconds)
+    run_verify(a.expect_mode, a.json, a.keep.as_deref(), a.duration)
 }
 
 /// Sum of received_rps (column 10) over /proc/net/softnet_stat.
@@ -108,7 +115,12 @@ fn failed_rules(r: &CheckReport) -> Vec<&'static str> {
 /// How often `verify` runs a scenario whose recording came out incomplete.
 const VERIFY_ATTEMPTS: u32 = 3;
 
-fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, seconds: u64) -> Result<u8> {
+fn run_verify(
+    expect: Option<Mode>,
+    json: bool,
+    keep: Option<&Path>,
+    duration: Duration,
+) -> Result<u8> {
     let rights = system::Rights::current();
     // SAFETY: geteuid has no preconditions.
     if !rights.can_trace() || unsafe { libc::geteuid() } != 0 {
@@ -139,7 +151,7 @@ fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, seconds: u6
             step,
             name: format!("{:?}", step.kind).to_lowercase(),
             dir: &dir,
-            seconds,
+            duration,
             checked_as,
             json,
             stop_all: &stop_all,
@@ -225,7 +237,7 @@ struct Run<'a> {
     step: Step,
     name: String,
     dir: &'a Path,
-    seconds: u64,
+    duration: Duration,
     checked_as: Mode,
     json: bool,
     stop_all: &'a Arc<AtomicBool>,
@@ -239,8 +251,8 @@ impl Run<'_> {
         let (name, json) = (&self.name, self.json);
         if !json {
             eprintln!(
-                "verify: {name}: sender CPU {} → receive CPU {}, {}s",
-                self.step.sender, self.step.rx, self.seconds
+                "verify: {name}: sender CPU {} → receive CPU {}, {:?}",
+                self.step.sender, self.step.rx, self.duration
             );
         }
         let mut attempt = 0u32;
@@ -328,7 +340,7 @@ impl Run<'_> {
                 kind,
                 sender_cpu: sender,
                 rx_cpu: rx,
-                duration: Duration::from_secs(self.seconds),
+                duration: self.duration,
                 rate: 2000,
                 hotplug_cpu: None,
             },

@@ -28,7 +28,7 @@ use crossterm::{
 use ratatui::{backend::CrosstermBackend, Terminal};
 
 use crate::{
-    cli::{parse_duration, parse_mode, tracing_env, CliError},
+    cli::{parse_cpus, parse_duration, parse_mode, tracing_env, CliError},
     kernel::{env::Environment, probes, system},
     signals,
 };
@@ -92,13 +92,9 @@ pub fn run(a: TopArgs) -> Result<u8> {
         )
         .into());
     }
-    let cpu_filter = match &a.cpus {
-        Some(s) => Some(
-            system::parse_cpu_list(s)
-                .ok_or_else(|| CliError::usage(format!("-C {s}: not a CPU list (e.g. 0,2-3)")))?,
-        ),
-        None => None,
-    };
+    // The same list `record -C` takes, refused the same way: a CPU that is not online would
+    // only show an empty table.
+    let cpu_filter = a.cpus.as_deref().map(parse_cpus).transpose()?;
     let text_filter = match &a.filter {
         Some(s) => TextFilter::parse(s).map_err(|e| CliError::usage(format!("--filter: {e}")))?,
         None => None,
