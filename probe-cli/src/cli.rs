@@ -35,13 +35,19 @@ impl CliError {
     }
     pub fn rights(r: &system::Rights) -> CliError {
         CliError::usage(format!(
-            "missing {} (euid {}): tracing loads eBPF programs. Run as root (sudo napiscope ...) \
-             or grant the binary the capabilities: sudo setcap cap_bpf,cap_perfmon+ep $(which napiscope)",
+            "missing {} (euid {}): tracing loads eBPF programs. {SETCAP_ADVICE}",
             r.missing().join(" and "),
             r.euid
         ))
     }
 }
+
+/// How to trace without root, as measured on Debian 12 (6.18): CAP_BPF + CAP_PERFMON load and
+/// attach the programs, but tracefs (mode 0700, root's) stays shut without
+/// CAP_DAC_READ_SEARCH; `verify` and `scenario` create network namespaces and need root.
+pub const SETCAP_ADVICE: &str = "Run as root (sudo napiscope ...), or let the binary trace \
+     without root: sudo setcap cap_bpf,cap_perfmon,cap_dac_read_search+ep $(which napiscope) \
+     (CAP_DAC_READ_SEARCH because tracefs is root's; verify and scenario still need root)";
 
 /// What a command that loads probes starts from: the caller may trace (else exit 2 saying
 /// which rights are missing), this machine's environment, and where tracefs is.

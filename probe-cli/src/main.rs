@@ -40,7 +40,7 @@ static ALLOC: kernel::huge_alloc::HugeAlloc = kernel::huge_alloc::HugeAlloc;
                   B  patch present, threads off: same paths as A\n  \
                   C  threads on (thread_backlog_napi or PREEMPT_RT): remote work wakes backlog_napi/N\n\n\
                   Start with `napiscope status`, then `napiscope record -o trace.parquet -d 5`.",
-    after_help = "Exit codes: 0 ok, 1 failure, 2 bad input or missing rights (CAP_BPF + CAP_PERFMON), \
+    after_help = "Exit codes: 0 ok, 1 failure, 2 bad input or missing rights (root, or CAP_BPF + CAP_PERFMON + CAP_DAC_READ_SEARCH), \
                   3 incomplete (record, check, verify: the recording misses events the kernel \
                   counted or the ring lost; nothing diverged)."
 )]

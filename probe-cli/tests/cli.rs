@@ -35,6 +35,11 @@ fn bad_input_gives_clear_errors_and_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("CAP_BPF") && err.contains("root"), "{err}");
+    // The advice that works on Debian (tracefs is root's), not cap_bpf,cap_perfmon alone.
+    assert!(
+        err.contains("cap_bpf,cap_perfmon,cap_dac_read_search+ep"),
+        "{err}"
+    );
 
     if root {
         let out = napiscope(&["record", "-o", "/nonexistent-dir/x.parquet", "-d", "1"]);

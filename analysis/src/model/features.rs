@@ -225,14 +225,17 @@ pub fn decide(ev: &Evidence) -> Vec<Decided> {
                 Some((on, w)) => (on, true, w),
                 None => {
                     let on = (row.by_version)(v.unwrap_or((6, 18)));
+                    // "(mainline < 6.5: no)": the rule and how it came out, so an off
+                    // feature does not read as if its "on" condition held.
                     let why = format!(
-                        "by version: {} ({}); {}",
+                        "by version: {} ({}: {}); {}",
                         if ev.release.is_empty() {
                             "?"
                         } else {
                             &ev.release
                         },
                         row.version_rule,
+                        if on { "yes" } else { "no" },
                         unseen(row, ev)
                     );
                     (on, false, why)

@@ -34,6 +34,19 @@ fn version_alone_matches_the_mainline_rules() {
     assert!(d
         .iter()
         .all(|x| !x.from_evidence && x.evidence.starts_with("by version")));
+    // An off feature says its rule did not hold (status once read "F4 off … (mainline < 6.5)").
+    let f4 = d.iter().find(|x| x.id == "F4").unwrap();
+    assert!(
+        !f4.on && f4.evidence.contains("(mainline < 6.5: no)"),
+        "{}",
+        f4.evidence
+    );
+    let f6 = d.iter().find(|x| x.id == "F6").unwrap();
+    assert!(
+        f6.on && f6.evidence.contains("(mainline >= 6.10: yes)"),
+        "{}",
+        f6.evidence
+    );
 }
 
 #[test]

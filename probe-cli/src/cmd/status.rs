@@ -48,7 +48,11 @@ pub struct Status {
 
 pub fn gather() -> Status {
     let env = Environment::gather();
-    let mut fentry = "not probed: needs CAP_BPF + CAP_PERFMON".to_string();
+    let mut fentry = match (env.rights.can_trace(), env.tracefs_path()) {
+        (false, _) => format!("not probed: needs {}", env.rights.missing().join(" + ")),
+        (true, None) => "not probed: tracefs unavailable (see above)".to_string(),
+        (true, Some(_)) => String::new(),
+    };
     let mut probe_results = match (env.rights.can_trace(), env.tracefs_path()) {
         (false, _) => not_tried(&format!(
             "not tried: loading eBPF needs {} (run as root)",
@@ -65,7 +69,7 @@ pub fn gather() -> Status {
             Ok(mut loaded) => {
                 fentry = match loaded.fentry_available() {
                     Ok(()) => "available (a test program loaded on net_rx_action)".into(),
-                    Err(e) => format!("unavailable: {e}"),
+                    Err(e) => fentry_unavailable(&e),
                 };
                 loaded.results.clone()
             }
@@ -101,6 +105,23 @@ pub fn gather() -> Status {
         rights: env.rights,
         tracefs: env.tracefs,
         probes: probe_results,
+    }
+}
+
+/// Why fentry did not load, in words, and what napiscope does without it. With the rights
+/// to trace, EPERM means the kernel itself refuses BPF trampolines here (lockdown, a
+/// sandbox's seccomp or LSM policy), which no flag of napiscope's can change.
+fn fentry_unavailable(err: &str) -> String {
+    let without = "napiscope does not need fentry: its probes are tp_btf and raw tracepoints \
+                   (listed below)";
+    if err.contains("Operation not permitted") {
+        format!(
+            "unavailable: this kernel refuses fentry programs although the rights above \
+             suffice (BPF_PROG_LOAD: Operation not permitted; BPF trampolines locked down or \
+             blocked by a sandbox). {without}"
+        )
+    } else {
+        format!("unavailable ({err}). {without}")
     }
 }
 
@@ -145,6 +166,9 @@ pub fn print(s: &Status) {
         s.tracefs.path.as_deref().unwrap_or("-"),
         s.tracefs.state
     );
+    if !s.rights.can_trace() || s.tracefs.path.is_none() {
+        println!("            → {}", crate::cli::SETCAP_ADVICE);
+    }
     println!("btf         {}", yes(s.btf));
     println!("kprobes     {}", yes(s.kprobes));
     println!("fentry      {}", s.fentry);

@@ -40,7 +40,10 @@ pub fn find_or_mount() -> TracefsInfo {
     if let Some(m) = mounted {
         return TracefsInfo {
             path: None,
-            state: format!("mounted at {m} but not readable by this user: run as root"),
+            state: format!(
+                "mounted at {m} but not readable by this user: run as root, or give the \
+                 binary CAP_DAC_READ_SEARCH too"
+            ),
         };
     }
     let target = c"/sys/kernel/tracing";

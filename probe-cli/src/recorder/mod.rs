@@ -235,12 +235,8 @@ fn print_attached(env: &Environment, loaded: &probes::Loaded) {
             .filter(|s| s.role == probes::Role::Event)
             .count()
     );
-    for r in loaded.results.iter().filter(|r| !r.attached) {
-        eprintln!(
-            "napiscope:   not attached: {} ({})",
-            r.name,
-            r.reason.as_deref().unwrap_or("?")
-        );
+    for line in probes::not_attached_lines(&loaded.results) {
+        eprintln!("napiscope:   {line}");
     }
 }
 

@@ -109,12 +109,8 @@ pub fn run(a: TopArgs) -> Result<u8> {
     }
     // The counting programs are verified with more code live than `status` loads: a probe
     // the verifier refuses here must not go missing silently.
-    for r in src.loaded.results.iter().filter(|r| !r.attached) {
-        eprintln!(
-            "napiscope:   not attached: {} ({})",
-            r.name,
-            r.reason.as_deref().unwrap_or("?")
-        );
+    for line in probes::not_attached_lines(&src.loaded.results) {
+        eprintln!("napiscope:   {line}");
     }
     src.set_filter(text_filter.as_ref())?;
 

@@ -283,9 +283,46 @@ fn prog_info(fd: i32) -> Option<aya_obj::generated::bpf_prog_info> {
     (rc == 0).then_some(info)
 }
 
+/// The probes that did not attach, one line per reason ("not attached: a, b (why)"): on a
+/// kernel without kprobes eight function probes share one reason, and a newcomer should
+/// read it once, not eight times.
+pub fn not_attached_lines(results: &[ProbeResult]) -> Vec<String> {
+    let mut by_reason: Vec<(&str, Vec<&str>)> = Vec::new();
+    for r in results.iter().filter(|r| !r.attached) {
+        let why = r.reason.as_deref().unwrap_or("no reason given");
+        match by_reason.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, names)) => names.push(&r.name),
+            None => by_reason.push((why, vec![&r.name])),
+        }
+    }
+    by_reason
+        .into_iter()
+        .map(|(why, names)| format!("not attached: {} ({why})", names.join(", ")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_that_share_a_reason_share_a_line() {
+        let mut rs: Vec<ProbeResult> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| ProbeResult::new(*n, "kprobe", Role::Event))
+            .collect();
+        rs[0].reason = Some("no kprobes".into());
+        rs[1].attached = true;
+        rs[2].reason = Some("not needed".into());
+        rs[3].reason = Some("no kprobes".into());
+        assert_eq!(
+            not_attached_lines(&rs),
+            [
+                "not attached: a, d (no kprobes)",
+                "not attached: c (not needed)"
+            ]
+        );
+    }
 
     #[test]
     fn settings_cpu_mask() {
