@@ -113,7 +113,8 @@ enum Cmd {
     #[command(
         // The rule list is the checker's table (analysis::check::rules::RULES).
         after_help = format!("Rules: {}, \
-                            from docs/model.md section 11.\n\
+                            each with the kernel code it checks in docs/rules.md\n\
+                            (the specification: docs/model.md §11).\n\
                             Windows with lost events are INCONCLUSIVE, never FAIL; so are the events a\n\
                             recording's kernel-counter check says are missing (its start/end snapshots\n\
                             of softnet_stat and /proc/softirqs, held against the trace per CPU).\n\
@@ -307,6 +308,22 @@ mod tests {
             .context("writing the table");
         assert!(is_broken_pipe(&pipe));
         assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
+    }
+
+    /// `--help` teaches: every argument of every subcommand says what it is for.
+    #[test]
+    fn every_argument_has_help_text() {
+        use clap::CommandFactory;
+        let mut bare = Vec::new();
+        for sub in Cli::command().get_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    bare.push(format!("{} {id}", sub.get_name()));
+                }
+            }
+        }
+        assert!(bare.is_empty(), "arguments without help: {bare:?}");
     }
 
     #[test]

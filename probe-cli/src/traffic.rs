@@ -30,6 +30,17 @@ pub enum Kind {
     LoopbackRps,
 }
 
+impl Kind {
+    /// The one name a scenario goes by: the command line's (`veth-rps`), also in JSON, in
+    /// verify's file names and in the matrix.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .expect("no scenario is hidden from the command line")
+            .get_name()
+            .to_string()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Opts {
     pub kind: Kind,
@@ -298,7 +309,7 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
     done.store(true, Ordering::SeqCst);
     let _ = rx_thread.join();
     Ok(Report {
-        scenario: format!("{:?}", opts.kind),
+        scenario: opts.kind.name(),
         sent,
         received: received.load(Ordering::Relaxed),
         seconds: start.elapsed().as_secs_f64(),

@@ -521,12 +521,12 @@ fn verify_passes_in_the_hosts_mode_and_fails_in_another() {
         }
     }
     // The recordings it kept are checkable on their own, with the same verdict.
-    let veth = dir.join("vethrps.parquet");
+    let veth = dir.join("veth-rps.parquet");
     if veth.exists() {
         let c = napiscope(&["check", veth.to_str().unwrap(), "--mode", &live]);
         let veth_incomplete = scenarios
             .iter()
-            .any(|s| s["scenario"] == "vethrps" && s["completeness"] == "incomplete");
+            .any(|s| s["scenario"] == "veth-rps" && s["completeness"] == "incomplete");
         assert_eq!(
             c.status.code(),
             Some(if veth_incomplete { 3 } else { 0 }),

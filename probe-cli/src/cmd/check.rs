@@ -15,10 +15,13 @@ use crate::{
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// A recording (`napiscope record`) or a simulated trace (`napiscope simulate`), Parquet
+    #[arg(value_name = "TRACE.parquet")]
     trace: PathBuf,
     /// Mode to check against: auto (from the trace, then its metadata), A, B or C
     #[arg(long, default_value = "auto", value_parser = parse_mode_auto)]
     pub(crate) mode: ModeArg,
+    /// Print the verdict, every rule's counts and the divergences as one JSON object
     #[arg(long)]
     json: bool,
     /// Also write a JUnit XML report (one test case per rule)

@@ -23,11 +23,13 @@ pub struct Args {
     /// A: no patch; B: patch, threads off; C: backlog_napi threads on
     #[arg(long, value_parser = parse_mode)]
     mode: Mode,
+    /// CPUs of the simulated machine (rps uses 0 and 1; mixed uses all)
     #[arg(long, default_value_t = 2)]
     cpus: usize,
     /// rps: CPU 0 → RPS → CPU 1; loopback: local; mixed: every CPU, random targets
     #[arg(long, default_value = "rps", value_parser = parse_workload)]
     workload: Workload,
+    /// Packets the workload sends (in all, not per CPU)
     #[arg(long, default_value_t = 2000)]
     packets: usize,
     /// Seed for the kernel's free choices (same seed, same trace)
@@ -36,6 +38,8 @@ pub struct Args {
     /// Kernel release whose version features to model (e.g. 6.1.0, 6.12.118)
     #[arg(long)]
     kernel: Option<String>,
+    /// Write the trace here (Parquet, the schema `record` writes); without it only the
+    /// packets by path are printed
     #[arg(short, long, value_name = "FILE.parquet")]
     output: Option<PathBuf>,
     /// Write N copies of the run back to back (each one second after the last, per-CPU

@@ -32,6 +32,7 @@ pub struct Args {
     /// Fail unless this host runs this mode (A, B or C)
     #[arg(long, value_parser = parse_mode)]
     expect_mode: Option<Mode>,
+    /// Print one JSON object: the mode, its evidence and every scenario's verdict
     #[arg(long)]
     json: bool,
     /// Keep the scenario recordings in this directory
@@ -115,12 +116,7 @@ fn failed_rules(r: &CheckReport) -> Vec<&'static str> {
 /// How often `verify` runs a scenario whose recording came out incomplete.
 const VERIFY_ATTEMPTS: u32 = 3;
 
-fn run_verify(
-    expect: Option<Mode>,
-    json: bool,
-    keep: Option<&Path>,
-    duration: Duration,
-) -> Result<u8> {
+fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, each: Duration) -> Result<u8> {
     let rights = system::Rights::current();
     // SAFETY: geteuid has no preconditions.
     if !rights.can_trace() || unsafe { libc::geteuid() } != 0 {
@@ -149,9 +145,9 @@ fn run_verify(
         }
         let run = Run {
             step,
-            name: format!("{:?}", step.kind).to_lowercase(),
+            name: step.kind.name(),
             dir: &dir,
-            duration,
+            duration: each,
             checked_as,
             json,
             stop_all: &stop_all,

@@ -203,12 +203,26 @@ fn hotplug_summary(text: &str) -> Value {
     })
 }
 
+/// One scenario under its name and the names napiscope used before it had one
+/// (`LoopbackRps` in JSON, `loopbackrps` in verify's): older matrix files still render.
+pub fn same_scenario(a: &str, b: &str) -> bool {
+    let key = |s: &str| s.replace('-', "").to_ascii_lowercase();
+    key(a) == key(b)
+}
+
 /// Medians over the repeated untraced floods, per scenario: packets received per second, and
 /// per packet sent, context switches and IPIs (function-call + rescheduling) machine-wide.
 fn flood_summary(runs: &[Value]) -> Vec<Value> {
     let mut out = Vec::new();
-    for name in ["Loopback", "LoopbackRps"] {
-        let rs: Vec<&Value> = runs.iter().filter(|r| r["scenario"] == name).collect();
+    for name in ["loopback", "loopback-rps"] {
+        let rs: Vec<&Value> = runs
+            .iter()
+            .filter(|r| {
+                r["scenario"]
+                    .as_str()
+                    .is_some_and(|s| same_scenario(s, name))
+            })
+            .collect();
         if rs.is_empty() {
             continue;
         }
@@ -298,7 +312,7 @@ mod tests {
 @@HOTPLUG-CHECK\n{\"verdict\": \"PASS\", \"rules\": [{\"id\": \"R1\", \"verdict\": \"FAIL\"}, {\"id\": \"R2\", \"verdict\": \"PASS\"}], \"hotplug_windows\": 1}\n\
 @@HOTPLUG-CHECK-RC 0\n@@HOTPLUG-END\n\
 @@FLOOD-BEGIN\n\
-{\"scenario\": \"Loopback\", \"received\": 1000, \"seconds\": 1, \"sent\": 1000, \"system\": {\"context_switches\": 500, \"call_ipis\": 10, \"resched_ipis\": 10}}\n\
+{\"scenario\": \"loopback\", \"received\": 1000, \"seconds\": 1, \"sent\": 1000, \"system\": {\"context_switches\": 500, \"call_ipis\": 10, \"resched_ipis\": 10}}\n\
 {\"scenario\": \"Loopback\", \"received\": 3000, \"seconds\": 1, \"sent\": 3000, \"system\": {\"context_switches\": 300}}\n\
 {\"scenario\": \"Loopback\", \"received\": 2000, \"seconds\": 1, \"sent\": 2000, \"system\": {}}\n\
 @@FLOOD-END\n";

@@ -69,10 +69,11 @@ pub(super) fn flood_markdown(rows: &[Value]) -> String {
          |---|---|---|---|---|---|---|---|\n",
     );
     let get = |r: &Value, name: &str, key: &str| -> Option<f64> {
-        r["flood"]
-            .as_array()?
-            .iter()
-            .find(|x| x["scenario"] == name)?[key]
+        r["flood"].as_array()?.iter().find(|x| {
+            x["scenario"]
+                .as_str()
+                .is_some_and(|s| super::boot::same_scenario(s, name))
+        })?[key]
             .as_f64()
     };
     let fmt = |v: Option<f64>, digits: usize| v.map_or("?".into(), |v| format!("{v:.digits$}"));
@@ -80,12 +81,12 @@ pub(super) fn flood_markdown(rows: &[Value]) -> String {
         let (kernel, cmdline) = kernel_cells(r);
         s.push_str(&format!(
             "| {kernel} | {cmdline} | {} | {} | {} | {} | {} | {} |\n",
-            fmt(get(r, "Loopback", "received_pps"), 0),
-            fmt(get(r, "Loopback", "context_switches_per_packet"), 2),
-            fmt(get(r, "Loopback", "ipis_per_packet"), 3),
-            fmt(get(r, "LoopbackRps", "received_pps"), 0),
-            fmt(get(r, "LoopbackRps", "context_switches_per_packet"), 2),
-            fmt(get(r, "LoopbackRps", "ipis_per_packet"), 3),
+            fmt(get(r, "loopback", "received_pps"), 0),
+            fmt(get(r, "loopback", "context_switches_per_packet"), 2),
+            fmt(get(r, "loopback", "ipis_per_packet"), 3),
+            fmt(get(r, "loopback-rps", "received_pps"), 0),
+            fmt(get(r, "loopback-rps", "context_switches_per_packet"), 2),
+            fmt(get(r, "loopback-rps", "ipis_per_packet"), 3),
         ));
     }
     // Threads off vs on on the same kernel build, same VM configuration.
@@ -102,8 +103,8 @@ pub(super) fn flood_markdown(rows: &[Value]) -> String {
             "\n6.12 with thread_backlog_napi vs without: loopback throughput ×{} (the patch: \
              the local-CPU shortcut \"restores the loopback throughput\", so ≈ 1); loopback + RPS \
              ×{} (the patch: IPI and thread \"mostly the same\").\n",
-            ratio("Loopback"),
-            ratio("LoopbackRps"),
+            ratio("loopback"),
+            ratio("loopback-rps"),
         ));
     }
     s
