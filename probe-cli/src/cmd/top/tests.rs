@@ -167,6 +167,33 @@ fn small_and_ascii_terminals() {
     for line in s.lines() {
         assert!(line.chars().count() <= 80);
     }
+    // The default terminal's size, laid out on purpose: header, titles and footer whole, no
+    // blank table rows while the panes below have something to show.
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(lines[2].contains("counters:"), "{}", lines[2]);
+    assert!(
+        lines[3].starts_with("+ per CPU (? explains the columns) -"),
+        "{}",
+        lines[3]
+    );
+    assert!(lines.last().unwrap().ends_with("? help"), "{s}");
+    let panes = lines
+        .iter()
+        .position(|l| l.contains("where packets went"))
+        .unwrap();
+    let blank = lines[4..panes]
+        .iter()
+        .filter(|l| l.trim_matches(['|', '+', '-', ' ']).is_empty())
+        .count();
+    assert_eq!(
+        blank, 1,
+        "only the table's bottom border, no blank rows:\n{s}"
+    );
+    assert!(s.contains("model B: counter rules -"), "{s}");
+    assert!(
+        s.contains("history") && s.contains("NET_RX/s      0"),
+        "{s}"
+    );
     snapshot("top_ascii_80x24", &s);
     let tiny = render(&app, 30, 5);
     assert!(tiny.contains("terminal too"), "{tiny}");

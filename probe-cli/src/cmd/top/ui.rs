@@ -16,6 +16,9 @@ use super::rates::{human, human_ns, CpuRates};
 
 pub const MIN_WIDTH: u16 = 50;
 pub const MIN_HEIGHT: u16 = 8;
+/// Below this width the header, the titles and the footer take their short forms, so that
+/// the 80×24 terminal people open by default shows every line whole.
+const NARROW: u16 = 100;
 
 const ASCII_BORDER: border::Set = border::Set {
     top_left: "+",
@@ -59,7 +62,11 @@ pub fn draw(f: &mut Frame, app: &App) {
         f.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), area);
         return;
     }
-    let panes = if area.height >= 24 { 9 } else { 0 };
+    let panes = if area.height >= 24 {
+        panes_height(app, area)
+    } else {
+        0
+    };
     let [head, body, bottom, foot] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Min(3),
@@ -81,13 +88,39 @@ pub fn draw(f: &mut Frame, app: &App) {
     }
 }
 
+const PANES: u16 = 9;
+/// Below this width the history sparklines do not fit beside the paths and the model.
+const SIDE_BY_SIDE: u16 = 110;
+
+/// The panes' height: 9 rows on a wide screen. On a narrow one, every row the CPU table does
+/// not need (its CPUs, column header and borders): the model's rules wrap there, and the
+/// history goes below them instead of beside.
+fn panes_height(app: &App, area: Rect) -> u16 {
+    if area.width >= SIDE_BY_SIDE || app.view == View::Detail {
+        return PANES;
+    }
+    let table = app.rows().len() as u16 + 3;
+    area.height.saturating_sub(4 + table).max(PANES)
+}
+
+/// Rows the model pane needs on a narrow screen: its lines wrapped, and borders.
+fn checks_height(app: &App, width: u16) -> u16 {
+    let inner = width.saturating_sub(2).max(1) as usize;
+    let wrapped: usize = check_lines(app)
+        .iter()
+        .map(|l| l.chars().count().max(1).div_ceil(inner))
+        .sum();
+    wrapped as u16 + 2
+}
+
 fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     let h = &app.header;
+    let narrow = area.width < NARROW;
     let dash = if app.ascii { "-" } else { "—" };
-    let mut l1 = format!(
-        "napiscope top {dash} {} {dash} mode {} ({})",
-        h.release, h.mode, h.mode_description
-    );
+    let mut l1 = format!("napiscope top {dash} {} {dash} mode {}", h.release, h.mode);
+    if !narrow {
+        l1.push_str(&format!(" ({})", h.mode_description));
+    }
     if let Some(e) = &h.expected_mode {
         if *e != h.mode {
             l1.push_str(&format!("  EXPECTED MODE {e}"));
@@ -104,20 +137,30 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
         l2.push_str(&format!(", missing: {}", h.not_attached.join(" ")));
     }
     l2.push_str(&format!(" · every {}s", h.interval_s));
-    if !h.evidence.is_empty() {
+    if !h.evidence.is_empty() && !narrow {
         l2.push_str(&format!(" · {}", h.evidence.join("; ")));
     }
     let l3 = match &app.latest {
         Some(s) => {
             let o = &s.overall;
-            let mut l = format!(
-                "events {}/s · missed {} ({} total) · napiscope CPU {:.1}% + eBPF {:.1}%",
-                human(o.events_per_s),
-                o.missed,
-                app.missed_total,
-                o.self_cpu_pct,
-                o.bpf_cpu_pct
-            );
+            let mut l = if narrow {
+                format!(
+                    "events {}/s · missed {} · cost {:.1}%+{:.1}%",
+                    human(o.events_per_s),
+                    app.missed_total,
+                    o.self_cpu_pct,
+                    o.bpf_cpu_pct
+                )
+            } else {
+                format!(
+                    "events {}/s · missed {} ({} total) · napiscope CPU {:.1}% + eBPF {:.1}%",
+                    human(o.events_per_s),
+                    o.missed,
+                    app.missed_total,
+                    o.self_cpu_pct,
+                    o.bpf_cpu_pct
+                )
+            };
             if let Some(t) = &app.text_filter {
                 l.push_str(&format!(" · filter {}", t.describe()));
             }
@@ -132,7 +175,12 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
             if app.paused {
                 l.push_str(" · PAUSED");
             }
-            l.push_str(&format!(" · {}", app.kernel_summary()));
+            let kernel = app.kernel_summary();
+            let kernel = match kernel.strip_prefix("kernel ") {
+                Some(short) if narrow => short.to_string(),
+                _ => kernel,
+            };
+            l.push_str(&format!(" · {kernel}"));
             l
         }
         None => "waiting for the first interval...".into(),
@@ -209,7 +257,11 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect) {
         }
     });
     let widths: Vec<Constraint> = cols.iter().map(|c| Constraint::Length(c.1)).collect();
-    let title = " per CPU: NET_RX raises, packets polled by where they ran, RPS IPIs, thread wake-ups, enqueue-to-processing latency ";
+    let title = if area.width < NARROW {
+        " per CPU (? explains the columns) "
+    } else {
+        " per CPU: NET_RX raises, packets polled by where they ran, RPS IPIs, thread wake-ups, enqueue-to-processing latency "
+    };
     let table = Table::new(rows, widths)
         .header(header)
         .block(block(app, title));
@@ -217,12 +269,19 @@ fn draw_table(f: &mut Frame, app: &App, area: Rect) {
 }
 
 fn draw_panes(f: &mut Frame, app: &App, area: Rect) {
-    if area.width < 110 {
-        // No room for sparklines: the model's verdict matters more.
+    if area.width < SIDE_BY_SIDE {
+        // The model's verdict first; the history below it, in the rows left (if 4 or more).
+        let top = checks_height(app, area.width - PANES_PATHS_WIDTH).clamp(PANES, area.height);
+        let [row, rest] =
+            Layout::vertical([Constraint::Length(top), Constraint::Min(0)]).areas(area);
         let [paths, checks] =
-            Layout::horizontal([Constraint::Length(40), Constraint::Min(10)]).areas(area);
+            Layout::horizontal([Constraint::Length(PANES_PATHS_WIDTH), Constraint::Min(10)])
+                .areas(row);
         draw_paths(f, app, paths);
         draw_checks(f, app, checks);
+        if rest.height >= 4 {
+            draw_history(f, app, rest);
+        }
         return;
     }
     let [paths, history, checks] = Layout::horizontal([
@@ -235,6 +294,8 @@ fn draw_panes(f: &mut Frame, app: &App, area: Rect) {
     draw_history(f, app, history);
     draw_checks(f, app, checks);
 }
+
+const PANES_PATHS_WIDTH: u16 = 40;
 
 fn draw_paths(f: &mut Frame, app: &App, area: Rect) {
     let mut lines = vec![Line::from(format!(
@@ -284,7 +345,10 @@ fn draw_history(f: &mut Frame, app: &App, area: Rect) {
         ("NET_RX/s", |c| c.net_rx_raise),
         ("IPI rx/s", |c| c.rps_ipi_received),
     ];
-    let rows = Layout::vertical([Constraint::Length(2); 3]).split(inner);
+    // As many series as the pane has rows for (two each), most telling first.
+    let fit = (inner.height / 2).min(3) as usize;
+    let series = &series[..fit];
+    let rows = Layout::vertical(vec![Constraint::Length(2); fit]).split(inner);
     let width = inner.width.saturating_sub(16) as usize;
     for ((name, get), row) in series.iter().zip(rows.iter()) {
         let data: Vec<u64> = h
@@ -306,9 +370,10 @@ fn draw_history(f: &mut Frame, app: &App, area: Rect) {
     }
 }
 
-fn draw_checks(f: &mut Frame, app: &App, area: Rect) {
+/// The conformance pane's lines: each counter rule's verdict, then the latest divergences.
+fn check_lines(app: &App) -> Vec<String> {
     let k = &app.checks;
-    let mut lines: Vec<Line> = k
+    let mut lines: Vec<String> = k
         .rules
         .iter()
         .map(|r| {
@@ -319,7 +384,7 @@ fn draw_checks(f: &mut Frame, app: &App, area: Rect) {
             } else {
                 format!("FAIL {}/{}", r.failed, r.evaluated)
             };
-            Line::from(format!("{:<4} {:<11} {}", r.id, verdict, r.says))
+            format!("{:<4} {:<11} {}", r.id, verdict, r.says)
         })
         .collect();
     for d in k.divergences.iter().rev().take(3) {
@@ -328,16 +393,29 @@ fn draw_checks(f: &mut Frame, app: &App, area: Rect) {
         } else {
             format!("cpu{}", d.cpu)
         };
-        lines.push(Line::from(format!(
-            "! {:.0}s {} {cpu}: {}",
-            d.at, d.rule, d.detail
-        )));
+        lines.push(format!("! {:.0}s {} {cpu}: {}", d.at, d.rule, d.detail));
     }
-    let title = format!(
-        " model, mode {}: counter rules (all rules: napiscope verify) ",
-        k.mode
+    lines
+}
+
+fn draw_checks(f: &mut Frame, app: &App, area: Rect) {
+    let k = &app.checks;
+    let lines: Vec<Line> = check_lines(app).into_iter().map(Line::from).collect();
+    let title = if area.width < 60 {
+        format!(" model {}: counter rules ", k.mode)
+    } else {
+        format!(
+            " model, mode {}: counter rules (all rules: napiscope verify) ",
+            k.mode
+        )
+    };
+    // Wrapped, not cut: a narrow pane shows each rule's words on the rows the table left.
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block(app, title)),
+        area,
     );
-    f.render_widget(Paragraph::new(lines).block(block(app, title)), area);
 }
 
 pub const HELP: &str = "\
@@ -387,6 +465,9 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
         Input::Filter(s) => format!("filter (dev=NAME | comm=NAME; empty clears; Esc cancels)> {s}_"),
         Input::None => match &app.message {
             Some(m) => m.clone(),
+            None if area.width < NARROW => {
+                "q quit  p pause  s sort  c cpus  / filter  Enter detail  ? help".into()
+            }
             None => "q quit  p pause  s/S sort  c cpus  / filter  Enter detail  r reset  e export  ? help".into(),
         },
     };
