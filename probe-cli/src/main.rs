@@ -13,6 +13,7 @@
 
 #[cfg(test)]
 mod bench;
+mod build_info;
 mod cli;
 mod cmd;
 mod kernel;
@@ -31,7 +32,7 @@ static ALLOC: kernel::huge_alloc::HugeAlloc = kernel::huge_alloc::HugeAlloc;
 #[derive(Parser)]
 #[command(
     name = "napiscope",
-    version,
+    version = build_info::VERSION,
     about = "See how this kernel schedules receive-path work: NAPI, NET_RX softirq, ksoftirqd, \
              RPS IPIs and backlog_napi threads",
     long_about = "napiscope traces the Linux receive path with eBPF tracepoints and tells which \

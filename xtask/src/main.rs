@@ -18,7 +18,7 @@ mod test;
 mod util;
 mod vm;
 
-use setup::{build_napiscope, build_napiscope_full, setup};
+use setup::{build_napiscope_full, build_tracer, setup};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "napiscope's build, run and test tasks")]
@@ -99,7 +99,7 @@ fn main() -> Result<()> {
                 return vm::render(&json);
             }
             setup()?;
-            let bin = build_napiscope()?;
+            let bin = build_tracer()?;
             vm::vm_test(&kernels, all, all, &bin)
         }
         Cmd::Bench {

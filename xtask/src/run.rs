@@ -10,12 +10,12 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use crate::{
-    setup::build_napiscope,
+    setup::build_napiscope_full,
     util::{is_root, run, signal, step},
 };
 
 pub fn run_demo(output: &Path, duration: u64) -> Result<()> {
-    let bin = build_napiscope()?;
+    let bin = build_napiscope_full()?;
     if !is_root() {
         bail!("napiscope loads eBPF programs: run `cargo xtask run` as root");
     }

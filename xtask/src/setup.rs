@@ -176,30 +176,36 @@ fn ensure_duckdb() -> Result<()> {
     Ok(())
 }
 
-/// Where cargo puts release binaries: `$CARGO_TARGET_DIR/release`, by default target/release.
-fn release_bin() -> PathBuf {
+/// Where cargo puts a profile's binaries: `$CARGO_TARGET_DIR/<profile>`, by default target/.
+fn bin_of(profile: &str) -> PathBuf {
     let dir =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    dir.join("release").join("napiscope")
+    dir.join(profile).join("napiscope")
 }
 
-/// napiscope with `report` (polars), for the report benchmark.
+/// The whole tool (`report` included) at target/release/napiscope: what `cargo xtask run`
+/// and `bench --report` run, and what a user installs.
 pub fn build_napiscope_full() -> Result<PathBuf> {
-    step("building napiscope with report (release; polars takes a while the first time)");
+    step(
+        "building napiscope (release, the whole tool; a first build takes about 15 min on 2 \
+         cores, polars most of it)",
+    );
     run(Command::new("cargo").args(["build", "--release", "-p", "probe-cli"]))?;
-    Ok(release_bin())
+    Ok(bin_of("release"))
 }
 
-pub fn build_napiscope() -> Result<PathBuf> {
-    step("building napiscope (release)");
-    // The lean tracing binary: `report` (polars) is most of a cold release build and none of
-    // run / vm-test / bench's tracing needs it. `bench --report` builds the full one.
+/// The lean tracer at target/lean/napiscope: every command but `report`, for QEMU guests
+/// and benchmarks, where polars (most of a cold build) would only cost time. Its own
+/// profile's directory, so it never stands where the whole tool is expected.
+pub fn build_tracer() -> Result<PathBuf> {
+    step("building the lean napiscope tracer (target/lean; no `report`)");
     run(Command::new("cargo").args([
         "build",
-        "--release",
+        "--profile",
+        "lean",
         "-p",
         "probe-cli",
         "--no-default-features",
     ]))?;
-    Ok(release_bin())
+    Ok(bin_of("lean"))
 }

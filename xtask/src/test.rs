@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{bail, Result};
 
 use crate::{
-    setup::build_napiscope,
+    setup::build_tracer,
     util::{is_root, run, step},
     vm,
 };
@@ -23,7 +23,7 @@ pub fn test(no_lint: bool, no_vm: bool) -> Result<()> {
     // before the patch; also the oldest kernel napiscope supports, where mremap and
     // the tracepoints differ): prove both on every run.
     step("booting Debian 6.12 with thread_backlog_napi (mode C) and 6.1 (mode A) under QEMU");
-    let bin = build_napiscope()?;
+    let bin = build_tracer()?;
     vm::vm_test(
         &["6.12-threads".to_string(), "6.1".to_string()],
         false,

@@ -62,7 +62,7 @@ const FLOORS: &[(&str, &[Floor])] = &[
         &[
             Floor {
                 level: 0,
-                modules: &["kernel"],
+                modules: &["kernel", "build_info"],
                 apart: false,
             },
             Floor {

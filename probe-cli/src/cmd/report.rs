@@ -39,8 +39,9 @@ fn build(inputs: &[PathBuf]) -> Result<report::Report> {
 #[cfg(not(feature = "report"))]
 pub fn run(_: Args) -> Result<u8> {
     Err(CliError::usage(
-        "this napiscope was built without `report` (cargo build --no-default-features); \
-         build it with default features: cargo build --release -p probe-cli",
+        "this is the lean napiscope tracer, built without `report` (target/lean/napiscope, \
+         --no-default-features); the whole tool is target/release/napiscope: cargo build \
+         --release -p probe-cli (or cargo xtask run)",
     )
     .into())
 }

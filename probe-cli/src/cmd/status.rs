@@ -91,7 +91,7 @@ pub fn gather() -> Status {
         });
     };
     Status {
-        napiscope_version: env!("CARGO_PKG_VERSION"),
+        napiscope_version: crate::build_info::VERSION,
         kernel_release: env.kernel.release.clone(),
         mode: env.mode.mode.as_str(),
         mode_description: env.mode.mode.describe(),

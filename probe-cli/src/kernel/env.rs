@@ -57,7 +57,7 @@ impl Environment {
     /// The metadata every trace carries about the machine it came from.
     pub fn trace_meta(&self) -> TraceMeta {
         let mut m = TraceMeta::default();
-        m.set("napiscope_version", env!("CARGO_PKG_VERSION"));
+        m.set("napiscope_version", crate::build_info::VERSION);
         m.set("kernel_release", &self.kernel.release);
         m.set("kernel_version", &self.kernel.version);
         m.set("cmdline", &self.kernel.cmdline);

@@ -15,7 +15,7 @@ use std::{
 use anyhow::Result;
 
 use crate::{
-    setup::build_napiscope,
+    setup::build_tracer,
     util::{capture, is_root, utc_now},
 };
 
@@ -70,7 +70,7 @@ pub fn bench(check_max: &str, only: Option<&str>) -> Result<()> {
     if let Some(why) = bpf_stats_refusal(&parts, bpf_stats_on()) {
         anyhow::bail!(why);
     }
-    let bin = build_napiscope()?;
+    let bin = build_tracer()?;
     let dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&dir)?;
     let stamp = format!("Measured on {} — {}.", utc_now()?, machine());
