@@ -17,6 +17,7 @@ mod build_info;
 mod cli;
 mod cmd;
 mod kernel;
+mod live;
 mod output;
 mod recorder;
 mod signals;

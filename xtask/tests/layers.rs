@@ -72,7 +72,7 @@ const FLOORS: &[(&str, &[Floor])] = &[
             },
             Floor {
                 level: 2,
-                modules: &["recorder", "traffic", "bench"],
+                modules: &["recorder", "traffic", "bench", "live"],
                 apart: false,
             },
             Floor {

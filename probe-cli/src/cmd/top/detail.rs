@@ -9,8 +9,8 @@ use ratatui::{
 };
 
 use super::app::App;
-use super::rates::{human, human_ns, percentile, CpuRates};
 use super::ui::{ascii, block};
+use crate::live::rates::{human, human_ns, percentile, CpuRates};
 
 pub fn draw(f: &mut Frame, app: &App, area: Rect) {
     let Some(cpu) = app.selected_cpu() else {

@@ -3,10 +3,7 @@
 //! `App` holds the state, `ui` draws it, `checks` streams the counter-level model rules.
 
 mod app;
-mod checks;
 mod detail;
-mod rates;
-mod source;
 #[cfg(test)]
 mod tests;
 mod ui;
@@ -27,15 +24,16 @@ use crossterm::{
 };
 use ratatui::{backend::CrosstermBackend, Terminal};
 
+use crate::live::checks::Checks;
+use crate::live::filter::TextFilter;
+use crate::live::rates::{human, human_ns, Sample};
+use crate::live::source::KernelSource;
 use crate::{
     cli::{parse_cpus, parse_duration, parse_mode, tracing_env, CliError},
     kernel::{env::Environment, probes, system},
     signals,
 };
-use app::{Action, App, Header, TextFilter};
-use checks::Checks;
-use rates::{human, human_ns, Sample};
-use source::KernelSource;
+use app::{Action, App, Header};
 
 #[derive(clap::Args)]
 pub struct TopArgs {

@@ -8,9 +8,9 @@ use probe_common::CpuCounters;
 use ratatui::{backend::TestBackend, Terminal};
 
 use super::app::{App, Header};
-use super::checks::Checks;
-use super::rates::{Sample, Snapshot};
 use super::ui;
+use crate::live::checks::Checks;
+use crate::live::rates::{Sample, Snapshot};
 
 fn header(mode: &str) -> Header {
     Header {
@@ -289,6 +289,6 @@ fn top_holds_its_counts_against_the_kernels_counters() {
         10
     );
     // A device or task filter counts a subset on purpose: nothing is compared then.
-    app.text_filter = Some(super::app::TextFilter::Dev("veth0".into()));
+    app.text_filter = Some(crate::live::filter::TextFilter::Dev("veth0".into()));
     assert!(app.kernel_summary().contains("not compared"));
 }

@@ -12,7 +12,7 @@ use ratatui::{
 };
 
 use super::app::{App, Input, View};
-use super::rates::{human, human_ns, CpuRates};
+use crate::live::rates::{human, human_ns, CpuRates};
 
 pub const MIN_WIDTH: u16 = 50;
 pub const MIN_HEIGHT: u16 = 8;

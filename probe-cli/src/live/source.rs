@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray};
 use probe_common::{CpuCounters, Filter, FILTER_COMM, FILTER_DEV, FILTER_NONE};
 
-use super::app::TextFilter;
+use super::filter::TextFilter;
 use super::rates::Snapshot;
 use crate::kernel::{probes, symbols::Symbols};
 
