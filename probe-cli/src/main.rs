@@ -130,6 +130,10 @@ enum Cmd {
     /// recording the kernel's counters call incomplete runs again (3 tries); exit 3 if one
     /// stays incomplete and nothing diverged
     Verify(cmd::verify::Args),
+    /// Prometheus exporter: the live counters (as `top` counts them, in the kernel), latency
+    /// histograms, the mode and the model's counter rules on /metrics
+    #[command(after_help = cmd::serve::AFTER_HELP)]
+    Serve(cmd::serve::Args),
 }
 
 const REPORT_HELP: &str = "Examples:
@@ -156,6 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Recover(a) => cmd::recover::run(a),
         Cmd::Check(a) => cmd::check::run(a),
         Cmd::Verify(a) => cmd::verify::run(a),
+        Cmd::Serve(a) => cmd::serve::run(a),
     }
 }
 

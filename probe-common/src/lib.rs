@@ -332,6 +332,8 @@ pub struct CpuCounters {
     pub backlog_wakeups_sent: u64,
     /// Enqueue-to-processing latency per path, log2 ns buckets.
     pub latency: [[u64; LAT_BUCKETS]; PATHS],
+    /// The same latencies summed per path, ns (a histogram's `_sum`, for mean latencies).
+    pub latency_ns_sum: [u64; PATHS],
 }
 
 impl CpuCounters {
@@ -359,11 +361,13 @@ impl CpuCounters {
             ksoftirqd_wakeups_sent: 0,
             backlog_wakeups_sent: 0,
             latency: [[0; LAT_BUCKETS]; PATHS],
+            latency_ns_sum: [0; PATHS],
         }
     }
 }
 
-const _: () = assert!(core::mem::size_of::<CpuCounters>() == 8 * (30 + PATHS * LAT_BUCKETS));
+const _: () =
+    assert!(core::mem::size_of::<CpuCounters>() == 8 * (30 + PATHS * LAT_BUCKETS + PATHS));
 
 /// Wake-ups of a CPU's kernel threads, counted where the target is known (the woken task's
 /// CPU): index `cpu * 2 + WOKEN_KSOFTIRQD | WOKEN_BACKLOG` of the WOKEN array.

@@ -271,7 +271,8 @@ fn count_delivery(c: &mut CpuCounters, skb: u64) {
     }
     let path = bounded(path, PATHS - 1);
     atomic_inc(&mut c.deliveries[path]);
-    let now = unsafe { bpf_ktime_get_ns() };
-    let b = bounded(log2_bucket(now.saturating_sub(enq_ts)), LAT_BUCKETS - 1);
+    let lat = unsafe { bpf_ktime_get_ns() }.saturating_sub(enq_ts);
+    let b = bounded(log2_bucket(lat), LAT_BUCKETS - 1);
     atomic_inc(&mut c.latency[path][b]);
+    atomic_add(&mut c.latency_ns_sum[path], lat);
 }

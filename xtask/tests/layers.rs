@@ -87,6 +87,7 @@ const FLOORS: &[(&str, &[Floor])] = &[
                     "cmd::recover",
                     "cmd::check",
                     "cmd::verify",
+                    "cmd::serve",
                 ],
                 apart: true,
             },

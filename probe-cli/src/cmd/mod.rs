@@ -7,6 +7,7 @@ pub mod record;
 pub mod recover;
 pub mod report;
 pub mod scenario;
+pub mod serve;
 pub mod simulate;
 pub mod status;
 pub mod top;
