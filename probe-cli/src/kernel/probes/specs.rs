@@ -118,6 +118,28 @@ pub const SPECS: &[ProbeSpec] = &[
         "netif_receive_skb_raw",
         "netif_receive_skb_btf",
     ),
+    // The device-side entries (one per path a driver takes into the stack): with RPS, the
+    // initiator of a backlog hop that has no netif_rx (dev.c netif_receive_skb_internal,
+    // napi_gro_receive → gro_normal_list, netif_receive_skb_list_internal).
+    raw_btf(
+        tp("netif_receive_skb_entry", "net", "netif_receive_skb_entry"),
+        "netif_receive_skb_entry_raw",
+        "netif_receive_skb_entry_btf",
+    ),
+    raw_btf(
+        tp("napi_gro_receive_entry", "net", "napi_gro_receive_entry"),
+        "napi_gro_receive_entry_raw",
+        "napi_gro_receive_entry_btf",
+    ),
+    raw_btf(
+        tp(
+            "netif_receive_skb_list_entry",
+            "net",
+            "netif_receive_skb_list_entry",
+        ),
+        "netif_receive_skb_list_entry_raw",
+        "netif_receive_skb_list_entry_btf",
+    ),
     sched_btf(
         tp("sched_switch", "sched", "sched_switch"),
         "sched_switch_btf",
