@@ -99,23 +99,11 @@ pub fn deliveries(events: LazyFrame) -> LazyFrame {
             .when(starts_with_slash("comm", "ksoftirqd/"))
             .then(lit(2u8))
             .otherwise(lit(255u8));
-    // (file, cpu) as one u64, and the latest poll's, forward-filled over the rows of each
-    // CPU in time order (filled in u64: polars fills no narrower integers).
-    let key =
-        || col("file").cast(DataType::UInt64) * lit(1u64 << 32) + col("cpu").cast(DataType::UInt64);
-    let at_poll = |e: Expr, name: &str| {
-        when(col("is_poll"))
-            .then(e)
-            .otherwise(lit(Null {}).cast(DataType::UInt64))
-            .fill_null_with_strategy(FillNullStrategy::Forward(None))
-            .alias(name)
-    };
-    let same_cpu_poll = col("poll_key").eq(key());
     let steered = col("prev_is_dev")
         .not()
         .or(col("prev_cpu").neq(col("cpu")))
         .or(col("last_poll").gt(col("prev_ts_ns")));
-    events
+    let rows = events
         .filter(
             rx.clone()
                 .or(dev.clone())
@@ -133,22 +121,8 @@ pub fn deliveries(events: LazyFrame) -> LazyFrame {
             dev.alias("is_dev"),
             poll.alias("is_poll"),
             thread.alias("thread"),
-        ])
-        .sort_by_exprs(
-            [col("file"), col("cpu"), col("ts_ns"), col("seq")],
-            SortMultipleOptions::default(),
-        )
-        .with_columns([
-            at_poll(key(), "poll_key"),
-            at_poll(col("ts_ns").cast(DataType::UInt64), "poll_ts_ns"),
-        ])
-        .filter(col("is_poll").not())
-        .with_column(
-            when(same_cpu_poll)
-                .then(col("poll_ts_ns"))
-                .otherwise(lit(0u64))
-                .alias("last_poll"),
-        )
+        ]);
+    with_last_poll(rows)
         .sort_by_exprs(
             [
                 col("file"),
@@ -193,6 +167,37 @@ pub fn deliveries(events: LazyFrame) -> LazyFrame {
                 .otherwise(lit(0u8))
                 .alias("via"),
         ])
+}
+
+/// The rows of `deliveries` (polls among them, `is_poll`) without the polls, each with
+/// `last_poll`: the time of its CPU's latest napi_poll so far (0: none), forward-filled over
+/// each CPU's rows in time order. (file, cpu) is one u64 key, filled with the time: polars
+/// fills no narrower integers.
+fn with_last_poll(rows: LazyFrame) -> LazyFrame {
+    let key =
+        || col("file").cast(DataType::UInt64) * lit(1u64 << 32) + col("cpu").cast(DataType::UInt64);
+    let at_poll = |e: Expr, name: &str| {
+        when(col("is_poll"))
+            .then(e)
+            .otherwise(lit(Null {}).cast(DataType::UInt64))
+            .fill_null_with_strategy(FillNullStrategy::Forward(None))
+            .alias(name)
+    };
+    rows.sort_by_exprs(
+        [col("file"), col("cpu"), col("ts_ns"), col("seq")],
+        SortMultipleOptions::default(),
+    )
+    .with_columns([
+        at_poll(key(), "poll_key"),
+        at_poll(col("ts_ns").cast(DataType::UInt64), "poll_ts_ns"),
+    ])
+    .filter(col("is_poll").not())
+    .with_column(
+        when(col("poll_key").eq(key()))
+            .then(col("poll_ts_ns"))
+            .otherwise(lit(0u64))
+            .alias("last_poll"),
+    )
 }
 
 /// Per (file, CPU): event counts and everything the per-CPU table sums.

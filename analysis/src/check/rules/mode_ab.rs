@@ -280,6 +280,15 @@ pub(super) fn a7(c: &Ctx, mut r: RuleResult) -> RuleResult {
             });
         }
     }
+    let device = c
+        .initiated()
+        .filter(|(b, d)| d.from != b.cpu && c.ix.via(d) == Via::Device)
+        .count();
+    if device > 0 {
+        r = r.note(format!(
+            "{device} batch(es) steered from a device poll not checked (its enqueue is not seen)"
+        ));
+    }
     r.finish()
 }
 
