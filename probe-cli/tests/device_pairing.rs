@@ -20,14 +20,24 @@ fn received_rps(cpu: usize) -> u64 {
     u64::from_str_radix(col, 16).unwrap()
 }
 
+/// With the tp_btf programs (the default here) and with the classic tracepoints.
 #[test]
 fn deliveries_steered_from_a_device_poll_are_paired_with_its_entry() {
     let _g = kernel_lock();
     if !kernel_tests_enabled() {
         return;
     }
+    for extra in [None, Some("--classic-tracepoints")] {
+        eprintln!("[device pairing] record {extra:?}");
+        steered_from_the_veth_poll(extra);
+    }
+}
+
+fn steered_from_the_veth_poll(extra: Option<&str>) {
     let out = tmp("device-pairing.parquet");
-    let rec = start_record_args(&["-o".into(), out.display().to_string(), "--force".into()]);
+    let mut args = vec!["-o".into(), out.display().to_string(), "--force".into()];
+    args.extend(extra.map(String::from));
+    let rec = start_record_args(&args);
     let before = received_rps(1);
     let sc = Command::new(common::BIN)
         .args([
@@ -95,9 +105,32 @@ fn deliveries_steered_from_a_device_poll_are_paired_with_its_entry() {
         steered * 100 >= received * 95,
         "{steered} of {received} deliveries on CPU 1 paired with a device entry on CPU 0"
     );
+    same_len_as_the_delivery(&t);
 
-    // The checker pairs the same way, and each remote batch it sees had the IPI the kernel
-    // counted (modes A/B); in mode C the backlog thread runs them and no IPI is sent.
+    checker_agrees(&out, received, ipis);
+    let _ = std::fs::remove_file(&out);
+}
+
+/// The entry read skb->len as the delivery does (no GRO merge for a UDP socket without
+/// UDP_GRO: the same skb, its Ethernet header pulled).
+fn same_len_as_the_delivery(t: &analysis::Trace) {
+    let on_nsc1 = |e: &&analysis::Event| e.dev.as_deref() == Some("nsc1");
+    let common_len = |kind: EventKind| {
+        let mut n = std::collections::BTreeMap::<u32, usize>::new();
+        let rows = t.events.iter().filter(|e| e.event == kind).filter(on_nsc1);
+        for e in rows {
+            *n.entry(e.len.unwrap_or(0)).or_default() += 1;
+        }
+        n.into_iter().max_by_key(|(_, c)| *c).map(|(l, _)| l)
+    };
+    let len = common_len(EventKind::NapiGroReceiveEntry);
+    assert!(len.is_some_and(|l| l > 64), "{len:?}");
+    assert_eq!(len, common_len(EventKind::NetifReceiveSkb));
+}
+
+/// The checker pairs the same way, and each remote batch it sees had the IPI the kernel
+/// counted (modes A/B); in mode C the backlog thread runs them and no IPI is sent.
+fn checker_agrees(out: &std::path::Path, received: u64, ipis: u64) {
     let c = napiscope(&["check", "--json", out.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&c.stdout).unwrap();
     let n = |m: &str, k: &str| v[m][k].as_u64().unwrap_or(0);
@@ -123,5 +156,4 @@ fn deliveries_steered_from_a_device_poll_are_paired_with_its_entry() {
             "{remote} device-initiated remote batches, received_rps +{ipis}"
         );
     }
-    let _ = std::fs::remove_file(&out);
 }
