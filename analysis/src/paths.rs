@@ -42,11 +42,60 @@ impl Path {
             Path::BacklogThread => "backlog_thread",
         }
     }
+
+    /// The name with what started the hop: `device_remote_softirq` is a device poll's skb
+    /// steered by RPS to another CPU's NET_RX softirq; netif_rx's keep the plain name.
+    pub fn label(self, via: Via) -> &'static str {
+        match (via, self) {
+            (Via::NetifRx, p) => p.name(),
+            (Via::Device, Path::LocalSoftirq) => "device_local_softirq",
+            (Via::Device, Path::RemoteSoftirq) => "device_remote_softirq",
+            (Via::Device, Path::Ksoftirqd) => "device_ksoftirqd",
+            (Via::Device, Path::BacklogThread) => "device_backlog_thread",
+        }
+    }
+}
+
+/// What handed a delivered skb to the receive path on the enqueuing CPU: netif_rx (the
+/// enqueue itself), or a device's NAPI poll (netif_receive_skb_entry, napi_gro_receive_entry,
+/// netif_receive_skb_list_entry), after which get_rps_cpu → enqueue_to_backlog runs unseen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    NetifRx,
+    Device,
+}
+
+impl Via {
+    /// The initiator kinds a delivery pairs with.
+    pub fn of(kind: EventKind) -> Option<Via> {
+        if kind == EventKind::NetifRx {
+            Some(Via::NetifRx)
+        } else if kind.is_device_rx() {
+            Some(Via::Device)
+        } else {
+            None
+        }
+    }
+}
+
+/// Does a delivery on CPU `to` pair with its skb's latest initiator (`via`, CPU `from`, at
+/// `t_init`)? A netif_rx always enqueues (enqueue_to_backlog). A device-side entry enqueues
+/// only with RPS (netif_receive_skb_internal / netif_receive_skb_list_internal: get_rps_cpu
+/// ≥ 0); else __netif_receive_skb runs in place, inside the device's poll, and that is no
+/// backlog hop. On another CPU it was steered. On the same CPU it was steered to itself
+/// only if a NAPI poll on that CPU ended in between (`last_poll`: the latest napi_poll on
+/// `to` before the delivery): trace_napi_poll fires after the device's ->poll returns, and
+/// the own backlog is polled only after it. Without that poll the two cannot be told apart
+/// without enqueue_to_backlog, and the delivery is left unpaired.
+pub fn pairs(via: Via, from: u32, to: u32, t_init: u64, last_poll: Option<u64>) -> bool {
+    via == Via::NetifRx || from != to || last_poll.is_some_and(|t| t > t_init)
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Delivery {
     pub skb: u64,
+    pub via: Via,
     pub enqueue_cpu: u32,
     pub enqueue_ts: u64,
     pub cpu: u32,
@@ -157,7 +206,8 @@ fn sort(steps: &mut [Step]) {
     steps.sort_unstable_by_key(|e| (e.ts, e.cpu, e.seq));
 }
 
-/// Pair each netif_receive_skb with the latest earlier netif_rx of the same skb.
+/// Pair each netif_receive_skb with the latest earlier initiator of the same skb: its
+/// netif_rx, or its device-side entry when `pairs` says RPS steered it.
 pub fn deliveries(events: &[Event]) -> Vec<Delivery> {
     let mut s = steps(events);
     sort(&mut s);
@@ -166,31 +216,42 @@ pub fn deliveries(events: &[Event]) -> Vec<Delivery> {
 
 /// `deliveries` over steps already in time order.
 pub fn deliveries_of(sorted: &[Step]) -> Vec<Delivery> {
-    let mut last_rx: HashMap<u64, (u64, u32)> = HashMap::new();
+    let mut last_init: HashMap<u64, (u64, u32, Via)> = HashMap::new();
+    // Per CPU: its latest napi_poll (any device), for `pairs`.
+    let mut last_poll: HashMap<u32, u64> = HashMap::new();
     let mut out = Vec::new();
     for e in sorted {
-        match (e.kind, e.skb) {
-            (EventKind::NetifRx, Some(skb)) => {
-                last_rx.insert(skb, (e.ts, e.cpu));
-            }
-            (EventKind::NetifReceiveSkb, Some(skb)) => {
-                if let Some((ts, cpu)) = last_rx.remove(&skb) {
-                    if e.ts.saturating_sub(ts) <= MATCH_WINDOW_NS {
-                        out.push(Delivery {
-                            skb,
-                            enqueue_cpu: cpu,
-                            enqueue_ts: ts,
-                            cpu: e.cpu,
-                            ts: e.ts,
-                            ctx: e.ctx,
-                            comm: e.comm.to_string(),
-                            path: classify(cpu, e.cpu, e.ctx, e.comm),
-                        });
-                    }
-                }
-            }
-            _ => {}
+        if e.kind == EventKind::NapiPoll {
+            last_poll.insert(e.cpu, e.ts);
+            continue;
         }
+        let Some(skb) = e.skb else { continue };
+        if let Some(via) = Via::of(e.kind) {
+            last_init.insert(skb, (e.ts, e.cpu, via));
+            continue;
+        }
+        if e.kind != EventKind::NetifReceiveSkb {
+            continue;
+        }
+        let Some((ts, cpu, via)) = last_init.remove(&skb) else {
+            continue;
+        };
+        if e.ts.saturating_sub(ts) > MATCH_WINDOW_NS
+            || !pairs(via, cpu, e.cpu, ts, last_poll.get(&e.cpu).copied())
+        {
+            continue;
+        }
+        out.push(Delivery {
+            skb,
+            via,
+            enqueue_cpu: cpu,
+            enqueue_ts: ts,
+            cpu: e.cpu,
+            ts: e.ts,
+            ctx: e.ctx,
+            comm: e.comm.to_string(),
+            path: classify(cpu, e.cpu, e.ctx, e.comm),
+        });
     }
     out
 }
@@ -208,7 +269,7 @@ pub fn summary_of_cols<R: StepRows>(c: &R) -> (BTreeMap<&'static str, u64>, usiz
 pub fn path_counts(d: &[Delivery]) -> BTreeMap<&'static str, u64> {
     let mut m = BTreeMap::new();
     for x in d {
-        *m.entry(x.path.name()).or_default() += 1;
+        *m.entry(x.path.label(x.via)).or_default() += 1;
     }
     m
 }
@@ -313,104 +374,5 @@ pub fn rps_hops_of(ev: &[Step], deliveries: &[Delivery]) -> Vec<RpsHop> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    // The column path (`summary_of_cols`) is tested where the columns implement
-    // `StepRows`: check/tally.rs.
-
-    fn ev(ts: u64, cpu: u32, kind: EventKind, f: impl FnOnce(&mut Event)) -> Event {
-        let mut e = Event::new(ts, cpu, ts, kind);
-        f(&mut e);
-        e
-    }
-
-    /// The canonical remote sequence of model.md §5.2.
-    fn remote_hop() -> Vec<Event> {
-        use EventKind::*;
-        vec![
-            ev(10, 0, NetifRx, |e| e.skb = Some(77)),
-            ev(11, 0, SoftirqRaise, |e| e.vec = Some(3)),
-            ev(12, 0, SoftirqEntry, |e| e.vec = Some(3)),
-            ev(13, 0, CsdQueueCpu, |e| {
-                e.target_cpu = Some(1);
-                e.func = Some(RPS_IPI_FUNC.into());
-            }),
-            ev(20, 1, CsdFunctionEntry, |e| {
-                e.func = Some(RPS_IPI_FUNC.into());
-                e.ctx = Ctx::Hardirq;
-            }),
-            ev(21, 1, SoftirqEntry, |e| e.vec = Some(3)),
-            ev(22, 1, NetifReceiveSkb, |e| {
-                e.skb = Some(77);
-                e.ctx = Ctx::Softirq;
-                e.comm = "swapper/1".into();
-            }),
-            ev(23, 1, NapiPoll, |e| {
-                e.dev = Some("(no_device)".into());
-                e.work = Some(1);
-                e.budget = Some(64);
-                e.ctx = Ctx::Softirq;
-            }),
-        ]
-    }
-
-    #[test]
-    fn finds_the_complete_hop() {
-        let hops = rps_hops(&remote_hop());
-        assert_eq!(hops.len(), 1);
-        let h = &hops[0];
-        assert_eq!(
-            (h.from_cpu, h.to_cpu, h.csd_queue, h.csd_entry),
-            (0, 1, 13, 20)
-        );
-        assert_eq!((h.softirq_entry, h.receive, h.backlog_poll), (21, 22, 23));
-        let d = deliveries(&remote_hop());
-        assert_eq!(d[0].path, Path::RemoteSoftirq);
-    }
-
-    #[test]
-    fn a_missing_leg_breaks_the_hop() {
-        for drop_kind in [
-            EventKind::CsdQueueCpu,
-            EventKind::CsdFunctionEntry,
-            EventKind::SoftirqEntry,
-            EventKind::NapiPoll,
-        ] {
-            let t: Vec<Event> = remote_hop()
-                .into_iter()
-                // CPU 0 has its own softirq_entry; the legs under test are the others.
-                .filter(|e| {
-                    e.event != drop_kind || (e.cpu == 0 && drop_kind != EventKind::CsdQueueCpu)
-                })
-                .collect();
-            assert!(rps_hops(&t).is_empty(), "hop found without {drop_kind:?}");
-        }
-    }
-
-    #[test]
-    fn classification() {
-        assert_eq!(classify(1, 1, Ctx::Softirq, "python3"), Path::LocalSoftirq);
-        assert_eq!(
-            classify(0, 1, Ctx::Task, "backlog_napi/1"),
-            Path::BacklogThread
-        );
-        // A softirq run at the backlog thread's BH enable is still a softirq (model.md C-4).
-        assert_eq!(
-            classify(1, 1, Ctx::Softirq, "backlog_napi/1"),
-            Path::LocalSoftirq
-        );
-        assert_eq!(classify(0, 1, Ctx::Softirq, "ksoftirqd/1"), Path::Ksoftirqd);
-    }
-
-    #[test]
-    fn skb_reuse_outside_the_window_is_not_paired() {
-        let t = vec![
-            ev(0, 0, EventKind::NetifRx, |e| e.skb = Some(5)),
-            ev(MATCH_WINDOW_NS + 10, 0, EventKind::NetifReceiveSkb, |e| {
-                e.skb = Some(5)
-            }),
-        ];
-        assert!(deliveries(&t).is_empty());
-    }
-}
+#[path = "paths_tests.rs"]
+mod tests;

@@ -3,6 +3,10 @@
 //!
 //! * `veth-rps`: netns A (sender pinned to CPU S) → veth → netns B, whose rx queue steers to
 //!   CPU T by RPS. veth delivers with `__netif_rx` on S, so this is the remote backlog path.
+//! * `veth-gro-rps`: the same with GRO on the receiving veth (and TSO off on the sending
+//!   one, so every skb is eligible: veth_skb_is_eligible_for_gro): veth_xmit then queues to
+//!   the peer's NAPI instead of `__netif_rx`, veth_poll on S hands each skb to
+//!   napi_gro_receive, and RPS steers from that device poll (no netif_rx at all).
 //! * `loopback`: UDP to 127.0.0.1 inside one netns, RPS off: the local backlog path on S.
 //! * `loopback-rps`: the same with lo's RPS set to CPU T (the patch's own loopback test).
 
@@ -22,10 +26,13 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
+mod ethtool;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     VethRps,
+    VethGroRps,
     Loopback,
     LoopbackRps,
 }
@@ -229,6 +236,18 @@ fn enter_netns(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Run `f` on a thread inside the named network namespace.
+fn in_netns(name: &str, f: impl FnOnce() -> Result<()> + Send) -> Result<()> {
+    thread::scope(|s| {
+        s.spawn(|| {
+            enter_netns(name)?;
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("netns thread panicked"))?
+    })
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = ip(&["netns", "del", &self.name]);
@@ -326,7 +345,7 @@ fn namespaces(
     port: u16,
 ) -> Result<(Vec<Netns>, String, String, SocketAddr, SocketAddr)> {
     Ok(match opts.kind {
-        Kind::VethRps => {
+        Kind::VethRps | Kind::VethGroRps => {
             let a = Netns::create(&format!("napiscope-{pid}-a"))?;
             let b = Netns::create(&format!("napiscope-{pid}-b"))?;
             a.ip(&[
@@ -340,6 +359,14 @@ fn namespaces(
                 "/sys/class/net/nsc1/queues/rx-0/rps_cpus",
                 &mask(opts.rx_cpu),
             )?;
+            if opts.kind == Kind::VethGroRps {
+                in_netns(&a.name, || {
+                    ethtool::set_feature("nsc0", ethtool::ETHTOOL_STSO, false)
+                })?;
+                in_netns(&b.name, || {
+                    ethtool::set_feature("nsc1", ethtool::ETHTOOL_SGRO, true)
+                })?;
+            }
             let src: SocketAddr = "10.213.0.1:0".parse()?;
             let dst: SocketAddr = format!("10.213.0.2:{port}").parse()?;
             let (an, bn) = (a.name.clone(), b.name.clone());

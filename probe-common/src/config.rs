@@ -41,6 +41,11 @@ pub struct TpOffsets {
     pub rcv_skb: u32,
     pub rcv_len: u32,
     pub rcv_name: u32,
+    /// netif_receive_skb_entry's record; napi_gro_receive_entry and
+    /// netif_receive_skb_list_entry share its class (net_dev_rx_verbose_template).
+    pub devrx_skb: u32,
+    pub devrx_len: u32,
+    pub devrx_name: u32,
     pub cpuhp_enter_cpu: u32,
     pub cpuhp_enter_target: u32,
     pub cpuhp_enter_idx: u32,

@@ -43,10 +43,19 @@ pub enum EventKind {
     NapiThreadedPollLoop = 22,
     /// kprobe run_ksoftirqd(cpu): ksoftirqd runs pending softirqs.
     RunKsoftirqd = 23,
+    /// net:netif_receive_skb_entry: a driver (device NAPI poll) hands an skb to
+    /// netif_receive_skb on this CPU; with RPS, get_rps_cpu → enqueue_to_backlog follows.
+    NetifReceiveSkbEntry = 24,
+    /// net:napi_gro_receive_entry: an skb enters GRO in a device NAPI poll on this CPU (before
+    /// any merge: a merged skb is never delivered itself, its head is).
+    NapiGroReceiveEntry = 25,
+    /// net:netif_receive_skb_list_entry: one skb of a list a driver hands to
+    /// netif_receive_skb_list on this CPU.
+    NetifReceiveSkbListEntry = 26,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 23] = [
+    pub const ALL: [EventKind; 26] = [
         EventKind::SoftirqRaise,
         EventKind::SoftirqEntry,
         EventKind::SoftirqExit,
@@ -70,6 +79,9 @@ impl EventKind {
         EventKind::RunBacklogNapi,
         EventKind::NapiThreadedPollLoop,
         EventKind::RunKsoftirqd,
+        EventKind::NetifReceiveSkbEntry,
+        EventKind::NapiGroReceiveEntry,
+        EventKind::NetifReceiveSkbListEntry,
     ];
 
     pub fn from_code(code: u16) -> Option<EventKind> {
@@ -102,11 +114,24 @@ impl EventKind {
             EventKind::RunBacklogNapi => "run_backlog_napi",
             EventKind::NapiThreadedPollLoop => "napi_threaded_poll_loop",
             EventKind::RunKsoftirqd => "run_ksoftirqd",
+            EventKind::NetifReceiveSkbEntry => "netif_receive_skb_entry",
+            EventKind::NapiGroReceiveEntry => "napi_gro_receive_entry",
+            EventKind::NetifReceiveSkbListEntry => "netif_receive_skb_list_entry",
         }
     }
 
     pub fn from_name(name: &str) -> Option<EventKind> {
         EventKind::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    /// A device-side receive entry: a device's NAPI poll hands the skb to the stack here.
+    pub fn is_device_rx(self) -> bool {
+        matches!(
+            self,
+            EventKind::NetifReceiveSkbEntry
+                | EventKind::NapiGroReceiveEntry
+                | EventKind::NetifReceiveSkbListEntry
+        )
     }
 }
 

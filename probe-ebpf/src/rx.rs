@@ -276,3 +276,89 @@ fn count_delivery(c: &mut CpuCounters, skb: u64) {
     atomic_inc(&mut c.latency[path][b]);
     atomic_add(&mut c.latency_ns_sum[path], lat);
 }
+
+program! {
+    /// The device-side receive entries (net_dev_rx_verbose_template, TP_PROTO(const struct
+    /// sk_buff *skb)): a device NAPI poll hands `skb` to the stack on this CPU, before
+    /// get_rps_cpu → enqueue_to_backlog (dev.c netif_receive_skb_internal /
+    /// netif_receive_skb_list_internal). With RPS this is the initiator of a backlog hop that
+    /// has no netif_rx; the delivery pairs with it by the skb pointer. `top` keeps no
+    /// counters for it (no INFLIGHT entry: most such skbs are delivered in place).
+    fn dev_rx_entry_event(
+        kind: EventKind,
+        skb: u64,
+        len: u32,
+        dev_name: impl FnOnce(&mut Dev),
+    ) -> u32 {
+        if counters_on() {
+            return 0;
+        }
+        emit(kind, |ev| {
+            ev.ptr = skb;
+            ev.arg0 = len as i32;
+            dev_name(&mut ev.name);
+        });
+        0
+    }
+
+    tracepoint netif_receive_skb_entry(ctx) {
+        kind = EventKind::NetifReceiveSkbEntry,
+        skb = read(&ctx, off!(devrx_skb)),
+        len = read(&ctx, off!(devrx_len)),
+        dev_name = |name: &mut Dev| read_data_loc(&ctx, off!(devrx_name), name),
+    }
+    raw_tracepoint netif_receive_skb_entry_raw(ctx) {
+        kind = EventKind::NetifReceiveSkbEntry,
+        skb = ctx.arg::<u64>(0),
+        len = kread_u32(skb + koff!(skb_len)),
+        dev_name = |name: &mut Dev| netdev_name(kread_u64(skb + koff!(skb_dev)), name),
+    }
+    btf_tracepoint("netif_receive_skb_entry") netif_receive_skb_entry_btf(ctx) {
+        kind = EventKind::NetifReceiveSkbEntry,
+        skb: u64 = ctx.arg(0),
+        len = unsafe { btf_load::<u32>(skb, koff!(skb_len)) },
+        dev_name = |name: &mut Dev| {
+            btf_netdev_name(unsafe { btf_load::<u64>(skb, koff!(skb_dev)) }, name)
+        },
+    }
+    tracepoint napi_gro_receive_entry(ctx) {
+        kind = EventKind::NapiGroReceiveEntry,
+        skb = read(&ctx, off!(devrx_skb)),
+        len = read(&ctx, off!(devrx_len)),
+        dev_name = |name: &mut Dev| read_data_loc(&ctx, off!(devrx_name), name),
+    }
+    raw_tracepoint napi_gro_receive_entry_raw(ctx) {
+        kind = EventKind::NapiGroReceiveEntry,
+        skb = ctx.arg::<u64>(0),
+        len = kread_u32(skb + koff!(skb_len)),
+        dev_name = |name: &mut Dev| netdev_name(kread_u64(skb + koff!(skb_dev)), name),
+    }
+    btf_tracepoint("napi_gro_receive_entry") napi_gro_receive_entry_btf(ctx) {
+        kind = EventKind::NapiGroReceiveEntry,
+        skb: u64 = ctx.arg(0),
+        len = unsafe { btf_load::<u32>(skb, koff!(skb_len)) },
+        dev_name = |name: &mut Dev| {
+            btf_netdev_name(unsafe { btf_load::<u64>(skb, koff!(skb_dev)) }, name)
+        },
+    }
+    tracepoint netif_receive_skb_list_entry(ctx) {
+        kind = EventKind::NetifReceiveSkbListEntry,
+        skb = read(&ctx, off!(devrx_skb)),
+        len = read(&ctx, off!(devrx_len)),
+        dev_name = |name: &mut Dev| read_data_loc(&ctx, off!(devrx_name), name),
+    }
+    raw_tracepoint netif_receive_skb_list_entry_raw(ctx) {
+        kind = EventKind::NetifReceiveSkbListEntry,
+        skb = ctx.arg::<u64>(0),
+        len = kread_u32(skb + koff!(skb_len)),
+        dev_name = |name: &mut Dev| netdev_name(kread_u64(skb + koff!(skb_dev)), name),
+    }
+    btf_tracepoint("netif_receive_skb_list_entry") netif_receive_skb_list_entry_btf(ctx) {
+        kind = EventKind::NetifReceiveSkbListEntry,
+        skb: u64 = ctx.arg(0),
+        len = unsafe { btf_load::<u32>(skb, koff!(skb_len)) },
+        dev_name = |name: &mut Dev| {
+            btf_netdev_name(unsafe { btf_load::<u64>(skb, koff!(skb_dev)) }, name)
+        },
+    }
+}

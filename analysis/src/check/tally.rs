@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use super::index::{Class, Index};
-use crate::paths::{classify_task, Path, Step, StepRows, TaskKind};
+use crate::paths::{classify_task, Path, Step, StepRows, TaskKind, Via};
 use crate::trace::cols::Cols;
 
-/// Packets by path (`Path::name`), from the deliveries the index paired.
+/// Packets by path (`Path::label`: the path, and `device_` when a device's poll started the
+/// hop), from the deliveries the index paired.
 pub(super) fn packets_by_path(ix: &Index) -> BTreeMap<String, u64> {
-    // Counted per path in an array, named once per path.
-    let mut per_path = [0u64; 4];
+    // Counted per (initiator, path) in an array, named once per pair.
+    let mut per_path = [[0u64; 4]; 2];
     let path_of = |p: Path| p as usize;
     // Each distinct task name sorted once.
     let strs = &ix.c.strs;
@@ -20,26 +21,38 @@ pub(super) fn packets_by_path(ix: &Index) -> BTreeMap<String, u64> {
     for d in &ix.deliveries {
         let rcv = ix.ev(d.rcv);
         let path = classify_task(d.from, d.to, rcv.ctx(), task[rcv.comm_sym() as usize]);
-        per_path[path_of(path)] += 1;
+        per_path[ix.via(d) as usize][path_of(path)] += 1;
     }
-    let paths: BTreeMap<&str, u64> = Path::ALL
-        .iter()
-        .filter(|p| per_path[path_of(**p)] > 0)
-        .map(|p| (p.name(), per_path[path_of(*p)]))
-        .collect();
+    let mut paths: BTreeMap<&str, u64> = BTreeMap::new();
+    for via in [Via::NetifRx, Via::Device] {
+        for p in Path::ALL {
+            let n = per_path[via as usize][path_of(p)];
+            if n > 0 {
+                paths.insert(p.label(via), n);
+            }
+        }
+    }
     paths.into_iter().map(|(k, n)| (k.to_string(), n)).collect()
 }
 
 /// Complete batches by "origin → class".
 pub(super) fn batches_by_path(ix: &Index) -> BTreeMap<String, u64> {
     // Counted per (origin, class) in an array, named once per pair.
-    const ORIGINS: [&str; 3] = ["remote", "local", "no traced enqueue"];
+    const ORIGINS: [&str; 5] = [
+        "remote",
+        "local",
+        "no traced enqueue",
+        "device, remote",
+        "device, local",
+    ];
     const CLASSES: [Class; 4] = [Class::Softirq, Class::Thread, Class::Other, Class::Mixed];
     let mut per_batch_path = [[0u64; CLASSES.len()]; ORIGINS.len()];
     for b in ix.batches.iter().filter(|b| b.complete) {
         let origin = match b.init.get().map(|i| &ix.deliveries[i as usize]) {
-            Some(d) if d.from != b.cpu => 0,
-            Some(_) => 1,
+            Some(d) => {
+                let device = if ix.via(d) == Via::Device { 3 } else { 0 };
+                device + usize::from(d.from == b.cpu)
+            }
             None => 2,
         };
         let class = CLASSES.iter().position(|c| *c == b.class).unwrap_or(0);

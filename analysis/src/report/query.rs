@@ -67,36 +67,62 @@ fn starts_with_slash(c: &str, prefix: &str) -> Expr {
     col(c).gt_eq(lit(prefix)).and(col(c).lt(lit(end.as_str())))
 }
 
+/// The device-side receive entries (`EventKind::is_device_rx`).
+fn device_rx() -> Expr {
+    ev("netif_receive_skb_entry")
+        .or(ev("napi_gro_receive_entry"))
+        .or(ev("netif_receive_skb_list_entry"))
+}
+
 fn is_rps(func: Expr) -> Expr {
     func.eq(lit(RPS_IPI_FUNC))
 }
 
 /// Packet deliveries, the same pairing as `paths::deliveries`: each netif_receive_skb is
-/// paired with the latest earlier netif_rx of the same skb in the same file, if that enqueue
-/// was not already consumed by an earlier receive and lies within `MATCH_WINDOW_NS`.
+/// paired with the latest earlier initiator (netif_rx, or a device-side entry) of the same
+/// skb in the same file, if that initiator was not already consumed by an earlier receive,
+/// lies within `MATCH_WINDOW_NS` and, for a device-side entry, `paths::pairs` holds (another
+/// CPU, or a napi_poll on this CPU in between: `last_poll`, the CPU's latest napi_poll so far,
+/// forward-filled in per-CPU time order).
 /// Sorting by (file, skb, ts, cpu, seq) puts each skb's events in the global order the
 /// reference uses; the pairing is then a comparison with the previous row.
-/// Columns: file, cpu, enqueue_cpu, ts_ns, latency_ns, path (u8 code, see `PATH_NAMES`).
+/// Columns: file, cpu, enqueue_cpu, ts_ns, latency_ns, path (u8 code, see `PATH_NAMES`),
+/// via (u8: 0 netif_rx, 1 a device's poll).
 pub fn deliveries(events: LazyFrame) -> LazyFrame {
     let rx = ev("netif_rx");
+    let dev = device_rx();
     let recv = ev("netif_receive_skb");
+    let poll = ev("napi_poll");
     let thread =
         when(starts_with_slash("comm", "backlog_napi/").and(col("ctx").neq(lit("softirq"))))
             .then(lit(3u8))
             .when(starts_with_slash("comm", "ksoftirqd/"))
             .then(lit(2u8))
             .otherwise(lit(255u8));
-    events
-        .filter(rx.clone().or(recv).and(col("skb").is_not_null()))
+    let steered = col("prev_is_dev")
+        .not()
+        .or(col("prev_cpu").neq(col("cpu")))
+        .or(col("last_poll").gt(col("prev_ts_ns")));
+    let rows = events
+        .filter(
+            rx.clone()
+                .or(dev.clone())
+                .or(recv)
+                .and(col("skb").is_not_null())
+                .or(poll.clone()),
+        )
         .select([
             col("file"),
             col("skb"),
             col("ts_ns"),
             col("cpu"),
             col("seq"),
-            rx.alias("is_rx"),
+            rx.or(dev.clone()).alias("is_rx"),
+            dev.alias("is_dev"),
+            poll.alias("is_poll"),
             thread.alias("thread"),
-        ])
+        ]);
+    with_last_poll(rows)
         .sort_by_exprs(
             [
                 col("file"),
@@ -113,6 +139,7 @@ pub fn deliveries(events: LazyFrame) -> LazyFrame {
             prev("ts_ns"),
             prev("cpu"),
             prev("is_rx"),
+            prev("is_dev"),
         ])
         .filter(
             col("is_rx")
@@ -120,7 +147,8 @@ pub fn deliveries(events: LazyFrame) -> LazyFrame {
                 .and(col("prev_is_rx"))
                 .and(col("prev_file").eq(col("file")))
                 .and(col("prev_skb").eq(col("skb")))
-                .and((col("ts_ns") - col("prev_ts_ns")).lt_eq(lit(MATCH_WINDOW_NS))),
+                .and((col("ts_ns") - col("prev_ts_ns")).lt_eq(lit(MATCH_WINDOW_NS)))
+                .and(steered),
         )
         .select([
             col("file"),
@@ -134,7 +162,42 @@ pub fn deliveries(events: LazyFrame) -> LazyFrame {
                 .then(lit(1u8))
                 .otherwise(lit(0u8))
                 .alias("path"),
+            when(col("prev_is_dev"))
+                .then(lit(1u8))
+                .otherwise(lit(0u8))
+                .alias("via"),
         ])
+}
+
+/// The rows of `deliveries` (polls among them, `is_poll`) without the polls, each with
+/// `last_poll`: the time of its CPU's latest napi_poll so far (0: none), forward-filled over
+/// each CPU's rows in time order. (file, cpu) is one u64 key, filled with the time: polars
+/// fills no narrower integers.
+fn with_last_poll(rows: LazyFrame) -> LazyFrame {
+    let key =
+        || col("file").cast(DataType::UInt64) * lit(1u64 << 32) + col("cpu").cast(DataType::UInt64);
+    let at_poll = |e: Expr, name: &str| {
+        when(col("is_poll"))
+            .then(e)
+            .otherwise(lit(Null {}).cast(DataType::UInt64))
+            .fill_null_with_strategy(FillNullStrategy::Forward(None))
+            .alias(name)
+    };
+    rows.sort_by_exprs(
+        [col("file"), col("cpu"), col("ts_ns"), col("seq")],
+        SortMultipleOptions::default(),
+    )
+    .with_columns([
+        at_poll(key(), "poll_key"),
+        at_poll(col("ts_ns").cast(DataType::UInt64), "poll_ts_ns"),
+    ])
+    .filter(col("is_poll").not())
+    .with_column(
+        when(col("poll_key").eq(key()))
+            .then(col("poll_ts_ns"))
+            .otherwise(lit(0u64))
+            .alias("last_poll"),
+    )
 }
 
 /// Per (file, CPU): event counts and everything the per-CPU table sums.
@@ -170,6 +233,7 @@ pub fn per_cpu(events: LazyFrame) -> LazyFrame {
             ev("csd_function_entry").and(is_rps(col("func"))),
             "rps_ipis_received",
         ),
+        count_if(device_rx(), "device_entries"),
     ])
 }
 
@@ -284,7 +348,8 @@ pub fn timeline(deliveries: LazyFrame, starts: DataFrame, bin_ns: u64) -> LazyFr
 
 /// Deliveries per (cpu, path).
 pub fn paths_per_cpu(deliveries: LazyFrame) -> LazyFrame {
-    deliveries
-        .group_by([col("cpu"), col("path")])
-        .agg([len().cast(DataType::UInt64).alias("n")])
+    deliveries.group_by([col("cpu"), col("path")]).agg([
+        len().cast(DataType::UInt64).alias("n"),
+        col("via").cast(DataType::UInt64).sum().alias("device"),
+    ])
 }

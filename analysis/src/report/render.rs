@@ -238,10 +238,13 @@ pub fn cost_table(s: &Summary) -> String {
 pub fn totals_line(s: &Summary) -> String {
     let t = &s.totals;
     format!(
-        "packets: {} enqueued (netif_rx), {} delivered; RPS IPIs per packet {}; thread \
+        "packets: {} enqueued (netif_rx), {} handed over by a device poll ({} of them \
+         steered to a backlog and paired), {} delivered; RPS IPIs per packet {}; thread \
          wake-ups per packet {}; mean napi_poll batch {}; budget exhausted in {}% of polls; \
          NET_RX softirq {} per packet\n",
         t.enqueued,
+        t.device_entries,
+        t.device_initiated,
         t.delivered,
         num(t.ipis_per_packet, 3),
         num(t.wakeups_per_packet, 3),

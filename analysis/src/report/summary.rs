@@ -77,9 +77,13 @@ pub struct CpuRow {
     pub events: u64,
     /// netif_rx on this CPU (packets enqueued here).
     pub enqueued: u64,
+    /// Device-side receive entries on this CPU (skbs a device's poll handed over here).
+    pub device_entries: u64,
     /// Packets whose receive work ran on this CPU, by path.
     pub deliveries: PathCounts,
     pub delivered: u64,
+    /// Of them, steered here by RPS from a device's poll (paired with its device-side entry).
+    pub device_initiated: u64,
     pub net_rx_raises: u64,
     pub net_rx_entries: u64,
     pub softirq_runs: u64,
@@ -107,8 +111,12 @@ pub struct CpuRow {
 pub struct Totals {
     pub events: u64,
     pub enqueued: u64,
+    pub device_entries: u64,
     pub delivered: u64,
     pub deliveries: PathCounts,
+    /// Deliveries paired with a device-side entry; the rest of `device_entries` were
+    /// delivered in place, merged by GRO into another skb, or not seen delivered.
+    pub device_initiated: u64,
     pub rps_ipis_sent: u64,
     pub rps_ipis_received: u64,
     pub ksoftirqd_wakeups: u64,
@@ -192,10 +200,11 @@ pub fn summarize(recs: &[(usize, &Recording)]) -> Result<Summary> {
     let dl = query::collect(query::deliveries(events)).context("packet pairing")?;
     let per = query::collect(query::paths_per_cpu(dl.clone().lazy()))?;
     let (pcpu, ppath, pn) = (u64s(&per, "cpu")?, u64s(&per, "path")?, u64s(&per, "n")?);
+    let pdev = u64s(&per, "device")?;
     for i in 0..per.height() {
-        row(&mut cpus, pcpu[i])
-            .deliveries
-            .add(ppath[i] as usize, pn[i]);
+        let r = row(&mut cpus, pcpu[i]);
+        r.deliveries.add(ppath[i] as usize, pn[i]);
+        r.device_initiated += pdev[i];
     }
     let mut totals = totals_of(&mut cpus);
     let span_ns: u64 = starts.values().map(|(a, b)| b.saturating_sub(*a)).sum();
@@ -245,6 +254,7 @@ fn add_counts(
         "backlog_polls",
         "rps_ipis_sent",
         "rps_ipis_received",
+        "device_entries",
     ];
     let v: Vec<Vec<u64>> = cols.iter().map(|c| u64s(&pc, c)).collect::<Result<_>>()?;
     for i in 0..pc.height() {
@@ -262,6 +272,7 @@ fn add_counts(
         r.backlog_polls += g(13);
         r.rps_ipis_sent += g(14);
         r.rps_ipis_received += g(15);
+        r.device_entries += g(16);
         let s = starts.entry(g(0) as u32).or_insert((u64::MAX, 0));
         *s = (s.0.min(g(5)), s.1.max(g(6)));
     }
@@ -321,7 +332,9 @@ fn totals_of(cpus: &mut BTreeMap<u32, CpuRow>) -> Totals {
         r.wakeups_per_packet = ratio(r.ksoftirqd_wakeups + r.backlog_thread_wakeups, r.delivered);
         t.events += r.events;
         t.enqueued += r.enqueued;
+        t.device_entries += r.device_entries;
         t.delivered += r.delivered;
+        t.device_initiated += r.device_initiated;
         for p in 0..4 {
             t.deliveries.add(p, r.deliveries.get(p));
         }

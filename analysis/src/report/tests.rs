@@ -26,57 +26,93 @@ fn sim(mode: Mode, ncpu: usize, w: Workload, packets: usize, seed: u64, out: &Pa
 
 use crate::Event;
 
-/// The polars pairing and `paths::deliveries` find the same packets on the same paths.
+/// The polars pairing and `paths::deliveries` find the same packets on the same paths, and
+/// with the same initiator: `device` turns every netif_rx into a device-side entry, so a
+/// local one pairs only across a napi_poll of its CPU (`paths::pairs`).
 #[test]
 fn polars_pairing_agrees_with_paths_deliveries() {
     let d = tmpdir("agree");
-    for (mode, w, seed) in [
-        (Mode::C, Workload::Mixed, 3),
-        (Mode::B, Workload::Mixed, 4),
-        (Mode::B, Workload::Rps, 5),
+    for (mode, w, seed, device) in [
+        (Mode::C, Workload::Mixed, 3, false),
+        (Mode::B, Workload::Mixed, 4, false),
+        (Mode::B, Workload::Rps, 5, false),
+        (Mode::B, Workload::Mixed, 6, true),
+        (Mode::C, Workload::Mixed, 7, true),
     ] {
         let f = d.join("t.parquet");
-        let events = sim(mode, 3, w, 800, seed, &f);
+        let mut events = sim(mode, 3, w, 800, seed, &f);
+        if device {
+            as_device_entries(&mut events);
+            write_trace(&f, &events, &crate::TraceMeta::default()).unwrap();
+        }
         let rec = input::resolve(std::slice::from_ref(&f)).unwrap();
         let lf = query::scan(&[(0, &rec[0])]).unwrap();
         let df = query::collect(query::deliveries(lf)).unwrap();
         let col = |n: &str| summary::u64s(&df, n).unwrap();
-        let (cpu, enq, ts, lat, path) = (
+        let (cpu, enq, ts, lat, path, via) = (
             col("cpu"),
             col("enqueue_cpu"),
             col("ts_ns"),
             col("latency_ns"),
             col("path"),
+            col("via"),
         );
-        let mut ours: Vec<(u64, u64, u64, u64, &str)> = (0..df.height())
+        let mut ours: Vec<Pairing> = (0..df.height())
             .map(|i| {
-                (
-                    ts[i],
-                    cpu[i],
-                    enq[i],
-                    lat[i],
-                    query::PATH_NAMES[path[i] as usize],
-                )
+                let p = query::PATH_NAMES[path[i] as usize];
+                (ts[i], cpu[i], enq[i], lat[i], p, via[i] == 1)
             })
             .collect();
-        let mut reference: Vec<(u64, u64, u64, u64, &str)> = paths::deliveries(&events)
+        let mut reference: Vec<Pairing> = paths::deliveries(&events)
             .iter()
             .map(|d| {
+                let lat = d.ts - d.enqueue_ts;
+                let dev = d.via == paths::Via::Device;
                 (
                     d.ts,
                     d.cpu as u64,
                     d.enqueue_cpu as u64,
-                    d.ts - d.enqueue_ts,
+                    lat,
                     d.path.name(),
+                    dev,
                 )
             })
             .collect();
         ours.sort();
         reference.sort();
-        assert!(reference.len() > 500, "{mode:?}: {}", reference.len());
-        assert_eq!(ours, reference, "{mode:?} {w:?}");
+        assert!(reference.len() > 300, "{mode:?}: {}", reference.len());
+        assert_eq!(ours, reference, "{mode:?} {w:?} device {device}");
+        if device {
+            let local = reference.iter().filter(|r| r.1 == r.2).count();
+            assert!(local > 0 && reference.iter().all(|r| r.5), "{local}");
+        }
     }
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// (ts, cpu, enqueue cpu, latency, path, from a device's poll)
+type Pairing = (u64, u64, u64, u64, &'static str, bool);
+
+/// Every netif_rx of `events` as one of the device-side entries, in turn; after every
+/// other one its device's poll ends (a napi_poll on its CPU 1 ns later).
+fn as_device_entries(events: &mut Vec<Event>) {
+    let kinds = [
+        EventKind::NapiGroReceiveEntry,
+        EventKind::NetifReceiveSkbEntry,
+        EventKind::NetifReceiveSkbListEntry,
+    ];
+    let mut polls = Vec::new();
+    let rx = events.iter_mut().filter(|e| e.event == EventKind::NetifRx);
+    for (i, e) in rx.enumerate() {
+        e.event = kinds[i % 3];
+        if i % 2 == 0 {
+            let mut p = Event::new(e.ts_ns + 1, e.cpu, e.seq, EventKind::NapiPoll);
+            (p.dev, p.work, p.budget) = (Some("eth0".into()), Some(1), Some(64));
+            polls.push(p);
+        }
+    }
+    events.extend(polls);
+    events.sort_by_key(|e| (e.ts_ns, e.cpu, e.seq));
 }
 
 #[test]

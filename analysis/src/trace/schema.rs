@@ -106,6 +106,8 @@ macro_rules! ring_fields {
             SoftirqRaise | SoftirqEntry | SoftirqExit => { vec: arg0 };
             NapiPoll => { napi: ptr, work: arg0, budget: arg1, dev: name };
             NetifRx | NetifReceiveSkb => { skb: ptr, len: arg0, dev: name };
+            // The device-side receive entries (a device NAPI poll hands the skb over).
+            NetifReceiveSkbEntry | NapiGroReceiveEntry | NetifReceiveSkbListEntry => { skb: ptr, len: arg0, dev: name };
             NetifRxExit => { ret: arg0 };
             // comm / pid are the task switched out.
             SchedSwitch => { target_comm: name, target_pid: arg1, prev_state: state };

@@ -13,7 +13,8 @@ use crate::{
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// veth-rps: remote backlog path (RPS to --rx-cpu); loopback: local path;
+    /// veth-rps: remote backlog path (RPS to --rx-cpu); veth-gro-rps: the same, steered
+    /// from the receiving veth's GRO poll (no netif_rx); loopback: local path;
     /// loopback-rps: loopback with RPS to --rx-cpu
     #[arg(value_enum)]
     kind: traffic::Kind,

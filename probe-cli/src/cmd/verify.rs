@@ -204,7 +204,8 @@ struct Step {
     dev: &'static str,
 }
 
-/// The scenarios this machine can run (veth-rps first when it has two CPUs and veth), and
+/// The scenarios this machine can run (veth-rps and veth-gro-rps first when it has two CPUs
+/// and veth), and
 /// why the others are skipped.
 fn plan(online: &[u32]) -> (Vec<Step>, Vec<String>) {
     let (s_cpu, t_cpu) = (online[0], *online.get(1).unwrap_or(&online[0]));
@@ -218,12 +219,16 @@ fn plan(online: &[u32]) -> (Vec<Step>, Vec<String>) {
     let mut skipped = Vec::new();
     if t_cpu != s_cpu {
         match scenario::veth_available() {
-            Ok(()) => plan.insert(0, step(scenario::Kind::VethRps, t_cpu, "nsc1")),
-            Err(why) => skipped.push(format!("veth-rps: {why}")),
+            Ok(()) => {
+                plan.insert(0, step(scenario::Kind::VethRps, t_cpu, "nsc1"));
+                // RPS steered from a device's (veth's GRO) poll: the path with no netif_rx.
+                plan.insert(1, step(scenario::Kind::VethGroRps, t_cpu, "nsc1"));
+            }
+            Err(why) => skipped.push(format!("veth-rps, veth-gro-rps: {why}")),
         }
         plan.push(step(scenario::Kind::LoopbackRps, t_cpu, "lo"));
     } else {
-        skipped.push("veth-rps, loopback-rps: only one CPU online".to_string());
+        skipped.push("veth-rps, veth-gro-rps, loopback-rps: only one CPU online".to_string());
     }
     (plan, skipped)
 }

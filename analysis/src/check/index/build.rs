@@ -14,7 +14,7 @@ use crate::{
         percpu::PerCpu,
     },
     event::{Ctx, EventKind, BACKLOG_DEV},
-    paths::MATCH_WINDOW_NS,
+    paths::{pairs, Via, MATCH_WINDOW_NS},
     trace::{
         cols::{Cols, E},
         fastmap::FastMap,
@@ -226,36 +226,41 @@ pub fn poll_class(e: E) -> Class {
     }
 }
 
-/// Every skb's netif_rx paired with its netif_receive_skb (and the CPU enqueue_to_backlog
-/// chose in between), in receive order: one pass over the rows of those three kinds.
+/// Every skb's initiator (its netif_rx, or its device-side entry when RPS steered it:
+/// `paths::pairs`) paired with its netif_receive_skb (and the CPU enqueue_to_backlog chose
+/// in between), in receive order: one pass over the rows of those kinds and napi_poll.
 fn pair_deliveries(c: &Cols, paired: &KindRows) -> Vec<Delivery> {
     // Sized from the kind counts: no regrowth (each one a copy and fresh pages).
     let mut deliveries = Vec::with_capacity(paired.counts[EventKind::NetifReceiveSkb as usize]);
-    // Per skb in flight: its netif_rx row, and the CPU its latest enqueue_to_backlog
+    // Per skb in flight: its initiator's row, and the CPU its latest enqueue_to_backlog
     // since then chose.
-    let mut last_rx: FastMap<u64, (u32, Option<i32>)> = FastMap::default();
+    let mut last_init: FastMap<u64, (u32, Option<i32>)> = FastMap::default();
+    // Per CPU: its latest napi_poll, for `paths::pairs`.
+    let mut last_poll: FastMap<u32, u64> = FastMap::default();
     for i in paired.marked_rows() {
         let e = c.row(i);
         match c.kind[i] {
-            EventKind::NetifRx => {
-                if let Some(skb) = e.skb() {
-                    last_rx.insert(skb, (i as u32, None));
-                }
+            EventKind::NapiPoll => {
+                last_poll.insert(e.cpu(), e.ts_ns());
             }
             EventKind::EnqueueToBacklog => {
                 if let (Some(skb), Some(cpu)) = (e.skb(), e.target_cpu()) {
-                    if let Some(rx) = last_rx.get_mut(&skb) {
+                    if let Some(rx) = last_init.get_mut(&skb) {
                         rx.1 = Some(cpu);
                     }
                 }
             }
-            _ => {
+            EventKind::NetifReceiveSkb => {
                 let Some(skb) = e.skb() else { continue };
-                let Some((j, chosen)) = last_rx.remove(&skb) else {
+                let Some((j, chosen)) = last_init.remove(&skb) else {
                     continue;
                 };
                 let en = c.row(j as usize);
-                if e.ts_ns().saturating_sub(en.ts_ns()) > MATCH_WINDOW_NS {
+                let via = Via::of(c.kind[j as usize]).unwrap_or(Via::NetifRx);
+                let poll = last_poll.get(&e.cpu()).copied();
+                if e.ts_ns().saturating_sub(en.ts_ns()) > MATCH_WINDOW_NS
+                    || !pairs(via, en.cpu(), e.cpu(), en.ts_ns(), poll)
+                {
                     continue;
                 }
                 deliveries.push(Delivery {
@@ -267,6 +272,12 @@ fn pair_deliveries(c: &Cols, paired: &KindRows) -> Vec<Delivery> {
                     to: e.cpu(),
                     chosen,
                 });
+            }
+            // netif_rx and the device-side entries.
+            _ => {
+                if let Some(skb) = e.skb() {
+                    last_init.insert(skb, (i as u32, None));
+                }
             }
         }
     }

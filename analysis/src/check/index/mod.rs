@@ -18,6 +18,7 @@ use super::{
 };
 use crate::{
     event::EventKind,
+    paths::Via,
     trace::{
         cols::{Cols, E},
         fastmap::FastMap,
@@ -26,13 +27,15 @@ use crate::{
 pub use build::{poll_class, HOTPLUG_TAIL_NS};
 use layout::{CpuSlots, Groups};
 
-/// One skb's netif_rx paired with its netif_receive_skb. Rows are u32, as everywhere in
-/// the index: 40 bytes a delivery, ~3 bytes per event of a trace.
+/// One skb's initiator (netif_rx, or a device-side entry RPS steered from: `Index::via`)
+/// paired with its netif_receive_skb. Rows are u32, as everywhere in the index: 40 bytes a
+/// delivery, ~3 bytes per event of a trace.
 #[derive(Clone, Debug)]
 pub struct Delivery {
     pub t_enq: u64,
     pub t_rcv: u64,
-    /// Row of the netif_rx.
+    /// Row of the initiator: the netif_rx, or the device-side entry (before the unseen
+    /// enqueue_to_backlog: `t_enq` is then a little early).
     pub enq: u32,
     /// Row of the netif_receive_skb.
     pub rcv: u32,
@@ -170,11 +173,16 @@ const WALKED: [EventKind; 9] = [
 
 const IS_FOUND: [bool; KINDS] = kind_table(&FOUND_PER_CPU);
 const IS_WALKED: [bool; KINDS] = kind_table(&WALKED);
-/// Kinds the delivery pairing walks, in time order across kinds.
+/// Kinds the delivery pairing walks, in time order across kinds: the initiators, the
+/// deliveries, and napi_poll (a device-side entry pairs on its own CPU only across a poll).
 const PAIRED: [bool; KINDS] = kind_table(&[
     EventKind::NetifRx,
+    EventKind::NetifReceiveSkbEntry,
+    EventKind::NapiGroReceiveEntry,
+    EventKind::NetifReceiveSkbListEntry,
     EventKind::EnqueueToBacklog,
     EventKind::NetifReceiveSkb,
+    EventKind::NapiPoll,
 ]);
 
 impl Index {
@@ -185,6 +193,11 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.c.is_empty()
+    }
+
+    /// What started delivery `d`'s hop: its netif_rx, or a device's poll.
+    pub fn via(&self, d: &Delivery) -> Via {
+        Via::of(self.c.kind[d.enq as usize]).unwrap_or(Via::NetifRx)
     }
 
     /// Event `i` in time order.

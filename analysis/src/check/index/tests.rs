@@ -63,3 +63,49 @@ fn groups_keep_row_order() {
     assert!(g.get(1).is_empty());
     assert_eq!(g.get(2), [0, 2, 4]);
 }
+
+/// Issue 19: a device's NAPI poll on CPU 0 hands skb 9 to GRO; RPS steers it to CPU 1,
+/// whose NET_RX softirq delivers it and then polls its backlog. The delivery pairs with the
+/// device-side entry (there is no netif_rx), and the backlog batch has it as initiator.
+#[test]
+fn a_device_entry_on_cpu_0_initiates_the_delivery_on_cpu_1() {
+    let ev = |ts, cpu, kind, f: &dyn Fn(&mut Event)| {
+        let mut e = Event::new(ts, cpu, ts, kind);
+        f(&mut e);
+        e
+    };
+    let events = vec![
+        ev(10, 0, EventKind::NapiGroReceiveEntry, &|e| {
+            e.skb = Some(9);
+            e.dev = Some("veth1".into());
+        }),
+        ev(15, 0, EventKind::NapiPoll, &|e| {
+            e.dev = Some("veth1".into());
+            (e.work, e.budget) = (Some(1), Some(64));
+        }),
+        ev(30, 1, EventKind::NetifReceiveSkb, &|e| {
+            e.skb = Some(9);
+            e.ctx = crate::event::Ctx::Softirq;
+        }),
+        ev(31, 1, EventKind::NapiPoll, &|e| {
+            e.dev = Some(crate::event::BACKLOG_DEV.into());
+            (e.work, e.budget) = (Some(1), Some(64));
+            e.ctx = crate::event::Ctx::Softirq;
+        }),
+    ];
+    let ix = Index::build(Cols::from_events(&events), &TraceMeta::default());
+    assert_eq!(ix.deliveries.len(), 1, "the delivery has an initiator");
+    let d = &ix.deliveries[0];
+    assert_eq!((d.from, d.to, d.t_enq, d.t_rcv), (0, 1, 10, 30));
+    assert_eq!(ix.via(d), crate::paths::Via::Device);
+    assert_eq!(ix.batches.len(), 1);
+    assert_eq!(ix.batches[0].init.get(), Some(0));
+    let paths = crate::check::tally::packets_by_path(&ix);
+    assert_eq!(paths.get("device_remote_softirq"), Some(&1), "{paths:?}");
+    let batches = crate::check::tally::batches_by_path(&ix);
+    assert_eq!(
+        batches.get("device, remote → softirq"),
+        Some(&1),
+        "{batches:?}"
+    );
+}

@@ -169,6 +169,11 @@ pub(super) fn g4(c: &Ctx, mut r: RuleResult) -> RuleResult {
 pub(super) fn g5(c: &Ctx, mut r: RuleResult) -> RuleResult {
     let mut last: FastMap<(u32, u32), (u64, usize)> = FastMap::default();
     for (i, d) in c.ix.deliveries.iter().enumerate() {
+        // A GRO entry is not the enqueue: napi_gro_complete flushes held skbs by flow
+        // (gro_hash bucket), not in arrival order, so the enqueue order is not seen.
+        if c.ix.c.kind[d.enq as usize] == EventKind::NapiGroReceiveEntry {
+            continue;
+        }
         let key = (d.from, d.to);
         if let Some((t_enq, j)) = last.get(&key) {
             if d.t_enq < *t_enq {

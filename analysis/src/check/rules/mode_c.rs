@@ -10,6 +10,7 @@ use crate::{
     },
     event::{Ctx as ExecCtx, EventKind},
     model::backlog_thread_comm,
+    paths::Via,
     trace::{cols::E, fastmap::FastMap},
 };
 
@@ -254,7 +255,11 @@ pub(super) fn c7(c: &Ctx, mut r: RuleResult) -> RuleResult {
     let mut total = 0u64;
     let mut example = None;
     let mut calls = EnqueueCalls::new(c);
-    for (b, d) in c.initiated().filter(|(b, d)| d.from != b.cpu) {
+    // As A-7: only netif_rx's own call is spanned.
+    for (b, d) in c
+        .initiated()
+        .filter(|(b, d)| d.from != b.cpu && c.ix.via(d) == Via::NetifRx)
+    {
         total += 1;
         let end = calls.end(c, d.enq);
         if calls.raised(d.from, d.t_enq, end) {

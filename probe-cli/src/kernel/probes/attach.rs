@@ -68,6 +68,9 @@ pub(super) fn offsets(tracefs: &Path) -> (TpOffsets, Vec<(&'static str, String)>
     fill!("netif_receive_skb", "net", "netif_receive_skb", {
         rcv_skb = "skbaddr": ptr, rcv_len = "len": int, rcv_name = "name": int,
     });
+    fill!("netif_receive_skb_entry", "net", "netif_receive_skb_entry", {
+        devrx_skb = "skbaddr": ptr, devrx_len = "len": int, devrx_name = "name": int,
+    });
     fill!("cpuhp_enter", "cpuhp", "cpuhp_enter", {
         cpuhp_enter_cpu = "cpu": int, cpuhp_enter_target = "target": int,
         cpuhp_enter_idx = "idx": int,
@@ -80,6 +83,16 @@ pub(super) fn offsets(tracefs: &Path) -> (TpOffsets, Vec<(&'static str, String)>
     if let Some((_, why)) = bad.iter().find(|(p, _)| *p == "softirq_raise").cloned() {
         bad.push(("softirq_entry", why.clone()));
         bad.push(("softirq_exit", why));
+    }
+    // And the device-side receive entries share netif_receive_skb_entry's
+    // (DECLARE_EVENT_CLASS net_dev_rx_verbose_template).
+    if let Some((_, why)) = bad
+        .iter()
+        .find(|(p, _)| *p == "netif_receive_skb_entry")
+        .cloned()
+    {
+        bad.push(("napi_gro_receive_entry", why.clone()));
+        bad.push(("netif_receive_skb_list_entry", why));
     }
     (o, bad)
 }

@@ -204,7 +204,12 @@ pub fn load(
         loaded: Vec::new(),
         vmlinux: None,
     };
-    let mut results: Vec<ProbeResult> = SPECS.iter().map(|s| tracepoints.attach(s)).collect();
+    // `top` does without the record-only probes: not attached, and not listed as missing.
+    let mut results: Vec<ProbeResult> = SPECS
+        .iter()
+        .filter(|s| !(s.events_only && settings.counters != 0))
+        .map(|s| tracepoints.attach(s))
+        .collect();
     let kprobes = tracefs.join("kprobe_events").exists();
     results.push(attach::rps_kprobe(&mut ebpf, kprobes, &results, rps_func));
     for (function, program, covered_by) in FUNCTION_KPROBES {

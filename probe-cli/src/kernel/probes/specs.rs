@@ -24,6 +24,9 @@ pub struct ProbeSpec {
     pub typed: Option<(&'static str, BtfGroup)>,
     /// Raw-tracepoint program preferred over `program`, and what it needs of this kernel.
     pub raw: Option<(&'static str, RawNeeds)>,
+    /// Only `record` uses it: `top` keeps no counter for it, so `load` leaves it out there
+    /// (a program run per packet for nothing).
+    pub events_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +53,7 @@ const fn tp(program: &'static str, category: &'static str, event: &'static str) 
         role: Role::Event,
         typed: None,
         raw: None,
+        events_only: false,
     }
 }
 
@@ -73,6 +77,12 @@ const fn raw(
 const fn raw_btf(mut spec: ProbeSpec, program: &'static str, typed: &'static str) -> ProbeSpec {
     spec.typed = Some((typed, BtfGroup::Net));
     spec.raw = Some((program, RawNeeds::Btf));
+    spec
+}
+
+/// Not attached for `top` (`ProbeSpec::events_only`).
+const fn events_only(mut spec: ProbeSpec) -> ProbeSpec {
+    spec.events_only = true;
     spec
 }
 
@@ -118,6 +128,28 @@ pub const SPECS: &[ProbeSpec] = &[
         "netif_receive_skb_raw",
         "netif_receive_skb_btf",
     ),
+    // The device-side entries (one per path a driver takes into the stack): with RPS, the
+    // initiator of a backlog hop that has no netif_rx (dev.c netif_receive_skb_internal,
+    // napi_gro_receive → gro_normal_list, netif_receive_skb_list_internal).
+    events_only(raw_btf(
+        tp("netif_receive_skb_entry", "net", "netif_receive_skb_entry"),
+        "netif_receive_skb_entry_raw",
+        "netif_receive_skb_entry_btf",
+    )),
+    events_only(raw_btf(
+        tp("napi_gro_receive_entry", "net", "napi_gro_receive_entry"),
+        "napi_gro_receive_entry_raw",
+        "napi_gro_receive_entry_btf",
+    )),
+    events_only(raw_btf(
+        tp(
+            "netif_receive_skb_list_entry",
+            "net",
+            "netif_receive_skb_list_entry",
+        ),
+        "netif_receive_skb_list_entry_raw",
+        "netif_receive_skb_list_entry_btf",
+    )),
     sched_btf(
         tp("sched_switch", "sched", "sched_switch"),
         "sched_switch_btf",
