@@ -94,6 +94,12 @@ pub struct Settings {
     pub events: u32,
     /// 1: aggregate CpuCounters in the kernel (`top`).
     pub counters: u32,
+    /// 1: softirq context belongs to the task (PREEMPT_RT: a task can be preempted inside
+    /// a softirq run, and from v6.18, 3253cb49cbad, another task's run can start before it
+    /// ends). sched_switch then keeps each task's "in softirq" state; 0: a softirq never
+    /// spans a switch, so one still set at a switch is a missed exit and is reset.
+    pub softirq_per_task: u32,
+    pub _pad: u32,
 }
 
 impl Default for Settings {
@@ -104,10 +110,12 @@ impl Default for Settings {
             wakeup_bytes: 1 << 20,
             events: 1,
             counters: 0,
+            softirq_per_task: 0,
+            _pad: 0,
         }
     }
 }
 
-const _: () = assert!(core::mem::size_of::<Settings>() == 144);
+const _: () = assert!(core::mem::size_of::<Settings>() == 152);
 
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48);

@@ -79,6 +79,8 @@ pub static SETTINGS: Settings = Settings {
     wakeup_bytes: 1 << 20,
     events: 1,
     counters: 0,
+    softirq_per_task: 0,
+    _pad: 0,
 };
 
 /// An OFFSETS field (a classic tracepoint record's field offset).
@@ -127,6 +129,12 @@ pub fn events_on() -> bool {
 #[inline(always)]
 pub fn counters_on() -> bool {
     unsafe { core::ptr::read_volatile(&raw const SETTINGS.counters) != 0 }
+}
+
+/// Softirq context is per task (PREEMPT_RT), see `softirq::switch_softirq`.
+#[inline(always)]
+pub fn softirq_per_task() -> bool {
+    unsafe { core::ptr::read_volatile(&raw const SETTINGS.softirq_per_task) != 0 }
 }
 
 #[inline(always)]

@@ -1,6 +1,7 @@
 //! napiscope's kernel side: one small program per tracepoint. Each copies a few fields into a
 //! `RawEvent` and stops; filtering by CPU, softirq vector and kernel-thread name is the only
-//! policy here. Context tracking (hardirq / softirq) is per CPU, from entry/exit tracepoints.
+//! policy here. Context tracking (hardirq / softirq) is per CPU, from entry/exit tracepoints
+//! (softirq: per task across switches on PREEMPT_RT, see `softirq::switch_softirq`).
 //!
 //! Shared machinery: `config` (what userspace patches in before loading), `maps`, `emit`
 //! (one event into a ring), `read` (getting values out of records and kernel memory),

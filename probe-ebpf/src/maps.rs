@@ -40,6 +40,21 @@ pub fn state() -> Option<&'static mut CpuState> {
     Some(unsafe { &mut *p })
 }
 
+/// What `CpuState` tracks of a task's softirq run: saved at a switch away from a task that
+/// is inside one, restored when it runs again (`softirq::switch_softirq`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TaskSoftirq {
+    pub softirq: u32,
+    pub net_rx_where: u32,
+    pub net_rx_start_ns: u64,
+}
+
+/// pid → the softirq run it was switched away in (PREEMPT_RT only; an entry lives from the
+/// switch out to the switch back in, so only tasks preempted inside a softirq run hold one).
+#[map]
+pub static TASK_SOFTIRQ: LruHashMap<u32, TaskSoftirq> = LruHashMap::with_max_entries(4096, 0);
+
 // ---- `top`: counters aggregated in the kernel (SETTINGS.counters) ---------------------------
 
 #[map]

@@ -13,6 +13,7 @@ use crate::{
     maps::{state, WOKEN},
     program::program,
     read::{btf_load, read, read_comm, task_comm, task_pid},
+    softirq::switch_softirq,
     threads::{interesting_thread, thread_kind, KSOFTIRQD, NOT_INTERESTING},
 };
 
@@ -43,17 +44,20 @@ program! {
                 }
             }
         }
-        if !interesting_thread(&prev) && next_kind == NOT_INTERESTING {
-            return 0;
+        if interesting_thread(&prev) || next_kind != NOT_INTERESTING {
+            let prev_state = state_of_prev();
+            emit(EventKind::SchedSwitch, |ev| {
+                ev.comm = prev;
+                ev.pid = prev_pid as u32;
+                ev.state = prev_state;
+                ev.name = next;
+                ev.arg1 = next_pid;
+            });
         }
-        let prev_state = state_of_prev();
-        emit(EventKind::SchedSwitch, |ev| {
-            ev.comm = prev;
-            ev.pid = prev_pid as u32;
-            ev.state = prev_state;
-            ev.name = next;
-            ev.arg1 = next_pid;
-        });
+        // After the event, which prev's context emits.
+        if let Some(st) = state() {
+            switch_softirq(st, prev_pid as u32, next_pid as u32);
+        }
         0
     }
 

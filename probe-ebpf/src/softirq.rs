@@ -1,15 +1,16 @@
 //! Softirq raise / entry / exit: the events for the vectors in SETTINGS.softirq_mask, the
-//! per-CPU "in softirq" tracker, and `top`'s NET_RX counters.
+//! "in softirq" tracker (per CPU, and per task across switches on PREEMPT_RT), and `top`'s
+//! NET_RX counters.
 
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns};
-use probe_common::{where_, EventKind, NET_RX_SOFTIRQ};
+use probe_common::{where_, CpuState, EventKind, NET_RX_SOFTIRQ};
 
 use crate::{
     atomic::{atomic_add, atomic_inc},
-    config::{off, softirq_mask},
+    config::{off, softirq_mask, softirq_per_task},
     counters::counting,
     emit::emit,
-    maps::state,
+    maps::{state, TaskSoftirq, TASK_SOFTIRQ},
     program::program,
     read::{current_comm, read},
     threads::{thread_kind, KSOFTIRQD},
@@ -52,6 +53,47 @@ program! {
     raw_tracepoint softirq_raise_raw(ctx) { vec = ctx.arg::<u64>(0) as u32, kind = EventKind::SoftirqRaise }
     raw_tracepoint softirq_entry_raw(ctx) { vec = ctx.arg::<u64>(0) as u32, kind = EventKind::SoftirqEntry }
     raw_tracepoint softirq_exit_raw(ctx) { vec = ctx.arg::<u64>(0) as u32, kind = EventKind::SoftirqExit }
+}
+
+/// sched_switch from `prev` to `next` (pids): from here on the CPU's tracker holds next's
+/// softirq state.
+///
+/// PREEMPT_RT: softirqs run in the task that re-enables BH (handle_softirqs from
+/// __local_bh_enable_ip), in a preemptible section, and in_serving_softirq() reads the
+/// task's own `softirq_disable_cnt`. A task can be switched out inside a run; since v6.18
+/// without CONFIG_PREEMPT_RT_NEEDS_BH_LOCK (3253cb49cbad, "softirq: Allow to drop the
+/// softirq-BKL lock on PREEMPT_RT"; Debian's -rt) the next task may start and end its own
+/// run before the first one resumes. So prev's state is kept by pid and next's put back.
+/// Otherwise a softirq never spans a switch (it runs with preemption off): one still open
+/// here lost its exit, and is closed.
+#[inline(always)]
+pub fn switch_softirq(st: &mut CpuState, prev: u32, next: u32) {
+    if !softirq_per_task() {
+        st.softirq = 0;
+        return;
+    }
+    // pid 0 is every CPU's idle task; idle never schedules inside a softirq run.
+    if st.softirq != 0 && prev != 0 {
+        let saved = TaskSoftirq {
+            softirq: st.softirq,
+            net_rx_where: st.net_rx_where,
+            net_rx_start_ns: st.net_rx_start_ns,
+        };
+        let _ = TASK_SOFTIRQ.insert(&prev, &saved, 0);
+    }
+    let restored = unsafe { TASK_SOFTIRQ.get(&next) }.copied();
+    match restored {
+        Some(s) => {
+            st.softirq = s.softirq;
+            st.net_rx_where = s.net_rx_where;
+            st.net_rx_start_ns = s.net_rx_start_ns;
+            let _ = TASK_SOFTIRQ.remove(&next);
+        }
+        None => {
+            st.softirq = 0;
+            st.net_rx_start_ns = 0;
+        }
+    }
 }
 
 /// NET_RX raises, runs by where, and time in the softirq.

@@ -158,6 +158,17 @@ fn config_preempt_rt(release: &str) -> Option<bool> {
     Some(text.lines().any(|l| l.trim() == "CONFIG_PREEMPT_RT=y"))
 }
 
+/// PREEMPT_RT, decided as `kernel` decides it, from the two facts it needs: the loader turns
+/// on the programs' per-task softirq tracking with it.
+pub fn preempt_rt() -> bool {
+    let (release, version) = uname();
+    analysis::mode::is_preempt_rt(&LiveFacts {
+        config_preempt_rt: config_preempt_rt(&release),
+        version,
+        ..LiveFacts::default()
+    })
+}
+
 /// The kernel's facts and mode; `kallsyms` (its names) and `btf` are None when unreadable.
 pub fn kernel(
     tracefs: Option<&Path>,

@@ -285,7 +285,15 @@ fn pair_deliveries(c: &Cols, paired: &KindRows) -> Vec<Delivery> {
 }
 
 /// The polls of CPU backlogs (`napi_poll` rows `polls`), each with the first delivery on its
-/// CPU since that CPU's previous NAPI poll (of any device).
+/// CPU, by its task, since that task's previous NAPI poll (of any device) on that CPU.
+///
+/// By task, not only by CPU: a poll's deliveries and its napi_poll event come from one
+/// NAPI poll, which one task runs start to end on one CPU. On PREEMPT_RT that task can be
+/// preempted inside the poll, and since v6.18 without the softirq BKL (3253cb49cbad,
+/// `CONFIG_PREEMPT_RT_NEEDS_BH_LOCK` unset) the next task can run its own NET_RX softirq and
+/// NAPI polls before the first one resumes: a CPU-wide "first delivery since the last poll"
+/// would hand one task's deliveries to the other's poll. Elsewhere polls on a CPU never
+/// interleave and this is the CPU-wide order.
 fn backlog_polls(
     c: &Cols,
     polls: &[u32],
@@ -295,16 +303,19 @@ fn backlog_polls(
 ) -> Vec<Poll> {
     let backlog_dev = c.strs.lookup(BACKLOG_DEV);
     let mut out: Vec<Poll> = Vec::with_capacity(polls.len());
-    // Per slot: the first delivery since the slot's last NAPI poll.
-    let mut pending: Vec<Option<u32>> = vec![None; nslots];
+    // Per (slot, task): the first delivery since that task's last NAPI poll on the slot.
+    let mut pending: FastMap<u64, u32> = FastMap::default();
+    pending.reserve(nslots * 4);
+    let key = |cpu: u32, pid: i32| ((slots.of(cpu) as u64) << 32) | pid as u32 as u64;
     let mut next = deliveries.iter().enumerate().peekable();
     for &i in polls {
         // Deliveries received before this poll (deliveries are in receive order).
         while let Some((k, d)) = next.next_if(|(_, d)| d.rcv < i) {
-            pending[slots.of(d.to)].get_or_insert(k as u32);
+            let by = c.pid[d.rcv as usize];
+            pending.entry(key(d.to, by)).or_insert(k as u32);
         }
         let e = c.row(i as usize);
-        let first_delivery = pending[slots.of(e.cpu())].take();
+        let first_delivery = pending.remove(&key(e.cpu(), e.pid()));
         if backlog_dev.is_some() && c.dev.get(i as usize) == backlog_dev {
             out.push(Poll {
                 ev: i,

@@ -325,6 +325,13 @@ impl Index {
     }
 
     /// A batch's polls (indices into `polls`), in time order.
+    /// When the poll before the batch's first, on its CPU, ran (None: the CPU's first).
+    pub fn prev_poll_ts(&self, b: &Batch) -> Option<u64> {
+        let slot = self.slots.get(b.cpu)?;
+        let i = b.polls.start as usize;
+        (i > self.cpu_polls.start[slot]).then(|| self.polls[self.cpu_polls.rows[i - 1] as usize].ts)
+    }
+
     pub fn batch_polls(&self, b: &Batch) -> &[u32] {
         &self.cpu_polls.rows[b.polls.start as usize..b.polls.end as usize]
     }

@@ -5,7 +5,7 @@ use super::{Ctx, EnqueueCalls};
 use crate::{
     check::{
         describe,
-        index::{Class, Poll},
+        index::{Batch, Class, Delivery, Poll},
         Divergence, RuleResult,
     },
     event::{Ctx as ExecCtx, EventKind},
@@ -136,6 +136,8 @@ fn class_rule(c: &Ctx, mut r: RuleResult, remote: bool) -> RuleResult {
         if ok {
             r.pass();
         } else if b.first_on_cpu
+            // C-4: a joined skb is not the batch's initiator.
+            || (!remote && joined_thread_batch(c, b, d))
             || b.class == Class::Mixed
             || c.ix.ctx_unsure()
             || c.initiator_unsure()
@@ -177,6 +179,20 @@ fn class_rule(c: &Ctx, mut r: RuleResult, remote: bool) -> RuleResult {
         }
     }
     r.finish()
+}
+
+/// Did the local enqueue `d` join a batch backlog_napi/T already owned? A wake-up of the
+/// thread after T's previous poll and before the enqueue means SCHED (and SCHED_THREADED)
+/// was set by then, by a defer kick (C7) or a remote enqueue (C3): enqueue_to_backlog only
+/// appends, and ____napi_schedule's use_local_napi never runs. The thread then polls it, in
+/// the same batch. The batch's first delivery is this skb when the owner brought none (a
+/// kick), or when, on PREEMPT_RT ≥ v6.18 (3253cb49cbad: BH sections preemptible, no BKL),
+/// a task preempts the thread inside its poll and enqueues. Its initiator is the wake-up.
+fn joined_thread_batch(c: &Ctx, b: &Batch, d: &Delivery) -> bool {
+    b.class == Class::Thread
+        && c.ix
+            .prev_poll_ts(b)
+            .is_some_and(|t0| c.ix.thread_woken(b.cpu, t0 + 1, d.t_enq))
 }
 
 pub(super) fn c3(c: &Ctx, r: RuleResult) -> RuleResult {

@@ -241,10 +241,15 @@ fn load_object(
 ) -> Result<Ebpf> {
     let sizes = ring_sizes(ring_bytes, crate::kernel::system::possible_cpus());
     let names: Vec<String> = (0..RINGS).map(|i| format!("EVENTS{i}")).collect();
+    // Every loader gets it from here: softirq context is per task on PREEMPT_RT.
+    let settings = Settings {
+        softirq_per_task: crate::kernel::system::preempt_rt() as u32,
+        ..*settings
+    };
     let mut loader = EbpfLoader::new();
     loader
         .override_global("OFFSETS", offsets, true)
-        .override_global("SETTINGS", settings, true)
+        .override_global("SETTINGS", &settings, true)
         .override_global("RPS_FUNC", &rps_func, true)
         .override_global("KOFFSETS", &found.offsets, true);
     for (name, size) in names.iter().zip(sizes) {
