@@ -15,6 +15,7 @@ fn by(ts: u64, cpu: u32, kind: EventKind, ctx: ExecCtx, comm: &str, pid: i32) ->
 /// then netif_rx's one skb locally, which joins the batch the thread holds SCHED for
 /// (enqueue_to_backlog: queue not empty or SCHED set, so no ____napi_schedule); the thread
 /// resumes and delivers that skb in the same poll.
+// long: the interleaving is one event sequence, read top to bottom like the kernel ran it.
 fn preempt_thread_poll(t: &mut Trace, poll: usize) {
     let p = t.events[poll].clone();
     let (cpu, thread, tpid) = (p.cpu, p.comm.clone(), p.pid);
