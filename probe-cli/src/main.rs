@@ -128,6 +128,11 @@ enum Cmd {
     /// recording the kernel's counters call incomplete runs again (3 tries); exit 3 if one
     /// stays incomplete and nothing diverged
     Verify(cmd::verify::Args),
+    /// Replay a recording's packets through the model of another mode: RPS IPIs that would
+    /// disappear, backlog_napi wake-ups and runs, latency by path, work by CPU (observed
+    /// against predicted)
+    #[command(after_help = cmd::whatif::AFTER_HELP)]
+    Whatif(cmd::whatif::Args),
 }
 
 const REPORT_HELP: &str = "Examples:
@@ -154,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Recover(a) => cmd::recover::run(a),
         Cmd::Check(a) => cmd::check::run(a),
         Cmd::Verify(a) => cmd::verify::run(a),
+        Cmd::Whatif(a) => cmd::whatif::run(a),
     }
 }
 
@@ -164,7 +170,7 @@ fn main() -> ExitCode {
     // probes, network namespaces or a recording open: those clean up first.
     if matches!(
         cli.cmd,
-        Cmd::Status(_) | Cmd::Check(_) | Cmd::Simulate(_) | Cmd::Report(_)
+        Cmd::Status(_) | Cmd::Check(_) | Cmd::Simulate(_) | Cmd::Report(_) | Cmd::Whatif(_)
     ) {
         // SAFETY: restores the default action for one signal before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
@@ -239,6 +245,7 @@ mod tests {
             vec!["napiscope", "check", "t.parquet"],
             vec!["napiscope", "check", "t.parquet", "--mode", "c", "--json"],
             vec!["napiscope", "simulate", "--mode", "B"],
+            vec!["napiscope", "whatif", "--mode", "C", "t.parquet"],
             vec!["napiscope", "verify"],
             vec!["napiscope", "top"],
             vec![
