@@ -1,9 +1,11 @@
 //! Replays a recording's arrivals (each packet's netif_rx: when, on which CPU, to which
-//! backlog) through the model in a mode of one's choosing (`napiscope whatif`). Unlike the
-//! simulator, nothing here is drawn: what the kernel leaves to timing is fixed by `ReplayOpts`
-//! — an RPS IPI takes `ipi_ns` from csd_queue_cpu to rps_trigger_softirq on the target, a
-//! woken backlog_napi/N runs `wake_ns` after its wake-up, pending softirqs run at the
-//! sender's local_bh_enable (never deferred to ksoftirqd), and no target polls in idle.
+//! backlog) through the model in a mode of one's choosing (`napiscope whatif`). What the
+//! kernel leaves to timing is given by `ReplayOpts`: a batch opened by an enqueue is polled
+//! (its IPI handled, or its backlog_napi/N run) after a delay drawn from `windows` — the
+//! recording's own batch windows, so their spread is kept, not just their median. The
+//! poll itself is instantaneous, which is why a window counts the target's service time
+//! too. Pending softirqs run at the sender's local_bh_enable (never deferred to ksoftirqd),
+//! and no target polls in idle.
 
 use std::{cmp::Reverse, collections::BinaryHeap};
 
@@ -34,10 +36,11 @@ pub struct ReplayOpts {
     pub mode: Mode,
     pub ncpu: usize,
     pub features: Features,
-    /// csd_queue_cpu → rps_trigger_softirq on the target (modes A/B).
-    pub ipi_ns: u64,
-    /// sched_waking(backlog_napi/N) → the thread running on N (mode C).
-    pub wake_ns: u64,
+    /// From the enqueue that schedules a backlog to its poll, ns: one is drawn per IPI or
+    /// thread wake-up (empty: no delay).
+    pub windows: Vec<u64>,
+    /// Seed of the draws (same seed, same replay).
+    pub seed: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,6 +57,7 @@ struct Replay {
     agenda: BinaryHeap<Reverse<(u64, u64, Action)>>,
     order: u64,
     o: ReplayOpts,
+    rng: u64,
 }
 
 /// The events the model emits for `arrivals` in `o.mode`, in time order, each CPU's
@@ -73,6 +77,7 @@ pub fn replay(o: &ReplayOpts, arrivals: &[Arrival]) -> Vec<Event> {
         agenda: BinaryHeap::new(),
         order: 0,
         o: o.clone(),
+        rng: o.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
     };
     for a in arrivals.iter().filter(|a| a.cpu < ncpu && a.target < ncpu) {
         let (cpu, target, skb) = (a.cpu, a.target, a.skb);
@@ -191,16 +196,31 @@ impl Replay {
         sched_switch(&mut self.c, &kx, format!("swapper/{cpu}"), 0, "S");
     }
 
-    /// What the step on `cpu` left pending happens after the fixed delays, counted from
-    /// that CPU's clock (when it asked for it).
+    /// A window from `o.windows` (xorshift64*: deterministic).
+    fn window(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        let w = &self.o.windows;
+        match w.len() {
+            0 => 0,
+            n => w[(x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n],
+        }
+    }
+
+    /// What the step on `cpu` left pending happens a drawn window later, counted from that
+    /// CPU's clock (when it asked for it).
     fn schedule_pending(&mut self, cpu: usize) {
         let now = self.c.clock[cpu];
         for pend in std::mem::take(&mut self.k.pending) {
-            let (delay, a) = match pend {
-                Pending::Ipi { cpu, .. } => (self.o.ipi_ns, Action::Ipi { cpu }),
-                Pending::ThreadRunnable { cpu } => (self.o.wake_ns, Action::ThreadRun { cpu }),
-                Pending::Ksoftirqd { cpu } => (self.o.wake_ns, Action::Ksoftirqd { cpu }),
+            let a = match pend {
+                Pending::Ipi { cpu, .. } => Action::Ipi { cpu },
+                Pending::ThreadRunnable { cpu } => Action::ThreadRun { cpu },
+                Pending::Ksoftirqd { cpu } => Action::Ksoftirqd { cpu },
             };
+            let delay = self.window();
             self.push(now + delay, a);
         }
     }

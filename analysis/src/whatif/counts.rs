@@ -182,3 +182,37 @@ pub fn latency_by_path(d: &[Delivery]) -> BTreeMap<&'static str, u64> {
         .filter_map(|(k, v)| median(v).map(|m| (k, m)))
         .collect()
 }
+
+/// Each batch's window: the latency (netif_rx → netif_receive_skb) of its first packet,
+/// batches told apart by the poll that emptied the backlog (napi_poll with work < budget on
+/// the receiving CPU, at or after the delivery). It is the IPI's flight or the thread's
+/// wake-up plus the target's service time of one packet: how long a batch stays open to
+/// later arrivals, at least (those arriving while the rest is served join it too). Sorted.
+pub fn batch_windows(sorted: &[Event], deliveries: &[Delivery]) -> Vec<u64> {
+    let mut done: HashMap<u32, Vec<u64>> = HashMap::new();
+    for e in sorted {
+        if e.is_backlog_poll() && e.work.unwrap_or(0) < e.budget.unwrap_or(i32::MAX) {
+            done.entry(e.cpu).or_default().push(e.ts_ns);
+        }
+    }
+    // (cpu, poll time) → (enqueue, receive) of the first packet it delivered.
+    let mut first: HashMap<(u32, u64), (u64, u64)> = HashMap::new();
+    for d in deliveries {
+        let Some(polls) = done.get(&d.cpu) else {
+            continue;
+        };
+        let i = polls.partition_point(|t| *t < d.ts);
+        if let Some(&p) = polls.get(i) {
+            let f = first.entry((d.cpu, p)).or_insert((d.enqueue_ts, d.ts));
+            if d.enqueue_ts < f.0 {
+                *f = (d.enqueue_ts, d.ts);
+            }
+        }
+    }
+    let mut w: Vec<u64> = first
+        .into_values()
+        .map(|(enq, rx)| rx.saturating_sub(enq))
+        .collect();
+    w.sort_unstable();
+    w
+}

@@ -46,6 +46,15 @@ pub struct Delay {
     pub source: String,
 }
 
+/// The recording's batch windows (first enqueue → the poll that emptied the backlog), as
+/// the replay uses them: moved by `shift_us`, the other mode's delay minus this one's.
+#[derive(Clone, Debug, Serialize)]
+pub struct Window {
+    pub median_us: f64,
+    pub batches: usize,
+    pub shift_us: f64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Side {
     pub mode: Mode,
@@ -68,6 +77,8 @@ pub struct WhatIf {
     pub mode_evidence: String,
     pub ipi: Delay,
     pub wake: Delay,
+    /// The batch windows the replay draws from.
+    pub window: Window,
     pub features: Features,
     pub observed: Side,
     pub predicted: Side,
@@ -147,15 +158,38 @@ pub(crate) fn compare(
             .into());
     }
     let cpus = cpus_of(t);
-    let (ipi, wake) = delays(&sorted, o);
+    let (ipi, wake, measured) = delays(&sorted, o);
+    // The recording's batch windows, moved by what the other mode's mechanism costs more
+    // (or less) than this one's: the target's service time is taken to be the same.
+    let own = measured[(from == Mode::C) as usize];
+    let target = if to == Mode::C { &wake } else { &ipi };
+    let shift = target.ns as i64 - own.unwrap_or(target.ns) as i64;
+    let mut windows: Vec<u64> = counts::batch_windows(&sorted, &delivered)
+        .into_iter()
+        .map(|w| (w as i64 + shift).max(0) as u64)
+        .collect();
+    if windows.is_empty() {
+        windows.push(target.ns);
+    }
+    let window = Window {
+        median_us: counts::median(windows.clone()).unwrap_or(0) as f64 / 1e3,
+        batches: windows.len(),
+        shift_us: shift as f64 / 1e3,
+    };
     let features = Features::from_meta(&t.meta);
-    let arrivals: Vec<Arrival> = delivered.iter().map(arrival).collect();
+    // Numbered afresh: the recording's skbs are slab addresses, reused once freed, and the
+    // replay may hold a packet past its address's next use.
+    let arrivals: Vec<Arrival> = delivered
+        .iter()
+        .enumerate()
+        .map(|(i, d)| arrival(d, i as u64 + 1))
+        .collect();
     let ro = ReplayOpts {
         mode: to,
         ncpu: cpus,
         features,
-        ipi_ns: ipi.ns,
-        wake_ns: wake.ns,
+        windows,
+        seed: 1,
     };
     let predicted = replay(&ro, &arrivals);
     let pd = paths::deliveries(&predicted);
@@ -174,49 +208,43 @@ pub(crate) fn compare(
         predicted: side(to, &predicted, &pd, cpus, packets),
         ipi,
         wake,
+        window,
         features,
         cannot_know: cannot_know(from, to),
     })
 }
 
-fn arrival(d: &Delivery) -> Arrival {
+fn arrival(d: &Delivery, skb: u64) -> Arrival {
     Arrival {
         ts: d.enqueue_ts,
         cpu: d.enqueue_cpu as usize,
         target: d.cpu as usize,
-        skb: d.skb,
+        skb,
     }
 }
 
 /// The two delays: given, else measured, else the other one measured (an idle CPU is woken
 /// for a thread by an IPI too — or by setting its polling flag — so the two are of one
-/// order), else `FALLBACK_DELAY_NS`.
-fn delays(sorted: &[Event], o: &WhatIfOpts) -> (Delay, Delay) {
+/// order), else `FALLBACK_DELAY_NS`; and the measured medians, [IPI, wake-up].
+fn delays(sorted: &[Event], o: &WhatIfOpts) -> (Delay, Delay, [Option<u64>; 2]) {
     let ipi_m = counts::ipi_latency_ns(sorted);
     let wake_m = counts::wake_latency_ns(sorted);
-    let pick = |given: Option<u64>, own: Option<u64>, other: Option<u64>, other_name: &str| match (
-        given, own, other,
-    ) {
-        (Some(ns), ..) => Delay {
-            ns,
-            source: "given".into(),
-        },
-        (None, Some(ns), _) => Delay {
-            ns,
-            source: "measured in the recording (median)".into(),
-        },
-        (None, None, Some(ns)) => Delay {
-            ns,
-            source: format!("assumed: the recording's median {other_name}"),
-        },
-        (None, None, None) => Delay {
-            ns: FALLBACK_DELAY_NS,
-            source: "assumed: nothing to measure it by".into(),
-        },
+    let pick = |given: Option<u64>, own: Option<u64>, other: Option<u64>, other_name: &str| {
+        let (ns, source) = match (given, own, other) {
+            (Some(ns), ..) => (ns, "given".to_string()),
+            (None, Some(ns), _) => (ns, "measured in the recording (median)".into()),
+            (None, None, Some(ns)) => (ns, format!("assumed: the recording's median {other_name}")),
+            (None, None, None) => (
+                FALLBACK_DELAY_NS,
+                "assumed: nothing to measure it by".into(),
+            ),
+        };
+        Delay { ns, source }
     };
     (
         pick(o.ipi_ns, ipi_m, wake_m, "backlog_napi wake-up latency"),
         pick(o.wake_ns, wake_m, ipi_m, "RPS IPI latency"),
+        [ipi_m, wake_m],
     )
 }
 
