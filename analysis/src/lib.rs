@@ -8,6 +8,7 @@ pub mod paths;
 #[cfg(feature = "report")]
 pub mod report;
 pub mod trace;
+pub mod whatif;
 
 /// `Event` lives with the file format it is a row of; `crate::event` is its old address.
 pub use trace::event;

@@ -134,6 +134,11 @@ enum Cmd {
     /// histograms, the mode and the model's counter rules on /metrics
     #[command(after_help = cmd::serve::AFTER_HELP)]
     Serve(cmd::serve::Args),
+    /// Replay a recording's packets through the model of another mode: RPS IPIs that would
+    /// disappear, backlog_napi wake-ups and runs, latency by path, work by CPU (observed
+    /// against predicted)
+    #[command(after_help = cmd::whatif::AFTER_HELP)]
+    Whatif(cmd::whatif::Args),
 }
 
 const REPORT_HELP: &str = "Examples:
@@ -161,6 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Check(a) => cmd::check::run(a),
         Cmd::Verify(a) => cmd::verify::run(a),
         Cmd::Serve(a) => cmd::serve::run(a),
+        Cmd::Whatif(a) => cmd::whatif::run(a),
     }
 }
 
@@ -171,7 +177,7 @@ fn main() -> ExitCode {
     // probes, network namespaces or a recording open: those clean up first.
     if matches!(
         cli.cmd,
-        Cmd::Status(_) | Cmd::Check(_) | Cmd::Simulate(_) | Cmd::Report(_)
+        Cmd::Status(_) | Cmd::Check(_) | Cmd::Simulate(_) | Cmd::Report(_) | Cmd::Whatif(_)
     ) {
         // SAFETY: restores the default action for one signal before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
@@ -246,6 +252,7 @@ mod tests {
             vec!["napiscope", "check", "t.parquet"],
             vec!["napiscope", "check", "t.parquet", "--mode", "c", "--json"],
             vec!["napiscope", "simulate", "--mode", "B"],
+            vec!["napiscope", "whatif", "--mode", "C", "t.parquet"],
             vec!["napiscope", "verify"],
             vec!["napiscope", "top"],
             vec![

@@ -166,7 +166,7 @@ fn every_help_text_is_unchanged() {
     all.push_str(&top);
     for cmd in [
         "status", "top", "record", "report", "scenario", "simulate", "recover", "check", "verify",
-        "serve",
+        "serve", "whatif",
     ] {
         let (rc, help) = run(&[cmd, "--help"], &dir);
         write!(all, "\n===== napiscope {cmd} --help (exit {rc})\n{help}").unwrap();

@@ -55,6 +55,10 @@ enum Cmd {
         /// Boot nothing: write matrix.md and readme-table.md again from a matrix.json
         #[arg(long, value_name = "MATRIX.json", conflicts_with_all = ["kernels", "all"])]
         render: Option<PathBuf>,
+        /// Validate `napiscope whatif`: record loopback-rps in 6.12 (mode B) and
+        /// 6.12-threads (mode C), predict each from the other; writes target/vm-test/whatif.md
+        #[arg(long, conflicts_with_all = ["kernels", "all", "render"])]
+        whatif: bool,
     },
     /// Measure napiscope's throughput and cost on this machine; writes BENCHMARKS.md
     Bench {
@@ -94,12 +98,16 @@ fn main() -> Result<()> {
             kernels,
             all,
             render,
+            whatif,
         } => {
             if let Some(json) = render {
                 return vm::render(&json);
             }
             setup()?;
             let bin = build_tracer()?;
+            if whatif {
+                return vm::vm_whatif(&bin);
+            }
             vm::vm_test(&kernels, all, all, &bin)
         }
         Cmd::Bench {

@@ -47,7 +47,7 @@ const FLOORS: &[(&str, &[Floor])] = &[
             },
             Floor {
                 level: 4,
-                modules: &["report"],
+                modules: &["report", "whatif"],
                 apart: false,
             },
             Floor {

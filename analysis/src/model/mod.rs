@@ -8,6 +8,7 @@
 
 mod dev;
 pub mod features;
+pub mod replay;
 pub mod sim;
 
 use std::collections::VecDeque;

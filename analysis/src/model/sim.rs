@@ -97,9 +97,9 @@ enum Action {
 }
 
 /// Collects emitted events, stamping them with per-CPU time (each event takes `STEP_NS`).
-struct Collector {
-    events: Vec<Event>,
-    clock: Vec<u64>,
+pub(super) struct Collector {
+    pub(super) events: Vec<Event>,
+    pub(super) clock: Vec<u64>,
 }
 
 const STEP_NS: u64 = 250;
@@ -116,7 +116,7 @@ impl Tracer for Collector {
     }
 }
 
-fn idle(cpu: usize) -> Exec {
+pub(super) fn idle(cpu: usize) -> Exec {
     Exec {
         cpu,
         ctx: Ctx::Task,
@@ -125,7 +125,13 @@ fn idle(cpu: usize) -> Exec {
     }
 }
 
-fn sched_switch(c: &mut Collector, from: &Exec, to_comm: String, to_pid: i32, prev_state: &str) {
+pub(super) fn sched_switch(
+    c: &mut Collector,
+    from: &Exec,
+    to_comm: String,
+    to_pid: i32,
+    prev_state: &str,
+) {
     let mut e = Event::new(0, 0, 0, EventKind::SchedSwitch);
     e.target_comm = Some(to_comm);
     e.target_pid = Some(to_pid);
@@ -338,7 +344,7 @@ impl Driver {
 }
 
 /// Events in time order, each CPU's numbered from 0 (as the recorder's per-CPU seq).
-fn numbered(mut events: Vec<Event>) -> Vec<Event> {
+pub(super) fn numbered(mut events: Vec<Event>) -> Vec<Event> {
     events.sort_by_key(|e| (e.ts_ns, e.cpu));
     let mut seq: HashMap<u32, u64> = HashMap::new();
     for e in &mut events {

@@ -112,14 +112,14 @@ fn read_log(text: &str, qemu_exit: Option<i32>, log: &Path) -> Value {
     })
 }
 
-fn between<'a>(log: &'a str, begin: &str, end: &str) -> Option<&'a str> {
+pub(super) fn between<'a>(log: &'a str, begin: &str, end: &str) -> Option<&'a str> {
     let a = log.find(begin)? + begin.len();
     let b = a + log[a..].find(end)?;
     Some(&log[a..b])
 }
 
 /// Parse the first JSON object in a serial-console chunk (kernel lines may interleave).
-fn json_in(chunk: &str) -> Option<Value> {
+pub(super) fn json_in(chunk: &str) -> Option<Value> {
     let clean: String = chunk.replace('\r', "");
     let start = clean.find('{')?;
     let end = clean.rfind('}')?;
@@ -127,7 +127,7 @@ fn json_in(chunk: &str) -> Option<Value> {
 }
 
 /// Every top-level JSON object in a chunk, in order.
-fn json_objects(chunk: &str) -> Vec<Value> {
+pub(super) fn json_objects(chunk: &str) -> Vec<Value> {
     let clean: String = chunk.replace('\r', "");
     let mut out = Vec::new();
     let (mut depth, mut start) = (0usize, None);
@@ -154,7 +154,7 @@ fn json_objects(chunk: &str) -> Vec<Value> {
 }
 
 /// What follows `tag` on the first serial-log line that has it (`@@VERIFY-RC 0` → "0").
-fn tagged<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
+pub(super) fn tagged<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
     text.lines()
         .find_map(|l| l.split(tag).nth(1))
         .map(str::trim)

@@ -26,6 +26,31 @@ echo "@@STATUS-END"
 # verify, top and check run in it; the host compares it with the table's expectation.
 EXPECT=$(sed -n 's/^  "mode": "\([ABC]\)".*/\1/p' /tmp/status.json | head -n 1)
 echo "@@MODE $EXPECT"
+# `cargo xtask vm-test --whatif` boots with napiscope.whatif: record one scenario, predict
+# the other mode from it (napiscope whatif), and hand the recording out base64-encoded.
+if grep -q napiscope.whatif /proc/cmdline; then
+  echo "@@WHATIF-BEGIN"
+  napiscope record --force -o /tmp/wi.parquet -d 30 --json >/tmp/wi-rec.json 2>/tmp/wi-rec.err &
+  REC=$!
+  i=0
+  while ! grep -q "probes attached" /tmp/wi-rec.err && [ $i -lt 600 ]; do usleep 100000; i=$((i+1)); done
+  napiscope scenario loopback-rps -d 3s --json
+  usleep 500000
+  kill -INT $REC
+  wait $REC
+  echo "@@WHATIF-REC-RC $?"
+  cat /tmp/wi-rec.json
+  OTHER=C
+  [ "$EXPECT" = C ] && OTHER=B
+  echo "@@WHATIF-JSON"
+  napiscope whatif --mode $OTHER /tmp/wi.parquet --json
+  echo "@@WHATIF-RC $?"
+  echo "@@WHATIF-PARQUET-BEGIN"
+  base64 /tmp/wi.parquet
+  echo "@@WHATIF-PARQUET-END"
+  echo "@@WHATIF-END"
+  poweroff -f
+fi
 echo "@@VERIFY-BEGIN"
 napiscope verify --json --seconds 1 ${EXPECT:+--expect-mode $EXPECT} --keep /tmp/verify
 echo "@@VERIFY-RC $?"

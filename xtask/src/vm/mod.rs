@@ -16,6 +16,7 @@ mod boot;
 mod builder;
 mod markdown;
 mod matrix;
+mod whatif;
 
 pub struct KernelSpec {
     pub name: &'static str,
@@ -91,7 +92,16 @@ pub const KERNELS: &[KernelSpec] = &[
     },
 ];
 
-pub fn vm_test(selected: &[String], all: bool, host: bool, napiscope: &Path) -> Result<()> {
+/// `--whatif`: record loopback-rps in 6.12 and 6.12-threads, predict each mode from the
+/// other's recording, and compare (target/vm-test/whatif.md).
+pub fn vm_whatif(napiscope: &Path) -> Result<()> {
+    let (dir, initrd) = prepare(napiscope)?;
+    whatif::run(&dir, &initrd)
+}
+
+/// QEMU and busybox installed, target/vm-test made, the shared initramfs built: the
+/// directory and the initramfs.
+fn prepare(napiscope: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
     let napiscope = &std::fs::canonicalize(napiscope)?;
     let missing: Vec<&str> = [
         ("qemu-system-x86_64", "qemu-system-x86"),
@@ -107,14 +117,20 @@ pub fn vm_test(selected: &[String], all: bool, host: bool, napiscope: &Path) -> 
     }
     std::fs::create_dir_all("target/vm-test")?;
     let dir = std::fs::canonicalize("target/vm-test")?;
+    let initrd = dir.join("initramfs.cpio.gz");
+    step("building the initramfs (busybox, ip, napiscope)");
+    builder::build_initramfs(napiscope, &initrd)?;
+    Ok((dir, initrd))
+}
+
+pub fn vm_test(selected: &[String], all: bool, host: bool, napiscope: &Path) -> Result<()> {
     let kernels = select(selected, all);
     if kernels.is_empty() && !host {
         let names: Vec<&str> = KERNELS.iter().map(|k| k.name).collect();
         bail!("unknown kernel(s) {selected:?}; choose from {names:?} or --all");
     }
-    let initrd = dir.join("initramfs.cpio.gz");
-    step("building the initramfs (busybox, ip, napiscope)");
-    builder::build_initramfs(napiscope, &initrd)?;
+    let (dir, initrd) = prepare(napiscope)?;
+    let napiscope = &std::fs::canonicalize(napiscope)?;
     let mut rows = Vec::new();
     if host {
         rows.push(host_row(napiscope)?);
