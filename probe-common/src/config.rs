@@ -53,6 +53,8 @@ pub struct TpOffsets {
     pub cpuhp_exit_state: u32,
     pub cpuhp_exit_idx: u32,
     pub cpuhp_exit_ret: u32,
+    pub irq_entry_irq: u32,
+    pub _pad: u32,
 }
 
 /// Byte offsets of the kernel struct members the BTF programs read (`skb->len`,
@@ -75,7 +77,11 @@ pub struct KernelOffsets {
     /// sched tp_btf programs.
     pub task_exit_state: u32,
     pub task_cpu: u32,
-    pub _pad: [u32; 3],
+    /// napi_struct.napi_id and .irq (v6.8+), for per-NAPI rows. 0 where the kernel has no
+    /// such member (then the programs do not read it).
+    pub napi_id: u32,
+    pub napi_irq: u32,
+    pub _pad: u32,
 }
 
 /// Run-time settings written into the programs' read-only data before loading.

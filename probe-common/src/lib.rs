@@ -265,6 +265,13 @@ pub struct CpuState {
     pub blind_ns: u64,
     /// The last `BLIND_LOG` of them, at `blind_windows % BLIND_LOG`.
     pub blind_log: [BlindWindow; BLIND_LOG],
+    /// The device interrupt (irq_handler_entry's irq) last handled on this CPU, when its
+    /// handler started and when it returned (0: none yet): a NAPI poll in a NET_RX softirq
+    /// that started right after that return is attributed to it (`top`).
+    pub last_irq: i32,
+    pub _pad2: u32,
+    pub last_irq_ns: u64,
+    pub last_irq_exit_ns: u64,
 }
 
 /// How many blind windows each CPU remembers.
@@ -282,7 +289,7 @@ pub struct BlindWindow {
 }
 
 const _: () = assert!(core::mem::size_of::<BlindWindow>() == 24);
-const _: () = assert!(core::mem::size_of::<CpuState>() == 88 + 24 * BLIND_LOG);
+const _: () = assert!(core::mem::size_of::<CpuState>() == 112 + 24 * BLIND_LOG);
 
 /// Where receive work ran: the context of a NET_RX softirq or a NAPI poll (`napiscope top`).
 pub mod where_ {
@@ -294,10 +301,21 @@ pub mod where_ {
     pub const KSOFTIRQD: usize = 2;
     /// A `backlog_napi/N` thread polling outside softirq (mode C).
     pub const BACKLOG_THREAD: usize = 3;
-    /// Any other task: threaded NAPI (`napi/...`), busy polling.
-    pub const OTHER_TASK: usize = 4;
-    pub const COUNT: usize = 5;
-    pub const NAMES: [&str; COUNT] = ["irq-exit", "bh-enable", "ksoftirqd", "backlog_napi", "task"];
+    /// A threaded device NAPI's own kthread, `napi/<dev>-<napi id>` (napi_threaded_poll,
+    /// 29863d41bb6e, v5.12), polling outside softirq.
+    pub const NAPI_THREAD: usize = 4;
+    /// Any other task polling outside softirq: busy polling (napi_busy_loop from a socket
+    /// with SO_BUSY_POLL / net.core.busy_read, or epoll busy poll).
+    pub const BUSY_POLL: usize = 5;
+    pub const COUNT: usize = 6;
+    pub const NAMES: [&str; COUNT] = [
+        "irq-exit",
+        "bh-enable",
+        "ksoftirqd",
+        "backlog_napi",
+        "napi_thread",
+        "busy_poll",
+    ];
     /// A softirq that starts within this long of a hard interrupt's exit ran at irq exit.
     pub const IRQ_EXIT_WINDOW_NS: u64 = 5_000;
 }
@@ -349,12 +367,16 @@ pub struct CpuCounters {
     pub rps_ipi_received: u64,
     /// IPIs of any kind sent from this CPU.
     pub ipi_sent: u64,
-    /// Switches to ksoftirqd/N and backlog_napi/N on this CPU.
+    /// Switches to ksoftirqd/N, backlog_napi/N and threaded device NAPIs' `napi/<dev>-<id>`
+    /// on this CPU.
     pub ksoftirqd_runs: u64,
     pub backlog_runs: u64,
-    /// Wake-ups of ksoftirqd/N and backlog_napi/N sent from this CPU (any target).
+    pub napi_thread_runs: u64,
+    /// Wake-ups of ksoftirqd/N, backlog_napi/N and `napi/<dev>-<id>` sent from this CPU
+    /// (any target).
     pub ksoftirqd_wakeups_sent: u64,
     pub backlog_wakeups_sent: u64,
+    pub napi_thread_wakeups_sent: u64,
     /// Enqueue-to-processing latency per path, log2 ns buckets.
     pub latency: [[u64; LAT_BUCKETS]; PATHS],
     /// The same latencies summed per path, ns (a histogram's `_sum`, for mean latencies).
@@ -383,8 +405,10 @@ impl CpuCounters {
             ipi_sent: 0,
             ksoftirqd_runs: 0,
             backlog_runs: 0,
+            napi_thread_runs: 0,
             ksoftirqd_wakeups_sent: 0,
             backlog_wakeups_sent: 0,
+            napi_thread_wakeups_sent: 0,
             latency: [[0; LAT_BUCKETS]; PATHS],
             latency_ns_sum: [0; PATHS],
         }
@@ -392,12 +416,72 @@ impl CpuCounters {
 }
 
 const _: () =
-    assert!(core::mem::size_of::<CpuCounters>() == 8 * (30 + PATHS * LAT_BUCKETS + PATHS));
+    assert!(core::mem::size_of::<CpuCounters>() == 8 * (33 + PATHS * LAT_BUCKETS + PATHS));
+
+/// One NAPI instance's counters on one CPU (`top`'s per-NAPI rows): a value of the NAPI
+/// per-CPU map, keyed by the `napi_struct` address. Monotonic, as CpuCounters; the
+/// identity fields hold what the latest poll on this CPU saw.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NapiCounters {
+    pub polls: u64,
+    pub packets: u64,
+    /// Polls that used their whole budget.
+    pub budget_exhausted: u64,
+    /// Polls and packets by where the poll ran (`where_::*`).
+    pub polls_where: [u64; where_::COUNT],
+    pub packets_where: [u64; where_::COUNT],
+    /// Polls at the exit of a device interrupt (`last_irq`), and the time from that
+    /// interrupt's handler entry to the end of the poll, summed.
+    pub irq_polls: u64,
+    pub irq_to_poll_ns: u64,
+    /// napi->napi_id (0: not hashed, as the backlog NAPIs; or not readable on this kernel).
+    pub napi_id: u32,
+    /// napi->irq as the driver set it (netif_napi_set_irq, v6.8+), -1 if unset or unknown.
+    pub irq: i32,
+    /// The device interrupt the latest irq-exit poll followed, -1: none.
+    pub last_irq: i32,
+    /// The task that ran the latest poll outside softirq (0: none).
+    pub task_pid: u32,
+    /// The device (`napi->dev->name`; `(no_device)` for a backlog).
+    pub dev: [u8; COMM_LEN],
+    /// That task's comm.
+    pub task_comm: [u8; COMM_LEN],
+}
+
+impl NapiCounters {
+    pub const fn zeroed() -> NapiCounters {
+        NapiCounters {
+            polls: 0,
+            packets: 0,
+            budget_exhausted: 0,
+            polls_where: [0; where_::COUNT],
+            packets_where: [0; where_::COUNT],
+            irq_polls: 0,
+            irq_to_poll_ns: 0,
+            napi_id: 0,
+            irq: -1,
+            last_irq: -1,
+            task_pid: 0,
+            dev: [0; COMM_LEN],
+            task_comm: [0; COMM_LEN],
+        }
+    }
+}
+
+const _: () =
+    assert!(core::mem::size_of::<NapiCounters>() == 8 * (5 + 2 * where_::COUNT) + 16 + 32);
+
+/// Per-NAPI rows `top` keeps (LRU: instances that went away age out).
+pub const MAX_NAPIS: u32 = 1024;
 
 /// Wake-ups of a CPU's kernel threads, counted where the target is known (the woken task's
 /// CPU): index `cpu * 2 + WOKEN_KSOFTIRQD | WOKEN_BACKLOG` of the WOKEN array.
 pub const WOKEN_KSOFTIRQD: usize = 0;
 pub const WOKEN_BACKLOG: usize = 1;
+/// Slots per CPU in WOKEN (the `napi/<dev>-<id>` threads are counted where they are woken
+/// from, `napi_thread_wakeups_sent`, and per instance by their runs).
+pub const WOKEN_SLOTS: usize = 2;
 
 /// An skb between netif_rx and netif_receive_skb (`top`'s in-flight map).
 #[repr(C)]
@@ -443,5 +527,6 @@ mod user {
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::CpuCounters {}
     unsafe impl aya::Pod for super::Inflight {}
+    unsafe impl aya::Pod for super::NapiCounters {}
     unsafe impl aya::Pod for super::Filter {}
 }

@@ -48,6 +48,8 @@ pub static OFFSETS: TpOffsets = TpOffsets {
     cpuhp_exit_state: 0,
     cpuhp_exit_idx: 0,
     cpuhp_exit_ret: 0,
+    irq_entry_irq: 0,
+    _pad: 0,
 };
 
 /// Written by userspace before loading (from the kernel's BTF). A program that follows
@@ -64,7 +66,9 @@ pub static KOFFSETS: KernelOffsets = KernelOffsets {
     task_found: 0,
     task_exit_state: 0,
     task_cpu: 0,
-    _pad: [0; 3],
+    napi_id: 0,
+    napi_irq: 0,
+    _pad: 0,
 };
 
 /// Address of rps_trigger_softirq (from /proc/kallsyms), for the kprobe that stands in for

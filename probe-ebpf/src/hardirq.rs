@@ -1,38 +1,57 @@
 //! Hard-interrupt context tracking: entry/exit of device irqs and of the x86 APIC vectors
 //! (IPIs, timer, reschedule, irq_work) keep a per-CPU depth that fills events' `ctx`.
-//! One program per direction is attached to all of them (probe-cli's SPECS).
+//! Device irqs also leave their number and times (`CpuState::last_irq`), to which `top`
+//! attributes the NAPI polls of the softirq at their exit. The APIC-vector programs are
+//! attached to every vector (probe-cli's SPECS).
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 
-use crate::{config::counters_on, maps::state, program::program};
+use crate::{
+    config::{counters_on, off},
+    maps::state,
+    program::program,
+    read::read,
+};
 
 program! {
-    fn hardirq_enter() -> u32 {
+    /// `irq`: the device interrupt's number, or -1 for an APIC vector.
+    fn hardirq_enter(irq: i32) -> u32 {
         if let Some(st) = state() {
             if st.hardirq_depth < 8 {
                 st.hardirq_depth += 1;
             }
-        }
-        0
-    }
-
-    tracepoint irq_handler_entry(_ctx) {}
-    tracepoint vector_entry(_ctx) {}
-    raw_tracepoint hardirq_entry_raw(_ctx) {}
-}
-
-program! {
-    fn hardirq_exit() -> u32 {
-        if let Some(st) = state() {
-            st.hardirq_depth = st.hardirq_depth.saturating_sub(1);
-            if counters_on() {
-                st.last_hardirq_exit_ns = unsafe { bpf_ktime_get_ns() };
+            if irq >= 0 && counters_on() {
+                st.last_irq = irq;
+                st.last_irq_ns = unsafe { bpf_ktime_get_ns() };
             }
         }
         0
     }
 
-    tracepoint irq_handler_exit(_ctx) {}
-    tracepoint vector_exit(_ctx) {}
-    raw_tracepoint hardirq_exit_raw(_ctx) {}
+    tracepoint irq_handler_entry(ctx) { irq = read(&ctx, off!(irq_entry_irq)) }
+    tracepoint vector_entry(_ctx) { irq = -1 }
+    raw_tracepoint irq_handler_entry_raw(ctx) { irq = ctx.arg::<u64>(0) as i32 }
+    raw_tracepoint hardirq_entry_raw(_ctx) { irq = -1 }
+}
+
+program! {
+    /// `device`: a device interrupt's handler returned (not an APIC vector).
+    fn hardirq_exit(device: bool) -> u32 {
+        if let Some(st) = state() {
+            st.hardirq_depth = st.hardirq_depth.saturating_sub(1);
+            if counters_on() {
+                let now = unsafe { bpf_ktime_get_ns() };
+                st.last_hardirq_exit_ns = now;
+                if device {
+                    st.last_irq_exit_ns = now;
+                }
+            }
+        }
+        0
+    }
+
+    tracepoint irq_handler_exit(_ctx) { device = true }
+    tracepoint vector_exit(_ctx) { device = false }
+    raw_tracepoint irq_handler_exit_raw(_ctx) { device = true }
+    raw_tracepoint hardirq_exit_raw(_ctx) { device = false }
 }

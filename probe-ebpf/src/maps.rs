@@ -3,9 +3,9 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
-use probe_common::{CpuCounters, CpuState, Filter, Inflight, MAX_CPUS};
+use probe_common::{CpuCounters, CpuState, Filter, Inflight, NapiCounters, MAX_CPUS, MAX_NAPIS};
 
 /// One ring per CPU group (`RINGS`); sizes are set by userspace (`--ring-buffer-mb` split
 /// among the rings some CPU uses, one page for the others).
@@ -59,6 +59,12 @@ pub static TASK_SOFTIRQ: LruHashMap<u32, TaskSoftirq> = LruHashMap::with_max_ent
 
 #[map]
 pub static COUNTERS: PerCpuArray<CpuCounters> = PerCpuArray::with_max_entries(1, 0);
+
+/// napi_struct address → that NAPI instance's counters on each CPU (`top`'s per-NAPI rows).
+/// LRU: instances that went away (a device removed) age out.
+#[map]
+pub static NAPI: LruPerCpuHashMap<u64, NapiCounters> =
+    LruPerCpuHashMap::with_max_entries(MAX_NAPIS, 0);
 
 /// Wake-ups of each CPU's ksoftirqd / backlog_napi thread: `cpu * 2 + WOKEN_*`.
 #[map]

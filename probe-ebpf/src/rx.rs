@@ -7,9 +7,10 @@
 //! (tracepoint), through the skb/napi pointer with helpers (raw), or with BTF-checked loads
 //! (tp_btf). Its parameter is typed (`&mut Dev`) so the closure takes any borrow.
 
-use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns};
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns};
 use probe_common::{
-    where_, CpuCounters, EventKind, Inflight, COMM_LEN, LAT_BUCKETS, NET_RX_SOFTIRQ, PATHS,
+    where_, CpuCounters, EventKind, Inflight, NapiCounters, COMM_LEN, LAT_BUCKETS, NET_RX_SOFTIRQ,
+    PATHS,
 };
 
 use crate::{
@@ -17,13 +18,13 @@ use crate::{
     config::{counters_on, koff, off},
     counters::{counting, log2_bucket},
     emit::emit,
-    maps::{state, INFLIGHT},
+    maps::{state, INFLIGHT, NAPI},
     program::program,
     read::{
         btf_load, btf_netdev_name, current_comm, kread_u32, kread_u64, netdev_name, read,
-        read_data_loc,
+        read_data_loc, write_current_comm,
     },
-    threads::{thread_kind, BACKLOG_NAPI, KSOFTIRQD},
+    threads::{thread_kind, BACKLOG_NAPI, KSOFTIRQD, NAPI_THREAD},
 };
 
 /// A device name (`dev->name`, char[16]).
@@ -60,19 +61,22 @@ fn is_backlog_dev(dev: &[u8; COMM_LEN]) -> bool {
 }
 
 program! {
-    /// napi_poll(struct napi_struct *napi, int work, int budget).
+    /// napi_poll(struct napi_struct *napi, int work, int budget). `ident` gives the
+    /// instance's napi->napi_id and napi->irq (-1 if unknown), read only where used.
     fn napi_poll_event(
         napi: u64,
         work: i32,
         budget: i32,
         dev_name: impl FnOnce(&mut Dev),
+        ident: impl FnOnce() -> (u32, i32),
     ) -> u32 {
         if counters_on() {
             let mut buf = core::mem::MaybeUninit::uninit();
             let dev = zeroed_name(&mut buf);
             dev_name(dev);
             if let Some(c) = counting(Some(dev)) {
-                count_poll(c, work, budget, dev);
+                let w = count_poll(c, work, budget, dev);
+                count_napi(napi, work, budget, w, dev, ident());
             }
             return 0;
         }
@@ -81,6 +85,9 @@ program! {
             ev.arg0 = work;
             ev.arg1 = budget;
             dev_name(&mut ev.name);
+            let (id, irq) = ident();
+            ev.func = id as u64;
+            ev.state = irq as i64;
         });
         0
     }
@@ -90,6 +97,7 @@ program! {
         work = read(&ctx, off!(napi_work)),
         budget = read(&ctx, off!(napi_budget)),
         dev_name = |name: &mut Dev| read_data_loc(&ctx, off!(napi_dev_name), name),
+        ident = || napi_ident_kread(napi),
     }
     /// Reads napi->dev->name itself (offsets from BTF) instead of having the classic
     /// tracepoint copy a record first.
@@ -98,6 +106,7 @@ program! {
         work = ctx.arg::<u64>(1) as i32,
         budget = ctx.arg::<u64>(2) as i32,
         dev_name = |name: &mut Dev| netdev_name(kread_u64(napi + koff!(napi_dev)), name),
+        ident = || napi_ident_kread(napi),
     }
     /// As napi_poll_raw, with the arguments typed by the kernel's BTF (tp_btf): the verifier
     /// checks each field load against the struct layout, so they are plain loads, not
@@ -109,11 +118,35 @@ program! {
         dev_name = |name: &mut Dev| {
             btf_netdev_name(unsafe { btf_load::<u64>(napi, koff!(napi_dev)) }, name)
         },
+        ident = || {
+            let (id_off, irq_off) = (koff!(napi_id), koff!(napi_irq));
+            let id = if id_off != 0 { unsafe { btf_load::<u32>(napi, id_off) } } else { 0 };
+            let irq = if irq_off != 0 { unsafe { btf_load::<i32>(napi, irq_off) } } else { -1 };
+            (id, irq)
+        },
     }
 }
 
+/// napi->napi_id and napi->irq through bpf_probe_read_kernel, where BTF gave their offsets.
 #[inline(always)]
-fn count_poll(c: &mut CpuCounters, work: i32, budget: i32, dev: &[u8; COMM_LEN]) {
+fn napi_ident_kread(napi: u64) -> (u32, i32) {
+    let (id_off, irq_off) = (koff!(napi_id), koff!(napi_irq));
+    let id = if id_off != 0 && napi != 0 {
+        kread_u32(napi + id_off)
+    } else {
+        0
+    };
+    let irq = if irq_off != 0 && napi != 0 {
+        kread_u32(napi + irq_off) as i32
+    } else {
+        -1
+    };
+    (id, irq)
+}
+
+/// The CPU's poll counters; returns where the poll ran (`where_::*`).
+#[inline(always)]
+fn count_poll(c: &mut CpuCounters, work: i32, budget: i32, dev: &[u8; COMM_LEN]) -> usize {
     let work = if work > 0 { work as u64 } else { 0 };
     atomic_inc(&mut c.polls);
     atomic_add(&mut c.poll_packets, work);
@@ -123,18 +156,72 @@ fn count_poll(c: &mut CpuCounters, work: i32, budget: i32, dev: &[u8; COMM_LEN])
     if is_backlog_dev(dev) {
         atomic_inc(&mut c.backlog_polls);
     }
-    let Some(st) = state() else { return };
-    let w = if st.softirq == NET_RX_SOFTIRQ + 1 {
-        st.net_rx_where as usize
-    } else if thread_kind(&current_comm()) == BACKLOG_NAPI {
-        where_::BACKLOG_THREAD
-    } else {
-        where_::OTHER_TASK
-    };
+    let w = poll_where();
     atomic_add(
         &mut c.poll_packets_where[bounded(w, 7) % where_::COUNT],
         work,
     );
+    w
+}
+
+/// Where a poll runs: the NET_RX softirq's own context, else the task polling outside it —
+/// a backlog_napi/N or napi/<dev>-<id> thread, or any other task (busy polling:
+/// napi_busy_loop and busy_poll_stop call trace_napi_poll from the socket's task).
+#[inline(always)]
+fn poll_where() -> usize {
+    let Some(st) = state() else {
+        return where_::BUSY_POLL;
+    };
+    if st.softirq == NET_RX_SOFTIRQ + 1 {
+        return st.net_rx_where as usize;
+    }
+    match thread_kind(&current_comm()) {
+        BACKLOG_NAPI => where_::BACKLOG_THREAD,
+        NAPI_THREAD => where_::NAPI_THREAD,
+        _ => where_::BUSY_POLL,
+    }
+}
+
+/// This NAPI instance's counters on this CPU (`top`'s per-NAPI rows).
+#[inline(always)]
+fn count_napi(napi: u64, work: i32, budget: i32, w: usize, dev: &Dev, ident: (u32, i32)) {
+    let n = match NAPI.get_ptr_mut(&napi) {
+        Some(p) => p,
+        None => {
+            let _ = NAPI.insert(&napi, &NapiCounters::zeroed(), 0);
+            match NAPI.get_ptr_mut(&napi) {
+                Some(p) => p,
+                None => return,
+            }
+        }
+    };
+    let n = unsafe { &mut *n };
+    let work = if work > 0 { work as u64 } else { 0 };
+    let w = bounded(w, 7) % where_::COUNT;
+    atomic_inc(&mut n.polls);
+    atomic_add(&mut n.packets, work);
+    if budget > 0 && work >= budget as u64 {
+        atomic_inc(&mut n.budget_exhausted);
+    }
+    atomic_inc(&mut n.polls_where[w]);
+    atomic_add(&mut n.packets_where[w], work);
+    n.napi_id = ident.0;
+    n.irq = ident.1;
+    n.dev = *dev;
+    let Some(st) = state() else { return };
+    if w == where_::IRQ_EXIT
+        && st.last_irq_exit_ns != 0
+        && st.net_rx_start_ns >= st.last_irq_exit_ns
+        && st.net_rx_start_ns - st.last_irq_exit_ns < where_::IRQ_EXIT_WINDOW_NS
+    {
+        n.last_irq = st.last_irq;
+        atomic_inc(&mut n.irq_polls);
+        let now = unsafe { bpf_ktime_get_ns() };
+        atomic_add(&mut n.irq_to_poll_ns, now.saturating_sub(st.last_irq_ns));
+    } else if w >= where_::BACKLOG_THREAD {
+        n.task_pid = bpf_get_current_pid_tgid() as u32;
+        write_current_comm(&mut n.task_comm);
+    }
 }
 
 program! {

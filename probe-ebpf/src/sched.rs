@@ -1,4 +1,5 @@
-//! The scheduler, filtered in the kernel to ksoftirqd/N and backlog_napi/N: sched_switch
+//! The scheduler, filtered in the kernel to ksoftirqd/N, backlog_napi/N and threaded NAPIs'
+//! napi/<dev>-<id>: sched_switch
 //! (which also keeps the current-task tracking every event checks, see `emit`),
 //! sched_waking and sched_wakeup. The tp_btf variants load comm and pid from the task
 //! structs (BTF offsets) instead of having the kernel fill a record first.
@@ -14,7 +15,7 @@ use crate::{
     program::program,
     read::{btf_load, read, read_comm, task_comm, task_pid},
     softirq::switch_softirq,
-    threads::{interesting_thread, thread_kind, KSOFTIRQD, NOT_INTERESTING},
+    threads::{interesting_thread, thread_kind, KSOFTIRQD, NAPI_THREAD, NOT_INTERESTING},
 };
 
 program! {
@@ -37,10 +38,10 @@ program! {
         let next_kind = thread_kind(&next);
         if next_kind != NOT_INTERESTING {
             if let Some(c) = counting(None) {
-                if next_kind == KSOFTIRQD {
-                    atomic_inc(&mut c.ksoftirqd_runs);
-                } else {
-                    atomic_inc(&mut c.backlog_runs);
+                match next_kind {
+                    KSOFTIRQD => atomic_inc(&mut c.ksoftirqd_runs),
+                    NAPI_THREAD => atomic_inc(&mut c.napi_thread_runs),
+                    _ => atomic_inc(&mut c.backlog_runs),
                 }
             }
         }
@@ -174,12 +175,20 @@ program! {
 #[inline(always)]
 fn count_wakeup(woken_kind: u8, target_cpu: i32) {
     let Some(c) = counting(None) else { return };
-    let slot = if woken_kind == KSOFTIRQD {
-        atomic_inc(&mut c.ksoftirqd_wakeups_sent);
-        WOKEN_KSOFTIRQD
-    } else {
-        atomic_inc(&mut c.backlog_wakeups_sent);
-        WOKEN_BACKLOG
+    let slot = match woken_kind {
+        KSOFTIRQD => {
+            atomic_inc(&mut c.ksoftirqd_wakeups_sent);
+            WOKEN_KSOFTIRQD
+        }
+        NAPI_THREAD => {
+            // Counted where it is sent from only: a NAPI's thread is not per CPU.
+            atomic_inc(&mut c.napi_thread_wakeups_sent);
+            return;
+        }
+        _ => {
+            atomic_inc(&mut c.backlog_wakeups_sent);
+            WOKEN_BACKLOG
+        }
     };
     if target_cpu < 0 || target_cpu as usize >= MAX_CPUS {
         return;

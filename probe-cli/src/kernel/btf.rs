@@ -359,6 +359,12 @@ fn net_offsets(btf: &Btf, o: &mut KernelOffsets) -> Result<(), String> {
     o.skb_dev = typed(btf, "sk_buff", "dev", "struct net_device *")?;
     o.netdev_name = typed(btf, "net_device", "name", "char[16]")?;
     o.napi_dev = typed(btf, "napi_struct", "dev", "struct net_device *")?;
+    // Per-NAPI rows only; a kernel without them still gets every other program.
+    o.napi_id = typed(btf, "napi_struct", "napi_id", "unsigned int")
+        .or_else(|_| typed(btf, "napi_struct", "napi_id", "u32"))
+        .unwrap_or(0);
+    // napi->irq: netif_napi_set_irq (v6.8); 0 (none) before.
+    o.napi_irq = typed(btf, "napi_struct", "irq", "int").unwrap_or(0);
     Ok(())
 }
 

@@ -36,6 +36,7 @@ pub(super) fn offsets(tracefs: &Path) -> (TpOffsets, Vec<(&'static str, String)>
         }};
     }
     fill!("softirq_raise", "irq", "softirq_raise", { softirq_vec = "vec": int });
+    fill!("irq_handler_entry", "irq", "irq_handler_entry", { irq_entry_irq = "irq": int });
     fill!("napi_poll", "napi", "napi_poll", {
         napi_napi = "napi": ptr, napi_dev_name = "dev_name": int,
         napi_work = "work": int, napi_budget = "budget": int,

@@ -198,14 +198,16 @@ pub const SPECS: &[ProbeSpec] = &[
         "cpuhp_exit_raw",
         &["cpu", "state", "idx", "ret"],
     ),
+    // The record is (irq, name); the raw arguments (irq, action): the program reads only
+    // the first, the same value.
     raw(
         ctx("irq_handler_entry", "irq", "irq_handler_entry"),
-        "hardirq_entry_raw",
-        &[],
+        "irq_handler_entry_raw",
+        &["irq", "name"],
     ),
     raw(
         ctx("irq_handler_exit", "irq", "irq_handler_exit"),
-        "hardirq_exit_raw",
+        "irq_handler_exit_raw",
         &[],
     ),
     // x86 APIC vectors: IPIs (call_function*), timer, reschedule, irq_work.
