@@ -75,8 +75,9 @@ program! {
             let dev = zeroed_name(&mut buf);
             dev_name(dev);
             if let Some(c) = counting(Some(dev)) {
-                let w = count_poll(c, work, budget, dev);
-                count_napi(napi, work, budget, w, dev, ident());
+                let done = Polled::of(work, budget);
+                let w = count_poll(c, done, dev);
+                count_napi(napi, done, w, dev, ident());
             }
             return 0;
         }
@@ -144,23 +145,38 @@ fn napi_ident_kread(napi: u64) -> (u32, i32) {
     (id, irq)
 }
 
-/// The CPU's poll counters; returns where the poll ran (`where_::*`).
+/// What one poll did, as both the CPU's and the instance's counters count it.
+#[derive(Clone, Copy)]
+struct Polled {
+    packets: u64,
+    /// It used its whole budget: more work was left.
+    exhausted: bool,
+}
+
+impl Polled {
+    #[inline(always)]
+    fn of(work: i32, budget: i32) -> Polled {
+        let packets = if work > 0 { work as u64 } else { 0 };
+        Polled {
+            packets,
+            exhausted: budget > 0 && packets >= budget as u64,
+        }
+    }
+}
+
+/// The CPU's poll counters; returns where the poll ran (`where_::*`, bounded).
 #[inline(always)]
-fn count_poll(c: &mut CpuCounters, work: i32, budget: i32, dev: &[u8; COMM_LEN]) -> usize {
-    let work = if work > 0 { work as u64 } else { 0 };
+fn count_poll(c: &mut CpuCounters, done: Polled, dev: &[u8; COMM_LEN]) -> usize {
     atomic_inc(&mut c.polls);
-    atomic_add(&mut c.poll_packets, work);
-    if budget > 0 && work >= budget as u64 {
+    atomic_add(&mut c.poll_packets, done.packets);
+    if done.exhausted {
         atomic_inc(&mut c.poll_budget_exhausted);
     }
     if is_backlog_dev(dev) {
         atomic_inc(&mut c.backlog_polls);
     }
-    let w = poll_where();
-    atomic_add(
-        &mut c.poll_packets_where[bounded(w, 7) % where_::COUNT],
-        work,
-    );
+    let w = bounded(poll_where(), 7) % where_::COUNT;
+    atomic_add(&mut c.poll_packets_where[w], done.packets);
     w
 }
 
@@ -184,7 +200,7 @@ fn poll_where() -> usize {
 
 /// This NAPI instance's counters on this CPU (`top`'s per-NAPI rows).
 #[inline(always)]
-fn count_napi(napi: u64, work: i32, budget: i32, w: usize, dev: &Dev, ident: (u32, i32)) {
+fn count_napi(napi: u64, done: Polled, w: usize, dev: &Dev, ident: (u32, i32)) {
     let n = match NAPI.get_ptr_mut(&napi) {
         Some(p) => p,
         None => {
@@ -196,15 +212,15 @@ fn count_napi(napi: u64, work: i32, budget: i32, w: usize, dev: &Dev, ident: (u3
         }
     };
     let n = unsafe { &mut *n };
-    let work = if work > 0 { work as u64 } else { 0 };
+    // Bounded again in this function: the verifier checks each index where it is used.
     let w = bounded(w, 7) % where_::COUNT;
     atomic_inc(&mut n.polls);
-    atomic_add(&mut n.packets, work);
-    if budget > 0 && work >= budget as u64 {
+    atomic_add(&mut n.packets, done.packets);
+    if done.exhausted {
         atomic_inc(&mut n.budget_exhausted);
     }
     atomic_inc(&mut n.polls_where[w]);
-    atomic_add(&mut n.packets_where[w], work);
+    atomic_add(&mut n.packets_where[w], done.packets);
     n.napi_id = ident.0;
     n.irq = ident.1;
     n.dev = *dev;
