@@ -48,12 +48,18 @@ fn counter_lines(c: &CpuRates, ascii_only: bool) -> Vec<Line<'static>> {
         format!("  of the backlog       {:>10}/s", human(c.backlog_polls)),
         format!("  budget exhausted     {:>10}/s", human(c.budget_exhausted)),
     ];
-    for (i, n) in where_::NAMES.iter().enumerate() {
+    for (i, n) in where_::NAMES[..where_::NAPI_THREAD].iter().enumerate() {
         lines.push(format!(
             "packets in {n:<12}{:>10}/s",
             human(c.packets_where[i])
         ));
     }
+    // The two other tasks share a row: the pane has no line to spare at 36 rows.
+    lines.push(format!(
+        "packets napi_thr/busy  {:>5}/{}",
+        human(c.packets_where[where_::NAPI_THREAD]),
+        human(c.packets_where[where_::BUSY_POLL])
+    ));
     lines.extend([
         format!("enqueued here          {:>10}/s", human(c.enqueues)),
         format!("  dropped (backlog full){:>9}/s", human(c.drops)),

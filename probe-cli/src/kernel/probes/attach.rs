@@ -81,21 +81,27 @@ pub(super) fn offsets(tracefs: &Path) -> (TpOffsets, Vec<(&'static str, String)>
         cpuhp_exit_idx = "idx": int, cpuhp_exit_ret = "ret": int,
     });
     // softirq_entry/exit share softirq_raise's record layout (DECLARE_EVENT_CLASS softirq).
-    if let Some((_, why)) = bad.iter().find(|(p, _)| *p == "softirq_raise").cloned() {
-        bad.push(("softirq_entry", why.clone()));
-        bad.push(("softirq_exit", why));
-    }
+    same_class(
+        &mut bad,
+        "softirq_raise",
+        &["softirq_entry", "softirq_exit"],
+    );
     // And the device-side receive entries share netif_receive_skb_entry's
     // (DECLARE_EVENT_CLASS net_dev_rx_verbose_template).
-    if let Some((_, why)) = bad
-        .iter()
-        .find(|(p, _)| *p == "netif_receive_skb_entry")
-        .cloned()
-    {
-        bad.push(("napi_gro_receive_entry", why.clone()));
-        bad.push(("netif_receive_skb_list_entry", why));
-    }
+    same_class(
+        &mut bad,
+        "netif_receive_skb_entry",
+        &["napi_gro_receive_entry", "netif_receive_skb_list_entry"],
+    );
     (o, bad)
+}
+
+/// Events of one DECLARE_EVENT_CLASS share `read`'s record layout: when its format could not
+/// be read, they are not attachable for the same reason.
+fn same_class(bad: &mut Vec<(&'static str, String)>, read: &str, others: &[&'static str]) {
+    if let Some((_, why)) = bad.iter().find(|(p, _)| *p == read).cloned() {
+        bad.extend(others.iter().map(|p| (*p, why.clone())));
+    }
 }
 
 /// Attaches the tracepoints of `SPECS` one by one, each with the first kind that works:
