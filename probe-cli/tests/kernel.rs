@@ -469,6 +469,29 @@ fn status_json_reports_mode_and_probes() {
             );
         }
     }
+    // top/serve load the same tracepoints with their counting code: each attaches where
+    // record's does, and every program keeps most of the verifier's 1M-instruction budget
+    // (netif_receive_skb's counting program once hit it: E2BIG, and top went on without it).
+    let counting = v["counting_probes"].as_array().unwrap();
+    assert!(!counting.is_empty(), "status loaded the counting set");
+    for c in counting {
+        let recorded = probes.iter().find(|p| p["name"] == c["name"]);
+        if recorded.is_some_and(|p| p["attached"] == true) {
+            assert_eq!(c["attached"], true, "counting probe refused: {c}");
+        }
+    }
+    for p in probes
+        .iter()
+        .chain(counting)
+        .filter(|p| p["attached"] == true)
+    {
+        let walked = p["verified_insns"].as_u64().unwrap_or(0);
+        assert!(
+            walked < 250_000,
+            "{} walks {walked} verifier instructions",
+            p["name"]
+        );
+    }
 }
 
 #[test]

@@ -10,33 +10,54 @@ pub const BACKLOG_NAPI: u8 = 2;
 pub const NAPI_THREAD: u8 = 3;
 
 /// Which of the kernel threads the model follows `comm` is, if any.
+///
+/// Compared as two little-endian words under a prefix mask, not byte by byte: a byte loop
+/// with a flag forks the verifier's state at every byte, and inlined into
+/// netif_receive_skb's program that pushed it past the 1M-instruction limit (E2BIG).
 #[inline(always)]
 pub fn thread_kind(comm: &[u8; COMM_LEN]) -> u8 {
-    const K: &[u8; 10] = b"ksoftirqd/";
-    const B: &[u8; 13] = b"backlog_napi/";
-    const N: &[u8; 5] = b"napi/";
-    if comm[0] == N[0] && comm[1] == N[1] && comm[2] == N[2] && comm[3] == N[3] && comm[4] == N[4] {
-        return NAPI_THREAD;
+    const NAPI: Prefix = prefix(b"napi/");
+    const KSOFTIRQD_: Prefix = prefix(b"ksoftirqd/");
+    const BACKLOG: Prefix = prefix(b"backlog_napi/");
+    let w = words(comm);
+    if matches(w, &NAPI) {
+        NAPI_THREAD
+    } else if matches(w, &KSOFTIRQD_) {
+        KSOFTIRQD
+    } else if matches(w, &BACKLOG) {
+        BACKLOG_NAPI
+    } else {
+        NOT_INTERESTING
     }
-    let mut k = true;
+}
+
+/// A comm prefix as (value, mask) for each of the name's two 8-byte words.
+struct Prefix([(u64, u64); 2]);
+
+const fn prefix(p: &[u8]) -> Prefix {
+    let mut out = [(0u64, 0u64); 2];
     let mut i = 0;
-    while i < K.len() {
-        if comm[i] != K[i] {
-            k = false;
-        }
+    while i < p.len() {
+        let (w, shift) = (i / 8, (i % 8) * 8);
+        out[w].0 |= (p[i] as u64) << shift;
+        out[w].1 |= 0xff << shift;
         i += 1;
     }
-    if k {
-        return KSOFTIRQD;
-    }
-    let mut i = 0;
-    while i < B.len() {
-        if comm[i] != B[i] {
-            return NOT_INTERESTING;
-        }
-        i += 1;
-    }
-    BACKLOG_NAPI
+    Prefix(out)
+}
+
+#[inline(always)]
+fn words(comm: &[u8; COMM_LEN]) -> [u64; 2] {
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&comm[..8]);
+    hi.copy_from_slice(&comm[8..16]);
+    [u64::from_le_bytes(lo), u64::from_le_bytes(hi)]
+}
+
+#[inline(always)]
+fn matches(w: [u64; 2], p: &Prefix) -> bool {
+    (w[0] & p.0[0].1) == p.0[0].0 && (w[1] & p.0[1].1) == p.0[1].0
 }
 
 #[inline(always)]

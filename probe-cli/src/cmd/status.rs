@@ -43,7 +43,11 @@ pub struct Status {
     pub btf: bool,
     pub kprobes: bool,
     pub fentry: String,
+    /// What `record` attaches.
     pub probes: Vec<ProbeResult>,
+    /// What `top` and `serve` attach: the same tracepoints with their in-kernel counting
+    /// compiled in, a different program for the verifier (empty when loading was not tried).
+    pub counting_probes: Vec<ProbeResult>,
 }
 
 pub fn gather() -> Status {
@@ -52,6 +56,10 @@ pub fn gather() -> Status {
         (false, _) => format!("not probed: needs {}", env.rights.missing().join(" + ")),
         (true, None) => "not probed: tracefs unavailable (see above)".to_string(),
         (true, Some(_)) => String::new(),
+    };
+    let counting_probes = match (env.rights.can_trace(), env.tracefs_path()) {
+        (true, Some(t)) => counting_probes(&t),
+        _ => Vec::new(),
     };
     let mut probe_results = match (env.rights.can_trace(), env.tracefs_path()) {
         (false, _) => not_tried(&format!(
@@ -88,6 +96,7 @@ pub fn gather() -> Status {
             attached: false,
             reason: probe_results.first().and_then(|p| p.reason.clone()),
             fallback: None,
+            verified_insns: None,
         });
     };
     Status {
@@ -105,6 +114,21 @@ pub fn gather() -> Status {
         rights: env.rights,
         tracefs: env.tracefs,
         probes: probe_results,
+        counting_probes,
+    }
+}
+
+/// Load the probes as `top` does (counters on, record-only probes left out): a program the
+/// verifier accepts for `record` can still be refused with its counting code.
+fn counting_probes(tracefs: &std::path::Path) -> Vec<ProbeResult> {
+    let settings = probe_common::Settings {
+        counters: 1,
+        ..build_settings(None, false)
+    };
+    let symbols = crate::kernel::symbols::Symbols::load();
+    match probes::load(tracefs, &settings, 4096, &symbols, true) {
+        Ok(loaded) => loaded.results,
+        Err(e) => not_tried(&format!("eBPF load failed: {e:#}")),
     }
 }
 
@@ -172,8 +196,38 @@ pub fn print(s: &Status) {
     println!("btf         {}", yes(s.btf));
     println!("kprobes     {}", yes(s.kprobes));
     println!("fentry      {}", s.fentry);
-    println!("probes:");
-    for p in &s.probes {
+    println!("probes (record; verifier instructions walked, of its 1M limit):");
+    print_probes(&s.probes);
+    let refused: Vec<&ProbeResult> = s
+        .counting_probes
+        .iter()
+        .filter(|c| !c.attached && s.probes.iter().any(|p| p.name == c.name && p.attached))
+        .collect();
+    match (s.counting_probes.is_empty(), refused.is_empty()) {
+        (true, _) => {}
+        (false, true) => println!(
+            "counting    top/serve attach the same probes (largest program: {} instructions)",
+            s.counting_probes
+                .iter()
+                .filter_map(|p| p.verified_insns)
+                .max()
+                .unwrap_or(0)
+        ),
+        (false, false) => {
+            println!("counting    top/serve lose probes that record attaches:");
+            print_probes(&refused.into_iter().cloned().collect::<Vec<_>>());
+        }
+    }
+}
+
+fn print_probes(list: &[ProbeResult]) {
+    for p in list {
+        if p.verified_insns.unwrap_or(0) > probes::VERIFIER_INSN_LIMIT / 2 {
+            println!(
+                "  !  {} is past half the verifier's instruction limit",
+                p.name
+            );
+        }
         let mark = if p.attached { "ok " } else { "-- " };
         let role = match p.role {
             probes::Role::Event => "",
@@ -181,7 +235,10 @@ pub fn print(s: &Status) {
         };
         match &p.reason {
             Some(r) if !p.attached => println!("  {mark}{:<42} {}{role}: {r}", p.name, p.kind),
-            _ => println!("  {mark}{:<42} {}{role}", p.name, p.kind),
+            _ => match p.verified_insns {
+                Some(n) => println!("  {mark}{:<42} {:<15} {n:>7}{role}", p.name, p.kind),
+                None => println!("  {mark}{:<42} {}{role}", p.name, p.kind),
+            },
         }
         if let (true, Some(f)) = (p.attached, &p.fallback) {
             println!("       {} because {f}", p.kind);

@@ -149,7 +149,7 @@ impl Tracepoints<'_> {
                     result.attached = true;
                     return result;
                 }
-                Err(e) => result.fallback = Some(format!("tp_btf: {e:#}")),
+                Err(e) => result.fallback = Some(format!("tp_btf: {}", load_error(&e))),
             }
         }
         if let Some((raw_prog, needs)) = spec.raw.filter(|_| self.prefer_raw) {
@@ -169,7 +169,7 @@ impl Tracepoints<'_> {
                     return result;
                 }
                 Err(e) => {
-                    let e = format!("raw_tracepoint: {e:#}");
+                    let e = format!("raw_tracepoint: {}", load_error(&e));
                     result.fallback = Some(match result.fallback.take() {
                         Some(first) => format!("{first}; {e}"),
                         None => e,
@@ -186,7 +186,7 @@ impl Tracepoints<'_> {
                 result.attached = true;
                 result.program = Some(spec.program);
             }
-            Err(e) => result.reason = Some(format!("{e:#}")),
+            Err(e) => result.reason = Some(load_error(&e)),
         }
         result
     }
@@ -229,7 +229,7 @@ pub(super) fn attach_kprobe(
             r.attached = true;
             r.program = Some(program);
         }
-        Err(e) => r.reason = Some(format!("{e:#}")),
+        Err(e) => r.reason = Some(load_error(&e)),
     }
 }
 
@@ -332,4 +332,43 @@ fn attach_typed(
         .with_context(|| format!("verifier rejected {program}"))?;
     prog.attach()?;
     Ok(())
+}
+
+/// A load or attach error in one readable piece: a refused program's verifier log can run to
+/// thousands of lines, and its verdict is in the last few (NAPISCOPE_VERIFIER_LOG=1 keeps
+/// all of it).
+pub(super) fn load_error(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    let Some((head, log)) = text.split_once("Verifier output:") else {
+        return text;
+    };
+    if std::env::var_os("NAPISCOPE_VERIFIER_LOG").is_some() {
+        return text;
+    }
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let tail = lines[lines.len().saturating_sub(4)..].join(" | ");
+    format!("{head}verifier log, last lines: {tail} (NAPISCOPE_VERIFIER_LOG=1 for all of it)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::load_error;
+
+    #[test]
+    fn a_verifier_log_is_cut_to_its_verdict() {
+        let log: String = (0..5000).map(|i| format!("{i}: (bf) r6 = r1\n")).collect();
+        let e = anyhow::anyhow!(
+            "verifier rejected p: E2BIG. Verifier output: {log}BPF program is too large. \
+             Processed 1000001 insn\nprocessed 1000001 insns (limit 1000000)\n"
+        );
+        let short = load_error(&e);
+        assert!(short.len() < 400, "{short}");
+        assert!(short.starts_with("verifier rejected p: E2BIG."), "{short}");
+        assert!(short.contains("(limit 1000000)"), "{short}");
+        assert_eq!(load_error(&anyhow::anyhow!("plain")), "plain");
+    }
 }

@@ -33,6 +33,10 @@ pub struct ProbeResult {
     pub reason: Option<String>,
     /// Why the preferred kinds (tp_btf, raw_tracepoint) were not used, each named.
     pub fallback: Option<String>,
+    /// Instructions the verifier walked to accept the program (its limit is 1,000,000:
+    /// past it the load fails with E2BIG). None where not loaded or the kernel does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_insns: Option<u32>,
 }
 
 impl ProbeResult {
@@ -46,9 +50,14 @@ impl ProbeResult {
             attached: false,
             reason: None,
             fallback: None,
+            verified_insns: None,
         }
     }
 }
+
+/// The verifier's limit on instructions walked per program (kernel/bpf/verifier.c
+/// BPF_COMPLEXITY_LIMIT_INSNS).
+pub const VERIFIER_INSN_LIMIT: u32 = 1_000_000;
 
 pub struct Loaded {
     pub ebpf: Ebpf,
@@ -227,7 +236,17 @@ pub fn load(
         }
         results.push(r);
     }
+    for r in results.iter_mut().filter(|r| r.attached) {
+        r.verified_insns = r.program.and_then(|name| verified_insns(&ebpf, name));
+    }
     Ok(Loaded { ebpf, results })
+}
+
+/// How many instructions the verifier walked for the loaded program `name` (kernel ≥ 5.16).
+fn verified_insns(ebpf: &Ebpf, name: &str) -> Option<u32> {
+    let fd = ebpf.program(name)?.fd().ok()?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(fd));
+    prog_info(fd).map(|i| i.verified_insns).filter(|&n| n > 0)
 }
 
 /// The eBPF object loaded into the kernel with this kernel's offsets and the settings filled
