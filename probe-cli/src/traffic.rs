@@ -7,6 +7,9 @@
 //!   one, so every skb is eligible: veth_skb_is_eligible_for_gro): veth_xmit then queues to
 //!   the peer's NAPI instead of `__netif_rx`, veth_poll on S hands each skb to
 //!   napi_gro_receive, and RPS steers from that device poll (no netif_rx at all).
+//! * `veth-gro-threaded`: veth-gro-rps with the receiving veth's NAPI switched to threaded
+//!   halfway through (`threaded`), so its polls move from the NET_RX softirq to its
+//!   `napi/nsc1-<id>` thread.
 //! * `loopback`: UDP to 127.0.0.1 inside one netns, RPS off: the local backlog path on S.
 //! * `loopback-rps`: the same with lo's RPS set to CPU T (the patch's own loopback test).
 
@@ -27,12 +30,14 @@ use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
 mod ethtool;
+pub mod threaded;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     VethRps,
     VethGroRps,
+    VethGroThreaded,
     Loopback,
     LoopbackRps,
 }
@@ -72,6 +77,9 @@ pub struct Report {
     pub system: SystemDelta,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hotplug: Option<Hotplug>,
+    /// veth-gro-threaded: when the receiving device went threaded, and its NAPI threads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threaded: Option<threaded::Threaded>,
 }
 
 /// What `--hotplug-cpu` did.
@@ -307,13 +315,16 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
     let (_guards, tx_ns, rx_ns, src, dst) = namespaces(opts, pid, port)?;
     let received = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
-    let rx_thread = receiver(rx_ns, dst, received.clone(), done.clone())?;
+    let rx_thread = receiver(rx_ns.clone(), dst, received.clone(), done.clone())?;
 
     let start = Instant::now();
     let before = SystemDelta::read();
     let hotplug = opts
         .hotplug_cpu
         .map(|cpu| hotplug(cpu, start, opts.duration, stop.clone()));
+    let threaded = (opts.kind == Kind::VethGroThreaded).then(|| {
+        threaded::switch_halfway(rx_ns.clone(), "nsc1", start, opts.duration, stop.clone())
+    });
     let sent = {
         let opts = opts.clone();
         let stop = stop.clone();
@@ -325,6 +336,7 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
     thread::sleep(Duration::from_millis(100));
     let system = SystemDelta::read().since(before);
     let hotplug = hotplug.map(|h| h.join().unwrap_or_default());
+    let threaded = threaded.map(|h| h.join().unwrap_or_default());
     done.store(true, Ordering::SeqCst);
     let _ = rx_thread.join();
     Ok(Report {
@@ -334,6 +346,7 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
         seconds: start.elapsed().as_secs_f64(),
         system,
         hotplug,
+        threaded,
     })
 }
 
@@ -345,7 +358,7 @@ fn namespaces(
     port: u16,
 ) -> Result<(Vec<Netns>, String, String, SocketAddr, SocketAddr)> {
     Ok(match opts.kind {
-        Kind::VethRps | Kind::VethGroRps => {
+        Kind::VethRps | Kind::VethGroRps | Kind::VethGroThreaded => {
             let a = Netns::create(&format!("napiscope-{pid}-a"))?;
             let b = Netns::create(&format!("napiscope-{pid}-b"))?;
             a.ip(&[
@@ -359,7 +372,7 @@ fn namespaces(
                 "/sys/class/net/nsc1/queues/rx-0/rps_cpus",
                 &mask(opts.rx_cpu),
             )?;
-            if opts.kind == Kind::VethGroRps {
+            if opts.kind != Kind::VethRps {
                 in_netns(&a.name, || {
                     ethtool::set_feature("nsc0", ethtool::ETHTOOL_STSO, false)
                 })?;

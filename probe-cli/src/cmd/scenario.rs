@@ -14,7 +14,9 @@ use crate::{
 #[derive(clap::Args)]
 pub struct Args {
     /// veth-rps: remote backlog path (RPS to --rx-cpu); veth-gro-rps: the same, steered
-    /// from the receiving veth's GRO poll (no netif_rx); loopback: local path;
+    /// from the receiving veth's GRO poll (no netif_rx); veth-gro-threaded: veth-gro-rps
+    /// with the receiving veth's NAPI switched to threaded halfway (its polls move from the
+    /// NET_RX softirq to its napi/nsc1-<id> thread); loopback: local path;
     /// loopback-rps: loopback with RPS to --rx-cpu
     #[arg(value_enum)]
     kind: traffic::Kind,
@@ -75,6 +77,21 @@ pub fn run(a: Args) -> Result<u8> {
             "{}: sent {} UDP packets, received {} in {:.1}s",
             report.scenario, report.sent, report.received, report.seconds
         );
+        if let Some(t) = &report.threaded {
+            match (&t.switched_at_s, &t.error) {
+                (Some(at), _) => println!(
+                    "{} went threaded at {at:.1}s: {}",
+                    t.dev,
+                    t.threads
+                        .iter()
+                        .map(|(c, pid)| format!("{c} (pid {pid})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                (None, Some(e)) => println!("{} did not go threaded: {e}", t.dev),
+                (None, None) => println!("{} stayed unthreaded (stopped first)", t.dev),
+            }
+        }
     }
     Ok(0)
 }

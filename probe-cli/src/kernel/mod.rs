@@ -8,6 +8,7 @@ pub mod decode;
 pub mod env;
 pub mod features;
 pub mod huge_alloc;
+pub mod napi_info;
 pub mod probes;
 pub mod ring;
 pub mod symbols;

@@ -23,6 +23,10 @@ pub struct Snapshot {
     pub misses: u64,
     /// The kernel's own per-CPU counters, read just before and just after the maps.
     pub kernel: Option<(analysis::kcounters::Snapshot, analysis::kcounters::Snapshot)>,
+    /// Each NAPI instance's counters per CPU.
+    pub napi: super::napi::NapiSnapshot,
+    /// What the kernel says of its NAPI instances (netlink, /proc), by napi id.
+    pub napi_info: BTreeMap<u32, crate::kernel::napi_info::NapiInfo>,
 }
 
 /// Latency summary of one path over an interval.
@@ -156,6 +160,8 @@ pub struct Sample {
     /// Per CPU and counter, what the in-kernel counts lack against the kernel's own
     /// counters over this interval (empty when they could not be read).
     pub kernel: Vec<KernelShort>,
+    /// The NAPI instances polled in the interval, busiest first.
+    pub napis: Vec<super::napi::NapiRates>,
 }
 
 /// One CPU and counter over one interval: the kernel counted between `inner` and `outer`
@@ -231,6 +237,7 @@ impl Sample {
         Sample {
             at: cur.at,
             kernel: kernel_shorts(prev, cur),
+            napis: super::napi::between(&prev.napi, &cur.napi, secs, &cur.napi_info),
             cpus,
             overall: Overall {
                 interval_s: secs,

@@ -4,8 +4,8 @@
 use std::{os::fd::OwnedFd, path::Path, time::Instant};
 
 use anyhow::{Context, Result};
-use aya::maps::{Array, MapData, PerCpuArray};
-use probe_common::{CpuCounters, Filter, FILTER_COMM, FILTER_DEV, FILTER_NONE};
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap};
+use probe_common::{CpuCounters, Filter, NapiCounters, FILTER_COMM, FILTER_DEV, FILTER_NONE};
 
 use super::filter::TextFilter;
 use super::rates::Snapshot;
@@ -16,6 +16,7 @@ pub struct KernelSource {
     counters: PerCpuArray<MapData, CpuCounters>,
     woken: Array<MapData, u64>,
     filter: Array<MapData, Filter>,
+    napi: PerCpuHashMap<MapData, u64, NapiCounters>,
     cpus: Vec<u32>,
     start: Instant,
     /// BPF run-time statistics stay enabled while this descriptor is open (and only then).
@@ -35,12 +36,14 @@ impl KernelSource {
         let counters = loaded.take_map("COUNTERS")?;
         let woken = loaded.take_map("WOKEN")?;
         let filter = loaded.take_map("FILTER")?;
+        let napi = loaded.take_map("NAPI")?;
         let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).ok();
         Ok(KernelSource {
             loaded,
             counters,
             woken,
             filter,
+            napi,
             cpus,
             start: Instant::now(),
             stats,
@@ -73,6 +76,12 @@ impl KernelSource {
             let b = self.woken.get(&(cpu * 2 + 1), 0).unwrap_or(0);
             snap.woken.insert(cpu, [k, b]);
         }
+        // An entry the LRU evicts between the key walk and its read is skipped: it was not
+        // polled lately.
+        for (napi, per_cpu) in self.napi.iter().flatten() {
+            snap.napi.insert(napi, per_cpu.iter().copied().collect());
+        }
+        snap.napi_info = crate::kernel::napi_info::gather().0;
         let (run_ns, _, misses) = self.loaded.prog_stats();
         snap.bpf_ns = run_ns;
         snap.misses = misses;

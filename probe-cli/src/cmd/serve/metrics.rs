@@ -43,26 +43,26 @@ pub struct Info {
     pub filter: String,
 }
 
-type Labels = Vec<(&'static str, String)>;
+pub(super) type Labels = Vec<(&'static str, String)>;
 
 fn cpu(c: u32) -> Labels {
     vec![("cpu", c.to_string())]
 }
 
-fn with(mut l: Labels, k: &'static str, v: &str) -> Labels {
+pub(super) fn with(mut l: Labels, k: &'static str, v: &str) -> Labels {
     l.push((k, v.to_string()));
     l
 }
 
 /// One metric family: name (without prefix, unit or `_total`), help, unit, type, samples.
-struct Family<'a> {
-    name: &'a str,
-    help: &'a str,
-    unit: Option<Unit>,
-    samples: Vec<(Labels, Value)>,
+pub(super) struct Family<'a> {
+    pub name: &'a str,
+    pub help: &'a str,
+    pub unit: Option<Unit>,
+    pub samples: Vec<(Labels, Value)>,
 }
 
-enum Value {
+pub(super) enum Value {
     Counter(f64),
     Gauge(f64),
     /// Per-bucket counts (upper bound in seconds, count), sum in seconds, count.
@@ -324,6 +324,7 @@ impl Exported {
                     .collect(),
             },
         ];
+        f.extend(super::napi_metrics::families(s));
         f.extend(self.health());
         f.extend(self.rules());
         f

@@ -4,6 +4,7 @@
 //! OpenMetrics.
 
 mod metrics;
+mod napi_metrics;
 
 use std::{
     net::SocketAddr,

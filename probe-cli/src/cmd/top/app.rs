@@ -402,6 +402,9 @@ impl App {
             "missed_total": self.missed_total,
             "kernel_counters": self.kernel_json(),
             "cpus": rows,
+            "napi": self.latest.as_ref().map_or(Vec::new(), |s| {
+                s.napis.iter().map(|n| n.to_json()).collect::<Vec<Value>>()
+            }),
             "paths": paths,
             "conformance": self.checks,
         })

@@ -4,6 +4,7 @@
 
 mod app;
 mod detail;
+mod napi_pane;
 #[cfg(test)]
 mod tests;
 mod ui;
@@ -420,6 +421,36 @@ fn write_table(out: &mut impl Write, app: &App) -> Result<()> {
             human(c.woken()),
             human(c.budget_exhausted),
             human_ns(c.p99_ns().unwrap_or(0.0), true)
+        )?;
+    }
+    write_napi_table(out, &s.napis)
+}
+
+/// The NAPI instances polled in the interval, one line each (device queues and backlogs).
+fn write_napi_table(out: &mut impl Write, napis: &[crate::live::napi::NapiRates]) -> Result<()> {
+    if napis.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<20} {:>5} {:>7} {:>7} {:>6} {:<12} {:>5} {:>9}  task",
+        "NAPI", "cpus", "polls/s", "pkts/s", "exh/s", "mostly", "irq", "irq→poll"
+    )?;
+    for n in napis {
+        let cpus: Vec<String> = n.cpus.iter().map(u32::to_string).collect();
+        let irq = n.irq.or(n.last_irq).map_or("-".into(), |i| i.to_string());
+        writeln!(
+            out,
+            "{:<20} {:>5} {:>7} {:>7} {:>6} {:<12} {:>5} {:>9}  {}",
+            n.label(),
+            cpus.join(","),
+            human(n.polls),
+            human(n.packets),
+            human(n.budget_exhausted),
+            n.mostly_where().unwrap_or("-"),
+            irq,
+            human_ns(n.irq_to_poll_ns.unwrap_or(0.0), true),
+            n.task.as_ref().map_or("-".into(), |(pid, comm)| format!("{comm} ({pid})")),
         )?;
     }
     Ok(())

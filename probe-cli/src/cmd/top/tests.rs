@@ -4,7 +4,7 @@
 
 use analysis::mode::Mode;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use probe_common::CpuCounters;
+use probe_common::{where_, CpuCounters, NapiCounters};
 use ratatui::{backend::TestBackend, Terminal};
 
 use super::app::{App, Header};
@@ -59,6 +59,19 @@ fn rps_second(c: &mut [CpuCounters; 2], w: &mut [u64; 2], pps: u64, mode_c: bool
     }
 }
 
+/// CPU 1's backlog NAPI as the NAPI map holds it: the CPU's polls, all of them backlog polls.
+fn backlog(c: &CpuCounters) -> NapiCounters {
+    let mut n = NapiCounters::zeroed();
+    n.dev[..11].copy_from_slice(b"(no_device)");
+    n.polls = c.polls;
+    n.packets = c.poll_packets;
+    for w in 0..where_::COUNT {
+        n.packets_where[w] = c.poll_packets_where[w];
+        n.polls_where[w] = c.poll_packets_where[w] / 8;
+    }
+    n
+}
+
 fn app_after(seconds: u64, mode_c: bool, ascii: bool) -> App {
     let mode = if mode_c { Mode::C } else { Mode::B };
     let threads = if mode_c { 2 } else { 0 };
@@ -77,6 +90,7 @@ fn app_after(seconds: u64, mode_c: bool, ascii: bool) -> App {
         bpf_ns: (at * 9e6) as u64,
         misses: 0,
         kernel: None,
+        napi: [(0xffff_8880_0001, vec![NapiCounters::zeroed(), backlog(&c[1])])].into(),
     };
     let mut prev = snap(0.0, &c, &w);
     for s in 1..=seconds {
@@ -291,4 +305,19 @@ fn top_holds_its_counts_against_the_kernels_counters() {
     // A device or task filter counts a subset on purpose: nothing is compared then.
     app.text_filter = Some(crate::live::filter::TextFilter::Dev("veth0".into()));
     assert!(app.kernel_summary().contains("not compared"));
+}
+
+#[test]
+fn narrow_terminals_keep_the_essential_columns() {
+    let all = ui::columns_for(200);
+    assert_eq!(all.len(), ui::COLUMNS.len());
+    let narrow: Vec<_> = ui::columns_for(80).iter().map(|c| c.0).collect();
+    for must in ["CPU", "NET_RX/s", "pkts/s", "IPI tx", "IPI rx"] {
+        assert!(
+            narrow.contains(&must),
+            "{must} missing at 80 columns: {narrow:?}"
+        );
+    }
+    let w: u16 = ui::columns_for(80).iter().map(|c| c.1 + 1).sum::<u16>() + 2;
+    assert!(w <= 80, "{w}");
 }

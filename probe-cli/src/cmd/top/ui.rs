@@ -76,7 +76,11 @@ pub fn draw(f: &mut Frame, app: &App) {
     .areas(area);
     draw_header(f, app, head);
     match app.view {
-        View::Table | View::Help => draw_table(f, app, body),
+        View::Table | View::Help => {
+            let (cpus, napis) = super::napi_pane::split(app, body);
+            draw_table(f, app, cpus);
+            napis.map(|a| super::napi_pane::draw(f, app, a));
+        }
         View::Detail => super::detail::draw(f, app, body),
     }
     if panes > 0 {
@@ -191,13 +195,16 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
 
 /// Replace the few non-ASCII characters this UI writes.
 pub(super) fn ascii(s: &str) -> String {
-    s.replace('·', "|").replace('—', "-").replace('µ', "u")
+    s.replace('·', "|")
+        .replace('—', "-")
+        .replace('µ', "u")
+        .replace('→', "->")
 }
 
 type Column = (&'static str, u16, u8, fn(&CpuRates, bool) -> String);
 
 /// (title, width, priority: higher drops first on narrow terminals, value)
-const COLUMNS: [Column; 17] = [
+pub(super) const COLUMNS: [Column; 17] = [
     ("CPU", 4, 0, |c, _| c.cpu.to_string()),
     ("NET_RX/s", 8, 0, |c, _| human(c.net_rx_raise)),
     ("pkts/s", 7, 0, |c, _| human(c.packets)),
@@ -226,7 +233,7 @@ const COLUMNS: [Column; 17] = [
 ];
 
 /// The columns that fit: drop the least important ones first.
-fn columns_for(width: u16) -> Vec<&'static Column> {
+pub(super) fn columns_for(width: u16) -> Vec<&'static Column> {
     let mut cols: Vec<&Column> = COLUMNS.iter().collect();
     let total = |c: &[&Column]| c.iter().map(|c| c.1 + 1).sum::<u16>() + 2;
     for prio in (1..=3).rev() {
@@ -475,24 +482,4 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
         Paragraph::new(text).style(Style::default().add_modifier(Modifier::REVERSED)),
         area,
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn narrow_terminals_keep_the_essential_columns() {
-        let all = columns_for(200);
-        assert_eq!(all.len(), COLUMNS.len());
-        let narrow: Vec<_> = columns_for(80).iter().map(|c| c.0).collect();
-        for must in ["CPU", "NET_RX/s", "pkts/s", "IPI tx", "IPI rx"] {
-            assert!(
-                narrow.contains(&must),
-                "{must} missing at 80 columns: {narrow:?}"
-            );
-        }
-        let w: u16 = columns_for(80).iter().map(|c| c.1 + 1).sum::<u16>() + 2;
-        assert!(w <= 80, "{w}");
-    }
 }
