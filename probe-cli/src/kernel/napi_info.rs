@@ -97,7 +97,10 @@ mod genl {
             )
         };
         if fd < 0 {
-            return Err(format!("netlink socket: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "netlink socket: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         // SAFETY: fd is a fresh descriptor nobody else owns.
         let sock = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -106,7 +109,7 @@ mod genl {
             .map_err(|e| format!("the netdev netlink family: {e}"))?;
         let family = replies
             .iter()
-            .find_map(|m| find(m, CTRL_ATTR_FAMILY_ID).map(|v| u16_at(v)))
+            .find_map(|m| find(m, CTRL_ATTR_FAMILY_ID).map(u16_at))
             .ok_or("no netdev netlink family (before Linux 6.5)")?;
         let replies = request(&sock, family, NLM_F_DUMP, NETDEV_CMD_NAPI_GET, &[], 2)
             .map_err(|e| format!("netdev napi-get: {e} (before Linux 6.9)"))?;
@@ -239,13 +242,18 @@ mod genl {
         #[test]
         fn attributes_are_padded_and_found_again() {
             let mut area = attr(NETDEV_A_NAPI_IFINDEX, &7u32.to_ne_bytes());
-            area.extend(attr(CTRL_ATTR_FAMILY_NAME, b"netdev\0"));
+            // An odd-sized payload (7 bytes) is padded to 8.
+            area.extend(attr(9, b"netdev\0"));
             area.extend(attr(NETDEV_A_NAPI_ID, &8193u32.to_ne_bytes()));
             assert_eq!(area.len(), 8 + 12 + 8);
             assert_eq!(find(&area, NETDEV_A_NAPI_ID).map(u32_at), Some(8193));
-            assert_eq!(find(&area, CTRL_ATTR_FAMILY_NAME), Some(&b"netdev\0"[..]));
+            assert_eq!(find(&area, 9), Some(&b"netdev\0"[..]));
             assert_eq!(find(&area, NETDEV_A_NAPI_PID), None);
-            assert_eq!(find(&area[..5], NETDEV_A_NAPI_ID), None, "a cut area is not read past");
+            assert_eq!(
+                find(&area[..5], NETDEV_A_NAPI_ID),
+                None,
+                "a cut area is not read past"
+            );
         }
     }
 }
@@ -256,10 +264,23 @@ mod tests {
 
     #[test]
     fn thread_names_give_device_and_napi_id() {
-        assert_eq!(parse_thread_comm("napi/nsc1-8193"), Some(("nsc1".into(), 8193)));
-        assert_eq!(parse_thread_comm("napi/eth-x-0-17"), Some(("eth-x-0".into(), 17)));
-        assert_eq!(parse_thread_comm("napi/enp1s0f0-8"), Some(("enp1s0f0".into(), 8)));
-        assert_eq!(parse_thread_comm("napi/enp1s0f0np"), None, "id cut by TASK_COMM_LEN");
+        assert_eq!(
+            parse_thread_comm("napi/nsc1-8193"),
+            Some(("nsc1".into(), 8193))
+        );
+        assert_eq!(
+            parse_thread_comm("napi/eth-x-0-17"),
+            Some(("eth-x-0".into(), 17))
+        );
+        assert_eq!(
+            parse_thread_comm("napi/enp1s0f0-8"),
+            Some(("enp1s0f0".into(), 8))
+        );
+        assert_eq!(
+            parse_thread_comm("napi/enp1s0f0np"),
+            None,
+            "id cut by TASK_COMM_LEN"
+        );
         assert_eq!(parse_thread_comm("ksoftirqd/1"), None);
     }
 }

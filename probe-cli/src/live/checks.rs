@@ -289,6 +289,7 @@ mod tests {
                 ..Overall::default()
             },
             kernel: Vec::new(),
+            napis: Vec::new(),
         }
     }
 

@@ -175,8 +175,8 @@ fn instance(
             irq_busiest = irq_polls;
             r.last_irq = Some(c.last_irq);
         }
-        let in_task = (where_::BACKLOG_THREAD..where_::COUNT)
-            .any(|w| c.polls_where[w] > p.polls_where[w]);
+        let in_task =
+            (where_::BACKLOG_THREAD..where_::COUNT).any(|w| c.polls_where[w] > p.polls_where[w]);
         if in_task && c.task_pid != 0 {
             r.task = Some((c.task_pid, name(&c.task_comm)));
         }
@@ -256,7 +256,14 @@ mod tests {
         let zero = NapiCounters::zeroed();
         let prev: NapiSnapshot = [(1, vec![idle]), (2, vec![zero]), (3, vec![zero])].into();
         let cur: NapiSnapshot = [(1, vec![idle]), (2, vec![backlog]), (3, vec![busy])].into();
-        let info = [(10, NapiInfo { napi_id: 10, thread_pid: Some(77), ..NapiInfo::default() })];
+        let info = [(
+            10,
+            NapiInfo {
+                napi_id: 10,
+                thread_pid: Some(77),
+                ..NapiInfo::default()
+            },
+        )];
         let rows = between(&prev, &cur, 1.0, &info.into());
         let names: Vec<String> = rows.iter().map(NapiRates::label).collect();
         assert_eq!(names, ["eth1:10", "backlog/0"]);

@@ -450,7 +450,9 @@ fn write_napi_table(out: &mut impl Write, napis: &[crate::live::napi::NapiRates]
             n.mostly_where().unwrap_or("-"),
             irq,
             human_ns(n.irq_to_poll_ns.unwrap_or(0.0), true),
-            n.task.as_ref().map_or("-".into(), |(pid, comm)| format!("{comm} ({pid})")),
+            n.task
+                .as_ref()
+                .map_or("-".into(), |(pid, comm)| format!("{comm} ({pid})")),
         )?;
     }
     Ok(())

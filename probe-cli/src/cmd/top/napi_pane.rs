@@ -22,7 +22,10 @@ const MAX_ROWS: usize = 6;
 /// Split the table's area into the CPU table and, when NAPI instances were polled and the
 /// CPU table keeps all its rows, the NAPI pane below it.
 pub(super) fn split(app: &App, area: Rect) -> (Rect, Option<Rect>) {
-    let n = app.latest.as_ref().map_or(0, |s| s.napis.len().min(MAX_ROWS));
+    let n = app
+        .latest
+        .as_ref()
+        .map_or(0, |s| s.napis.len().min(MAX_ROWS));
     let cpu_rows = app.rows().len() as u16 + 3;
     let want = n as u16 + 3;
     if n == 0 || area.height < cpu_rows + want {
@@ -47,7 +50,9 @@ const COLUMNS: [Column; 11] = [
     ("softirq", 8, |n, _| {
         human(n.polls_where[where_::IRQ_EXIT] + n.polls_where[where_::BH_ENABLE])
     }),
-    ("ksoftirqd", 9, |n, _| human(n.polls_where[where_::KSOFTIRQD])),
+    ("ksoftirqd", 9, |n, _| {
+        human(n.polls_where[where_::KSOFTIRQD])
+    }),
     ("thread", 8, |n, _| {
         human(n.polls_where[where_::NAPI_THREAD] + n.polls_where[where_::BACKLOG_THREAD])
     }),
@@ -67,13 +72,26 @@ pub(super) fn draw(f: &mut Frame, app: &App, area: Rect) {
     let task_width = area.width.saturating_sub(fixed);
     let header = COLUMNS
         .iter()
-        .map(|c| if app.ascii { ascii(c.0) } else { c.0.to_string() })
+        .map(|c| {
+            if app.ascii {
+                ascii(c.0)
+            } else {
+                c.0.to_string()
+            }
+        })
         .chain((task_width >= 8).then(|| "task".to_string()))
         .map(Cell::from);
     let rows = s.napis.iter().take(MAX_ROWS).map(|n| {
         let cells = COLUMNS.iter().map(|c| c.2(n, app.ascii));
-        let task = n.task.as_ref().map_or("-".into(), |(pid, c)| format!("{c} ({pid})"));
-        Row::new(cells.chain((task_width >= 8).then_some(task)).map(Cell::from))
+        let task = n
+            .task
+            .as_ref()
+            .map_or("-".into(), |(pid, c)| format!("{c} ({pid})"));
+        Row::new(
+            cells
+                .chain((task_width >= 8).then_some(task))
+                .map(Cell::from),
+        )
     });
     let mut widths: Vec<Constraint> = COLUMNS.iter().map(|c| Constraint::Length(c.1)).collect();
     widths.push(Constraint::Min(0));

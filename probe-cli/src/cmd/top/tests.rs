@@ -90,7 +90,12 @@ fn app_after(seconds: u64, mode_c: bool, ascii: bool) -> App {
         bpf_ns: (at * 9e6) as u64,
         misses: 0,
         kernel: None,
-        napi: [(0xffff_8880_0001, vec![NapiCounters::zeroed(), backlog(&c[1])])].into(),
+        napi: [(
+            0xffff_8880_0001,
+            vec![NapiCounters::zeroed(), backlog(&c[1])],
+        )]
+        .into(),
+        napi_info: Default::default(),
     };
     let mut prev = snap(0.0, &c, &w);
     for s in 1..=seconds {

@@ -79,7 +79,9 @@ pub fn draw(f: &mut Frame, app: &App) {
         View::Table | View::Help => {
             let (cpus, napis) = super::napi_pane::split(app, body);
             draw_table(f, app, cpus);
-            napis.map(|a| super::napi_pane::draw(f, app, a));
+            if let Some(a) = napis {
+                super::napi_pane::draw(f, app, a);
+            }
         }
         View::Detail => super::detail::draw(f, app, body),
     }
