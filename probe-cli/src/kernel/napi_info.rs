@@ -50,7 +50,7 @@ pub fn parse_thread_comm(comm: &str) -> Option<(String, u32)> {
 }
 
 /// The kernel threads named `napi/<dev>-<id>`: (dev, napi id, pid).
-fn napi_threads() -> Vec<(String, u32, u32)> {
+pub fn napi_threads() -> Vec<(String, u32, u32)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

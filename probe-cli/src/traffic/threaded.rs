@@ -81,20 +81,12 @@ pub fn set_threaded(ns: &str, dev: &str, on: bool) -> Result<(), String> {
     }
 }
 
-/// The kernel threads named `napi/<dev>-<id>` (napi_kthread_create's "napi/%s-%d").
-pub fn napi_threads(dev: &str) -> Vec<(String, u32)> {
-    let prefix = format!("napi/{dev}-");
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out: Vec<(String, u32)> = dir
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
-            let comm = comm.trim_end();
-            comm.starts_with(&prefix).then(|| (comm.to_string(), pid))
-        })
+/// `dev`'s `napi/<dev>-<id>` threads: (comm, pid).
+fn napi_threads(dev: &str) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> = crate::kernel::napi_info::napi_threads()
+        .into_iter()
+        .filter(|(d, _, _)| d == dev)
+        .map(|(d, id, pid)| (format!("napi/{d}-{id}"), pid))
         .collect();
     out.sort();
     out
