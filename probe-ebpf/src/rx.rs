@@ -175,9 +175,23 @@ fn count_poll(c: &mut CpuCounters, done: Polled, dev: &[u8; COMM_LEN]) -> usize 
     if is_backlog_dev(dev) {
         atomic_inc(&mut c.backlog_polls);
     }
-    let w = bounded(poll_where(), 7) % where_::COUNT;
+    let w = where_slot(poll_where());
     atomic_add(&mut c.poll_packets_where[w], done.packets);
     w
+}
+
+/// `w` as an index into the `where_` arrays that every kernel's verifier can bound: masked,
+/// then clamped by a select. Not `% where_::COUNT`: on a value already known to be below
+/// COUNT, 6.1's verifier still walks the `w - 6` branch (with bounds umin 6, umax 1) and
+/// refuses the negative index ("R1 min value is negative"), so napi_poll did not load there.
+#[inline(always)]
+fn where_slot(w: usize) -> usize {
+    let w = bounded(w, 7);
+    if w < where_::COUNT {
+        w
+    } else {
+        where_::COUNT - 1
+    }
 }
 
 /// Where a poll runs: the NET_RX softirq's own context, else the task polling outside it —
@@ -213,7 +227,7 @@ fn count_napi(napi: u64, done: Polled, w: usize, dev: &Dev, ident: (u32, i32)) {
     };
     let n = unsafe { &mut *n };
     // Bounded again in this function: the verifier checks each index where it is used.
-    let w = bounded(w, 7) % where_::COUNT;
+    let w = where_slot(w);
     atomic_inc(&mut n.polls);
     atomic_add(&mut n.packets, done.packets);
     if done.exhausted {

@@ -335,8 +335,9 @@ fn attach_typed(
 }
 
 /// A load or attach error in one readable piece: a refused program's verifier log can run to
-/// thousands of lines, and its verdict is in the last few (NAPISCOPE_VERIFIER_LOG=1 keeps
-/// all of it).
+/// thousands of lines. Its verdict is the last line that is not a statistic ("processed N
+/// insns", "stack depth", "verification time"); that line, the two before it and the
+/// instruction count are kept (NAPISCOPE_VERIFIER_LOG=1 keeps all of it).
 pub(super) fn load_error(e: &anyhow::Error) -> String {
     let text = format!("{e:#}");
     let Some((head, log)) = text.split_once("Verifier output:") else {
@@ -347,11 +348,25 @@ pub(super) fn load_error(e: &anyhow::Error) -> String {
     }
     let lines: Vec<&str> = log
         .lines()
-        .map(str::trim)
+        .map(|l| l.trim().trim_end_matches(':').trim())
         .filter(|l| !l.is_empty())
         .collect();
-    let tail = lines[lines.len().saturating_sub(4)..].join(" | ");
-    format!("{head}verifier log, last lines: {tail} (NAPISCOPE_VERIFIER_LOG=1 for all of it)")
+    let is_stat = |l: &str| {
+        ["verification time", "stack depth", "processed ", "mark_read"]
+            .iter()
+            .any(|p| l.starts_with(p))
+            || l.contains("(os error")
+    };
+    let verdict = lines.iter().rposition(|l| !is_stat(l));
+    let mut kept: Vec<&str> = match verdict {
+        Some(v) => lines[v.saturating_sub(2)..=v].to_vec(),
+        None => Vec::new(),
+    };
+    kept.extend(lines.iter().find(|l| l.starts_with("processed ")));
+    format!(
+        "{head}verifier log, verdict: {} (NAPISCOPE_VERIFIER_LOG=1 for all of it)",
+        kept.join(" | ")
+    )
 }
 
 #[cfg(test)]
@@ -369,6 +384,17 @@ mod tests {
         assert!(short.len() < 400, "{short}");
         assert!(short.starts_with("verifier rejected p: E2BIG."), "{short}");
         assert!(short.contains("(limit 1000000)"), "{short}");
+        assert!(short.contains("BPF program is too large"), "{short}");
+        // 6.1's layout: the verdict, then statistics and the syscall's error.
+        let e = anyhow::anyhow!(
+            "verifier rejected q: EACCES. Verifier output: {log}R1 invalid mem access 'scalar'\n\
+             verification time 15267 usec\nstack depth 232+0\nprocessed 1110 insns (limit \
+             1000000) max_states_per_insn 4\n: Permission denied (os error 13)\n"
+        );
+        let short = load_error(&e);
+        assert!(short.contains("R1 invalid mem access 'scalar'"), "{short}");
+        assert!(short.contains("processed 1110 insns"), "{short}");
+        assert!(!short.contains("stack depth"), "{short}");
         assert_eq!(load_error(&anyhow::anyhow!("plain")), "plain");
     }
 }
