@@ -92,11 +92,13 @@ fn events_text(path: &Path) -> String {
     s
 }
 
-/// The Parquet schema (name, type, nullable) and the napiscope metadata.
+/// The file's Parquet schema (name, type, nullable) and the napiscope metadata.
 fn schema_and_meta(path: &Path) -> String {
     let t = analysis::read_trace(path).unwrap();
     let mut s = String::new();
-    for f in analysis::trace::schema().fields() {
+    let file = std::fs::File::open(path).unwrap();
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    for f in b.schema().fields() {
         writeln!(
             s,
             "column {} {:?} nullable={}",

@@ -335,3 +335,22 @@ fn duckdb_running_the_readme_sql_gets_the_same_numbers() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_schema_1_recording_reports_beside_a_schema_2_one() {
+    let d = tmp_dir("schemas");
+    let new = d.join("new.parquet");
+    simulate("B", "rps", 300, &new);
+    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/rec-complete.parquet");
+    let alone = report_json(&[old.to_str().unwrap()]);
+    let both = report_json(&[old.to_str().unwrap(), new.to_str().unwrap()]);
+    assert_eq!(
+        both["recordings"].as_array().map(Vec::len),
+        Some(2),
+        "{both:#}"
+    );
+    // The old file's packets count the same beside the new one.
+    let total = |v: &Value| u(&v["totals"]["delivered"]);
+    assert!(total(&both) > total(&alone), "{both:#}");
+    let _ = std::fs::remove_dir_all(&d);
+}

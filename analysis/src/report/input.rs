@@ -52,6 +52,9 @@ pub struct Recording {
     /// Every `napiscope.` key of the footer, as written.
     #[serde(skip)]
     pub meta: BTreeMap<String, String>,
+    /// Columns of the current schema this file lacks (an older schema's: read as null).
+    #[serde(skip)]
+    pub absent: Vec<String>,
 }
 
 impl Recording {
@@ -172,9 +175,11 @@ fn open(path: &Path, partition: BTreeMap<String, String>) -> anyhow::Result<Reco
     let fmd = reader.metadata().file_metadata();
     let schema = parquet::arrow::parquet_to_arrow_schema(fmd.schema_descr(), None)
         .map_err(|e| bad(format!("{shown}: unreadable Parquet schema ({e})")))?;
+    let mut absent = Vec::new();
     for want in trace::schema().fields() {
         match schema.field_with_name(want.name()) {
             Ok(f) if f.data_type() == want.data_type() => {}
+            Err(_) if trace::may_be_absent(want.name()) => absent.push(want.name().clone()),
             Ok(f) => {
                 return Err(bad(format!(
                     "not a napiscope trace: {shown}: column `{}` is {} (expected {}); \
@@ -223,6 +228,7 @@ fn open(path: &Path, partition: BTreeMap<String, String>) -> anyhow::Result<Reco
             .get(crate::kcounters::CHECK_KEY)
             .and_then(|s| serde_json::from_str(s).ok()),
         meta,
+        absent,
     })
 }
 

@@ -34,8 +34,22 @@ pub fn scan(recs: &[(usize, &Recording)]) -> PolarsResult<LazyFrame> {
             hive_options: HiveOptions::new_disabled(),
             ..Default::default()
         };
-        let lf = LazyFrame::scan_parquet(PlRefPath::new(r.path.as_str()), args)?
-            .with_column(lit(*i as u32).alias("file"));
+        let mut lf = LazyFrame::scan_parquet(PlRefPath::new(r.path.as_str()), args)?;
+        // An older schema's file: the columns it lacks (the schema's last ones) as nulls,
+        // so every frame has the same columns in the same order.
+        for name in &r.absent {
+            let t = crate::trace::schema()
+                .field_with_name(name)
+                .map(|f| f.data_type().clone());
+            let t = match t {
+                Ok(arrow::datatypes::DataType::UInt32) => DataType::UInt32,
+                Ok(arrow::datatypes::DataType::UInt64) => DataType::UInt64,
+                Ok(arrow::datatypes::DataType::Int32) => DataType::Int32,
+                _ => DataType::String,
+            };
+            lf = lf.with_column(lit(NULL).cast(t).alias(name.as_str()));
+        }
+        let lf = lf.with_column(lit(*i as u32).alias("file"));
         frames.push(lf);
     }
     concat(

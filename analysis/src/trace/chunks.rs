@@ -209,6 +209,18 @@ pub(super) enum Null<T> {
 }
 
 impl<T: Copy> Sink<'_, T> {
+    /// `n` rows of a column the file does not have (an older schema's, `ADDED_COLUMNS`):
+    /// all null. Only a sparse column may be absent.
+    pub(super) fn absent(self, n: usize) -> Result<()> {
+        match self {
+            Sink::Sparse(out) => {
+                out.push_run(false, n);
+                Ok(())
+            }
+            Sink::Dense(..) => anyhow::bail!("a column every row has is missing"),
+        }
+    }
+
     /// The page's definition levels taken in (into `levels` for a dense column, onto the
     /// presence bits of a sparse one); returns how many rows have a value.
     fn levels(&mut self, p: &DataPage, levels: &mut Vec<u32>) -> Result<usize> {

@@ -19,7 +19,7 @@ use super::{
     chunks::{int_column, str_column, Null, Scratch, Sink},
     cols::{Cols, Sym},
     groups::Groups,
-    schema::columns,
+    schema::{columns, may_be_absent},
     seqscan::SeqScan,
 };
 
@@ -57,9 +57,13 @@ pub fn read(file: std::fs::File) -> Result<Cols> {
     for g in 0..md.num_row_groups() {
         let rg = groups.get(md, g, None)?;
         let n = md.row_group(g).num_rows().max(0) as usize;
-        let mut pages = |name: &str| -> Result<Pages> {
+        let mut pages = |name: &str| -> Result<Option<Pages>> {
+            // An older schema's file lacks the columns added since (all null, `Sink::absent`).
+            if may_be_absent(name) && leaf(name).is_err() {
+                return Ok(None);
+            }
             let (i, phys, nullable) = leaf(name)?;
-            Ok((rg.get_column_page_reader(i)?, phys, nullable))
+            Ok(Some((rg.get_column_page_reader(i)?, phys, nullable)))
         };
         read_group(&mut c, &mut pages, n, &mut s, empty, &mut group_seq)?;
         ensure!(group_seq.len() == n, "seq has the wrong row count");
@@ -105,7 +109,7 @@ type Pages = (Box<dyn PageReader>, Phys, bool);
 /// into `seq` instead, for the caller to scan.
 fn read_group(
     c: &mut Cols,
-    pages: &mut dyn FnMut(&str) -> Result<Pages>,
+    pages: &mut dyn FnMut(&str) -> Result<Option<Pages>>,
     n: usize,
     s: &mut Scratch,
     empty: Sym,
@@ -142,16 +146,22 @@ fn read_group(
     }
     macro_rules! ints {
         ($n:ident, $sink:expr) => {{
-            let (p, phys, nullable) = pages(stringify!($n))?;
-            int_column(p, n, phys, nullable, &mut *s, $sink)?;
+            match pages(stringify!($n))? {
+                Some((p, phys, nullable)) => int_column(p, n, phys, nullable, &mut *s, $sink)?,
+                None => $sink.absent(n)?,
+            }
         }};
     }
     macro_rules! strs {
         ($n:ident, $sink:expr) => {{
-            let (p, phys, nullable) = pages(stringify!($n))?;
             let name = stringify!($n);
-            ensure!(phys == Phys::BYTE_ARRAY, "column {name} is {phys}");
-            str_column(p, n, nullable, &mut *s, &mut c.strs, $sink)?;
+            match pages(name)? {
+                Some((p, phys, nullable)) => {
+                    ensure!(phys == Phys::BYTE_ARRAY, "column {name} is {phys}");
+                    str_column(p, n, nullable, &mut *s, &mut c.strs, $sink)?;
+                }
+                None => $sink.absent(n)?,
+            }
         }};
     }
     columns!(each);

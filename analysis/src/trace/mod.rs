@@ -41,7 +41,7 @@ pub use cols::Sym;
 pub use failure::{Kept, WriteFailed, WriterError};
 pub use reader::{read_columns, read_trace, Trace};
 pub use row::Row;
-pub use schema::{schema, META_PREFIX, SCHEMA_VERSION};
+pub use schema::{may_be_absent, schema, META_PREFIX, SCHEMA_VERSION};
 pub use writer::{write_trace, TraceWriter, WriterThread, CHECKPOINT_EVERY};
 
 /// Rows per batch when reading.

@@ -19,7 +19,7 @@ use super::{
     direct,
     event::{Ctx, Event, EventKind},
     output,
-    schema::{arrow_array, columns, schema, Named},
+    schema::{arrow_array, columns, may_be_absent, schema, Named},
     TraceMeta, BATCH_ROWS, META_PREFIX, SCHEMA_VERSION,
 };
 
@@ -99,6 +99,7 @@ pub fn read_trace(path: &Path) -> Result<Trace> {
     guarded(path, || {
         for batch in reader {
             let batch = batch.with_context(|| format!("reading {}", path.display()))?;
+            let batch = with_absent_columns(batch)?;
             decode_batch(&batch, &mut events)
                 .with_context(|| format!("decoding {}", path.display()))?;
         }
@@ -154,6 +155,8 @@ fn check_schema(found: &SchemaRef, path: &Path) -> Result<()> {
                 f.data_type(),
                 want.data_type()
             ),
+            // An older schema's file: the column reads as all null.
+            Err(_) if may_be_absent(want.name()) => {}
             Err(_) => bail!(
                 "{}: column `{}` is missing: not a napiscope trace (schema {SCHEMA_VERSION}); \
                  record one with `napiscope record` or `napiscope simulate`",
@@ -163,6 +166,29 @@ fn check_schema(found: &SchemaRef, path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `b` with a column of nulls for each nullable column an older schema's file lacks
+/// (`ADDED_COLUMNS`), so the decoders can look every column up by name.
+pub(super) fn with_absent_columns(b: RecordBatch) -> Result<RecordBatch> {
+    let want = schema();
+    let absent: Vec<_> = (want.fields().iter())
+        .filter(|f| may_be_absent(f.name()) && b.column_by_name(f.name()).is_none())
+        .cloned()
+        .collect();
+    if absent.is_empty() {
+        return Ok(b);
+    }
+    let (s, mut columns, rows) = (b.schema(), b.columns().to_vec(), b.num_rows());
+    let mut fields: Vec<_> = s.fields().iter().cloned().collect();
+    for f in absent {
+        columns.push(arrow::array::new_null_array(f.data_type(), rows));
+        fields.push(f);
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )?)
 }
 
 pub(super) fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {

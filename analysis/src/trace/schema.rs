@@ -15,7 +15,15 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::event::{Ctx, EventKind};
 
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
+/// Nullable columns that files of an older schema lack, with the version that added them:
+/// a reader takes such a file and reads the column as all null (`check_schema`).
+pub const ADDED_COLUMNS: &[(&str, &str)] = &[("napi_id", "2"), ("irq", "2")];
+
+/// The column is one an older file may lack (`ADDED_COLUMNS`).
+pub fn may_be_absent(name: &str) -> bool {
+    ADDED_COLUMNS.iter().any(|(c, _)| *c == name)
+}
 /// Metadata keys are prefixed so they do not clash with other writers' keys.
 pub const META_PREFIX: &str = "napiscope.";
 
@@ -83,6 +91,12 @@ macro_rules! columns {
                 prev_state: str, Utf8, text, (prev_state: Sym);
                 /// Kernel function: csd func, IPI callback (symbol name).
                 func: str, Utf8, text, (func: Sym);
+                /// napi_poll: the instance's napi_id (netdev genl, SO_INCOMING_NAPI_ID;
+                /// null for the backlog and where the kernel's BTF does not say). Schema 2.
+                napi_id: u32, UInt32, num, (napi_id: u32);
+                /// napi_poll: napi->irq, the IRQ the driver tied the instance to (6.8+;
+                /// null when none). Schema 2.
+                irq: i32, Int32, num, -;
             }
         }
     };
@@ -92,7 +106,9 @@ pub(crate) use columns;
 /// Per event kind, the columns its ring record (`probe_common::RawEvent`) fills, each
 /// `column: source`, in the order the decoder fills them. Sources: `arg0`, `arg1` (numbers);
 /// `ptr` (a kernel address: keyed hash unless --raw-pointers, NULL stays 0); `ptr_value`
-/// (`ptr` as a plain 32-bit number); `name` (a NUL-terminated kernel name); `func` (`func`
+/// (`ptr` as a plain 32-bit number); `func_id` (`func` as a number, null when 0);
+/// `state_irq` (`state` as a number, null unless positive: IRQ 0 is the timer's, never a
+/// NAPI's, and a backlog's napi->irq is 0); `name` (a NUL-terminated kernel name); `func` (`func`
 /// resolved to a kernel symbol); `state` (`state` printed as sched_switch prints
 /// prev_state); `arg0_names(a, b)` (the name `b` when arg0 is 1, else `a`). Every row
 /// also has ts_ns, cpu, seq, event, ctx, comm and pid from the record's own fields.
@@ -104,7 +120,7 @@ macro_rules! ring_fields {
     ($cb:ident) => {
         $cb! {
             SoftirqRaise | SoftirqEntry | SoftirqExit => { vec: arg0 };
-            NapiPoll => { napi: ptr, work: arg0, budget: arg1, dev: name };
+            NapiPoll => { napi: ptr, work: arg0, budget: arg1, dev: name, napi_id: func_id, irq: state_irq };
             NetifRx | NetifReceiveSkb => { skb: ptr, len: arg0, dev: name };
             // The device-side receive entries (a device NAPI poll hands the skb over).
             NetifReceiveSkbEntry | NapiGroReceiveEntry | NetifReceiveSkbListEntry => { skb: ptr, len: arg0, dev: name };
@@ -264,13 +280,13 @@ mod tests {
         }
         assert_eq!(
             ring_columns(EventKind::NapiPoll),
-            ["napi", "work", "budget", "dev"]
+            ["napi", "work", "budget", "dev", "napi_id", "irq"]
         );
     }
 
     #[test]
-    fn the_checker_reads_all_but_three() {
-        let skip = ["csd", "len", "target_pid"];
+    fn the_checker_reads_all_but_four() {
+        let skip = ["csd", "len", "target_pid", "irq"];
         let want: Vec<String> = (schema().fields().iter())
             .map(|f| f.name().clone())
             .filter(|n| !skip.contains(&n.as_str()))

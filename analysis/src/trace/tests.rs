@@ -129,7 +129,7 @@ fn assert_same_cols(a: &Cols, b: &Cols) {
     macro_rules! same {
         ($($f:ident)*) => { $(assert_eq!(a.$f, b.$f, "column {}", stringify!($f));)* };
     }
-    same!(ts cpu kind ctx pid vec napi skb work budget ret target_cpu);
+    same!(ts cpu kind ctx pid vec napi skb work budget ret target_cpu napi_id);
     // seq as kept, or as the reader scanned it.
     let seq = |c: &Cols| {
         (c.seq_facts.clone()).unwrap_or_else(|| super::seqscan::scan(&c.ts, &c.cpu, &c.seq))
@@ -189,6 +189,7 @@ fn direct_pages_read_what_the_arrow_reader_reads() {
     (e.work, e.budget, e.ret, e.target_cpu) = (Some(-1), Some(64), Some(i32::MIN), Some(5));
     e.dev = Some("".into());
     (e.target_comm, e.prev_state, e.func) = (Some("a".into()), Some("S".into()), Some("f".into()));
+    (e.napi_id, e.irq) = (Some(8193), Some(27));
     events.push(e);
     let path = dir.join("t.parquet");
     write_trace(&path, &events, &meta).unwrap();
@@ -238,6 +239,58 @@ fn direct_pages_read_what_the_arrow_reader_reads() {
         (true, &arrow(&path).seq)
     );
     assert_same_cols(&got, &arrow(&path));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `from` written again without the columns schema 2 added: a schema-1 file.
+fn as_schema_1(from: &Path, to: &Path) {
+    let r = ParquetRecordBatchReaderBuilder::try_new(File::open(from).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let keep: Vec<usize> = (schema().fields().iter().enumerate())
+        .filter(|(_, f)| !schema::may_be_absent(f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    let old = Arc::new(schema().project(&keep).unwrap());
+    let mut w = ArrowWriter::try_new(File::create(to).unwrap(), old, None).unwrap();
+    for b in r {
+        w.write(&b.unwrap().project(&keep).unwrap()).unwrap();
+    }
+    w.close().unwrap();
+}
+
+#[test]
+fn a_schema_1_file_reads_with_the_added_columns_null() {
+    let dir = std::env::temp_dir().join(format!("napiscope-v1-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut events = sample();
+    events[1].napi_id = Some(8193);
+    events[1].irq = Some(27);
+    let (new, old) = (dir.join("new.parquet"), dir.join("old.parquet"));
+    write_trace(&new, &events, &TraceMeta::default()).unwrap();
+    assert_eq!(read_trace(&new).unwrap().events, events);
+    as_schema_1(&new, &old);
+    let (_, md, _) = open_trace(&old).unwrap();
+    assert!(md.schema().field_with_name("napi_id").is_err());
+    // Every reader takes it, the added columns null and the rest as written.
+    events[1].napi_id = None;
+    events[1].irq = None;
+    assert_eq!(read_trace(&old).unwrap().events, events);
+    let arrow = {
+        let (file, md, _) = open_trace(&old).unwrap();
+        read_columns_arrow(&old, file, md).unwrap()
+    };
+    let direct = direct::read(File::open(&old).unwrap()).unwrap();
+    assert_same_cols(&direct, &arrow);
+    assert_eq!((direct.len(), direct.napi_id.values().len()), (4, 0));
+    assert_eq!(direct.napi.values(), [7]);
+    // The golden schema-1 recording reads too.
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../probe-cli/tests/golden/rec-complete.parquet");
+    let (c, meta) = read_columns(&golden).unwrap();
+    assert_eq!(meta.get("schema_version"), Some("1"));
+    assert!(!c.is_empty() && c.napi_id.values().is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -129,6 +129,8 @@ impl Decoder {
             (@ ptr_value) => { Some(r.ptr as i64 as _) };
             (@ name) => { Some(w.intern_bytes(&r.name)) };
             (@ func) => { Some(self.func_sym(r.func, w)) };
+            (@ func_id) => { (r.func != 0).then_some(r.func as _) };
+            (@ state_irq) => { (r.state > 0).then_some(r.state as _) };
             (@ state) => { Some(self.state_sym(r.state, w)) };
             (@ arg0_names($a:literal, $b:literal)) => {
                 Some(w.intern(if r.arg0 == 1 { $b } else { $a }))
@@ -237,6 +239,17 @@ mod tests {
         assert_eq!(two[1].napi, Some(h), "hash is stable in a recording");
         let mut raw = Decoder::new(Symbols::default(), true);
         assert_eq!(one(&mut raw, &r, "napi-raw").napi, Some(r.ptr));
+        // The backlog has no napi_id and no IRQ (func 0; state 0, a backlog's zeroed
+        // napi->irq, or -1, netif_napi_add's "none"): nulls.
+        for none in [0, -1] {
+            r.state = none;
+            let backlog = one(&mut raw, &r, "napi-noirq");
+            assert_eq!((backlog.napi_id, backlog.irq), (None, None));
+        }
+        // A device's instance: napi_id in func, napi->irq in state.
+        (r.func, r.state, r.name) = (8193, 27, comm("eth0"));
+        let dev = one(&mut raw, &r, "napi-dev");
+        assert_eq!((dev.napi_id, dev.irq), (Some(8193), Some(27)));
     }
 
     #[test]

@@ -352,9 +352,14 @@ pub(super) fn load_error(e: &anyhow::Error) -> String {
         .filter(|l| !l.is_empty())
         .collect();
     let is_stat = |l: &str| {
-        ["verification time", "stack depth", "processed ", "mark_read"]
-            .iter()
-            .any(|p| l.starts_with(p))
+        [
+            "verification time",
+            "stack depth",
+            "processed ",
+            "mark_read",
+        ]
+        .iter()
+        .any(|p| l.starts_with(p))
             || l.contains("(os error")
     };
     let verdict = lines.iter().rposition(|l| !is_stat(l));
