@@ -9,6 +9,7 @@
 //! dad6b9770263 "net: Allow to use SMP threads for backlog NAPI."); a bare hash an upstream
 //! commit (model.md §2.2, §9).
 
+mod device;
 mod global;
 mod mode_ab;
 mod mode_c;
@@ -28,7 +29,7 @@ use crate::{
     },
 };
 use probe_common::NET_RX_SOFTIRQ;
-use Modes::{All, AB, C};
+use Modes::{All, Device, AB, C};
 
 #[rustfmt::skip]
 pub static RULES: &[Rule] = &[
@@ -59,6 +60,9 @@ pub static RULES: &[Rule] = &[
     rule("C-9",  C,   mode_c::c9,  "a backlog thread polls only its own backlog",                        "§7.2 C5: run_backlog_napi polls only sd[cpu].backlog @@ -11659"),
     rule("C-10", C,   mode_c::c10, "no RPS-attributable ksoftirqd wake-ups (soft)",                      "§7.4: no IPI raises NET_RX for RPS, so no ksoftirqd wake-up"),
     rule("C-11", C,   mode_c::c11, "received_rps never grows",                                           "§2.1: only rps_trigger_softirq counts it; never sent @@ -5926, @@ -5941"),
+    rule("N-1",  Device, device::n1, "a device NAPI's place (NET_RX or its thread) changes only between schedulings", "§8.5: SCHED held while work = budget (net_rx_action repoll, napi_threaded_poll_loop); THREADED read in ____napi_schedule"),
+    rule("N-2",  Device, device::n2, "a napi/<dev>-<id> thread polls only its own instance",             "§8.5: napi_threaded_poll(data = its napi_struct), 29863d41bb6e"),
+    rule("N-3",  Device, device::n3, "a napi/ thread that slept polls only after a wake-up",             "§8.5: ____napi_schedule sets SCHED_THREADED and wake_up_process(napi->thread), 29863d41bb6e"),
 ];
 
 /// One rule of the model.
@@ -106,15 +110,17 @@ pub enum Modes {
     All,
     AB,
     C,
+    /// Every mode: the device NAPI rules (N-*), a group of their own.
+    Device,
 }
 
 impl Modes {
     /// The groups in the table's order.
-    pub const GROUPS: [Modes; 3] = [All, AB, C];
+    pub const GROUPS: [Modes; 4] = [All, AB, C, Device];
 
     pub fn covers(self, mode: Option<Mode>) -> bool {
         match self {
-            All => true,
+            All | Device => true,
             AB => matches!(mode, Some(Mode::A | Mode::B)),
             C => mode == Some(Mode::C),
         }
@@ -125,6 +131,7 @@ impl Modes {
             All => "all modes",
             AB => "modes A/B",
             C => "mode C",
+            Device => "device NAPI, all modes",
         }
     }
 }

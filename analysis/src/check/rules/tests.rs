@@ -6,12 +6,14 @@ fn every_id_is_once_in_the_table_in_model_order() {
     let mut want: Vec<String> = (1..=7).map(|n| format!("G{n}")).collect();
     want.extend((1..=8).map(|n| format!("A-{n}")));
     want.extend((1..=11).map(|n| format!("C-{n}")));
+    want.extend((1..=3).map(|n| format!("N-{n}")));
     assert_eq!(ids, want);
     for r in RULES {
         let group = match r.modes {
             Modes::All => "G",
             Modes::AB => "A-",
             Modes::C => "C-",
+            Modes::Device => "N-",
         };
         assert!(r.id.starts_with(group), "{} is not in {:?}", r.id, r.modes);
     }
@@ -21,7 +23,7 @@ fn every_id_is_once_in_the_table_in_model_order() {
 fn the_help_summary_names_each_group() {
     assert_eq!(
         summary(),
-        "G1-G7 (all modes), A-1..A-8 (modes A/B), C-1..C-11 (mode C)"
+        "G1-G7 (all modes), A-1..A-8 (modes A/B), C-1..C-11 (mode C), N-1..N-3 (device NAPI, all modes)"
     );
 }
 

@@ -471,5 +471,6 @@ fn a_dropped_skb_that_is_received_is_caught_by_g6() {
 
 /// The checker on trace files: the same reports as on events, the readers' errors, and
 /// the phase benchmark.
+mod device;
 mod files;
 mod rt;
