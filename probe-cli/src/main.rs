@@ -129,6 +129,21 @@ enum Cmd {
     /// fail if the kernel's mode is not the expected one or a trace diverges. A scenario whose
     /// recording the kernel's counters call incomplete runs again (3 tries); exit 3 if one
     /// stays incomplete and nothing diverged
+    #[command(
+        after_help = "Scenarios, each recorded and checked (all rules of the mode, \
+        and the device NAPI rules N-1..N-3):\n  \
+        veth-rps           netif_rx on the sender's CPU, RPS to the other (negative control: \
+        checked as the other mode, it must diverge)\n  \
+        veth-gro-rps       the veth's own NAPI (GRO on), RPS from its poll; every poll of it in \
+        NET_RX (not threaded)\n  \
+        veth-gro-threaded  the same, `threaded` switched on halfway: NET_RX, then only its \
+        napi/<dev>-<id> thread\n  \
+        loopback           local delivery\n  \
+        loopback-rps       loopback with RPS to the other CPU\n\n\
+        Exit: 0 pass, 1 a rule or setting diverged or the mode is not --expect-mode, \
+        2 bad usage or no rights (run as root), 3 a recording stayed incomplete and nothing \
+        diverged."
+    )]
     Verify(cmd::verify::Args),
     /// Prometheus exporter: the live counters (as `top` counts them, in the kernel), latency
     /// histograms, the mode and the model's counter rules on /metrics

@@ -543,6 +543,38 @@ fn verify_passes_in_the_hosts_mode_and_fails_in_another() {
             );
         }
     }
+    // The device scenarios: the veth's NAPI where its setting puts it, and the device NAPI
+    // rules decided (N-2, N-3 need the thread's polls: PASS, not INCONCLUSIVE, when threaded).
+    let by_name = |n: &str| scenarios.iter().find(|s| s["scenario"] == n);
+    if let (Some(gro), Some(thr)) = (by_name("veth-gro-rps"), by_name("veth-gro-threaded")) {
+        let d = &gro["device_napi"];
+        assert_eq!(
+            (d["holds"].as_bool(), d["thread_polls"].as_u64()),
+            (Some(true), Some(0)),
+            "{d:#}"
+        );
+        let d = &thr["device_napi"];
+        assert_eq!(d["holds"], true, "{d:#}");
+        assert!(
+            d["net_rx_polls"].as_u64() > Some(0) && d["thread_polls"].as_u64() > Some(0),
+            "{d:#}"
+        );
+        assert_eq!(d["net_rx_after_thread"], 0, "{d:#}");
+        let verdict = |id: &str| {
+            let rules = thr["report"]["rules"].as_array().unwrap();
+            rules
+                .iter()
+                .find(|r| r["id"] == id)
+                .map(|r| r["verdict"].clone())
+        };
+        for id in ["N-2", "N-3"] {
+            assert_eq!(
+                verdict(id),
+                Some(serde_json::Value::from("PASS")),
+                "{id}: {thr:#}"
+            );
+        }
+    }
     // The recordings it kept are checkable on their own, with the same verdict.
     let veth = dir.join("veth-rps.parquet");
     if veth.exists() {

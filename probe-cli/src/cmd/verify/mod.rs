@@ -1,6 +1,10 @@
 //! `napiscope verify`: the built-in scenarios on this host, each recorded and checked
 //! against the host's mode (and, as a negative control, against another).
 
+mod device;
+mod report;
+mod text;
+
 use std::{
     path::{Path, PathBuf},
     sync::{
@@ -17,12 +21,12 @@ use analysis::{
     TraceMeta,
 };
 use anyhow::{Context as _, Result};
-use serde::Serialize;
+use device::DeviceNapi;
+use report::{NegativeControl, ScenarioResult, VerifyReport};
 
 use crate::{
     cli::{parse_duration, parse_mode, CliError, INCOMPLETE},
     kernel::{env::Environment, system},
-    output::fmt_counts,
     recorder::{self as record, background},
     signals, traffic as scenario,
 };
@@ -63,46 +67,6 @@ fn received_rps() -> Option<u64> {
         sum += u64::from_str_radix(col, 16).ok()?;
     }
     Some(sum)
-}
-
-#[derive(Serialize)]
-pub struct ScenarioResult {
-    pub scenario: String,
-    /// Against the kernel's counters; an incomplete recording is run again, up to
-    /// `VERIFY_ATTEMPTS` times.
-    pub completeness: Completeness,
-    pub attempts: u32,
-    pub sent: u64,
-    pub received: u64,
-    pub trace: String,
-    pub verdict: Verdict,
-    pub failed_rules: Vec<&'static str>,
-    pub paths: std::collections::BTreeMap<String, u64>,
-    /// The same trace checked against the wrong mode must diverge (remote scenarios only).
-    pub negative_control: Option<NegativeControl>,
-    pub report: CheckReport,
-}
-
-#[derive(Serialize)]
-pub struct NegativeControl {
-    pub checked_as: Mode,
-    pub diverged: bool,
-    pub failed_rules: Vec<&'static str>,
-}
-
-#[derive(Serialize)]
-pub struct VerifyReport {
-    pub kernel_release: String,
-    pub live_mode: Mode,
-    pub expected_mode: Option<Mode>,
-    pub mode_ok: bool,
-    pub checked_as: Mode,
-    pub scenarios: Vec<ScenarioResult>,
-    /// Scenarios this host cannot run, and why.
-    pub skipped: Vec<String>,
-    pub passed: bool,
-    /// Some scenario's recording stayed incomplete after every attempt (exit 3).
-    pub incomplete: bool,
 }
 
 fn failed_rules(r: &CheckReport) -> Vec<&'static str> {
@@ -160,6 +124,7 @@ fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, each: Durat
     let passed = mode_ok
         && results.iter().all(|r| {
             r.verdict != Verdict::Fail
+                && r.device_napi.as_ref().is_none_or(|d| d.holds)
                 && (r.negative_control.as_ref().is_none_or(|n| n.diverged)
                     || r.completeness == Completeness::Incomplete)
         });
@@ -180,7 +145,7 @@ fn run_verify(expect: Option<Mode>, json: bool, keep: Option<&Path>, each: Durat
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print_verify(&v);
+        text::print_verify(&v);
     }
     if keep.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -223,12 +188,17 @@ fn plan(online: &[u32]) -> (Vec<Step>, Vec<String>) {
                 plan.insert(0, step(scenario::Kind::VethRps, t_cpu, "nsc1"));
                 // RPS steered from a device's (veth's GRO) poll: the path with no netif_rx.
                 plan.insert(1, step(scenario::Kind::VethGroRps, t_cpu, "nsc1"));
+                // The same with the veth's NAPI switched to its napi/ thread halfway.
+                plan.insert(2, step(scenario::Kind::VethGroThreaded, t_cpu, "nsc1"));
             }
-            Err(why) => skipped.push(format!("veth-rps, veth-gro-rps: {why}")),
+            Err(why) => skipped.push(format!("veth-rps, veth-gro-rps, veth-gro-threaded: {why}")),
         }
         plan.push(step(scenario::Kind::LoopbackRps, t_cpu, "lo"));
     } else {
-        skipped.push("veth-rps, veth-gro-rps, loopback-rps: only one CPU online".to_string());
+        skipped.push(
+            "veth-rps, veth-gro-rps, veth-gro-threaded, loopback-rps: only one CPU online"
+                .to_string(),
+        );
     }
     (plan, skipped)
 }
@@ -264,6 +234,7 @@ impl Run<'_> {
             let report = check::check(&trace, Some(self.checked_as));
             let negative_control = (self.step.kind != scenario::Kind::Loopback)
                 .then(|| negative_control(&trace, self.checked_as));
+            let device_napi = self.device_setting(&trace.events);
             if !json {
                 eprintln!(
                     "verify: {name}: {} events, sent {} received {}: {}",
@@ -290,9 +261,20 @@ impl Run<'_> {
                 failed_rules: failed_rules(&report),
                 paths: report.paths.clone(),
                 negative_control,
+                device_napi,
                 report,
             });
         }
+    }
+
+    /// The GRO scenarios poll the veth's own NAPI: its places against the setting.
+    fn device_setting(&self, events: &[analysis::Event]) -> Option<DeviceNapi> {
+        let threaded = match self.step.kind {
+            scenario::Kind::VethGroRps => false,
+            scenario::Kind::VethGroThreaded => true,
+            _ => return None,
+        };
+        Some(device::device_napi(events, self.step.dev, threaded))
     }
 
     /// Record (in a thread of this process) while the scenario's traffic runs; the
@@ -399,58 +381,4 @@ fn say_again(name: &str, report: &CheckReport, attempt: u32) {
         "verify: {name}: recording incomplete (the kernel counted {n} events more than were \
          recorded, or the ring lost some): again ({attempt}/{VERIFY_ATTEMPTS})"
     );
-}
-
-fn print_verify(v: &VerifyReport) {
-    println!(
-        "kernel {}: live mode {}",
-        v.kernel_release,
-        v.live_mode.as_str()
-    );
-    if let Some(e) = v.expected_mode {
-        println!(
-            "expected mode {}: {}",
-            e.as_str(),
-            if v.mode_ok { "ok" } else { "MISMATCH" }
-        );
-    }
-    for s in &v.scenarios {
-        println!(
-            "{:<13} {:<13} sent {:>5} received {:>5}  paths: {}",
-            s.scenario,
-            s.verdict.name(),
-            s.sent,
-            s.received,
-            fmt_counts(&s.paths, "")
-        );
-        if !s.failed_rules.is_empty() {
-            println!("              failed rules: {}", s.failed_rules.join(" "));
-            for d in s.report.rules.iter().flat_map(|r| &r.divergences).take(5) {
-                println!(
-                    "              {}: {} — expected: {}",
-                    d.rule, d.message, d.expected
-                );
-            }
-        }
-        if let Some(n) = &s.negative_control {
-            println!(
-                "              negative control (as mode {}): {}{}",
-                n.checked_as.as_str(),
-                if n.diverged {
-                    "diverges, as it must"
-                } else {
-                    "DID NOT DIVERGE — the checker is blind here"
-                },
-                if n.failed_rules.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", n.failed_rules.join(" "))
-                }
-            );
-        }
-    }
-    for s in &v.skipped {
-        println!("skipped       {s}");
-    }
-    println!("verify: {}", if v.passed { "PASS" } else { "FAIL" });
 }
