@@ -3,43 +3,16 @@
 //! per-NAPI rows must show its polls move from the NET_RX softirq to its `napi/nsc1-<id>`
 //! thread. Needs root (NAPISCOPE_SKIP_KERNEL_TESTS=1 skips).
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-};
+use std::process::Command;
 
 use serde_json::Value;
 
 mod common;
-use common::{kernel_lock, kernel_tests_enabled, BIN};
+use common::{kernel_lock, kernel_tests_enabled, start_top_json, BIN};
 
 /// `top --json` for `intervals` seconds while `scenario` runs; its JSON lines.
 fn top_during(intervals: u32, scenario: &[&str]) -> (Vec<Value>, Value) {
-    let mut top = Command::new(BIN)
-        .args([
-            "top",
-            "--json",
-            "-n",
-            &intervals.to_string(),
-            "--interval",
-            "1s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(top.stderr.take().unwrap());
-    let mut stderr = String::new();
-    loop {
-        let mut line = String::new();
-        if err.read_line(&mut line).unwrap() == 0 {
-            panic!("top ended before counting: {stderr}");
-        }
-        stderr.push_str(&line);
-        if line.contains("counting on") {
-            break;
-        }
-    }
+    let (top, mut err, mut stderr) = start_top_json(intervals);
     let sc = Command::new(BIN)
         .arg("scenario")
         .args(scenario)

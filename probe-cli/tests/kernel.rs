@@ -3,7 +3,6 @@
 //! They need root. Set NAPISCOPE_SKIP_KERNEL_TESTS=1 to skip them explicitly elsewhere.
 
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -15,7 +14,10 @@ use analysis::{
 };
 
 mod common;
-use common::{kernel_lock, kernel_tests_enabled, napiscope, start_record_args, tmp, tmp_dir, BIN};
+use common::{
+    kernel_lock, kernel_tests_enabled, napiscope, start_record_args, start_top_json, tmp, tmp_dir,
+    BIN,
+};
 
 /// Start `napiscope record` and wait until its probes are attached.
 fn start_record(out: &Path, extra: &[&str]) -> Child {
@@ -740,25 +742,8 @@ fn top_json_lines_count_rps_ipis_in_the_kernel() {
     if !kernel_tests_enabled() {
         return;
     }
-    let mut top = Command::new(BIN)
-        .args(["top", "--json", "-n", "5", "--interval", "1s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the probes count (attaching takes seconds), keep the rest of stderr.
-    let mut err = BufReader::new(top.stderr.take().unwrap());
-    let mut stderr = String::new();
-    loop {
-        let mut line = String::new();
-        if err.read_line(&mut line).unwrap() == 0 {
-            panic!("top ended before counting: {stderr}");
-        }
-        stderr.push_str(&line);
-        if line.contains("counting on") {
-            break;
-        }
-    }
+    // Once the probes count (attaching takes seconds); the rest of stderr is kept.
+    let (top, mut err, mut stderr) = start_top_json(5);
     scenario(&["veth-rps", "--sender-cpu", "0", "--rx-cpu", "1", "-d", "2s"]);
     let out = top.wait_with_output().unwrap();
     std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();

@@ -109,3 +109,36 @@ pub fn start_record_keeping_stderr(args: &[String]) -> (Child, Arc<Mutex<Vec<Str
     }
     (child, err)
 }
+
+/// `napiscope top --json -n intervals --interval 1s`, returned once its probes count ("counting
+/// on" on stderr; attaching takes seconds): the child, its stderr, and what stderr said so far.
+// The caller waits for the child it gets; a panic here ends the test process, and top with it
+// once its stderr pipe closes.
+#[allow(clippy::zombie_processes)]
+pub fn start_top_json(intervals: u32) -> (Child, BufReader<std::process::ChildStderr>, String) {
+    let mut top = Command::new(BIN)
+        .args([
+            "top",
+            "--json",
+            "-n",
+            &intervals.to_string(),
+            "--interval",
+            "1s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(top.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            panic!("top ended before counting: {said}");
+        }
+        said.push_str(&line);
+        if line.contains("counting on") {
+            return (top, err, said);
+        }
+    }
+}
