@@ -155,6 +155,10 @@ pub struct NapiCounters {
     pub last_irq: i32,
     /// The task that ran the latest poll outside softirq (0: none).
     pub task_pid: u32,
+    /// The latest softirq poll on this CPU used its whole budget: the next one continues
+    /// that scheduling (net_rx_action's repoll list), with no raise of its own.
+    pub carried: u32,
+    pub _pad: u32,
     /// The device (`napi->dev->name`; `(no_device)` for a backlog).
     pub dev: [u8; COMM_LEN],
     /// That task's comm.
@@ -175,6 +179,8 @@ impl NapiCounters {
             irq: -1,
             last_irq: -1,
             task_pid: 0,
+            carried: 0,
+            _pad: 0,
             dev: [0; COMM_LEN],
             task_comm: [0; COMM_LEN],
         }
@@ -182,7 +188,7 @@ impl NapiCounters {
 }
 
 const _: () =
-    assert!(core::mem::size_of::<NapiCounters>() == 8 * (5 + 2 * where_::COUNT) + 16 + 32);
+    assert!(core::mem::size_of::<NapiCounters>() == 8 * (5 + 2 * where_::COUNT) + 24 + 32);
 
 /// Per-NAPI rows `top` keeps (LRU: instances that went away age out).
 pub const MAX_NAPIS: u32 = 1024;

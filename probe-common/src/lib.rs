@@ -271,10 +271,23 @@ pub struct CpuState {
     /// handler started and when it returned (0: none yet): a NAPI poll in a NET_RX softirq
     /// that started right after that return is attributed to it (`top`).
     pub last_irq: i32,
-    pub _pad2: u32,
+    /// The device interrupt whose handler runs now, + 1 (0: none, or an APIC vector).
+    pub cur_irq: i32,
     pub last_irq_ns: u64,
     pub last_irq_exit_ns: u64,
+    /// NET_RX raises not yet matched with a NAPI poll, oldest first: a ring, entries
+    /// `raise_head..raise_tail` at `% RAISE_FIFO`. Each is the device interrupt in whose
+    /// handler ____napi_schedule raised NET_RX (-1: another context) and when that handler
+    /// started. net_rx_action polls its list in scheduling order, so the n-th new instance
+    /// a run polls is the n-th raise's (`top`'s per-NAPI IRQ attribution).
+    pub raise_irq: [i32; RAISE_FIFO],
+    pub raise_ns: [u64; RAISE_FIFO],
+    pub raise_head: u32,
+    pub raise_tail: u32,
 }
+
+/// NET_RX raises a CPU remembers until a poll takes them (a power of two).
+pub const RAISE_FIFO: usize = 8;
 
 /// How many blind windows each CPU remembers.
 pub const BLIND_LOG: usize = 8;
@@ -291,7 +304,8 @@ pub struct BlindWindow {
 }
 
 const _: () = assert!(core::mem::size_of::<BlindWindow>() == 24);
-const _: () = assert!(core::mem::size_of::<CpuState>() == 112 + 24 * BLIND_LOG);
+const _: () =
+    assert!(core::mem::size_of::<CpuState>() == 112 + 12 * RAISE_FIFO + 8 + 24 * BLIND_LOG);
 
 /// An skb between netif_rx and netif_receive_skb (`top`'s in-flight map).
 #[repr(C)]

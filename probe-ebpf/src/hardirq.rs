@@ -20,9 +20,12 @@ program! {
             if st.hardirq_depth < 8 {
                 st.hardirq_depth += 1;
             }
-            if irq >= 0 && counters_on() {
-                st.last_irq = irq;
-                st.last_irq_ns = unsafe { bpf_ktime_get_ns() };
+            if counters_on() {
+                st.cur_irq = irq + 1; // 0 for a vector
+                if irq >= 0 {
+                    st.last_irq = irq;
+                    st.last_irq_ns = unsafe { bpf_ktime_get_ns() };
+                }
             }
         }
         0
@@ -41,6 +44,7 @@ program! {
             st.hardirq_depth = st.hardirq_depth.saturating_sub(1);
             if counters_on() {
                 let now = unsafe { bpf_ktime_get_ns() };
+                st.cur_irq = 0;
                 st.last_hardirq_exit_ns = now;
                 if device {
                     st.last_irq_exit_ns = now;

@@ -42,6 +42,8 @@ mod ipi;
 #[cfg(target_arch = "bpf")]
 mod kprobes;
 #[cfg(target_arch = "bpf")]
+mod poll;
+#[cfg(target_arch = "bpf")]
 mod rx;
 #[cfg(target_arch = "bpf")]
 mod sched;

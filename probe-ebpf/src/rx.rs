@@ -7,28 +7,26 @@
 //! (tracepoint), through the skb/napi pointer with helpers (raw), or with BTF-checked loads
 //! (tp_btf). Its parameter is typed (`&mut Dev`) so the closure takes any borrow.
 
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns};
-use probe_common::{
-    where_, CpuCounters, EventKind, Inflight, NapiCounters, COMM_LEN, LAT_BUCKETS, NET_RX_SOFTIRQ,
-    PATHS,
-};
+use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns};
+use probe_common::{CpuCounters, EventKind, Inflight, COMM_LEN, LAT_BUCKETS, PATHS};
 
 use crate::{
     atomic::{atomic_add, atomic_inc, bounded},
     config::{counters_on, koff, off},
     counters::{counting, log2_bucket},
     emit::emit,
-    maps::{state, INFLIGHT, NAPI},
+    maps::{state, INFLIGHT},
+    poll::{count_napi, count_poll, Polled},
     program::program,
     read::{
         btf_load, btf_netdev_name, current_comm, kread_u32, kread_u64, netdev_name, read,
-        read_data_loc, write_current_comm,
+        read_data_loc,
     },
-    threads::{thread_kind, BACKLOG_NAPI, KSOFTIRQD, NAPI_THREAD},
+    threads::{thread_kind, BACKLOG_NAPI, KSOFTIRQD},
 };
 
 /// A device name (`dev->name`, char[16]).
-type Dev = [u8; COMM_LEN];
+pub(crate) type Dev = [u8; COMM_LEN];
 
 /// A name buffer on the stack, 8-byte aligned so it can be cleared with two word stores
 /// (see `emit`).
@@ -48,7 +46,7 @@ fn zeroed_name(buf: &mut core::mem::MaybeUninit<Name>) -> &mut [u8; COMM_LEN] {
 
 /// `(no_device)`: the name napi_poll gives the per-CPU backlog NAPI.
 #[inline(always)]
-fn is_backlog_dev(dev: &[u8; COMM_LEN]) -> bool {
+pub(crate) fn is_backlog_dev(dev: &[u8; COMM_LEN]) -> bool {
     const N: &[u8; 11] = b"(no_device)";
     let mut i = 0;
     while i < N.len() {
@@ -143,115 +141,6 @@ fn napi_ident_kread(napi: u64) -> (u32, i32) {
         -1
     };
     (id, irq)
-}
-
-/// What one poll did, as both the CPU's and the instance's counters count it.
-#[derive(Clone, Copy)]
-struct Polled {
-    packets: u64,
-    /// It used its whole budget: more work was left.
-    exhausted: bool,
-}
-
-impl Polled {
-    #[inline(always)]
-    fn of(work: i32, budget: i32) -> Polled {
-        let packets = if work > 0 { work as u64 } else { 0 };
-        Polled {
-            packets,
-            exhausted: budget > 0 && packets >= budget as u64,
-        }
-    }
-}
-
-/// The CPU's poll counters; returns where the poll ran (`where_::*`, bounded).
-#[inline(always)]
-fn count_poll(c: &mut CpuCounters, done: Polled, dev: &[u8; COMM_LEN]) -> usize {
-    atomic_inc(&mut c.polls);
-    atomic_add(&mut c.poll_packets, done.packets);
-    if done.exhausted {
-        atomic_inc(&mut c.poll_budget_exhausted);
-    }
-    if is_backlog_dev(dev) {
-        atomic_inc(&mut c.backlog_polls);
-    }
-    let w = where_slot(poll_where());
-    atomic_add(&mut c.poll_packets_where[w], done.packets);
-    w
-}
-
-/// `w` as an index into the `where_` arrays that every kernel's verifier can bound: masked,
-/// then clamped by a select. Not `% where_::COUNT`: on a value already known to be below
-/// COUNT, 6.1's verifier still walks the `w - 6` branch (with bounds umin 6, umax 1) and
-/// refuses the negative index ("R1 min value is negative"), so napi_poll did not load there.
-#[inline(always)]
-fn where_slot(w: usize) -> usize {
-    let w = bounded(w, 7);
-    if w < where_::COUNT {
-        w
-    } else {
-        where_::COUNT - 1
-    }
-}
-
-/// Where a poll runs: the NET_RX softirq's own context, else the task polling outside it —
-/// a backlog_napi/N or napi/<dev>-<id> thread, or any other task (busy polling:
-/// napi_busy_loop and busy_poll_stop call trace_napi_poll from the socket's task).
-#[inline(always)]
-fn poll_where() -> usize {
-    let Some(st) = state() else {
-        return where_::BUSY_POLL;
-    };
-    if st.softirq == NET_RX_SOFTIRQ + 1 {
-        return st.net_rx_where as usize;
-    }
-    match thread_kind(&current_comm()) {
-        BACKLOG_NAPI => where_::BACKLOG_THREAD,
-        NAPI_THREAD => where_::NAPI_THREAD,
-        _ => where_::BUSY_POLL,
-    }
-}
-
-/// This NAPI instance's counters on this CPU (`top`'s per-NAPI rows).
-#[inline(always)]
-fn count_napi(napi: u64, done: Polled, w: usize, dev: &Dev, ident: (u32, i32)) {
-    let n = match NAPI.get_ptr_mut(&napi) {
-        Some(p) => p,
-        None => {
-            let _ = NAPI.insert(&napi, &NapiCounters::zeroed(), 0);
-            match NAPI.get_ptr_mut(&napi) {
-                Some(p) => p,
-                None => return,
-            }
-        }
-    };
-    let n = unsafe { &mut *n };
-    // Bounded again in this function: the verifier checks each index where it is used.
-    let w = where_slot(w);
-    atomic_inc(&mut n.polls);
-    atomic_add(&mut n.packets, done.packets);
-    if done.exhausted {
-        atomic_inc(&mut n.budget_exhausted);
-    }
-    atomic_inc(&mut n.polls_where[w]);
-    atomic_add(&mut n.packets_where[w], done.packets);
-    n.napi_id = ident.0;
-    n.irq = ident.1;
-    n.dev = *dev;
-    let Some(st) = state() else { return };
-    if w == where_::IRQ_EXIT
-        && st.last_irq_exit_ns != 0
-        && st.net_rx_start_ns >= st.last_irq_exit_ns
-        && st.net_rx_start_ns - st.last_irq_exit_ns < where_::IRQ_EXIT_WINDOW_NS
-    {
-        n.last_irq = st.last_irq;
-        atomic_inc(&mut n.irq_polls);
-        let now = unsafe { bpf_ktime_get_ns() };
-        atomic_add(&mut n.irq_to_poll_ns, now.saturating_sub(st.last_irq_ns));
-    } else if w >= where_::BACKLOG_THREAD {
-        n.task_pid = bpf_get_current_pid_tgid() as u32;
-        write_current_comm(&mut n.task_comm);
-    }
 }
 
 program! {

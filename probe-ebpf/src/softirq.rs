@@ -3,10 +3,10 @@
 //! NET_RX counters.
 
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns};
-use probe_common::{where_, CpuState, EventKind, NET_RX_SOFTIRQ};
+use probe_common::{where_, CpuState, EventKind, NET_RX_SOFTIRQ, RAISE_FIFO};
 
 use crate::{
-    atomic::{atomic_add, atomic_inc},
+    atomic::{atomic_add, atomic_inc, bounded},
     config::{off, softirq_mask, softirq_per_task},
     counters::counting,
     emit::emit,
@@ -102,7 +102,10 @@ fn count_net_rx(kind: EventKind) {
     let Some(c) = counting(None) else { return };
     let Some(st) = state() else { return };
     match kind {
-        EventKind::SoftirqRaise => atomic_inc(&mut c.net_rx_raise),
+        EventKind::SoftirqRaise => {
+            atomic_inc(&mut c.net_rx_raise);
+            remember_raise(st);
+        }
         EventKind::SoftirqEntry => {
             let now = unsafe { bpf_ktime_get_ns() };
             let pid = bpf_get_current_pid_tgid() as u32;
@@ -129,6 +132,46 @@ fn count_net_rx(kind: EventKind) {
                 atomic_add(&mut c.net_rx_ns, now.saturating_sub(st.net_rx_start_ns));
                 st.net_rx_start_ns = 0;
             }
+            // What the run did not take stays unmatched: forget it rather than let a
+            // raise that scheduled no NAPI (a defer kick's) shift every later match.
+            st.raise_head = st.raise_tail;
         }
     }
+}
+
+/// A NET_RX raise, queued for the poll of the instance it scheduled (`CpuState::raise_irq`):
+/// in a device interrupt's handler, that interrupt; elsewhere -1. Not the raise
+/// net_rx_action makes for its own leftovers (inside NET_RX, no hard interrupt): those
+/// polls continue a scheduling (`NapiCounters::carried`).
+#[inline(always)]
+fn remember_raise(st: &mut CpuState) {
+    if st.hardirq_depth == 0 && st.softirq == NET_RX_SOFTIRQ + 1 {
+        return;
+    }
+    if st.raise_tail.wrapping_sub(st.raise_head) as usize >= RAISE_FIFO {
+        return; // full: the oldest stay, the newest go unattributed
+    }
+    let (irq, ns) = if st.hardirq_depth > 0 && st.cur_irq > 0 {
+        (st.cur_irq - 1, st.last_irq_ns)
+    } else {
+        (-1, 0)
+    };
+    let i = bounded(st.raise_tail as usize, RAISE_FIFO - 1);
+    if let (Some(q), Some(t)) = (st.raise_irq.get_mut(i), st.raise_ns.get_mut(i)) {
+        *q = irq;
+        *t = ns;
+    }
+    st.raise_tail = st.raise_tail.wrapping_add(1);
+}
+
+/// The oldest unmatched raise (`remember_raise`): its interrupt (-1: none) and when that
+/// interrupt's handler started.
+#[inline(always)]
+pub fn take_raise(st: &mut CpuState) -> Option<(i32, u64)> {
+    if st.raise_head == st.raise_tail {
+        return None;
+    }
+    let i = bounded(st.raise_head as usize, RAISE_FIFO - 1);
+    st.raise_head = st.raise_head.wrapping_add(1);
+    Some((*st.raise_irq.get(i)?, *st.raise_ns.get(i)?))
 }

@@ -41,8 +41,20 @@ pub fn boot(k: &KernelSpec, vmlinuz: &Path, initrd: &Path, dir: &Path) -> Result
             "-nodefaults",
             "-monitor",
             "none",
-            "-net",
-            "none",
+        ])
+        // Two virtio-net NICs on QEMU's internal hub 0: what one sends, the other receives,
+        // through a real driver with MSI-X interrupts and one NAPI per queue.
+        .args([
+            "-netdev",
+            "hubport,id=n0,hubid=0",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ])
+        .args([
+            "-netdev",
+            "hubport,id=n1,hubid=0",
+            "-device",
+            "virtio-net-pci,netdev=n1",
         ])
         .arg("-serial")
         .arg(format!("file:{}", log.display()))
@@ -83,6 +95,7 @@ fn read_log(text: &str, qemu_exit: Option<i32>, log: &Path) -> Value {
     let flood = flood_summary(&runs);
     let top = top_summary(text);
     let hotplug = hotplug_summary(text);
+    let nic = super::nic::nic_summary(text);
     // `@@MODULE veth 0 ` — insmod's exit code and what it said.
     let modules: Vec<Value> = text
         .lines()
@@ -101,6 +114,7 @@ fn read_log(text: &str, qemu_exit: Option<i32>, log: &Path) -> Value {
         "guest_mode": tagged(text, "@@MODE "),
         "top": top,
         "hotplug": hotplug,
+        "nic": nic,
         "qemu_exit": qemu_exit,
         "uname": uname,
         "status": status_json,

@@ -9,6 +9,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
+use super::modules::{module_depends, GUEST_MODULES};
 use super::KernelSpec;
 use crate::util::step;
 
@@ -114,9 +115,6 @@ impl Packages {
     }
 }
 
-/// Modules the guest loads (with what they depend on): veth, for verify's veth-rps scenario.
-pub const GUEST_MODULES: &[&str] = &["veth"];
-
 /// Where a kernel's files are, as (package, path in its data.tar) — whichever layout.
 #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Located {
@@ -192,23 +190,6 @@ fn module_name(path: &str) -> Option<String> {
 
 fn normalise(name: &str) -> String {
     name.replace('-', "_")
-}
-
-/// The `depends=` of a module's .modinfo section (`depends=` alone when it needs none).
-pub fn module_depends(ko: &[u8]) -> Vec<String> {
-    let key = b"depends=";
-    ko.windows(key.len())
-        .position(|w| w == key)
-        .map(|i| {
-            let rest = &ko[i + key.len()..];
-            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            String::from_utf8_lossy(&rest[..end])
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// One kernel, ready to boot: its image, and the cpio that the guest gets on top of the
@@ -378,9 +359,14 @@ fn guest_extras(kdir: &Path, l: &Located) -> Result<PathBuf> {
             &format!("{decompress} '{}' > '{}'", src.display(), dst.display()),
             kdir,
         )?;
+        // Each dependency loads first (depends= names modules only, never built-in code).
         let deps = module_depends(&std::fs::read(&dst)?);
-        if !deps.is_empty() {
-            bail!("module {name} depends on {deps:?}: add them to GUEST_MODULES before it");
+        let packaged = |d: &String| l.modules.iter().any(|(m, _, _)| normalise(m) == *d);
+        if let Some(d) = deps.iter().find(|d| packaged(d) && !order.contains(*d)) {
+            bail!("module {name} depends on {d}: list it before {name} in GUEST_MODULES");
+        }
+        if let Some(d) = deps.iter().find(|d| !packaged(d)) {
+            bail!("module {name} depends on {d}, which GUEST_MODULES lacks: add it before {name}");
         }
         order.push(normalise(name));
     }

@@ -67,6 +67,32 @@ cat /tmp/top.json
 echo "@@TOP-RC $RC"
 grep "not attached" /tmp/top.err | sed 's/^/@@TOP-ERR /'
 echo "@@TOP-END"
+echo "@@NIC-BEGIN"
+# Two virtio-net NICs on QEMU's hub: eth0 sends from netns nictx, eth1 receives in the init
+# netns, where top's netdev napi-get sees its NAPI instances. top's per-NAPI rows should show
+# eth1's queues polled at the exit of their virtio interrupts.
+# iproute2 by its path: busybox sh runs its own `ip` applet (no netns) before PATH's.
+IP=/usr/sbin/ip
+if [ -e /sys/class/net/eth0 ] && [ -e /sys/class/net/eth1 ]; then
+  $IP netns add nictx && $IP link set eth0 netns nictx
+  $IP -n nictx addr add 10.77.0.1/24 dev eth0 && $IP -n nictx link set eth0 up
+  $IP addr add 10.77.0.2/24 dev eth1 && $IP link set eth1 up
+  for d in eth0 eth1; do echo "@@NIC-DEV $d $(basename $(readlink /sys/class/net/$d/device 2>/dev/null || $IP netns exec nictx readlink /sys/class/net/$d/device))"; done
+  grep virtio /proc/interrupts | sed 's/^/@@NIC-IRQ /'
+  napiscope top --json -n 3 --interval 1s >/tmp/nic.json 2>/tmp/nic.err &
+  NTOP=$!
+  i=0
+  while ! grep -q "counting on" /tmp/nic.err && [ $i -lt 600 ]; do usleep 100000; i=$((i+1)); done
+  $IP netns exec nictx ping -q -A -w 4 10.77.0.2 2>&1 | sed 's/^/@@NIC-PING /'
+  wait $NTOP
+  RC=$?
+  grep virtio /proc/interrupts | sed 's/^/@@NIC-IRQ-AFTER /'
+  cat /tmp/nic.json
+  echo "@@NIC-RC $RC"
+else
+  echo "@@NIC-NONE $(ls /sys/class/net | tr '\n' ' ')"
+fi
+echo "@@NIC-END"
 echo "@@HOTPLUG-BEGIN"
 napiscope record --force -o /tmp/hp.parquet -d 30 --json >/tmp/hp-rec.json 2>/tmp/hp-rec.err &
 REC=$!

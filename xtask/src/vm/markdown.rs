@@ -155,6 +155,7 @@ pub fn markdown(rows: &[Value], date: &str, command: &str) -> String {
     s.push_str(&rules_markdown(rows));
     s.push_str(&divergences_markdown(rows));
     s.push_str(&top_markdown(rows));
+    s.push_str(&nic_markdown(rows));
     s.push_str(&hotplug_markdown(rows));
     s.push_str(&flood_markdown(rows));
     s.push_str("\nNot attached per kernel (reason):\n\n");
@@ -391,6 +392,57 @@ pub(super) fn top_markdown(rows: &[Value]) -> String {
                 failed.join(" ")
             },
         ));
+    }
+    s
+}
+
+/// The virtio-net pair: top's per-NAPI rows of the receiving NIC, one line per instance.
+pub(super) fn nic_markdown(rows: &[Value]) -> String {
+    let mut s = String::from(
+        "\nA real driver: two virtio-net NICs on QEMU's internal hub, `ping -A` for 4 s from eth0 \
+         (in a netns) to eth1, and `napiscope top --json -n 3` meanwhile; eth1's NAPI instances \
+         (its queues) summed over the 3 s:\n\n\
+         | kernel | cmdline | instance | napi->irq | polls | packets | polled at IRQ exit | that IRQ | where (polls) | ping |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows.iter().filter(|r| r["nic"].is_object()) {
+        let (kernel, cmdline) = kernel_cells(r);
+        let n = &r["nic"];
+        let ping = n["ping"].as_str().unwrap_or("–");
+        let inst = n["instances"].as_array().cloned().unwrap_or_default();
+        if inst.is_empty() {
+            let why = n["devices"]
+                .as_str()
+                .map_or("no eth1 instance polled".to_string(), |d| {
+                    format!("no NIC pair (interfaces: {d})")
+                });
+            s.push_str(&format!(
+                "| {kernel} | {cmdline} | {why} | | | | | | | {ping} |\n"
+            ));
+        }
+        for i in inst {
+            let wh: Vec<String> = (i["where"].as_object().into_iter().flatten())
+                .filter(|(_, v)| v.as_f64().unwrap_or(0.0) >= 0.5)
+                .map(|(k, v)| format!("{k} {:.0}", v.as_f64().unwrap_or(0.0)))
+                .collect();
+            let irq = &i["last_irq"];
+            s.push_str(&format!(
+                "| {kernel} | {cmdline} | {} | {} | {} | {} | {} | {} | {} | {ping} |\n",
+                i["name"].as_str().unwrap_or("?"),
+                if i["irq"].is_null() {
+                    "–".to_string()
+                } else {
+                    i["irq"].to_string()
+                },
+                i["polls"],
+                i["packets"],
+                i["irq_polls"],
+                irq["name"]
+                    .as_str()
+                    .map_or("–".to_string(), |n| format!("{} ({})", irq["irq"], n)),
+                wh.join(", "),
+            ));
+        }
     }
     s
 }

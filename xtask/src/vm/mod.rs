@@ -16,6 +16,8 @@ mod boot;
 mod builder;
 mod markdown;
 mod matrix;
+mod modules;
+mod nic;
 mod whatif;
 
 pub struct KernelSpec {
@@ -317,6 +319,19 @@ fn kernel_row(k: &KernelSpec, initrd: &Path, dir: &Path) -> Result<Value> {
                 .as_str()
                 .map(|e| format!(", scenario: {e}"))
                 .unwrap_or_default()
+        )));
+    }
+    // The virtio-net pair: eth1's queues polled at their interrupts' exit, per NAPI row.
+    r["nic"] = res["nic"].clone();
+    if nic::nic_ok(&res["nic"]) == Some(false) {
+        why.push(json!(format!(
+            "nic: no eth1 NAPI instance polled at a virtio interrupt's exit (top exit {}, {})",
+            res["nic"]["rc"],
+            res["nic"]["devices"]
+                .as_str()
+                .map_or("see the serial log".to_string(), |d| format!(
+                    "interfaces: {d}"
+                ))
         )));
     }
     // A second panic fails the row: one retry only.

@@ -204,9 +204,15 @@ pub(super) fn a5(c: &Ctx, mut r: RuleResult) -> RuleResult {
     for (b, d) in c.initiated().filter(|(b, d)| d.from == b.cpu) {
         let t1 = c.ix.first_poll_ts(b);
         let ipi = entries.find(b.cpu, d.t_enq, t1).find(|e| c.is_rps(*e));
+        // A device-side entry is not the enqueue: enqueue_to_backlog runs later in that
+        // poll (after GRO, whose merges also make the skb pairing lossy, model.md §8.4), so
+        // an IPI in between may belong to a remote enqueue that came first.
+        let device = c.ix.via(d) == Via::Device;
         match ipi {
             None => r.pass(),
-            Some(_) if c.ix.blind(b.cpu, d.t_enq, t1) || c.initiator_unsure() => r.unsure(),
+            Some(_) if c.ix.blind(b.cpu, d.t_enq, t1) || c.initiator_unsure() || device => {
+                r.unsure()
+            }
             Some(e) => r.fail(Divergence {
                 rule: r.id,
                 cpu: b.cpu,
