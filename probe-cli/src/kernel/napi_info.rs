@@ -41,6 +41,22 @@ pub fn gather() -> (BTreeMap<u32, NapiInfo>, Option<String>) {
     (by_id, why)
 }
 
+/// Interrupt number → the name its handler registered, from /proc/interrupts (the last
+/// column of a numbered row: `virtio1-input.0`, `eth0-TxRx-3`).
+pub fn irq_names() -> BTreeMap<i32, String> {
+    parse_irq_names(&std::fs::read_to_string("/proc/interrupts").unwrap_or_default())
+}
+
+fn parse_irq_names(text: &str) -> BTreeMap<i32, String> {
+    text.lines()
+        .filter_map(|l| {
+            let (num, rest) = l.trim_start().split_once(':')?;
+            let name = rest.split_whitespace().last()?;
+            Some((num.parse().ok()?, name.to_string()))
+        })
+        .collect()
+}
+
 /// `napi/<dev>-<id>` → (dev, id), as napi_kthread_create formats it. A comm is at most 15
 /// bytes, so a long device name can leave the id cut (then it is not returned).
 pub fn parse_thread_comm(comm: &str) -> Option<(String, u32)> {
@@ -261,6 +277,18 @@ mod genl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interrupt_names_come_from_the_numbered_rows() {
+        let t = "           CPU0       CPU1\n \
+                 28:       8792          0  PCI-MSIX-0000:00:03.0   1-edge      virtio1-input.0\n \
+                  1:          9          0   IO-APIC   1-edge      i8042\n\
+                 NMI:          0          0   Non-maskable interrupts\n";
+        let m = parse_irq_names(t);
+        assert_eq!(m.get(&28).map(String::as_str), Some("virtio1-input.0"));
+        assert_eq!(m.get(&1).map(String::as_str), Some("i8042"));
+        assert_eq!(m.len(), 2, "{m:?}");
+    }
 
     #[test]
     fn thread_names_give_device_and_napi_id() {

@@ -37,8 +37,9 @@ pub struct NapiRates {
     pub irq_polls: u64,
     /// Mean time from that interrupt's handler entry to the end of the poll, ns.
     pub irq_to_poll_ns: Option<f64>,
-    /// The device interrupt those polls followed.
+    /// The device interrupt those polls followed, and its name in /proc/interrupts.
     pub last_irq: Option<i32>,
+    pub last_irq_name: Option<String>,
     /// The task that polled it outside softirq (a `napi/<dev>-<id>` thread, a backlog
     /// thread or a busy-polling task): pid and comm.
     pub task: Option<(u32, String)>,
@@ -106,6 +107,7 @@ impl NapiRates {
             "irq_polls": self.irq_polls,
             "irq_to_poll_mean_ns": self.irq_to_poll_ns.map(round),
             "last_irq": self.last_irq,
+            "last_irq_name": self.last_irq_name,
             "task": self.task.as_ref().map(|(pid, comm)| json!({"pid": pid, "comm": comm})),
         })
     }

@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub napi: super::napi::NapiSnapshot,
     /// What the kernel says of its NAPI instances (netlink, /proc), by napi id.
     pub napi_info: BTreeMap<u32, crate::kernel::napi_info::NapiInfo>,
+    /// Interrupt number → its handler's name (/proc/interrupts: `virtio1-input.0`).
+    pub irq_names: BTreeMap<i32, String>,
 }
 
 /// Latency summary of one path over an interval.
@@ -237,7 +239,13 @@ impl Sample {
         Sample {
             at: cur.at,
             kernel: kernel_shorts(prev, cur),
-            napis: super::napi::between(&prev.napi, &cur.napi, secs, &cur.napi_info),
+            napis: super::napi::between(&prev.napi, &cur.napi, secs, &cur.napi_info)
+                .into_iter()
+                .map(|mut n| {
+                    n.last_irq_name = n.last_irq.and_then(|i| cur.irq_names.get(&i).cloned());
+                    n
+                })
+                .collect(),
             cpus,
             overall: Overall {
                 interval_s: secs,

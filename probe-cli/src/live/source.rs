@@ -82,6 +82,7 @@ impl KernelSource {
             snap.napi.insert(napi, per_cpu.iter().copied().collect());
         }
         snap.napi_info = crate::kernel::napi_info::gather().0;
+        snap.irq_names = crate::kernel::napi_info::irq_names();
         let (run_ns, _, misses) = self.loaded.prog_stats();
         snap.bpf_ns = run_ns;
         snap.misses = misses;

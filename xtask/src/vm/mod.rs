@@ -325,7 +325,7 @@ fn kernel_row(k: &KernelSpec, initrd: &Path, dir: &Path) -> Result<Value> {
     r["nic"] = res["nic"].clone();
     if nic::nic_ok(&res["nic"]) == Some(false) {
         why.push(json!(format!(
-            "nic: no eth1 NAPI instance polled at a virtio interrupt's exit (top exit {}, {})",
+            "nic: eth1's receive queue was not polled at the exit of eth1's own input interrupt (top exit {}, {})",
             res["nic"]["rc"],
             res["nic"]["devices"]
                 .as_str()

@@ -65,8 +65,15 @@ pub(super) fn nic_summary(text: &str) -> Value {
         .filter_map(|l| l.trim().strip_prefix("@@NIC-PING "))
         .find(|l| l.contains("transmitted"))
         .map(str::to_string);
+    // `@@NIC-DEV eth1 virtio1`: whose interrupts are eth1's own.
+    let eth1 = section
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("@@NIC-DEV eth1 "))
+        .map(|d| d.trim().to_string())
+        .next();
     json!({
         "rc": tagged(section, "@@NIC-RC ").and_then(|s| s.trim().parse::<i64>().ok()),
+        "eth1_device": eth1,
         "ping": ping,
         "irqs": names.iter().map(|(k, v)| json!({"irq": k, "name": v})).collect::<Vec<_>>(),
         "instances": instances,
@@ -113,6 +120,7 @@ mod tests {
     use super::*;
 
     const LOG: &str = "@@NIC-BEGIN\r\n\
+@@NIC-DEV eth0 virtio0\n@@NIC-DEV eth1 virtio1\n\
 @@NIC-IRQ  25:   40   3  PCI-MSIX-0000:00:03.0  1-edge  virtio1-input.0\n\
 @@NIC-IRQ  26:   10   0  PCI-MSIX-0000:00:03.0  2-edge  virtio1-output.0\n\
 [   3.1] random kernel line\n\

@@ -433,15 +433,15 @@ fn write_napi_table(out: &mut impl Write, napis: &[crate::live::napi::NapiRates]
     }
     writeln!(
         out,
-        "{:<20} {:>5} {:>7} {:>7} {:>6} {:<12} {:>5} {:>9}  task",
-        "NAPI", "cpus", "polls/s", "pkts/s", "exh/s", "mostly", "irq", "irq→poll"
+        "{:<20} {:>5} {:>7} {:>7} {:>6} {:<12} {:>5} {:>9}  {:<16} task",
+        "NAPI", "cpus", "polls/s", "pkts/s", "exh/s", "mostly", "irq", "irq→poll", "irq name"
     )?;
     for n in napis {
         let cpus: Vec<String> = n.cpus.iter().map(u32::to_string).collect();
         let irq = n.irq.or(n.last_irq).map_or("-".into(), |i| i.to_string());
         writeln!(
             out,
-            "{:<20} {:>5} {:>7} {:>7} {:>6} {:<12} {:>5} {:>9}  {}",
+            "{:<20} {:>5} {:>7} {:>7} {:>6} {:<12} {:>5} {:>9}  {:<16} {}",
             n.label(),
             cpus.join(","),
             human(n.polls),
@@ -450,6 +450,7 @@ fn write_napi_table(out: &mut impl Write, napis: &[crate::live::napi::NapiRates]
             n.mostly_where().unwrap_or("-"),
             irq,
             human_ns(n.irq_to_poll_ns.unwrap_or(0.0), true),
+            n.last_irq_name.as_deref().unwrap_or("-"),
             n.task
                 .as_ref()
                 .map_or("-".into(), |(pid, comm)| format!("{comm} ({pid})")),

@@ -96,6 +96,7 @@ fn app_after(seconds: u64, mode_c: bool, ascii: bool) -> App {
         )]
         .into(),
         napi_info: Default::default(),
+        irq_names: Default::default(),
     };
     let mut prev = snap(0.0, &c, &w);
     for s in 1..=seconds {
