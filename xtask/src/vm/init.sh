@@ -78,7 +78,6 @@ if [ -e /sys/class/net/eth0 ] && [ -e /sys/class/net/eth1 ]; then
   $IP -n nictx addr add 10.77.0.1/24 dev eth0 && $IP -n nictx link set eth0 up
   $IP addr add 10.77.0.2/24 dev eth1 && $IP link set eth1 up
   for d in eth0 eth1; do echo "@@NIC-DEV $d $(basename $(readlink /sys/class/net/$d/device 2>/dev/null || $IP netns exec nictx readlink /sys/class/net/$d/device))"; done
-  grep virtio /proc/interrupts | sed 's/^/@@NIC-IRQ /'
   napiscope top --json -n 3 --interval 1s >/tmp/nic.json 2>/tmp/nic.err &
   NTOP=$!
   i=0
@@ -86,6 +85,7 @@ if [ -e /sys/class/net/eth0 ] && [ -e /sys/class/net/eth1 ]; then
   $IP netns exec nictx ping -q -A -w 4 10.77.0.2 2>&1 | sed 's/^/@@NIC-PING /'
   wait $NTOP
   RC=$?
+  # For the log's reader: which virtio interrupts fired, on which CPU (top names them itself).
   grep virtio /proc/interrupts | sed 's/^/@@NIC-IRQ-AFTER /'
   cat /tmp/nic.json
   echo "@@NIC-RC $RC"

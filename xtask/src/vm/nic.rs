@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 use super::boot::{between, json_objects, tagged};
 
 /// What the guest printed between @@NIC-BEGIN and @@NIC-END, per instance of the receiving
-/// NIC: polls and IRQ-started polls over the run (rates × interval), its napi_id and IRQs
-/// with their /proc/interrupts names. Null when the guest had no pair.
+/// NIC: polls and IRQ-started polls over the run (rates × interval), its napi_id, and the
+/// interrupt top attributed its polls to, with the name top read for it in the guest's
+/// /proc/interrupts. Null when the guest had no pair.
 pub(super) fn nic_summary(text: &str) -> Value {
     let Some(section) = between(text, "@@NIC-BEGIN", "@@NIC-END") else {
         return Value::Null;
@@ -18,7 +19,6 @@ pub(super) fn nic_summary(text: &str) -> Value {
     if let Some(found) = tagged(section, "@@NIC-NONE") {
         return json!({ "devices": found.trim(), "instances": [] });
     }
-    let names = irq_names(section);
     let mut rows: BTreeMap<String, Value> = BTreeMap::new();
     for line in json_objects(section) {
         let dt = line["overall"]["interval_s"].as_f64().unwrap_or(0.0);
@@ -37,7 +37,7 @@ pub(super) fn nic_summary(text: &str) -> Value {
                 r["irq_polls"].as_u64().unwrap_or(0) + n["irq_polls"].as_u64().unwrap_or(0);
             r["irq_polls"] = json!(irq_polls);
             if let Some(irq) = n["last_irq"].as_i64() {
-                r["last_irq"] = json!({ "irq": irq, "name": names.get(&irq) });
+                r["last_irq"] = json!({ "irq": irq, "name": n["last_irq_name"] });
             }
             if !n["irq"].is_null() {
                 r["irq"] = n["irq"].clone();
@@ -75,7 +75,6 @@ pub(super) fn nic_summary(text: &str) -> Value {
         "rc": tagged(section, "@@NIC-RC ").and_then(|s| s.trim().parse::<i64>().ok()),
         "eth1_device": eth1,
         "ping": ping,
-        "irqs": names.iter().map(|(k, v)| json!({"irq": k, "name": v})).collect::<Vec<_>>(),
         "instances": instances,
     })
 }
@@ -84,35 +83,23 @@ fn add(slot: &mut Value, x: f64) {
     *slot = json!(slot.as_f64().unwrap_or(0.0) + x);
 }
 
-/// `@@NIC-IRQ  24:  5  0  PCI-MSIX-0000:00:03.0  1-edge  virtio1-input.0` → 24 → its name.
-fn irq_names(section: &str) -> BTreeMap<i64, String> {
-    section
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("@@NIC-IRQ "))
-        .filter_map(|l| {
-            let (num, rest) = l.trim().split_once(':')?;
-            let name = rest.split_whitespace().last()?;
-            Some((num.trim().parse().ok()?, name.to_string()))
-        })
-        .collect()
-}
-
-/// The pair worked: eth1 has an instance whose polls its virtio interrupt started (top's
-/// IRQ attribution). None when the guest had no pair (nothing to judge).
+/// The pair worked: eth1's receive queue (the instance with packets) was polled at the exit
+/// of eth1's own input interrupt (`virtioN-input.Q`, N eth1's virtio device), as top
+/// attributes it. None when there is no section (nothing to judge).
 pub(super) fn nic_ok(nic: &Value) -> Option<bool> {
     let rows = nic["instances"].as_array()?;
-    if nic["rc"].is_null() {
+    let Some(dev) = nic["eth1_device"].as_str() else {
         return Some(false);
-    }
-    Some(nic["rc"] == 0 && rows.iter().any(attributed))
-}
-
-/// Polled at the exit of a virtio interrupt.
-pub(super) fn attributed(r: &Value) -> bool {
-    r["irq_polls"].as_u64().unwrap_or(0) > 0
-        && r["last_irq"]["name"]
-            .as_str()
-            .is_some_and(|n| n.starts_with("virtio"))
+    };
+    let input = format!("{dev}-input.");
+    let rx_attributed = |r: &Value| {
+        r["packets"].as_f64().unwrap_or(0.0) > 0.0
+            && r["irq_polls"].as_u64().unwrap_or(0) > 0
+            && r["last_irq"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&input))
+    };
+    Some(nic["rc"] == 0 && rows.iter().any(rx_attributed))
 }
 
 #[cfg(test)]
@@ -121,14 +108,12 @@ mod tests {
 
     const LOG: &str = "@@NIC-BEGIN\r\n\
 @@NIC-DEV eth0 virtio0\n@@NIC-DEV eth1 virtio1\n\
-@@NIC-IRQ  25:   40   3  PCI-MSIX-0000:00:03.0  1-edge  virtio1-input.0\n\
-@@NIC-IRQ  26:   10   0  PCI-MSIX-0000:00:03.0  2-edge  virtio1-output.0\n\
 [   3.1] random kernel line\n\
 {\"overall\": {\"interval_s\": 1.0}, \"napi\": [\
-{\"name\": \"eth1:8193\", \"dev\": \"eth1\", \"kind\": \"device\", \"napi_id\": 8193, \"irq\": null, \"polls\": 300, \"packets\": 290, \"irq_polls\": 280, \"last_irq\": 25, \"polls_by_where\": {\"irq-exit\": 280, \"bh-enable\": 20}},\
+{\"name\": \"eth1:8193\", \"dev\": \"eth1\", \"kind\": \"device\", \"napi_id\": 8193, \"irq\": null, \"polls\": 300, \"packets\": 290, \"irq_polls\": 280, \"last_irq\": 25, \"last_irq_name\": \"virtio1-input.0\", \"polls_by_where\": {\"irq-exit\": 280, \"bh-enable\": 20}},\
 {\"name\": \"backlog/0\", \"dev\": \"(no_device)\", \"kind\": \"backlog\", \"polls\": 9}]}\n\
 {\"overall\": {\"interval_s\": 2.0}, \"napi\": [\
-{\"name\": \"eth1:8193\", \"dev\": \"eth1\", \"kind\": \"device\", \"napi_id\": 8193, \"irq\": 25, \"polls\": 100, \"packets\": 100, \"irq_polls\": 150, \"last_irq\": 25, \"polls_by_where\": {\"irq-exit\": 75}}]}\n\
+{\"name\": \"eth1:8193\", \"dev\": \"eth1\", \"kind\": \"device\", \"napi_id\": 8193, \"irq\": 25, \"polls\": 100, \"packets\": 100, \"irq_polls\": 150, \"last_irq\": 25, \"last_irq_name\": \"virtio1-input.0\", \"polls_by_where\": {\"irq-exit\": 75}}]}\n\
 @@NIC-PING 1500 packets transmitted, 1500 packets received, 0% packet loss\n\
 @@NIC-RC 0\n@@NIC-END\n";
 
@@ -156,9 +141,15 @@ mod tests {
             Some(false)
         );
         assert_eq!(nic_ok(&nic_summary("no section")), None);
+        // Attributed to the other NIC's interrupt, or to eth1's output one: not ok.
+        let other = LOG.replace("@@NIC-DEV eth1 virtio1", "@@NIC-DEV eth1 virtio2");
+        assert_eq!(nic_ok(&nic_summary(&other)), Some(false));
+        let output = LOG.replace("virtio1-input.0", "virtio1-output.0");
+        assert_eq!(nic_ok(&nic_summary(&output)), Some(false));
+        // Polls no interrupt started: not ok.
         let unattributed = LOG
-            .replace("\"last_irq\": 25", "\"last_irq\": 26")
-            .replace("virtio1-output.0", "timer");
+            .replace("\"irq_polls\": 280", "\"irq_polls\": 0")
+            .replace("\"irq_polls\": 150", "\"irq_polls\": 0");
         assert_eq!(nic_ok(&nic_summary(&unattributed)), Some(false));
     }
 }
