@@ -15,8 +15,8 @@ use parquet::arrow::{
 
 use super::{
     cols::{Cols, Strings, Sym, NO_SYM},
-    reader::{col, with_absent_columns},
-    schema::{arrow_array, check_columns, columns, may_be_absent, Named},
+    reader::{absent_fields, col, with_absent_columns},
+    schema::{arrow_array, check_columns, columns, Named},
     sparse::Sparse,
     BATCH_ROWS,
 };
@@ -47,9 +47,10 @@ pub(super) fn read_columns_arrow(path: &Path, file: File, md: ArrowReaderMetadat
     )
     .with_context(|| format!("reading {}", path.display()))?;
     // An older schema's file lacks some nullable columns (`with_absent_columns` adds them).
+    let absent = absent_fields(md.schema());
     let roots: Vec<usize> = check_columns()
         .iter()
-        .filter(|c| !(may_be_absent(c) && md.schema().index_of(c).is_err()))
+        .filter(|c| !absent.iter().any(|f| f.name() == *c))
         .map(|c| md.schema().index_of(c))
         .collect::<std::result::Result<_, _>>()?;
     let mask = ProjectionMask::roots(md.parquet_schema(), roots);
@@ -66,7 +67,7 @@ pub(super) fn read_columns_arrow(path: &Path, file: File, md: ArrowReaderMetadat
     let mut cols = Cols::with_capacity(rows.min(1 << 28));
     for batch in reader {
         let batch = batch.with_context(|| format!("reading {}", path.display()))?;
-        columns_of_batch(&with_absent_columns(batch)?, &mut cols)
+        columns_of_batch(&with_absent_columns(batch, &absent)?, &mut cols)
             .with_context(|| format!("decoding {}", path.display()))?;
     }
     Ok(cols)

@@ -92,6 +92,7 @@ pub(super) fn open_trace(path: &Path) -> Result<(File, ArrowReaderMetadata, Trac
 /// truncated, another schema) — `check` and `report` turn them into exit code 2.
 pub fn read_trace(path: &Path) -> Result<Trace> {
     let (file, md, meta) = open_trace(path)?;
+    let absent = absent_fields(md.schema());
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, md)
         .with_batch_size(BATCH_ROWS)
         .build()?;
@@ -99,7 +100,7 @@ pub fn read_trace(path: &Path) -> Result<Trace> {
     guarded(path, || {
         for batch in reader {
             let batch = batch.with_context(|| format!("reading {}", path.display()))?;
-            let batch = with_absent_columns(batch)?;
+            let batch = with_absent_columns(batch, &absent)?;
             decode_batch(&batch, &mut events)
                 .with_context(|| format!("decoding {}", path.display()))?;
         }
@@ -168,14 +169,21 @@ fn check_schema(found: &SchemaRef, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `b` with a column of nulls for each nullable column an older schema's file lacks
-/// (`ADDED_COLUMNS`), so the decoders can look every column up by name.
-pub(super) fn with_absent_columns(b: RecordBatch) -> Result<RecordBatch> {
-    let want = schema();
-    let absent: Vec<_> = (want.fields().iter())
-        .filter(|f| may_be_absent(f.name()) && b.column_by_name(f.name()).is_none())
+/// The columns of the current schema that a file of an older schema lacks (nullable ones
+/// from `ADDED_COLUMNS`), given the file's own Arrow schema. Asked once per file.
+pub(super) fn absent_fields(found: &arrow::datatypes::Schema) -> Vec<arrow::datatypes::FieldRef> {
+    (schema().fields().iter())
+        .filter(|f| may_be_absent(f.name()) && found.field_with_name(f.name()).is_err())
         .cloned()
-        .collect();
+        .collect()
+}
+
+/// `b` with a column of nulls for each of `absent` (`absent_fields`), so the decoders can
+/// look every column up by name.
+pub(super) fn with_absent_columns(
+    b: RecordBatch,
+    absent: &[arrow::datatypes::FieldRef],
+) -> Result<RecordBatch> {
     if absent.is_empty() {
         return Ok(b);
     }
@@ -183,7 +191,7 @@ pub(super) fn with_absent_columns(b: RecordBatch) -> Result<RecordBatch> {
     let mut fields: Vec<_> = s.fields().iter().cloned().collect();
     for f in absent {
         columns.push(arrow::array::new_null_array(f.data_type(), rows));
-        fields.push(f);
+        fields.push(f.clone());
     }
     Ok(RecordBatch::try_new(
         std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
