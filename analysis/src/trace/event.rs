@@ -55,3 +55,35 @@ impl Event {
 pub const BACKLOG_DEV: &str = "(no_device)";
 /// The csd function of an RPS IPI.
 pub const RPS_IPI_FUNC: &str = "rps_trigger_softirq";
+
+/// Where a device NAPI's poll ran, from its row's context and task (docs/model.md §8.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollPlace {
+    /// In the NET_RX softirq (net_rx_action → napi_poll), whatever task it interrupted.
+    NetRx,
+    /// In a `napi/<dev>-<id>` thread (napi_threaded_poll_loop).
+    Thread,
+    /// In another task: busy polling (napi_busy_loop), or a hard IRQ (netpoll).
+    Other,
+}
+
+/// The comm prefix of threaded NAPI's kthreads (napi_kthread_create).
+pub const NAPI_THREAD_PREFIX: &str = "napi/";
+
+impl PollPlace {
+    pub fn of(ctx: Ctx, comm: &str) -> PollPlace {
+        match ctx {
+            Ctx::Softirq => PollPlace::NetRx,
+            Ctx::Task if comm.starts_with(NAPI_THREAD_PREFIX) => PollPlace::Thread,
+            _ => PollPlace::Other,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PollPlace::NetRx => "the NET_RX softirq",
+            PollPlace::Thread => "its napi/ thread",
+            PollPlace::Other => "a busy-polling task",
+        }
+    }
+}

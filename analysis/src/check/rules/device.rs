@@ -6,42 +6,17 @@
 use super::Ctx;
 use crate::{
     check::{describe, Divergence, RuleResult},
-    event::{Ctx as Context, EventKind, BACKLOG_DEV},
+    event::{EventKind, PollPlace as Place, BACKLOG_DEV, NAPI_THREAD_PREFIX},
     trace::{cols::E, fastmap::FastMap},
 };
 
-/// Where a device NAPI poll ran.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Place {
-    /// In the NET_RX softirq (net_rx_action → napi_poll).
-    NetRx,
-    /// In a `napi/<dev>-<id>` thread (napi_threaded_poll_loop).
-    Thread,
-    /// In another task: busy polling (napi_busy_loop), or a hard IRQ (netpoll).
-    Other,
-}
-
-impl Place {
-    fn of(e: E) -> Place {
-        match e.ctx() {
-            Context::Softirq => Place::NetRx,
-            Context::Task if e.comm().starts_with(THREAD_PREFIX) => Place::Thread,
-            _ => Place::Other,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Place::NetRx => "the NET_RX softirq",
-            Place::Thread => "its napi/ thread",
-            Place::Other => "a busy-polling task",
-        }
-    }
-}
-
-const THREAD_PREFIX: &str = "napi/";
 /// TASK_COMM_LEN - 1: a longer thread name is cut to this many bytes.
 const COMM_MAX: usize = 15;
+
+/// Where a poll row ran.
+fn place(e: E) -> Place {
+    Place::of(e.ctx(), e.comm())
+}
 
 /// A device NAPI poll (not a backlog's).
 fn device_polls<'a>(c: &'a Ctx) -> impl Iterator<Item = E<'a>> + 'a {
@@ -63,7 +38,7 @@ pub(super) fn n1(c: &Ctx, mut r: RuleResult) -> RuleResult {
             continue;
         };
         let (work, budget) = (e.work().unwrap_or(0), e.budget().unwrap_or(0));
-        let (place, full) = (Place::of(e), budget > 0 && work >= budget);
+        let (place, full) = (place(e), budget > 0 && work >= budget);
         let before = last.insert(napi, (place, full, e.ts_ns(), e.cpu(), e.i));
         let Some((was, was_full, t0, cpu0, row)) = before else {
             continue;
@@ -115,7 +90,7 @@ fn untested(r: RuleResult, why: &str) -> RuleResult {
 
 /// "napi/<dev>-<id>" as the kernel names the thread (napi_kthread_create), cut as comm is.
 fn thread_name(dev: &str, id: u32) -> String {
-    let mut s = format!("{THREAD_PREFIX}{dev}-{id}");
+    let mut s = format!("{NAPI_THREAD_PREFIX}{dev}-{id}");
     s.truncate(COMM_MAX);
     s
 }
@@ -126,7 +101,7 @@ fn thread_name(dev: &str, id: u32) -> String {
 /// poll one instance of its device.
 pub(super) fn n2(c: &Ctx, mut r: RuleResult) -> RuleResult {
     let mut owned: FastMap<u32, u64> = FastMap::default(); // comm id → napi
-    for e in device_polls(c).filter(|e| Place::of(*e) == Place::Thread) {
+    for e in device_polls(c).filter(|e| place(*e) == Place::Thread) {
         let (dev, comm) = (e.dev().unwrap_or(""), e.comm());
         let named = match e.napi_id() {
             Some(id) => comm == thread_name(dev, id),
@@ -217,11 +192,11 @@ struct Seen {
 
 /// A napi/ thread switched out asleep.
 fn sleeps(e: E) -> bool {
-    e.comm().starts_with(THREAD_PREFIX) && e.prev_state().is_some_and(|s| !s.starts_with('R'))
+    e.comm().starts_with(NAPI_THREAD_PREFIX) && e.prev_state().is_some_and(|s| !s.starts_with('R'))
 }
 
 fn is_thread_poll(e: E) -> bool {
-    Place::of(e) == Place::Thread && e.dev() != Some(BACKLOG_DEV)
+    place(e) == Place::Thread && e.dev() != Some(BACKLOG_DEV)
 }
 
 fn unwoken(r: &RuleResult, e: E, slept: u64) -> Divergence {

@@ -8,7 +8,7 @@ use crate::{
         index::{Class, Poll},
         Divergence, RuleResult,
     },
-    event::{Ctx as ExecCtx, EventKind},
+    event::{Ctx as ExecCtx, EventKind, NAPI_THREAD_PREFIX},
     paths::Via,
 };
 
@@ -236,7 +236,7 @@ pub(super) fn a6(c: &Ctx, mut r: RuleResult) -> RuleResult {
             continue;
         }
         if e.ctx() == ExecCtx::Softirq
-            || e.comm().starts_with("napi/")
+            || e.comm().starts_with(NAPI_THREAD_PREFIX)
             || e.comm().starts_with("cpuhp/")
         {
             r.pass();

@@ -5,7 +5,7 @@
 //! scheduling and wakes the thread instead of raising NET_RX, 29863d41bb6e). The rules
 //! N-1..N-3 hold either way; this is the part only the scenario's setting can tell.
 
-use analysis::{Ctx, Event, EventKind};
+use analysis::{event::PollPlace, Event, EventKind};
 use serde::Serialize;
 
 /// The device's polls by place, and whether the setting's claim holds.
@@ -43,19 +43,19 @@ pub fn device_napi(events: &[Event], dev: &str, threaded_halfway: bool) -> Devic
         ..DeviceNapi::default()
     };
     for e in polls {
-        match e.ctx {
-            Ctx::Softirq if d.thread_polls > 0 => {
+        match PollPlace::of(e.ctx, &e.comm) {
+            PollPlace::NetRx if d.thread_polls > 0 => {
                 d.net_rx_polls += 1;
                 d.net_rx_after_thread += 1;
             }
-            Ctx::Softirq => d.net_rx_polls += 1,
-            Ctx::Task if e.comm.starts_with("napi/") => {
+            PollPlace::NetRx => d.net_rx_polls += 1,
+            PollPlace::Thread => {
                 d.thread_polls += 1;
                 if !d.threads.contains(&e.comm) {
                     d.threads.push(e.comm.clone());
                 }
             }
-            _ => d.other_polls += 1,
+            PollPlace::Other => d.other_polls += 1,
         }
     }
     (d.holds, d.expected) = if threaded_halfway {
@@ -75,6 +75,7 @@ pub fn device_napi(events: &[Event], dev: &str, threaded_halfway: bool) -> Devic
 #[cfg(test)]
 mod tests {
     use super::*;
+    use analysis::Ctx;
 
     fn poll(ts: u64, thread: bool) -> Event {
         let mut e = Event::new(ts, 1, ts, EventKind::NapiPoll);
