@@ -132,14 +132,16 @@ enum Cmd {
     #[command(
         after_help = "Scenarios, each recorded and checked (all rules of the mode, \
         and the device NAPI rules N-1..N-3):\n  \
-        veth-rps           netif_rx on the sender's CPU, RPS to the other (negative control: \
+        veth-rps            netif_rx on the sender's CPU, RPS to the other (negative control: \
         checked as the other mode, it must diverge)\n  \
-        veth-gro-rps       the veth's own NAPI (GRO on), RPS from its poll; every poll of it in \
+        veth-gro-rps        the veth's own NAPI (GRO on), RPS from its poll; every poll of it in \
         NET_RX (not threaded)\n  \
-        veth-gro-threaded  the same, `threaded` switched on halfway: NET_RX, then only its \
+        veth-gro-threaded   the same, `threaded` switched on halfway: NET_RX, then only its \
         napi/<dev>-<id> thread\n  \
-        loopback           local delivery\n  \
-        loopback-rps       loopback with RPS to the other CPU\n\n\
+        veth-gro-busy-poll  the same, busy polled (SO_BUSY_POLL) by the receiving task: its \
+        polls are that task's own, none a napi/ thread's\n  \
+        loopback            local delivery\n  \
+        loopback-rps        loopback with RPS to the other CPU\n\n\
         Exit: 0 pass, 1 a rule or setting diverged or the mode is not --expect-mode, \
         2 bad usage or no rights (run as root), 3 a recording stayed incomplete and nothing \
         diverged."

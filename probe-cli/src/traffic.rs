@@ -10,6 +10,8 @@
 //! * `veth-gro-threaded`: veth-gro-rps with the receiving veth's NAPI switched to threaded
 //!   halfway through (`threaded`), so its polls move from the NET_RX softirq to its
 //!   `napi/nsc1-<id>` thread.
+//! * `veth-gro-busy-poll`: veth-gro-rps with a receiver on CPU T that busy polls the veth's
+//!   NAPI from its own task (SO_BUSY_POLL, `busy_poll`).
 //! * `loopback`: UDP to 127.0.0.1 inside one netns, RPS off: the local backlog path on S.
 //! * `loopback-rps`: the same with lo's RPS set to CPU T (the patch's own loopback test).
 
@@ -29,6 +31,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use serde::Serialize;
 
+pub mod busy_poll;
 mod ethtool;
 mod system_delta;
 pub use system_delta::SystemDelta;
@@ -40,6 +43,7 @@ pub enum Kind {
     VethRps,
     VethGroRps,
     VethGroThreaded,
+    VethGroBusyPoll,
     Loopback,
     LoopbackRps,
 }
@@ -82,6 +86,9 @@ pub struct Report {
     /// veth-gro-threaded: when the receiving device went threaded, and its NAPI threads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threaded: Option<threaded::Threaded>,
+    /// veth-gro-busy-poll: the busy-polling receiver.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busy_poll: Option<busy_poll::BusyPoll>,
 }
 
 /// What `--hotplug-cpu` did.
@@ -263,7 +270,8 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
     let (_guards, tx_ns, rx_ns, src, dst) = namespaces(opts, pid, port)?;
     let received = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
-    let rx_thread = receiver(rx_ns.clone(), dst, received.clone(), done.clone())?;
+    let busy = (opts.kind == Kind::VethGroBusyPoll).then_some(opts.rx_cpu);
+    let rx_thread = receiver(rx_ns.clone(), dst, busy, received.clone(), done.clone())?;
 
     let start = Instant::now();
     let before = SystemDelta::read();
@@ -286,7 +294,9 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
     let hotplug = hotplug.map(|h| h.join().unwrap_or_default());
     let threaded = threaded.map(|h| h.join().unwrap_or_default());
     done.store(true, Ordering::SeqCst);
-    let _ = rx_thread.join();
+    let busy_poll = rx_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver thread panicked"))??;
     Ok(Report {
         scenario: opts.kind.name(),
         sent,
@@ -295,6 +305,7 @@ pub fn run(opts: &Opts, stop: Arc<AtomicBool>) -> Result<Report> {
         system,
         hotplug,
         threaded,
+        busy_poll,
     })
 }
 
@@ -306,7 +317,7 @@ fn namespaces(
     port: u16,
 ) -> Result<(Vec<Netns>, String, String, SocketAddr, SocketAddr)> {
     Ok(match opts.kind {
-        Kind::VethRps | Kind::VethGroRps | Kind::VethGroThreaded => {
+        Kind::VethRps | Kind::VethGroRps | Kind::VethGroThreaded | Kind::VethGroBusyPoll => {
             let a = Netns::create(&format!("napiscope-{pid}-a"))?;
             let b = Netns::create(&format!("napiscope-{pid}-b"))?;
             a.ip(&[
@@ -349,20 +360,33 @@ fn namespaces(
     })
 }
 
-/// The receiver thread, counting into `received` until `done`. Returns once it is bound,
-/// before the first packet, so nothing is answered with ICMP.
+/// The receiver thread, counting into `received` until `done`; with `busy` (a CPU) it is
+/// pinned there and busy polls (`busy_poll`). Returns once it is bound, before the first
+/// packet, so nothing is answered with ICMP.
 fn receiver(
     rx_ns: String,
     dst: SocketAddr,
+    busy: Option<u32>,
     received: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
-) -> Result<thread::JoinHandle<Result<()>>> {
+) -> Result<thread::JoinHandle<Result<Option<busy_poll::BusyPoll>>>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
-    let rx_thread = thread::spawn(move || -> Result<()> {
+    let name = if busy.is_some() {
+        busy_poll::THREAD_NAME
+    } else {
+        "napiscope-rx"
+    };
+    let body = move || -> Result<Option<busy_poll::BusyPoll>> {
         let r = (|| {
             enter_netns(&rx_ns)?;
             let sock = UdpSocket::bind(dst).with_context(|| format!("binding {dst}"))?;
-            sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+            match busy {
+                Some(cpu) => {
+                    pin_to(cpu)?;
+                    busy_poll::prepare(&sock)?;
+                }
+                None => sock.set_read_timeout(Some(Duration::from_millis(50)))?,
+            }
             Ok(sock)
         })();
         let sock = match r {
@@ -372,17 +396,21 @@ fn receiver(
             }
             Err(e) => {
                 let _ = ready_tx.send(Err(e));
-                return Ok(());
+                return Ok(None);
             }
         };
+        if busy.is_some() {
+            return busy_poll::receive(&sock, &received, &done).map(Some);
+        }
         let mut buf = [0u8; 2048];
         while !done.load(Ordering::SeqCst) {
             if sock.recv(&mut buf).is_ok() {
                 received.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Ok(())
-    });
+        Ok(None)
+    };
+    let rx_thread = thread::Builder::new().name(name.into()).spawn(body)?;
     ready_rx.recv().context("receiver thread died")??;
     Ok(rx_thread)
 }

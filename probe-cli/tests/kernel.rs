@@ -577,6 +577,23 @@ fn verify_passes_in_the_hosts_mode_and_fails_in_another() {
             );
         }
     }
+    // Busy polled: the receiver's own task polled the veth's NAPI (napi_busy_loop), the
+    // instance its socket names, and no other task or napi/ thread did.
+    if let Some(busy) = by_name("veth-gro-busy-poll") {
+        let d = &busy["device_napi"];
+        assert_eq!(d["holds"], true, "{d:#}");
+        assert!(d["busy_polls"].as_u64() > Some(0), "{d:#}");
+        assert_eq!(d["busy_polls"], d["other_polls"], "{d:#}");
+        assert_eq!(
+            (
+                d["thread_polls"].as_u64(),
+                d["busy_other_instance"].as_u64()
+            ),
+            (Some(0), Some(0))
+        );
+        #[cfg(feature = "report")]
+        report_names_the_busy_poller(&dir.join("veth-gro-busy-poll.parquet"));
+    }
     // The recordings it kept are checkable on their own, with the same verdict.
     let veth = dir.join("veth-rps.parquet");
     if veth.exists() {
@@ -614,6 +631,41 @@ fn verify_passes_in_the_hosts_mode_and_fails_in_another() {
     assert!(text.contains("MISMATCH"), "{text}");
     no_namespaces_left();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `report` on verify's busy-poll recording: the veth's row has busy polls, all by the
+/// receiving task, and the recording's kernel description of its instances.
+#[cfg(feature = "report")]
+fn report_names_the_busy_poller(trace: &std::path::Path) {
+    let out = napiscope(&["report", "--json", trace.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "report --json: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let napis = v["napis"].as_array().expect("report has napis");
+    let veth = (napis.iter())
+        .find(|n| n["dev"] == "nsc1")
+        .unwrap_or_else(|| panic!("no nsc1 row: {napis:#?}"));
+    let busy = veth["polls_where"]["busy_poll"].as_u64().unwrap_or(0);
+    assert!(busy > 0, "{veth:#}");
+    assert_eq!(
+        veth["tasks"]["napiscope-busy"].as_u64(),
+        Some(busy),
+        "{veth:#}"
+    );
+    assert!(
+        veth["napi"].as_str().unwrap().starts_with("nsc1:"),
+        "{veth:#}"
+    );
+    assert!(napis
+        .iter()
+        .any(|n| n["napi"].as_str().unwrap().starts_with("backlog/")));
+    let polls: u64 = (veth["polls_where"].as_object().unwrap().values())
+        .map(|p| p.as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(polls), veth["polls"].as_u64(), "{veth:#}");
 }
 
 /// Run a tmux command, return stdout.

@@ -58,6 +58,13 @@ pub struct Recording {
 }
 
 impl Recording {
+    /// The NAPI instances the kernel told of while recording (metadata `napi_instances`).
+    pub fn napi_instances(&self) -> Vec<crate::trace::KernelNapi> {
+        (self.meta.get(crate::trace::NAPI_INSTANCES_KEY))
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
+    }
+
     pub fn partition_label(&self) -> String {
         if self.partition.is_empty() {
             return "(all)".into();

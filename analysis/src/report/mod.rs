@@ -4,16 +4,19 @@
 //!
 //! - `input`: which files, their hive partition and footer metadata (bad input → `InputError`)
 //! - `query`: the polars queries (packet pairing = `paths::deliveries`' semantics)
-//! - `summary`: the numbers, as serialisable structs
+//! - `summary`: the numbers, as serialisable structs; `napi`: the per-NAPI rows
 //! - `render`: terminal tables from those structs; `compare`: `--baseline`; `plot`: SVGs
 
 pub mod compare;
 pub mod input;
+pub mod napi;
 pub mod plot;
 pub mod query;
 pub mod render;
 pub mod summary;
 
+#[cfg(test)]
+mod napi_tests;
 #[cfg(test)]
 mod tests;
 

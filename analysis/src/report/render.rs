@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{
+    napi::PLACES,
     summary::{CpuRow, Summary},
     Report,
 };
@@ -147,7 +148,8 @@ pub fn paths_table(s: &Summary) -> String {
     let mut t = Table::new(&[
         "path", "packets", "share", "p50", "p90", "p99", "max", "mean",
     ]);
-    for p in &s.paths {
+    // The device-initiated rows are a part of the plain ones: below them, marked as such.
+    for p in s.paths.iter().chain(&s.device_paths) {
         let l = p.latency_ns.as_ref();
         t.row(vec![
             p.path.to_string(),
@@ -159,6 +161,45 @@ pub fn paths_table(s: &Summary) -> String {
             dur(l.map(|l| l.max as f64)),
             dur(l.map(|l| l.mean)),
         ]);
+    }
+    t.render()
+}
+
+/// One row per NAPI instance: what polled it where, and how much.
+pub fn napi_table(s: &Summary) -> String {
+    let mut head = vec![
+        "napi",
+        "irq",
+        "cpus",
+        "polls",
+        "packets",
+        "batch",
+        "budget_hit",
+    ];
+    head.extend(PLACES);
+    head.push("tasks");
+    let mut t = Table::new(&head);
+    for n in &s.napis {
+        let cpus: Vec<String> = n.cpus.iter().map(|c| c.to_string()).collect();
+        let tasks: Vec<String> = (n.tasks.iter())
+            .map(|(comm, polls)| format!("{comm} ({polls})"))
+            .collect();
+        let mut row = vec![
+            n.napi.clone(),
+            n.irq.map_or("-".into(), |i| i.to_string()),
+            cpus.join(","),
+            n.polls.to_string(),
+            n.packets.to_string(),
+            num(n.mean_batch, 2),
+            n.budget_exhausted.to_string(),
+        ];
+        row.extend(n.polls_where.iter().map(|p| p.to_string()));
+        row.push(if tasks.is_empty() {
+            "-".into()
+        } else {
+            tasks.join(", ")
+        });
+        t.row(row);
     }
     t.render()
 }
@@ -255,15 +296,25 @@ pub fn totals_line(s: &Summary) -> String {
 }
 
 pub fn summary_text(s: &Summary) -> String {
-    format!(
-        "{}\nWhere packets were processed (enqueue → processing latency):\n{}\n\
+    let mut out = format!(
+        "{}\nWhere packets were processed (enqueue → processing latency; device_* rows: \
+         handed over by a device's poll, steered by RPS, latency from that poll):\n{}\n\
          Per CPU: where receive work ran, IPIs and wake-ups:\n{}\n\
          Per CPU: NET_RX softirq and NAPI polls:\n{}",
         totals_line(s),
         paths_table(s),
         where_table(s),
         cost_table(s)
-    )
+    );
+    if !s.napis.is_empty() {
+        let _ = write!(
+            out,
+            "\nPer NAPI instance: polls by where they ran (net_rx: the NET_RX softirq; \
+             busy_poll: a task's napi_busy_loop):\n{}",
+            napi_table(s)
+        );
+    }
+    out
 }
 
 pub fn text(r: &Report) -> String {

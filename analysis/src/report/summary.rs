@@ -4,13 +4,15 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result};
-use polars::prelude::{df, DataFrame, DataType, IntoLazy, LazyFrame};
+use polars::prelude::{col, df, lit, DataFrame, DataType, IntoLazy, LazyFrame};
 use serde::Serialize;
 
 use super::{
     input::Recording,
+    napi::{self, NapiRow},
     query::{self, MAX_BUCKET, PATH_NAMES},
 };
+use crate::paths::{Path, Via};
 
 /// Counts per packet path (where the receive work ran).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -157,6 +159,12 @@ pub struct Series {
 pub struct Summary {
     pub totals: Totals,
     pub paths: Vec<PathRow>,
+    /// The deliveries a device's poll handed over (RPS from a device NAPI: poll on CPU a →
+    /// enqueue_to_backlog on b → IPI or thread wake-up → delivery), by path, with latency
+    /// from the device-side entry; they are also counted in `paths`. Only paths that had any.
+    pub device_paths: Vec<PathRow>,
+    /// Every NAPI instance that polled: devices' queues, then the CPUs' backlogs.
+    pub napis: Vec<NapiRow>,
     pub cpus: Vec<CpuRow>,
     pub timeline: Timeline,
 }
@@ -197,7 +205,7 @@ pub fn summarize(recs: &[(usize, &Recording)]) -> Result<Summary> {
     add_wakeups(&events, &mut cpus)?;
     add_softirq_time(&events, &mut cpus)?;
     // The deliveries are the one per-packet frame; everything else is aggregated in polars.
-    let dl = query::collect(query::deliveries(events)).context("packet pairing")?;
+    let dl = query::collect(query::deliveries(events.clone())).context("packet pairing")?;
     let per = query::collect(query::paths_per_cpu(dl.clone().lazy()))?;
     let (pcpu, ppath, pn) = (u64s(&per, "cpu")?, u64s(&per, "path")?, u64s(&per, "n")?);
     let pdev = u64s(&per, "device")?;
@@ -210,11 +218,25 @@ pub fn summarize(recs: &[(usize, &Recording)]) -> Result<Summary> {
     let span_ns: u64 = starts.values().map(|(a, b)| b.saturating_sub(*a)).sum();
     totals.span_s = span_ns as f64 / 1e9;
 
-    let paths = path_rows(&dl, &totals)?;
+    let paths = path_rows(&dl, totals.delivered, |p| p.name())?;
+    let device = dl.clone().lazy().filter(col("via").eq(lit(1u8)));
+    let device_paths = path_rows(&query::collect(device)?, totals.delivered, |p| {
+        p.label(Via::Device)
+    })?
+    .into_iter()
+    .filter(|r| r.deliveries > 0)
+    .collect();
+    let mut napis = napi::napi_rows(&events)?;
+    let kernel: Vec<_> = (recs.iter())
+        .flat_map(|(_, r)| r.napi_instances())
+        .collect();
+    napi::join_kernel(&mut napis, &kernel);
     let timeline = timeline(&dl, &starts)?;
     Ok(Summary {
         totals,
         paths,
+        device_paths,
+        napis,
         cpus: cpus.into_values().collect(),
         timeline,
     })
@@ -357,7 +379,12 @@ fn totals_of(cpus: &mut BTreeMap<u32, CpuRow>) -> Totals {
     t
 }
 
-fn path_rows(dl: &DataFrame, totals: &Totals) -> Result<Vec<PathRow>> {
+/// One row per path of the deliveries `dl`, named by `name`; shares are of `delivered`.
+fn path_rows(
+    dl: &DataFrame,
+    delivered: u64,
+    name: impl Fn(Path) -> &'static str,
+) -> Result<Vec<PathRow>> {
     let lat = query::collect(query::latency(dl.clone().lazy())).context("latency")?;
     let hist = query::collect(query::histogram(dl.clone().lazy())).context("histogram")?;
     let (lp, p50, p90, p99, max) = (
@@ -374,17 +401,17 @@ fn path_rows(dl: &DataFrame, totals: &Totals) -> Result<Vec<PathRow>> {
         u64s(&hist, "n")?,
     );
     let mut rows = Vec::new();
-    for (code, name) in PATH_NAMES.iter().enumerate() {
-        let n = totals.deliveries.get(code);
-        let latency_ns = (0..lat.height())
-            .find(|&i| lp[i] as usize == code)
-            .map(|i| Latency {
-                p50: p50[i],
-                p90: p90[i],
-                p99: p99[i],
-                max: max[i],
-                mean: mean[i],
-            });
+    let ln = u64s(&lat, "n")?;
+    for (code, path) in Path::ALL.into_iter().enumerate() {
+        let at = (0..lat.height()).find(|&i| lp[i] as usize == code);
+        let n = at.map_or(0, |i| ln[i]);
+        let latency_ns = at.map(|i| Latency {
+            p50: p50[i],
+            p90: p90[i],
+            p99: p99[i],
+            max: max[i],
+            mean: mean[i],
+        });
         let mut histogram: Vec<Bucket> = (0..hist.height())
             .filter(|&i| hp[i] as usize == code)
             .map(|i| Bucket {
@@ -395,9 +422,9 @@ fn path_rows(dl: &DataFrame, totals: &Totals) -> Result<Vec<PathRow>> {
             .collect();
         histogram.sort_by_key(|b| b.from_ns);
         rows.push(PathRow {
-            path: name,
+            path: name(path),
             deliveries: n,
-            share_pct: ratio(n, totals.delivered).map_or(0.0, |r| r * 100.0),
+            share_pct: ratio(n, delivered).map_or(0.0, |r| r * 100.0),
             latency_ns,
             histogram,
         });

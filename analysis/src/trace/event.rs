@@ -53,6 +53,24 @@ impl Event {
 
 /// The device name napi:napi_poll prints for a NAPI without a device: the per-CPU backlog.
 pub const BACKLOG_DEV: &str = "(no_device)";
+/// A CPU's backlog NAPI, not a device queue: no napi id, and no device (`(no_device)`, or no
+/// name at all where the kernel gave none).
+pub fn is_backlog_napi(dev: &str, napi_id: u32) -> bool {
+    napi_id == 0 && (dev.is_empty() || dev.starts_with('('))
+}
+
+/// A NAPI instance's name in tables: `veth1:8193` (device and napi id), `eth1` (a device's
+/// instance without one), `backlog/1` (CPU 1's backlog; `backlog/?` where the CPU is not one).
+pub fn napi_label(dev: &str, napi_id: u32, cpu: Option<u32>) -> String {
+    if is_backlog_napi(dev, napi_id) {
+        format!("backlog/{}", cpu.map_or("?".into(), |c| c.to_string()))
+    } else if napi_id == 0 {
+        dev.to_string()
+    } else {
+        format!("{dev}:{napi_id}")
+    }
+}
+
 /// The csd function of an RPS IPI.
 pub const RPS_IPI_FUNC: &str = "rps_trigger_softirq";
 

@@ -74,4 +74,27 @@ impl TraceMeta {
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default()
     }
+    /// What the kernel told of its NAPI instances while recording (`napi_instances`).
+    pub fn napi_instances(&self) -> Vec<KernelNapi> {
+        self.get(NAPI_INSTANCES_KEY)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The metadata key of `KernelNapi`s, a JSON array.
+pub const NAPI_INSTANCES_KEY: &str = "napi_instances";
+
+/// One NAPI instance as the kernel describes it (netdev genl napi-get; the `napi/<dev>-<id>`
+/// threads in /proc), by its napi id: what a poll's row joins with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KernelNapi {
+    pub napi_id: u32,
+    #[serde(default)]
+    pub dev: Option<String>,
+    #[serde(default)]
+    pub irq: Option<u32>,
+    /// The pid of its `napi/<dev>-<id>` thread (threaded NAPI).
+    #[serde(default)]
+    pub thread_pid: Option<u32>,
 }

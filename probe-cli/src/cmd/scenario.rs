@@ -16,7 +16,8 @@ pub struct Args {
     /// veth-rps: remote backlog path (RPS to --rx-cpu); veth-gro-rps: the same, steered
     /// from the receiving veth's GRO poll (no netif_rx); veth-gro-threaded: veth-gro-rps
     /// with the receiving veth's NAPI switched to threaded halfway (its polls move from the
-    /// NET_RX softirq to its napi/nsc1-<id> thread); loopback: local path;
+    /// NET_RX softirq to its napi/nsc1-<id> thread); veth-gro-busy-poll: veth-gro-rps with
+    /// a receiver on --rx-cpu busy polling the veth's NAPI (SO_BUSY_POLL); loopback: local path;
     /// loopback-rps: loopback with RPS to --rx-cpu
     #[arg(value_enum)]
     kind: traffic::Kind,

@@ -6,15 +6,8 @@
 
 use std::collections::BTreeMap;
 
-/// One NAPI instance by its napi id.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NapiInfo {
-    pub napi_id: u32,
-    pub dev: Option<String>,
-    pub irq: Option<u32>,
-    /// Its `napi/<dev>-<id>` thread (threaded NAPI), if it has one.
-    pub thread_pid: Option<u32>,
-}
+/// One NAPI instance by its napi id: the type `record` also keeps in its metadata.
+pub use analysis::trace::KernelNapi as NapiInfo;
 
 /// Every instance the kernel tells of, by napi id; and why the netlink part is missing, if
 /// it is.

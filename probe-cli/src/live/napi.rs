@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use analysis::event::{is_backlog_napi, napi_label};
 use probe_common::{where_, NapiCounters};
 use serde_json::{json, Value};
 
@@ -50,19 +51,12 @@ pub struct NapiRates {
 impl NapiRates {
     /// A CPU's backlog (`softnet_data.backlog`), not a device queue: no napi id, no device.
     pub fn is_backlog(&self) -> bool {
-        self.napi_id == 0 && (self.dev.is_empty() || self.dev.starts_with('('))
+        is_backlog_napi(&self.dev, self.napi_id)
     }
 
     /// The row's name: `veth1:8193`, `backlog/1`.
     pub fn label(&self) -> String {
-        if self.is_backlog() {
-            let cpu = self.cpus.first().map_or("?".into(), |c| c.to_string());
-            format!("backlog/{cpu}")
-        } else if self.napi_id == 0 {
-            self.dev.clone()
-        } else {
-            format!("{}:{}", self.dev, self.napi_id)
-        }
+        napi_label(&self.dev, self.napi_id, self.cpus.first().copied())
     }
 
     /// Where most of its polls ran in the interval.

@@ -148,6 +148,16 @@ impl Live {
         if !blind.is_empty() {
             meta.set(kcounters::BLIND_KEY, serde_json::to_string(&blind)?);
         }
+        // The instances alive now and those seen at the start (devices may have gone since).
+        let mut napis: std::collections::BTreeMap<u32, _> = (meta.napi_instances().into_iter())
+            .map(|n| (n.napi_id, n))
+            .collect();
+        napis.extend(crate::kernel::napi_info::gather().0);
+        let napis: Vec<_> = napis.into_values().collect();
+        meta.set(
+            analysis::trace::NAPI_INSTANCES_KEY,
+            serde_json::to_string(&napis)?,
+        );
         let threads = system::backlog_threads();
         meta.set("backlog_threads", serde_json::to_string(&threads)?);
         if let Some(c) = &opts.control {

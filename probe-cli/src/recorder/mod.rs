@@ -125,6 +125,12 @@ fn start_meta(env: &Environment, opts: &RecordOpts, ring_bytes: u32) -> TraceMet
     start_meta.set("clock", "CLOCK_MONOTONIC (bpf_ktime_get_ns)");
     start_meta.set("pointers", if opts.raw_pointers { "raw" } else { "hashed" });
     start_meta.set("ring_buffer_bytes", ring_bytes.to_string());
+    // The NAPI instances now; the end of the recording adds those that came since.
+    let napis: Vec<_> = crate::kernel::napi_info::gather().0.into_values().collect();
+    start_meta.set(
+        analysis::trace::NAPI_INSTANCES_KEY,
+        serde_json::to_string(&napis).unwrap_or_default(),
+    );
     start_meta.set(
         "cpu_filter",
         opts.cpus

@@ -21,7 +21,7 @@ use analysis::{
     TraceMeta,
 };
 use anyhow::{Context as _, Result};
-use device::DeviceNapi;
+use device::{DeviceNapi, Setting};
 use report::{NegativeControl, ScenarioResult, VerifyReport};
 
 use crate::{
@@ -190,15 +190,14 @@ fn plan(online: &[u32]) -> (Vec<Step>, Vec<String>) {
                 plan.insert(1, step(scenario::Kind::VethGroRps, t_cpu, "nsc1"));
                 // The same with the veth's NAPI switched to its napi/ thread halfway.
                 plan.insert(2, step(scenario::Kind::VethGroThreaded, t_cpu, "nsc1"));
+                // The same instance busy polled by the receiving task.
+                plan.insert(3, step(scenario::Kind::VethGroBusyPoll, t_cpu, "nsc1"));
             }
-            Err(why) => skipped.push(format!("veth-rps, veth-gro-rps, veth-gro-threaded: {why}")),
+            Err(why) => skipped.push(format!("veth-rps, veth-gro-*: {why}")),
         }
         plan.push(step(scenario::Kind::LoopbackRps, t_cpu, "lo"));
     } else {
-        skipped.push(
-            "veth-rps, veth-gro-rps, veth-gro-threaded, loopback-rps: only one CPU online"
-                .to_string(),
-        );
+        skipped.push("veth-rps, veth-gro-*, loopback-rps: only one CPU online".to_string());
     }
     (plan, skipped)
 }
@@ -234,7 +233,7 @@ impl Run<'_> {
             let report = check::check(&trace, Some(self.checked_as));
             let negative_control = (self.step.kind != scenario::Kind::Loopback)
                 .then(|| negative_control(&trace, self.checked_as));
-            let device_napi = self.device_setting(&trace.events);
+            let device_napi = self.device_setting(&trace.events, &rep);
             if !json {
                 eprintln!(
                     "verify: {name}: {} events, sent {} received {}: {}",
@@ -268,13 +267,21 @@ impl Run<'_> {
     }
 
     /// The GRO scenarios poll the veth's own NAPI: its places against the setting.
-    fn device_setting(&self, events: &[analysis::Event]) -> Option<DeviceNapi> {
-        let threaded = match self.step.kind {
-            scenario::Kind::VethGroRps => false,
-            scenario::Kind::VethGroThreaded => true,
+    fn device_setting(
+        &self,
+        events: &[analysis::Event],
+        rep: &scenario::Report,
+    ) -> Option<DeviceNapi> {
+        let setting = match self.step.kind {
+            scenario::Kind::VethGroRps => Setting::NotThreaded,
+            scenario::Kind::VethGroThreaded => Setting::ThreadedHalfway,
+            scenario::Kind::VethGroBusyPoll => Setting::BusyPoll {
+                tid: rep.busy_poll.as_ref().map_or(0, |b| b.tid),
+                napi_id: rep.busy_poll.as_ref().and_then(|b| b.napi_id),
+            },
             _ => return None,
         };
-        Some(device::device_napi(events, self.step.dev, threaded))
+        Some(device::device_napi(events, self.step.dev, setting))
     }
 
     /// Record (in a thread of this process) while the scenario's traffic runs; the

@@ -31,7 +31,7 @@ pub(super) fn print_verify(v: &VerifyReport) {
 
 fn print_scenario(s: &ScenarioResult) {
     println!(
-        "{:<17} {:<13} sent {:>5} received {:>5}  paths: {}",
+        "{:<18} {:<13} sent {:>5} received {:>5}  paths: {}",
         s.scenario,
         s.verdict.name(),
         s.sent,
@@ -40,12 +40,12 @@ fn print_scenario(s: &ScenarioResult) {
     );
     if !s.failed_rules.is_empty() {
         println!(
-            "                  failed rules: {}",
+            "                   failed rules: {}",
             s.failed_rules.join(" ")
         );
         for d in s.report.rules.iter().flat_map(|r| &r.divergences).take(5) {
             println!(
-                "                  {}: {} — expected: {}",
+                "                   {}: {} — expected: {}",
                 d.rule, d.message, d.expected
             );
         }
@@ -55,7 +55,7 @@ fn print_scenario(s: &ScenarioResult) {
     }
     if let Some(n) = &s.negative_control {
         println!(
-            "                  negative control (as mode {}): {}{}",
+            "                   negative control (as mode {}): {}{}",
             n.checked_as.as_str(),
             if n.diverged {
                 "diverges, as it must"
@@ -90,8 +90,16 @@ fn print_device(d: &DeviceNapi) {
     } else {
         format!("NOT as the setting says (expected: {})", d.expected)
     };
+    let busy = if d.other_polls > 0 {
+        format!(
+            ", {} in tasks ({} by the busy-polling receiver, {} packets)",
+            d.other_polls, d.busy_polls, d.busy_packets
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "                  {} ({}): {} NET_RX polls, {} by {by}{after}: {verdict}",
+        "                   {} ({}): {} NET_RX polls, {} by {by}{after}{busy}: {verdict}",
         d.dev, d.setting, d.net_rx_polls, d.thread_polls
     );
 }
