@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::util::{apt_install, is_root, run, step, succeeds};
+use crate::util::{apt_install, have_command, is_root, run, step, succeeds};
 
 /// Pinned: bpf-linker 0.13 is built against LLVM 22, which matches rustc 1.95's LLVM.
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -146,32 +146,55 @@ fn have_bpf_linker() -> bool {
 /// benchmark need it). Debian's Python is "externally managed": fall back to
 /// --break-system-packages there, as CI machines are throw-away.
 fn ensure_duckdb() -> Result<()> {
-    let has = |py: &str| succeeds(Command::new(py).args(["-c", "import duckdb"]));
-    if has("python3") {
+    ensure_python_package("duckdb", "duckdb", "the DuckDB test runs the README's SQL")
+}
+
+/// Pinned: Spark 4.3 runs on Java 17, Debian 12's.
+const PYSPARK: &str = "pyspark==4.3.0";
+
+/// Java and PySpark for the test that runs the README's SQL in Spark too (`cargo xtask test`
+/// only: PySpark is a 450 MB download no other task needs).
+pub fn ensure_spark() -> Result<()> {
+    if !have_command("java") {
+        step("installing openjdk-17-jre-headless (Spark runs on Java)");
+        run(&mut apt_install(&["openjdk-17-jre-headless"]))?;
+    }
+    ensure_python_package(
+        "pyspark",
+        PYSPARK,
+        "a test runs the README's SQL in Spark (about a minute, 450 MB)",
+    )
+}
+
+/// `import module` works in python3, after `pip install spec` if it did not.
+fn ensure_python_package(module: &str, spec: &str, why: &str) -> Result<()> {
+    let import = format!("import {module}");
+    let has = || succeeds(Command::new("python3").args(["-c", &import]));
+    if has() {
         return Ok(());
     }
     if !succeeds(Command::new("python3").args(["-m", "pip", "--version"])) {
-        println!("==> installing python3-pip (for the DuckDB package)");
+        println!("==> installing python3-pip (for the {module} package)");
         let st = apt_install(&["python3-pip"])
             .status()
             .context("apt-get install python3-pip")?;
         if !st.success() {
-            bail!("could not install python3-pip; install it, then `pip install duckdb`");
+            bail!("could not install python3-pip; install it, then `pip install {spec}`");
         }
     }
-    println!("==> pip install duckdb (the DuckDB test runs the README's SQL)");
+    println!("==> pip install {spec} ({why})");
     let pip = |extra: &[&str]| {
         Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "duckdb"])
+            .args(["-m", "pip", "install", "--quiet", spec])
             .args(extra)
             .status()
             .is_ok_and(|s| s.success())
     };
     if !pip(&[]) && !pip(&["--break-system-packages"]) {
-        bail!("pip install duckdb failed; install the DuckDB Python package by hand");
+        bail!("pip install {spec} failed; install the {module} Python package by hand");
     }
-    if !has("python3") {
-        bail!("duckdb installed but `python3 -c 'import duckdb'` still fails");
+    if !has() {
+        bail!("{spec} installed but `python3 -c '{import}'` still fails");
     }
     Ok(())
 }

@@ -6,12 +6,13 @@ use std::process::Command;
 use anyhow::{bail, Result};
 
 use crate::{
-    setup::build_tracer,
+    setup::{build_tracer, ensure_spark},
     util::{is_root, run, step},
     vm,
 };
 
 pub fn test(no_lint: bool, no_vm: bool) -> Result<()> {
+    ensure_spark()?;
     cargo_tests(no_lint)?;
     if no_vm {
         return Ok(());
