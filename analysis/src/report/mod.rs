@@ -4,9 +4,11 @@
 //!
 //! - `input`: which files, their hive partition and footer metadata (bad input → `InputError`)
 //! - `query`: the polars queries (packet pairing = `paths::deliveries`' semantics)
-//! - `summary`: the numbers, as serialisable structs; `napi`: the per-NAPI rows
+//! - `summary`: the numbers, as serialisable structs; `napi`: the per-NAPI rows; `advice`:
+//!   what to try, from those numbers
 //! - `render`: terminal tables from those structs; `compare`: `--baseline`; `plot`: SVGs
 
+pub mod advice;
 pub mod compare;
 pub mod input;
 pub mod napi;
@@ -15,6 +17,8 @@ pub mod query;
 pub mod render;
 pub mod summary;
 
+#[cfg(test)]
+mod advice_tests;
 #[cfg(test)]
 mod napi_tests;
 #[cfg(test)]

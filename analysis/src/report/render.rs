@@ -165,6 +165,23 @@ pub fn paths_table(s: &Summary) -> String {
     t.render()
 }
 
+/// The advice, each with its evidence; one line saying there is none otherwise.
+pub fn advice_text(s: &Summary) -> String {
+    if s.advice.is_empty() {
+        return "\nAdvice: none (no drops, time squeeze, ksoftirqd takeover, RPS imbalance, IPI \
+                cost or flow-limit hits worth acting on)\n"
+            .into();
+    }
+    let mut out =
+        String::from("\nAdvice (from the numbers below each; napiscope changes nothing):\n");
+    for a in &s.advice {
+        let _ = writeln!(out, "  [{}] {}", a.id, a.title);
+        let _ = writeln!(out, "      seen: {}", a.evidence);
+        let _ = writeln!(out, "      try:  {}", a.try_this);
+    }
+    out
+}
+
 /// One row per NAPI instance: what polled it where, and how much.
 pub fn napi_table(s: &Summary) -> String {
     let mut head = vec![
@@ -314,6 +331,7 @@ pub fn summary_text(s: &Summary) -> String {
             napi_table(s)
         );
     }
+    out.push_str(&advice_text(s));
     out
 }
 

@@ -8,6 +8,7 @@ use polars::prelude::{col, df, lit, DataFrame, DataType, IntoLazy, LazyFrame};
 use serde::Serialize;
 
 use super::{
+    advice::{self, Advice},
     input::Recording,
     napi::{self, NapiRow},
     query::{self, MAX_BUCKET, PATH_NAMES},
@@ -165,6 +166,8 @@ pub struct Summary {
     pub device_paths: Vec<PathRow>,
     /// Every NAPI instance that polled: devices' queues, then the CPUs' backlogs.
     pub napis: Vec<NapiRow>,
+    /// What to try, with the numbers behind it (`advice::RULES`).
+    pub advice: Vec<Advice>,
     pub cpus: Vec<CpuRow>,
     pub timeline: Timeline,
 }
@@ -232,14 +235,17 @@ pub fn summarize(recs: &[(usize, &Recording)]) -> Result<Summary> {
         .collect();
     napi::join_kernel(&mut napis, &kernel);
     let timeline = timeline(&dl, &starts)?;
-    Ok(Summary {
+    let mut s = Summary {
         totals,
         paths,
         device_paths,
         napis,
         cpus: cpus.into_values().collect(),
         timeline,
-    })
+        advice: Vec::new(),
+    };
+    s.advice = advice::advise(&s, &advice::Facts::of(recs));
+    Ok(s)
 }
 
 /// The row of `cpu`, made when first seen.

@@ -82,6 +82,9 @@ impl TraceMeta {
     }
 }
 
+/// The metadata key of the `net.core` sysctls as recorded: a JSON object, name → value.
+pub const NET_CORE_KEY: &str = "net_core";
+
 /// The metadata key of `KernelNapi`s, a JSON array.
 pub const NAPI_INSTANCES_KEY: &str = "napi_instances";
 

@@ -77,8 +77,34 @@ impl Environment {
         );
         m.set("preempt_rt", self.kernel.preempt_rt.to_string());
         m.set("hostname", hostname());
+        m.set(
+            analysis::trace::NET_CORE_KEY,
+            serde_json::to_string(&net_core()).unwrap_or_default(),
+        );
         m
     }
+}
+
+/// The `net.core` sysctls `report`'s advice names (those this kernel has).
+const NET_CORE: &[&str] = &[
+    "netdev_max_backlog",
+    "netdev_budget",
+    "netdev_budget_usecs",
+    "dev_weight",
+    "flow_limit_table_len",
+    "flow_limit_cpu_bitmap",
+    "rps_sock_flow_entries",
+    "busy_poll",
+    "busy_read",
+];
+
+fn net_core() -> std::collections::BTreeMap<&'static str, String> {
+    (NET_CORE.iter())
+        .filter_map(|k| {
+            let v = std::fs::read_to_string(format!("/proc/sys/net/core/{k}")).ok()?;
+            Some((*k, v.trim().to_string()))
+        })
+        .collect()
 }
 
 fn hostname() -> String {
