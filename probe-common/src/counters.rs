@@ -147,11 +147,15 @@ pub struct NapiCounters {
     /// interrupt's handler entry to the end of the poll, summed.
     pub irq_polls: u64,
     pub irq_to_poll_ns: u64,
+    /// Polls run by a device interrupt's handler thread (`irq/<N>-…`, every device interrupt
+    /// on PREEMPT_RT) when it enabled BH again after raising NET_RX: also `last_irq`'s, with
+    /// no hard-IRQ time to measure from.
+    pub irq_thread_polls: u64,
     /// napi->napi_id (0: not hashed, as the backlog NAPIs; or not readable on this kernel).
     pub napi_id: u32,
     /// napi->irq as the driver set it (netif_napi_set_irq, v6.8+), -1 if unset or unknown.
     pub irq: i32,
-    /// The device interrupt the latest irq-exit poll followed, -1: none.
+    /// The device interrupt the latest irq-exit (or irq-thread) poll followed, -1: none.
     pub last_irq: i32,
     /// The task that ran the latest poll outside softirq (0: none).
     pub task_pid: u32,
@@ -175,6 +179,7 @@ impl NapiCounters {
             packets_where: [0; where_::COUNT],
             irq_polls: 0,
             irq_to_poll_ns: 0,
+            irq_thread_polls: 0,
             napi_id: 0,
             irq: -1,
             last_irq: -1,
@@ -188,7 +193,7 @@ impl NapiCounters {
 }
 
 const _: () =
-    assert!(core::mem::size_of::<NapiCounters>() == 8 * (5 + 2 * where_::COUNT) + 24 + 32);
+    assert!(core::mem::size_of::<NapiCounters>() == 8 * (6 + 2 * where_::COUNT) + 24 + 32);
 
 /// Per-NAPI rows `top` keeps (LRU: instances that went away age out).
 pub const MAX_NAPIS: u32 = 1024;

@@ -9,7 +9,7 @@ use crate::{
     maps::{state, NAPI},
     read::{current_comm, write_current_comm},
     rx::{is_backlog_dev, Dev},
-    softirq::take_raise,
+    softirq::{take_raise, THREADED_IRQ_NS},
     threads::{thread_kind, BACKLOG_NAPI, NAPI_THREAD},
 };
 
@@ -51,7 +51,8 @@ pub(crate) fn count_poll(c: &mut CpuCounters, done: Polled, dev: &[u8; COMM_LEN]
 /// A softirq poll's interrupt: an instance's first poll of a scheduling takes the oldest
 /// unmatched NET_RX raise (net_rx_action polls in scheduling order, one raise per
 /// ____napi_schedule), and when that raise came in a device interrupt's handler and the
-/// run started at that interrupt's exit, the poll is the interrupt's. A poll after one that
+/// run started at that interrupt's exit — or in its handler thread, and the run at that
+/// thread's BH enable (PREEMPT_RT) — the poll is the interrupt's. A poll after one that
 /// used the whole budget continues the scheduling (the repoll list) and takes no raise.
 #[inline(always)]
 fn attribute_irq(n: &mut NapiCounters, st: &mut CpuState, w: usize, done: Polled) {
@@ -67,10 +68,14 @@ fn attribute_irq(n: &mut NapiCounters, st: &mut CpuState, w: usize, done: Polled
         return;
     }
     n.last_irq = irq;
-    if w == where_::IRQ_EXIT {
+    if w == where_::IRQ_EXIT && irq_ns != THREADED_IRQ_NS {
         atomic_inc(&mut n.irq_polls);
         let now = unsafe { bpf_ktime_get_ns() };
         atomic_add(&mut n.irq_to_poll_ns, now.saturating_sub(irq_ns));
+    } else if w == where_::BH_ENABLE && irq_ns == THREADED_IRQ_NS {
+        // Its handler thread raised NET_RX and ran it when it enabled BH again: the
+        // interrupt's poll, with no hard-IRQ time to measure from.
+        atomic_inc(&mut n.irq_thread_polls);
     }
 }
 

@@ -13,7 +13,7 @@ use crate::{
     maps::{state, TaskSoftirq, TASK_SOFTIRQ},
     program::program,
     read::{current_comm, read},
-    threads::{thread_kind, KSOFTIRQD},
+    threads::{irq_thread_number, thread_kind, KSOFTIRQD},
 };
 
 program! {
@@ -140,9 +140,11 @@ fn count_net_rx(kind: EventKind) {
 }
 
 /// A NET_RX raise, queued for the poll of the instance it scheduled (`CpuState::raise_irq`):
-/// in a device interrupt's handler, that interrupt; elsewhere -1. Not the raise
-/// net_rx_action makes for its own leftovers (inside NET_RX, no hard interrupt): those
-/// polls continue a scheduling (`NapiCounters::carried`).
+/// in a device interrupt's handler, that interrupt, with when its handler started; in an
+/// interrupt's handler thread (`irq/<N>-…`: every device interrupt on PREEMPT_RT), N, with
+/// time 0 (`THREADED_IRQ_NS`: its NET_RX runs at that thread's BH enable); elsewhere -1. Not
+/// the raise net_rx_action makes for its own leftovers (inside NET_RX, no hard interrupt):
+/// those polls continue a scheduling (`NapiCounters::carried`).
 #[inline(always)]
 fn remember_raise(st: &mut CpuState) {
     if st.hardirq_depth == 0 && st.softirq == NET_RX_SOFTIRQ + 1 {
@@ -153,6 +155,8 @@ fn remember_raise(st: &mut CpuState) {
     }
     let (irq, ns) = if st.hardirq_depth > 0 && st.cur_irq > 0 {
         (st.cur_irq - 1, st.last_irq_ns)
+    } else if let Some(irq) = irq_thread_number(&current_comm()) {
+        (irq, THREADED_IRQ_NS)
     } else {
         (-1, 0)
     };
@@ -164,8 +168,11 @@ fn remember_raise(st: &mut CpuState) {
     st.raise_tail = st.raise_tail.wrapping_add(1);
 }
 
+/// A raise's interrupt time when it came from the interrupt's handler thread.
+pub const THREADED_IRQ_NS: u64 = 0;
+
 /// The oldest unmatched raise (`remember_raise`): its interrupt (-1: none) and when that
-/// interrupt's handler started.
+/// interrupt's handler started (`THREADED_IRQ_NS`: raised in its handler thread).
 #[inline(always)]
 pub fn take_raise(st: &mut CpuState) -> Option<(i32, u64)> {
     if st.raise_head == st.raise_tail {

@@ -60,6 +60,31 @@ fn matches(w: [u64; 2], p: &Prefix) -> bool {
     (w[0] & p.0[0].1) == p.0[0].0 && (w[1] & p.0[1].1) == p.0[1].0
 }
 
+/// The interrupt whose handler thread `comm` is: `irq/<N>-<action name>` (irq_thread's
+/// kthread name; every device interrupt is one on PREEMPT_RT, where handlers are force
+/// threaded, and a `request_threaded_irq` thread elsewhere). Up to 4 digits (IRQ < 10000):
+/// the digits and the dash must lie in the name's first 8 bytes, read as one word, so the
+/// verifier sees four early exits rather than a loop over the name.
+#[inline(always)]
+pub fn irq_thread_number(comm: &[u8; COMM_LEN]) -> Option<i32> {
+    let w = words(comm)[0];
+    if w & 0xffff_ffff != u32::from_le_bytes(*b"irq/") as u64 {
+        return None;
+    }
+    let mut n = 0i32;
+    for k in 4..8 {
+        let b = ((w >> (8 * k)) & 0xff) as u8;
+        if b == b'-' {
+            return (k > 4).then_some(n);
+        }
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (b - b'0') as i32;
+    }
+    None
+}
+
 #[inline(always)]
 pub fn interesting_thread(comm: &[u8; COMM_LEN]) -> bool {
     thread_kind(comm) != NOT_INTERESTING

@@ -36,6 +36,9 @@ pub struct NapiRates {
     pub packets_where: [f64; where_::COUNT],
     /// Polls in the NET_RX softirq that a device interrupt's exit started (count, not rate).
     pub irq_polls: u64,
+    /// Polls its interrupt's handler thread ran (`irq/<N>-…`: PREEMPT_RT) at BH enable
+    /// (count, not rate).
+    pub irq_thread_polls: u64,
     /// Mean time from that interrupt's handler entry to the end of the poll, ns.
     pub irq_to_poll_ns: Option<f64>,
     /// The device interrupt those polls followed, and its name in /proc/interrupts.
@@ -99,6 +102,7 @@ impl NapiRates {
             "threaded": self.threaded(),
             "thread_pid": self.thread_pid,
             "irq_polls": self.irq_polls,
+            "irq_thread_polls": self.irq_thread_polls,
             "irq_to_poll_mean_ns": self.irq_to_poll_ns.map(round),
             "last_irq": self.last_irq,
             "last_irq_name": self.last_irq_name,
@@ -156,6 +160,8 @@ fn instance(
             r.polls_where[w] += d(p.polls_where[w], c.polls_where[w]) as f64;
             r.packets_where[w] += d(p.packets_where[w], c.packets_where[w]) as f64;
         }
+        let thread_polls = d(p.irq_thread_polls, c.irq_thread_polls);
+        r.irq_thread_polls += thread_polls;
         let irq_polls = d(p.irq_polls, c.irq_polls);
         r.irq_polls += irq_polls;
         irq_ns += d(p.irq_to_poll_ns, c.irq_to_poll_ns);
@@ -167,8 +173,8 @@ fn instance(
             r.napi_id = c.napi_id;
             r.irq = (c.irq >= 0).then_some(c.irq);
         }
-        if irq_polls > irq_busiest && c.last_irq >= 0 {
-            irq_busiest = irq_polls;
+        if irq_polls + thread_polls > irq_busiest && c.last_irq >= 0 {
+            irq_busiest = irq_polls + thread_polls;
             r.last_irq = Some(c.last_irq);
         }
         let in_task =

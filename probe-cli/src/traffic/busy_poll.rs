@@ -58,7 +58,7 @@ fn setsockopt_int(sock: &UdpSocket, opt: libc::c_int, v: libc::c_int) -> Result<
         )
     };
     if r != 0 {
-        bail!("setsockopt({opt}): {}", std::io::Error::last_os_error());
+        bail!("{}", std::io::Error::last_os_error());
     }
     Ok(())
 }
@@ -79,9 +79,21 @@ fn incoming_napi_id(sock: &UdpSocket) -> Option<u32> {
     (r == 0 && v != 0).then_some(v)
 }
 
+/// Can this kernel busy poll? (CONFIG_NET_RX_BUSY_POLL: off in Debian's PREEMPT_RT kernels,
+/// where SO_BUSY_POLL is "Protocol not available".)
+pub fn available() -> Result<(), String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("a UDP socket: {e}"))?;
+    setsockopt_int(&sock, libc::SO_BUSY_POLL, BUSY_POLL_US).map_err(|e| {
+        format!(
+            "this kernel has no busy polling (CONFIG_NET_RX_BUSY_POLL off: SO_BUSY_POLL: {e:#})"
+        )
+    })
+}
+
 /// Make `sock` busy poll on every recv, and non-blocking.
 pub fn prepare(sock: &UdpSocket) -> Result<()> {
-    setsockopt_int(sock, libc::SO_BUSY_POLL, BUSY_POLL_US)?;
+    setsockopt_int(sock, libc::SO_BUSY_POLL, BUSY_POLL_US)
+        .map_err(|e| anyhow::anyhow!("setsockopt(SO_BUSY_POLL): {e:#}"))?;
     sock.set_nonblocking(true)?;
     Ok(())
 }

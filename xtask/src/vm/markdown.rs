@@ -402,7 +402,7 @@ pub(super) fn nic_markdown(rows: &[Value]) -> String {
         "\nA real driver: two virtio-net NICs on QEMU's internal hub, `ping -A` for 4 s from eth0 \
          (in a netns) to eth1, and `napiscope top --json -n 3` meanwhile; eth1's NAPI instances \
          (its queues) summed over the 3 s:\n\n\
-         | kernel | cmdline | instance | napi->irq | polls | packets | polled at IRQ exit | that IRQ | where (polls) | ping |\n\
+         | kernel | cmdline | instance | napi->irq | polls | packets | polled at IRQ exit / by its thread | that IRQ | where (polls) | ping |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows.iter().filter(|r| r["nic"].is_object()) {
@@ -436,7 +436,11 @@ pub(super) fn nic_markdown(rows: &[Value]) -> String {
                 },
                 i["polls"],
                 i["packets"],
-                i["irq_polls"],
+                format!(
+                    "{} / {}",
+                    i["irq_polls"].as_u64().unwrap_or(0),
+                    i["irq_thread_polls"].as_u64().unwrap_or(0)
+                ),
                 irq["name"]
                     .as_str()
                     .map_or("–".to_string(), |n| format!("{} ({})", irq["irq"], n)),

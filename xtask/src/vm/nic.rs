@@ -29,13 +29,17 @@ pub(super) fn nic_summary(text: &str) -> Value {
             let name = n["name"].as_str().unwrap_or("?").to_string();
             let r = rows.entry(name.clone()).or_insert_with(|| {
                 json!({ "name": name, "napi_id": n["napi_id"], "polls": 0.0, "packets": 0.0,
-                        "irq_polls": 0, "irq": n["irq"], "last_irq": null, "where": {} })
+                        "irq_polls": 0, "irq_thread_polls": 0, "irq": n["irq"],
+                        "last_irq": null, "where": {} })
             });
             add(&mut r["polls"], n["polls"].as_f64().unwrap_or(0.0) * dt);
             add(&mut r["packets"], n["packets"].as_f64().unwrap_or(0.0) * dt);
             let irq_polls =
                 r["irq_polls"].as_u64().unwrap_or(0) + n["irq_polls"].as_u64().unwrap_or(0);
             r["irq_polls"] = json!(irq_polls);
+            let thread_polls = r["irq_thread_polls"].as_u64().unwrap_or(0)
+                + n["irq_thread_polls"].as_u64().unwrap_or(0);
+            r["irq_thread_polls"] = json!(thread_polls);
             if let Some(irq) = n["last_irq"].as_i64() {
                 r["last_irq"] = json!({ "irq": irq, "name": n["last_irq_name"] });
             }
@@ -84,8 +88,9 @@ fn add(slot: &mut Value, x: f64) {
 }
 
 /// The pair worked: eth1's receive queue (the instance with packets) was polled at the exit
-/// of eth1's own input interrupt (`virtioN-input.Q`, N eth1's virtio device), as top
-/// attributes it. None when there is no section (nothing to judge).
+/// of eth1's own input interrupt (`virtioN-input.Q`, N eth1's virtio device), or by that
+/// interrupt's handler thread (PREEMPT_RT), as top attributes it. None when there is no
+/// section (nothing to judge).
 pub(super) fn nic_ok(nic: &Value) -> Option<bool> {
     let rows = nic["instances"].as_array()?;
     let Some(dev) = nic["eth1_device"].as_str() else {
@@ -94,7 +99,8 @@ pub(super) fn nic_ok(nic: &Value) -> Option<bool> {
     let input = format!("{dev}-input.");
     let rx_attributed = |r: &Value| {
         r["packets"].as_f64().unwrap_or(0.0) > 0.0
-            && r["irq_polls"].as_u64().unwrap_or(0) > 0
+            && r["irq_polls"].as_u64().unwrap_or(0) + r["irq_thread_polls"].as_u64().unwrap_or(0)
+                > 0
             && r["last_irq"]["name"]
                 .as_str()
                 .is_some_and(|n| n.starts_with(&input))
@@ -151,5 +157,17 @@ mod tests {
             .replace("\"irq_polls\": 280", "\"irq_polls\": 0")
             .replace("\"irq_polls\": 150", "\"irq_polls\": 0");
         assert_eq!(nic_ok(&nic_summary(&unattributed)), Some(false));
+        // PREEMPT_RT: the polls ran in the interrupt's handler thread, not at its exit.
+        let threaded = unattributed.replace(
+            "\"irq_polls\": 0, \"last_irq\": 25",
+            "\"irq_polls\": 0, \"irq_thread_polls\": 70, \"last_irq\": 25",
+        );
+        let s = nic_summary(&threaded);
+        assert_eq!(
+            s["instances"][0]["irq_thread_polls"].as_u64(),
+            Some(140),
+            "{s:#}"
+        );
+        assert_eq!(nic_ok(&s), Some(true));
     }
 }

@@ -191,7 +191,10 @@ fn plan(online: &[u32]) -> (Vec<Step>, Vec<String>) {
                 // The same with the veth's NAPI switched to its napi/ thread halfway.
                 plan.insert(2, step(scenario::Kind::VethGroThreaded, t_cpu, "nsc1"));
                 // The same instance busy polled by the receiving task.
-                plan.insert(3, step(scenario::Kind::VethGroBusyPoll, t_cpu, "nsc1"));
+                match scenario::busy_poll::available() {
+                    Ok(()) => plan.insert(3, step(scenario::Kind::VethGroBusyPoll, t_cpu, "nsc1")),
+                    Err(why) => skipped.push(format!("veth-gro-busy-poll: {why}")),
+                }
             }
             Err(why) => skipped.push(format!("veth-rps, veth-gro-*: {why}")),
         }
