@@ -426,6 +426,11 @@ pub(super) fn nic_markdown(rows: &[Value]) -> String {
                 .map(|(k, v)| format!("{k} {:.0}", v.as_f64().unwrap_or(0.0)))
                 .collect();
             let irq = &i["last_irq"];
+            let started = format!(
+                "{} / {}",
+                i["irq_polls"].as_u64().unwrap_or(0),
+                i["irq_thread_polls"].as_u64().unwrap_or(0)
+            );
             s.push_str(&format!(
                 "| {kernel} | {cmdline} | {} | {} | {} | {} | {} | {} | {} | {ping} |\n",
                 i["name"].as_str().unwrap_or("?"),
@@ -436,11 +441,7 @@ pub(super) fn nic_markdown(rows: &[Value]) -> String {
                 },
                 i["polls"],
                 i["packets"],
-                format!(
-                    "{} / {}",
-                    i["irq_polls"].as_u64().unwrap_or(0),
-                    i["irq_thread_polls"].as_u64().unwrap_or(0)
-                ),
+                started,
                 irq["name"]
                     .as_str()
                     .map_or("–".to_string(), |n| format!("{} ({})", irq["irq"], n)),
