@@ -307,14 +307,24 @@ const _: () = assert!(core::mem::size_of::<BlindWindow>() == 24);
 const _: () =
     assert!(core::mem::size_of::<CpuState>() == 112 + 12 * RAISE_FIFO + 8 + 24 * BLIND_LOG);
 
-/// An skb between netif_rx and netif_receive_skb (`top`'s in-flight map).
+/// An skb between netif_rx and netif_receive_skb: a slot of `top`'s in-flight table (`skb`
+/// 0: free).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Inflight {
+    pub skb: u64,
     pub ts_ns: u64,
     pub cpu: u32,
     pub _pad: u32,
 }
+
+/// Slots of the in-flight table (a power of two), in pairs: an skb goes to the free (or
+/// older) slot of its pair. Far more than the packets a host has between enqueue and
+/// delivery (netdev_max_backlog per CPU, 1000 by default); 3 MiB.
+pub const INFLIGHT_SLOTS: u32 = 1 << 17;
+/// An entry older than this is an skb that was never delivered (dropped, merged): its slot
+/// is free (as `analysis::paths::MATCH_WINDOW_NS`).
+pub const INFLIGHT_STALE_NS: u64 = 1_000_000_000;
 
 /// What `top`'s `/` filter keeps, changeable while the programs run (FILTER map).
 #[repr(C)]

@@ -22,6 +22,12 @@ fn prefix_match(f: &Filter, name: &[u8; COMM_LEN]) -> bool {
     true
 }
 
+/// `top`'s `/` filter is on a device name (events with a device read their name for it).
+#[inline(always)]
+pub fn device_filter_on() -> bool {
+    FILTER.get(0).is_some_and(|f| f.kind == FILTER_DEV)
+}
+
 /// This CPU's counters when `top` runs and the event passes its filter. `dev`: the event's
 /// device, for events that have one (the device filter leaves the others alone).
 #[inline(always)]

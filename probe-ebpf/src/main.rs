@@ -38,6 +38,8 @@ mod hardirq;
 #[cfg(target_arch = "bpf")]
 mod hotplug;
 #[cfg(target_arch = "bpf")]
+mod inflight;
+#[cfg(target_arch = "bpf")]
 mod ipi;
 #[cfg(target_arch = "bpf")]
 mod kprobes;

@@ -5,7 +5,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
-use probe_common::{CpuCounters, CpuState, Filter, Inflight, NapiCounters, MAX_CPUS, MAX_NAPIS};
+use probe_common::{
+    CpuCounters, CpuState, Filter, Inflight, NapiCounters, INFLIGHT_SLOTS, MAX_CPUS, MAX_NAPIS,
+};
 
 /// One ring per CPU group (`RINGS`); sizes are set by userspace (`--ring-buffer-mb` split
 /// among the rings some CPU uses, one page for the others).
@@ -70,10 +72,10 @@ pub static NAPI: LruPerCpuHashMap<u64, NapiCounters> =
 #[map]
 pub static WOKEN: Array<u64> = Array::with_max_entries(MAX_CPUS as u32 * 2, 0);
 
-/// skb → where and when netif_rx enqueued it, until netif_receive_skb delivers it. LRU: skbs
-/// that are dropped or never delivered age out. Userspace shrinks it to 1 entry for `record`.
+/// skb → where and when netif_rx enqueued it, until netif_receive_skb delivers it
+/// (`inflight.rs`). Userspace shrinks it to 1 entry for `record`.
 #[map]
-pub static INFLIGHT: LruHashMap<u64, Inflight> = LruHashMap::with_max_entries(65536, 0);
+pub static INFLIGHT: Array<Inflight> = Array::with_max_entries(INFLIGHT_SLOTS, 0);
 
 /// `top`'s `/` filter; userspace changes it while the programs run.
 #[map]

@@ -8,14 +8,15 @@
 //! (tp_btf). Its parameter is typed (`&mut Dev`) so the closure takes any borrow.
 
 use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns};
-use probe_common::{CpuCounters, EventKind, Inflight, COMM_LEN, LAT_BUCKETS, PATHS};
+use probe_common::{CpuCounters, EventKind, COMM_LEN, LAT_BUCKETS, PATHS};
 
 use crate::{
     atomic::{atomic_add, atomic_inc, bounded},
     config::{counters_on, koff, off},
-    counters::{counting, log2_bucket},
+    counters::{counting, device_filter_on, log2_bucket},
     emit::emit,
-    maps::{state, INFLIGHT},
+    inflight,
+    maps::state,
     poll::{count_napi, count_poll, Polled},
     program::program,
     read::{
@@ -42,6 +43,19 @@ fn zeroed_name(buf: &mut core::mem::MaybeUninit<Name>) -> &mut [u8; COMM_LEN] {
         core::ptr::write_volatile(w.add(1), 0);
         &mut (*buf.as_mut_ptr()).0
     }
+}
+
+/// `top`'s counters for a per-packet event with a device: its name is read only when the
+/// `/` filter is on a device (a copy of dev->name per packet otherwise, for nothing).
+#[inline(always)]
+fn counting_with_dev(dev_name: impl FnOnce(&mut Dev)) -> Option<&'static mut CpuCounters> {
+    if !device_filter_on() {
+        return counting(None);
+    }
+    let mut buf = core::mem::MaybeUninit::uninit();
+    let dev = zeroed_name(&mut buf);
+    dev_name(dev);
+    counting(Some(dev))
 }
 
 /// `(no_device)`: the name napi_poll gives the per-CPU backlog NAPI.
@@ -148,17 +162,10 @@ program! {
     /// INFLIGHT for the delivery to pair with.
     fn netif_rx_event(skb: u64, len: u32, dev_name: impl FnOnce(&mut Dev)) -> u32 {
         if counters_on() {
-            let mut buf = core::mem::MaybeUninit::uninit();
-            let dev = zeroed_name(&mut buf);
-            dev_name(dev);
-            if let Some(c) = counting(Some(dev)) {
+            if let Some(c) = counting_with_dev(dev_name) {
                 atomic_inc(&mut c.enqueues);
-                let entry = Inflight {
-                    ts_ns: unsafe { bpf_ktime_get_ns() },
-                    cpu: unsafe { bpf_get_smp_processor_id() },
-                    _pad: 0,
-                };
-                let _ = INFLIGHT.insert(&skb, &entry, 0);
+                let (now, cpu) = unsafe { (bpf_ktime_get_ns(), bpf_get_smp_processor_id()) };
+                inflight::enqueued(skb, now, cpu);
             }
             return 0;
         }
@@ -215,10 +222,7 @@ program! {
         dev_name: impl FnOnce(&mut Dev),
     ) -> u32 {
         if counters_on() {
-            let mut buf = core::mem::MaybeUninit::uninit();
-            let dev = zeroed_name(&mut buf);
-            dev_name(dev);
-            if let Some(c) = counting(Some(dev)) {
+            if let Some(c) = counting_with_dev(dev_name) {
                 count_delivery(c, skb);
             }
             return 0;
@@ -254,12 +258,10 @@ program! {
 /// Pair the delivery with its enqueue; classify it as `analysis::paths::classify` does.
 #[inline(always)]
 fn count_delivery(c: &mut CpuCounters, skb: u64) {
-    let Some(inflight) = (unsafe { INFLIGHT.get(&skb) }) else {
+    let Some((enq_ts, enq_cpu)) = inflight::delivered(skb) else {
         atomic_inc(&mut c.unmatched);
         return;
     };
-    let (enq_ts, enq_cpu) = (inflight.ts_ns, inflight.cpu);
-    let _ = INFLIGHT.remove(&skb);
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let in_softirq = state().is_some_and(|st| st.softirq != 0);
     let kind = thread_kind(&current_comm());

@@ -276,7 +276,14 @@ fn load_object(
     }
     loader
         // Only `top` (counters) pairs skbs in the kernel.
-        .map_max_entries("INFLIGHT", if settings.counters != 0 { 65536 } else { 1 })
+        .map_max_entries(
+            "INFLIGHT",
+            if settings.counters != 0 {
+                probe_common::INFLIGHT_SLOTS
+            } else {
+                1
+            },
+        )
         .load(PROBES)
         .context("loading napiscope's eBPF programs into the kernel")
 }
