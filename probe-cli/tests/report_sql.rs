@@ -5,25 +5,12 @@
 
 #![cfg(feature = "report")]
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+use std::{path::Path, process::Command};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_napiscope");
-
-fn napiscope(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
-
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("napiscope-sql-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::{napiscope, tmp_dir};
 
 fn simulate(mode: &str, packets: usize, seed: u64, out: &Path) {
     let o = napiscope(&[

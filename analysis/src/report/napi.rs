@@ -7,7 +7,7 @@
 //! per instance; the rows are then merged by the instance's name (`event::napi_label`), so
 //! the same queue in several recordings (or hours of one host) is one row.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context as _, Result};
 use polars::prelude::{col, len, lit, when, DataFrame, DataType, Expr, LazyFrame};
@@ -195,19 +195,19 @@ pub fn napi_rows(events: &LazyFrame) -> Result<Vec<NapiRow>> {
     let (dev, task) = (strings(&df, "dev")?, strings(&df, "task")?);
     let (napi_id, irq) = (opt_i64s(&df, "napi_id")?, opt_i64s(&df, "irq")?);
     // One instance is one (file, napi); its name needs its CPU when it is a backlog.
-    let mut instances: BTreeMap<(u64, u64), (String, BTreeMap<u32, ()>)> = BTreeMap::new();
+    let mut instances: BTreeMap<(u64, u64), (String, BTreeSet<u32>)> = BTreeMap::new();
     for i in 0..df.height() {
         let e = instances
             .entry((file[i], napi[i]))
-            .or_insert_with(|| (dev[i].clone(), BTreeMap::new()));
-        e.1.insert(cpu[i] as u32, ());
+            .or_insert_with(|| (dev[i].clone(), BTreeSet::new()));
+        e.1.insert(cpu[i] as u32);
     }
     let mut rows: BTreeMap<String, NapiRow> = BTreeMap::new();
     let mut seen: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
     for i in 0..df.height() {
         let (d, cpus) = &instances[&(file[i], napi[i])];
         let id = napi_id[i].map(|v| v as u32);
-        let only_cpu = (cpus.len() == 1).then(|| *cpus.keys().next().unwrap_or(&0));
+        let only_cpu = (cpus.len() == 1).then(|| *cpus.first().unwrap_or(&0));
         let label = napi_label(d, id.unwrap_or(0), only_cpu);
         let r = rows.entry(label.clone()).or_insert_with(|| NapiRow {
             napi: label.clone(),
