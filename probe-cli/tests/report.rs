@@ -4,18 +4,12 @@
 
 #![cfg(feature = "report")]
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_napiscope");
-
-fn napiscope(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
+mod common;
+use common::{napiscope, report_json};
 
 fn tmp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("napiscope-rtest-{}-{name}", std::process::id()));
@@ -39,19 +33,6 @@ fn simulate(mode: &str, workload: &str, packets: usize, out: &Path) {
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
-
-fn report_json(args: &[&str]) -> Value {
-    let mut a = vec!["report", "--json"];
-    a.extend_from_slice(args);
-    let o = napiscope(&a);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).expect("report --json parses")
 }
 
 fn u(v: &Value) -> u64 {

@@ -10,7 +10,7 @@ use std::{path::Path, process::Command};
 use serde_json::Value;
 
 mod common;
-use common::{napiscope, tmp_dir};
+use common::{napiscope, report_json, tmp_dir};
 
 fn simulate(mode: &str, packets: usize, seed: u64, out: &Path) {
     let o = napiscope(&[
@@ -29,17 +29,6 @@ fn simulate(mode: &str, packets: usize, seed: u64, out: &Path) {
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
-
-fn report_json(path: &Path) -> Value {
-    let o = napiscope(&["report", "--json", path.to_str().unwrap()]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).expect("report --json parses")
 }
 
 fn u(v: &Value) -> u64 {
@@ -159,7 +148,7 @@ fn duckdb_running_the_readme_sql_gets_the_same_numbers() {
     for (mode, seed) in [("B", 1), ("C", 2)] {
         let f = d.join(format!("{mode}.parquet"));
         simulate(mode, 1200, seed, &f);
-        let v = report_json(&f);
+        let v = report_json(&[f.to_str().unwrap()]);
         let Some(sets) = run_sql("duckdb", &f, false) else {
             return;
         };
@@ -189,7 +178,7 @@ fn spark_and_duckdb_get_reports_numbers_over_a_fleets_tree() {
         std::fs::create_dir_all(&dir).unwrap();
         simulate(mode, packets, seed, &dir.join("t.parquet"));
     }
-    let v = report_json(&d);
+    let v = report_json(&[d.to_str().unwrap()]);
     assert_eq!(v["recordings"].as_array().map(Vec::len), Some(3));
     let Some(duck) = run_sql("duckdb", &d, true) else {
         return;

@@ -194,37 +194,39 @@ pub fn napi_rows(events: &LazyFrame) -> Result<Vec<NapiRow>> {
     );
     let (dev, task) = (strings(&df, "dev")?, strings(&df, "task")?);
     let (napi_id, irq) = (opt_i64s(&df, "napi_id")?, opt_i64s(&df, "irq")?);
-    // One instance is one (file, napi); its name needs its CPU when it is a backlog.
-    let mut instances: BTreeMap<(u64, u64), (String, BTreeSet<u32>)> = BTreeMap::new();
+    // One instance is one (file, napi): its device, napi id and CPUs, from all its groups.
+    type Instance = (String, Option<u32>, BTreeSet<u32>);
+    let mut instances: BTreeMap<(u64, u64), Instance> = BTreeMap::new();
     for i in 0..df.height() {
         let e = instances
             .entry((file[i], napi[i]))
-            .or_insert_with(|| (dev[i].clone(), BTreeSet::new()));
-        e.1.insert(cpu[i] as u32);
+            .or_insert_with(|| (dev[i].clone(), None, BTreeSet::new()));
+        e.1 = e.1.max(napi_id[i].map(|v| v as u32));
+        e.2.insert(cpu[i] as u32);
     }
+    // Its name (needing its CPU when it is a backlog) is its row's; one row per name.
     let mut rows: BTreeMap<String, NapiRow> = BTreeMap::new();
-    let mut seen: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
-    for i in 0..df.height() {
-        let (d, cpus) = &instances[&(file[i], napi[i])];
-        let id = napi_id[i].map(|v| v as u32);
+    let mut label_of: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    for (key, (d, id, cpus)) in &instances {
         let only_cpu = (cpus.len() == 1).then(|| *cpus.first().unwrap_or(&0));
         let label = napi_label(d, id.unwrap_or(0), only_cpu);
         let r = rows.entry(label.clone()).or_insert_with(|| NapiRow {
             napi: label.clone(),
             dev: d.clone(),
-            napi_id: id,
             ..NapiRow::default()
         });
-        let s = seen.entry(label).or_default();
-        if !s.contains(&(file[i], napi[i])) {
-            s.push((file[i], napi[i]));
-            r.instances += 1;
-        }
+        r.instances += 1;
+        r.napi_id = r.napi_id.max(*id);
+        label_of.insert(*key, label);
+    }
+    for i in 0..df.height() {
+        let Some(r) = rows.get_mut(&label_of[&(file[i], napi[i])]) else {
+            continue;
+        };
         if !r.cpus.contains(&(cpu[i] as u32)) {
             r.cpus.push(cpu[i] as u32);
             r.cpus.sort_unstable();
         }
-        r.napi_id = r.napi_id.max(id);
         r.irq = r.irq.max(irq[i].filter(|v| *v > 0).map(|v| v as i32));
         let p = (place[i] as usize).min(PLACES.len() - 1);
         let work = packets[i].unwrap_or(0).max(0) as u64;

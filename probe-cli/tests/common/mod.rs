@@ -19,6 +19,20 @@ pub fn napiscope(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
+/// `napiscope report --json ARGS`, which must exit 0, parsed.
+pub fn report_json(args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["report", "--json"];
+    a.extend_from_slice(args);
+    let o = napiscope(&a);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("report --json parses")
+}
+
 /// A path in this test process's temporary directory.
 pub fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("napiscope-test-{}", std::process::id()));
